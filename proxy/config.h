@@ -1,0 +1,80 @@
+// Config: the whole YAML configuration as one struct (STYLE rule 11). Every
+// key has its default here and nowhere else; parseConfig() is the one
+// validator, and --check-config runs exactly it. Errors name the key, its
+// line in the file, and what was expected.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tls/result.h"
+#include "tls/tls_context.h"
+#include "tls/tls_version.h"
+
+namespace shardgate::proxy {
+
+inline constexpr int kSlotCount = 16384;
+
+struct SocketAddress {
+  std::string host;  // numeric IPv4 or IPv6 (no brackets), or "localhost"
+  uint16_t port = 0;
+  std::string toString() const;  // "127.0.0.1:6380", "[::1]:6380"
+};
+
+// "127.0.0.1:6380", "[::1]:6380", "localhost:6380", ":6380" (all interfaces).
+Result<SocketAddress> parseSocketAddress(std::string_view text);
+
+struct SlotRange {
+  uint16_t first = 0;
+  uint16_t last = 0;  // inclusive
+};
+
+struct ShardConfig {
+  SocketAddress address;
+  std::vector<SlotRange> slots;  // one shard without `slots`: 0-16383
+};
+
+enum class ClientAuth { kNone, kOptional, kRequired };
+
+struct DatabaseConfig {
+  std::string name;
+  SocketAddress listen;
+  bool tls = true;
+  ClientAuth client_auth = ClientAuth::kNone;
+  std::vector<ShardConfig> shards;
+};
+
+struct TlsConfig {
+  tls::TlsPolicy policy;
+  uint32_t handshake_timeout_ms = 10000;
+  std::optional<tls::TlsVersion> audit_min_version;
+};
+
+struct Config {
+  unsigned workers = 0;  // 0 = auto: one per core
+  std::string log_level = "info";
+  std::string cert_dir = "./certs";  // made absolute, relative to the config file
+  bool generate_self_signed = true;
+  TlsConfig tls;
+  std::vector<DatabaseConfig> databases;
+  std::optional<SocketAddress> admin_listen;
+  std::optional<SocketAddress> metrics_listen;
+  uint32_t drain_timeout_ms = 10000;  // SIGTERM: how long connections may finish
+
+  std::string source;  // the file it came from
+
+  unsigned effectiveWorkers() const;  // resolves auto
+};
+
+// Parses and validates YAML text. base_dir resolves a relative cert_dir;
+// source names the file in messages ("conf/shardgate.yaml:12: ...").
+Result<Config> parseConfig(std::string_view yaml_text, std::string_view source,
+                           std::string_view base_dir);
+
+// Reads and parses a file; a missing or unreadable file is an error naming it.
+Result<Config> loadConfig(const std::string& path);
+
+}  // namespace shardgate::proxy

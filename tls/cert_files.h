@@ -1,0 +1,68 @@
+// cert_files: the certificate directory as operators know it (DESIGN.md):
+// reading the proxy pair, describing a certificate, generating a self-signed
+// pair, and writing key material atomically with mode 0600.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tls/result.h"
+
+namespace shardgate::tls {
+
+inline constexpr const char* kProxyCertFile = "proxy_cert.pem";
+inline constexpr const char* kProxyKeyFile = "proxy_key.pem";
+inline constexpr const char* kChainFile = "chain_certs.pem";
+inline constexpr const char* kMtlsCaFile = "mtls_trusted_ca.pem";
+
+// PEM text of a leaf certificate, its key and optional intermediates, with
+// where each came from (a file path, or "admin API") so errors can name it.
+struct CertBundle {
+  std::string cert_pem;
+  std::string key_pem;
+  std::string chain_pem;  // may be empty
+  std::string cert_source;
+  std::string key_source;
+  std::string chain_source;
+};
+
+// What a certificate says, for logs, --check-certs and the admin API.
+// Never holds key material.
+struct CertInfo {
+  std::string subject;              // "CN=localhost"
+  std::string issuer;
+  std::vector<std::string> sans;    // "DNS:localhost", "IP:127.0.0.1"
+  std::string serial;               // hex, upper case
+  std::string not_before;           // "2026-11-24T08:00:00Z"
+  std::string not_after;
+  int64_t not_after_epoch = 0;      // seconds since 1970
+  std::string sha256_fingerprint;   // "AB:CD:..." (32 bytes)
+  size_t chain_length = 0;          // intermediates served after the leaf
+};
+
+// Reads proxy_cert.pem, proxy_key.pem and, when present, chain_certs.pem from
+// dir. A missing or unreadable file is an error naming the file.
+Result<CertBundle> readProxyCertFiles(const std::string& dir);
+
+// True when dir has neither proxy_cert.pem nor proxy_key.pem.
+bool proxyCertFilesAbsent(const std::string& dir);
+
+// Creates dir if needed and writes a new self-signed ECDSA P-256 pair valid
+// for one year, with SANs DNS:<each name> and IP:127.0.0.1, as
+// proxy_cert.pem (0644) and proxy_key.pem (0600), each written atomically.
+Result<CertInfo> generateSelfSigned(const std::string& dir,
+                                    const std::vector<std::string>& dns_names);
+
+// Parses, checks and describes a bundle without building a context: the
+// certificate parses, the key parses and matches it, each chain certificate
+// issued the one before it, and now is within the leaf's validity period.
+// Errors name the source (file) and the problem in words.
+Result<CertInfo> validateCertBundle(const CertBundle& bundle);
+
+// Writes content to path through a temporary file in the same directory and
+// rename(), so a reader sees the old file or the new one, never half of one.
+Status writeFileAtomic(const std::string& path, const std::string& content,
+                       unsigned mode);
+
+}  // namespace shardgate::tls

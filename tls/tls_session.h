@@ -1,0 +1,88 @@
+// TlsSession: one connection's TLS state machine. It never touches a socket:
+// ciphertext comes in as a byte range and goes out appended to a ByteBuffer
+// (STYLE rule 2). The read side borrows the caller's bytes (no copy into a
+// memory BIO); the write side appends straight into the caller's buffer.
+// SSL_MODE_RELEASE_BUFFERS is on, so an idle session holds no record buffers.
+//
+//   socket bytes ─► feed() ─► plaintext ByteBuffer ─► backend
+//   backend bytes ─► encrypt() ─► ciphertext ByteBuffer ─► socket
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "tls/byte_buffer.h"
+#include "tls/result.h"
+#include "tls/tls_context.h"
+
+struct ssl_st;  // SSL, kept opaque outside tls/
+
+namespace shardgate::tls {
+
+class TlsSession {
+ public:
+  enum class Role { kServer, kClient };
+  enum class State { kHandshaking, kOpen, kPeerClosed, kFailed };
+
+  struct FeedResult {
+    bool handshake_completed = false;  // the handshake finished during this call
+  };
+
+  // The session keeps ctx alive for as long as it lives.
+  static std::unique_ptr<TlsSession> create(TlsContextPtr ctx, Role role);
+  ~TlsSession();
+  TlsSession(const TlsSession&) = delete;
+  TlsSession& operator=(const TlsSession&) = delete;
+
+  // Client role: writes the ClientHello to cipher_out.
+  void startHandshake(ByteBuffer& cipher_out);
+
+  // Takes ciphertext from the peer. Plaintext goes to plain_out; whatever must
+  // go back to the peer (handshake messages, tickets, alerts) to cipher_out.
+  // On failure state() is kFailed, failureReason() says why, and cipher_out
+  // may hold an alert worth sending before closing.
+  FeedResult feed(const uint8_t* data, size_t len, ByteBuffer& plain_out,
+                  ByteBuffer& cipher_out);
+
+  // Encrypts plaintext into TLS records appended to cipher_out. Only when open.
+  Status encrypt(const uint8_t* data, size_t len, ByteBuffer& cipher_out);
+
+  // Appends a close_notify alert to cipher_out.
+  void shutdown(ByteBuffer& cipher_out);
+
+  State state() const { return state_; }
+  bool isOpen() const { return state_ == State::kOpen; }
+  const std::string& failureReason() const { return failure_; }
+  // The short OpenSSL reason of a failed handshake ("unsupported protocol",
+  // "no shared cipher", ...), suitable as a metric label.
+  const std::string& failureCode() const { return failure_code_; }
+
+  const char* protocolName() const;   // "TLSv1.3", after the handshake
+  const char* cipherName() const;
+  bool sessionReused() const;
+  uint64_t generation() const { return ctx_->generation(); }
+  const TlsContext& context() const { return *ctx_; }
+
+  // Used by the BIO glue only.
+  struct Io {
+    const uint8_t* in = nullptr;
+    size_t in_len = 0;
+    ByteBuffer* out = nullptr;
+  };
+  Io& io() { return io_; }
+
+ private:
+  TlsSession(TlsContextPtr ctx, ssl_st* ssl);
+  void fail(const char* where, int ssl_error);
+
+  TlsContextPtr ctx_;
+  ssl_st* ssl_;
+  Io io_;
+  State state_ = State::kHandshaking;
+  std::string failure_;
+  std::string failure_code_;
+};
+
+}  // namespace shardgate::tls
