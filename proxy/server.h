@@ -1,0 +1,51 @@
+// Server: the process. The control thread (this object's loop) owns the
+// configuration, the certificate store and the signals; the workers own the
+// data path. Certificates and TLS policy change here, never on a worker:
+// build a new context, then publish it (STYLE rule 9).
+#pragma once
+
+#include <uv.h>
+
+#include <memory>
+#include <vector>
+
+#include "proxy/config.h"
+#include "proxy/database.h"
+#include "proxy/worker.h"
+#include "tls/result.h"
+#include "tls/tls_context_store.h"
+
+namespace shardgate::proxy {
+
+class Server {
+ public:
+  // Loads (or generates) certificates, binds every listener and starts the
+  // workers. Any failure is an error naming the file, key or address.
+  static Result<std::unique_ptr<Server>> create(Config config);
+  ~Server();
+
+  // Runs the control loop until SIGTERM/SIGINT and the drain end. Returns the exit code.
+  int run();
+
+ private:
+  explicit Server(Config config);
+  Status loadTls();
+  Status bindAndStart();
+  void logListeners() const;
+  void reload();
+  void beginShutdown(int signum);
+  void logTotals() const;
+
+  Config config_;
+  std::vector<std::unique_ptr<Database>> databases_;
+  tls::TlsContextStore tls_store_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  uv_loop_t loop_{};
+  uv_signal_t sigterm_{};
+  uv_signal_t sigint_{};
+  uv_signal_t sighup_{};
+  uv_timer_t finish_timer_{};
+  bool shutting_down_ = false;
+};
+
+}  // namespace shardgate::proxy

@@ -1,0 +1,30 @@
+#include "proxy/stats.h"
+
+namespace shardgate::proxy {
+
+std::string_view toString(HandshakeFailure f) {
+  switch (f) {
+    case HandshakeFailure::kProtocolVersion: return "protocol_version";
+    case HandshakeFailure::kNoSharedCipher: return "no_shared_cipher";
+    case HandshakeFailure::kTimeout: return "timeout";
+    case HandshakeFailure::kNotTls: return "not_tls";
+    case HandshakeFailure::kPeerClosed: return "peer_closed";
+    case HandshakeFailure::kOther:
+    case HandshakeFailure::kCount: break;
+  }
+  return "other";
+}
+
+HandshakeFailure classifyHandshakeFailure(std::string_view reason) {
+  auto has = [&](std::string_view s) { return reason.find(s) != std::string_view::npos; };
+  if (has("protocol") && (has("version") || has("unsupported"))) return HandshakeFailure::kProtocolVersion;
+  if (has("no shared cipher") || has("no cipher")) return HandshakeFailure::kNoSharedCipher;
+  if (has("http request") || has("wrong version number") || has("record layer failure") ||
+      has("packet length too long") || has("unknown protocol")) {
+    return HandshakeFailure::kNotTls;
+  }
+  if (has("peer closed") || has("unexpected eof")) return HandshakeFailure::kPeerClosed;
+  return HandshakeFailure::kOther;
+}
+
+}  // namespace shardgate::proxy

@@ -1,0 +1,48 @@
+// Stats: the counters a worker keeps about its own connections. Each worker
+// owns one and is its only writer, so a bump is a relaxed load and store (no
+// lock, no locked instruction); any thread may read them for reporting.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string_view>
+
+namespace shardgate::proxy {
+
+class Counter {
+ public:
+  void add(uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void sub(uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
+  uint64_t get() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> v_{0};
+};
+
+// Why a handshake failed, as a small closed set usable as a metric label.
+enum class HandshakeFailure {
+  kProtocolVersion,  // client's version below tls.min_version
+  kNoSharedCipher,
+  kTimeout,          // tls.handshake_timeout_ms passed
+  kNotTls,           // plaintext or garbage on a TLS port
+  kPeerClosed,       // client went away mid-handshake
+  kOther,
+  kCount,
+};
+std::string_view toString(HandshakeFailure f);
+HandshakeFailure classifyHandshakeFailure(std::string_view openssl_reason);
+
+struct Stats {
+  Counter connections_total;
+  Counter connections_current;
+  Counter handshakes_ok;
+  Counter handshakes_resumed;
+  std::array<Counter, 4> connections_by_version;  // TLS 1.0 .. 1.3
+  std::array<Counter, static_cast<size_t>(HandshakeFailure::kCount)> handshake_failures;
+  Counter backend_connect_failures;
+  Counter bytes_from_clients;
+  Counter bytes_from_backends;
+};
+
+}  // namespace shardgate::proxy

@@ -1,0 +1,92 @@
+// Worker: one event-loop thread serving every database through its own
+// SO_REUSEPORT listening sockets. It shares nothing mutable with other
+// workers: its buffers, its connections and its counters are its own; the
+// TLS context comes from the store once per accepted connection.
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "proxy/database.h"
+#include "proxy/listener.h"
+#include "proxy/stats.h"
+#include "tls/byte_buffer.h"
+#include "tls/tls_context_store.h"
+
+namespace shardgate::proxy {
+
+class ClientConnection;
+
+struct WorkerSettings {
+  uint32_t handshake_timeout_ms = 10000;
+  uint32_t drain_timeout_ms = 10000;
+};
+
+class Worker {
+ public:
+  struct Binding {
+    const Database* db;
+    int fd;  // bound listening socket, owned by the worker from start()
+  };
+
+  Worker(unsigned index, tls::TlsContextStore& tls_store, WorkerSettings settings);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Starts the thread; it listens on every binding.
+  Status start(std::vector<Binding> bindings);
+  // Thread-safe: stop accepting, let connections finish, force them at the deadline.
+  void requestDrain();
+  bool finished() const { return finished_.load(std::memory_order_acquire); }
+  void join();
+
+  // For connections, on this worker's thread only.
+  uv_loop_t* loop() { return &loop_; }
+  uv_buf_t readBuffer() { return uv_buf_init(read_buf_.get(), kReadBufferSize); }
+  ByteBuffer& plainScratch() { return plain_scratch_; }
+  ByteBuffer& cipherScratch() { return cipher_scratch_; }
+  tls::TlsContextPtr tlsContext() const { return tls_store_.current(); }
+  const WorkerSettings& settings() const { return settings_; }
+  Stats& stats() { return stats_; }
+  const Stats& stats() const { return stats_; }
+  bool draining() const { return draining_; }
+  void add(ClientConnection* c);
+  void remove(ClientConnection* c);
+
+  static constexpr unsigned kReadBufferSize = 64 * 1024;
+
+ private:
+  void run();
+  void beginDrain();
+  void sweepIdle();
+  void closeAll();
+  void maybeFinish();
+
+  unsigned index_;
+  tls::TlsContextStore& tls_store_;
+  WorkerSettings settings_;
+  uv_loop_t loop_{};
+  uv_async_t wake_{};
+  uv_timer_t drain_timer_{};
+  uv_timer_t sweep_timer_{};
+  std::thread thread_;
+  std::unique_ptr<char[]> read_buf_;
+  ByteBuffer plain_scratch_;
+  ByteBuffer cipher_scratch_;
+  std::vector<Listener*> listeners_;
+  ClientConnection* connections_ = nullptr;
+  size_t connection_count_ = 0;
+  Stats stats_;
+  std::atomic<bool> drain_requested_{false};
+  std::atomic<bool> finished_{false};
+  bool draining_ = false;
+  bool handles_closed_ = false;
+};
+
+}  // namespace shardgate::proxy
