@@ -74,14 +74,19 @@ void ClientConnection::start() {
     handshake_done_ = true;
   }
 
-  // The shard connection is opened while the handshake runs, to save a round trip.
+  // A TLS client gets its shard connection only once the handshake is done,
+  // so a flood of bare TCP connections never reaches the shards.
+  if (handshake_done_) connectBackend();
+  updateReading();
+}
+
+void ClientConnection::connectBackend() {
   connect_req_.data = this;
   int rc = uv_tcp_connect(&connect_req_, &backend_, reinterpret_cast<const sockaddr*>(&db_.shard_addr),
                           [](uv_connect_t* req, int status) {
                             static_cast<ClientConnection*>(req->data)->onConnected(status);
                           });
   if (rc != 0) onConnected(rc);
-  updateReading();
 }
 
 // ---- reading ----------------------------------------------------------------
@@ -276,13 +281,10 @@ void ClientConnection::onConnected(int status) {
   if (status != 0) {
     backend_failed_ = true;
     worker_.stats().backend_connect_failures.add();
-    backend_error_ = "-ERR shard " + db_.shard + " unavailable: " + lower(uv_strerror(status)) + "\r\n";
     spdlog::warn("db {}: shard {} unavailable: {}", db_.name, db_.shard, uv_strerror(status));
     to_backend_.discard();
-    if (handshake_done_) {
-      sendErrorLine(backend_error_);
-      closeAfterFlush();
-    }
+    sendErrorLine("-ERR shard " + db_.shard + " unavailable: " + lower(uv_strerror(status)) + "\r\n");
+    closeAfterFlush();
     return;
   }
   backend_connected_ = true;
@@ -310,11 +312,7 @@ void ClientConnection::onHandshakeDone() {
     spdlog::trace("{}: handshake with {}: {} {}{} generation {}", db_.listen, peerName(), proto,
                   tls_->cipherName(), tls_->sessionReused() ? " (resumed)" : "", tls_->generation());
   }
-  if (backend_failed_) {
-    sendErrorLine(backend_error_);
-    closeAfterFlush();
-    return;
-  }
+  connectBackend();
   updateReading();
 }
 
@@ -398,7 +396,8 @@ void ClientConnection::closeAfterFlush() {
   if (!close_after_flush_) {
     close_after_flush_ = true;
     updateReading();
-    if (tls_ && handshake_done_ && !client_dead_ && tls_->isOpen()) {
+    if (tls_ && handshake_done_ && !client_dead_ &&
+        tls_->state() != tls::TlsSession::State::kFailed) {
       ByteBuffer& cipher = worker_.cipherScratch();
       cipher.clear();
       tls_->shutdown(cipher);

@@ -51,6 +51,7 @@ class ClientConnection {
   uv_stream_t* backendStream() { return reinterpret_cast<uv_stream_t*>(&backend_); }
 
   void start();
+  void connectBackend();
   void onClientData(const uint8_t* data, size_t len);
   void onClientEnd(bool clean);
   void onBackendData(const uint8_t* data, size_t len);
@@ -87,7 +88,6 @@ class ClientConnection {
   std::unique_ptr<tls::TlsSession> tls_;
   WriteQueue to_client_;
   WriteQueue to_backend_;
-  std::string backend_error_;  // the -ERR line for a shard that could not be reached
   uint64_t last_activity_ms_ = 0;
   int open_handles_ = 0;
 

@@ -19,12 +19,13 @@ namespace shardgate::proxy {
 inline constexpr int kSlotCount = 16384;
 
 struct SocketAddress {
-  std::string host;  // numeric IPv4 or IPv6 (no brackets), or "localhost"
+  std::string host;  // numeric IPv4 or IPv6 (no brackets); "localhost" parses as 127.0.0.1
   uint16_t port = 0;
   std::string toString() const;  // "127.0.0.1:6380", "[::1]:6380"
 };
 
-// "127.0.0.1:6380", "[::1]:6380", "localhost:6380", ":6380" (all interfaces).
+// "127.0.0.1:6380", "[::1]:6380", "localhost:6380" (-> 127.0.0.1), ":6380"
+// (all interfaces, host "0.0.0.0"). Errors read "expected HOST:PORT such as ...".
 Result<SocketAddress> parseSocketAddress(std::string_view text);
 
 struct SlotRange {

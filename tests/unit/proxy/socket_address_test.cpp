@@ -1,1 +1,80 @@
-// placeholder until written
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "proxy/config.h"
+
+using shardgate::proxy::parseSocketAddress;
+using shardgate::proxy::SocketAddress;
+
+namespace {
+
+SocketAddress parsed(const char* text) {
+  auto result = parseSocketAddress(text);
+  REQUIRE_MESSAGE(result.ok(), text << ": " << (result.ok() ? "" : result.message()));
+  return *result;
+}
+
+std::string errorOf(const char* text) {
+  auto result = parseSocketAddress(text);
+  REQUIRE_MESSAGE(!result.ok(), text << " parsed but should not have");
+  return result.message();
+}
+
+}  // namespace
+
+TEST_CASE("parseSocketAddress: IPv4 host and port") {
+  SocketAddress a = parsed("127.0.0.1:6380");
+  CHECK(a.host == "127.0.0.1");
+  CHECK(a.port == 6380);
+  CHECK(a.toString() == "127.0.0.1:6380");
+}
+
+TEST_CASE("parseSocketAddress: bracketed IPv6 round-trips with brackets") {
+  SocketAddress a = parsed("[::1]:6380");
+  CHECK(a.host == "::1");
+  CHECK(a.port == 6380);
+  CHECK(a.toString() == "[::1]:6380");
+  CHECK(parsed("[2001:db8::7]:1").toString() == "[2001:db8::7]:1");
+}
+
+TEST_CASE("parseSocketAddress: localhost is pinned to IPv4 loopback") {
+  SocketAddress a = parsed("localhost:6380");
+  CHECK(a.host == "127.0.0.1");
+  CHECK(a.port == 6380);
+}
+
+TEST_CASE("parseSocketAddress: empty host means every interface") {
+  SocketAddress a = parsed(":6380");
+  CHECK(a.host == "0.0.0.0");
+  CHECK(a.port == 6380);
+}
+
+TEST_CASE("parseSocketAddress: port bounds") {
+  CHECK(parsed("127.0.0.1:1").port == 1);
+  CHECK(parsed("127.0.0.1:65535").port == 65535);
+  CHECK(errorOf("127.0.0.1:70000") == "port 70000 is out of range 1-65535");
+  CHECK(errorOf("127.0.0.1:0") == "port 0 is out of range 1-65535");
+  CHECK(errorOf("127.0.0.1:99999999999999999999").find("out of range 1-65535") !=
+        std::string::npos);
+}
+
+TEST_CASE("parseSocketAddress: malformed text says what was expected") {
+  CHECK(errorOf("abc") == "expected HOST:PORT such as 127.0.0.1:6380, got \"abc\"");
+  CHECK(errorOf("") == "expected HOST:PORT such as 127.0.0.1:6380, got \"\"");
+  CHECK(errorOf("127.0.0.1:") == "expected HOST:PORT such as 127.0.0.1:6380, got \"127.0.0.1:\"");
+  CHECK(errorOf("127.0.0.1:not-a-port") ==
+        "expected HOST:PORT such as 127.0.0.1:6380, got \"127.0.0.1:not-a-port\"");
+  CHECK(errorOf("127.0.0.1:-1").find("expected HOST:PORT") != std::string::npos);
+  CHECK(errorOf("[::1]6380").find("expected HOST:PORT") != std::string::npos);
+  CHECK(errorOf("[::1").find("expected HOST:PORT") != std::string::npos);
+  CHECK(errorOf("[]:6380").find("expected HOST:PORT") != std::string::npos);
+}
+
+TEST_CASE("parseSocketAddress: hosts must be numeric or localhost") {
+  CHECK(errorOf("example.com:6380").find("\"example.com\" is not a numeric") !=
+        std::string::npos);
+  CHECK(errorOf("256.1.1.1:6380").find("not a numeric") != std::string::npos);
+  CHECK(errorOf("[not-v6]:6380").find("not a numeric") != std::string::npos);
+  CHECK(errorOf("::1:6380").find("needs brackets") != std::string::npos);
+}
