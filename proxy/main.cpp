@@ -64,6 +64,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (check_only) {
+    if (auto st = shardgate::proxy::checkServable(*config); !st) {
+      std::fprintf(stderr, "shardgate: %s: %s\n", config_path.c_str(), st.message().c_str());
+      return 1;
+    }
     std::printf("%s: configuration is valid\n", config_path.c_str());
     return 0;
   }

@@ -48,6 +48,18 @@ Result<tls::CertBundle> readOrGenerateProxyCert(const Config& config) {
 
 }  // namespace
 
+Status checkServable(const Config& config) {
+  for (size_t i = 0; i < config.databases.size(); ++i) {
+    if (auto db = makeDatabase(config.databases[i], i); !db) return db.error();
+  }
+  if (!anyTls(config)) return {};
+  if (config.generate_self_signed && tls::proxyCertFilesAbsent(config.cert_dir)) return {};
+  auto bundle = tls::readProxyCertFiles(config.cert_dir);
+  if (!bundle) return makeError("cert_dir: " + bundle.message());
+  if (auto info = tls::validateCertBundle(*bundle); !info) return makeError("cert_dir: " + info.message());
+  return {};
+}
+
 Server::Server(Config config) : config_(std::move(config)) {}
 
 Server::~Server() {

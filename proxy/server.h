@@ -17,6 +17,11 @@
 
 namespace shardgate::proxy {
 
+// What --check-config checks beyond the YAML: every database can be served,
+// and the certificate directory holds a valid proxy pair (or may generate one).
+// Touches nothing.
+Status checkServable(const Config& config);
+
 class Server {
  public:
   // Loads (or generates) certificates, binds every listener and starts the

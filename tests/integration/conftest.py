@@ -1,0 +1,399 @@
+"""Shared fixtures for the integration tests.
+
+Every test gets real processes on free loopback ports: `redis-server` shards and
+the real `build/shardgate` (or $SHARDGATE_BIN), started with a config written to
+the test's tmp_path. Every process a test starts is registered with the `procs`
+fixture, whose teardown stops it (SIGTERM, bounded wait, SIGKILL) whether the
+test passed or not (STYLE rule 12: hermetic tests).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+
+REPO = Path(__file__).resolve().parents[2]
+SHARDGATE_BIN = Path(os.environ.get("SHARDGATE_BIN", REPO / "build" / "shardgate"))
+
+STARTUP_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 5.0
+
+
+# ---------------------------------------------------------------- ports, sockets
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (bind port 0, then close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen | None = None,
+                  timeout: float = STARTUP_TIMEOUT_S, describe=lambda: "") -> None:
+    """Polls a TCP connect until it succeeds; fails early if `proc` exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"process exited with code {proc.returncode} before "
+                        f"127.0.0.1:{port} was listening\n{describe()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"127.0.0.1:{port} not listening after {timeout} s\n{describe()}")
+        time.sleep(0.05)
+
+
+def tls_client_context(cafile: Path | str | None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+    ctx.check_hostname = False
+    if cafile is None:
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def tls_socket(port: int, cafile: Path | str, timeout: float = 5.0) -> ssl.SSLSocket:
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    return tls_client_context(cafile).wrap_socket(raw, server_hostname="localhost")
+
+
+def recv_until(sock: socket.socket, needle: bytes, timeout: float = 5.0) -> bytes:
+    """Reads until `needle` appears, EOF, or timeout; returns what was read."""
+    sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    data = b""
+    while needle not in data and time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except (socket.timeout, ssl.SSLError, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def recv_until_eof(sock: socket.socket, timeout: float = 5.0) -> tuple[bytes, bool]:
+    """Reads until the peer closes; returns (data, closed)."""
+    sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    data = b""
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            return data, False
+        except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+            return data, True
+        if not chunk:
+            return data, True
+        data += chunk
+    return data, False
+
+
+# ---------------------------------------------------------------- processes
+
+
+class Procs:
+    """Registry of started processes; stop_all() runs in fixture teardown."""
+
+    def __init__(self) -> None:
+        self._procs: list[subprocess.Popen] = []
+
+    def start(self, args: list[str], log_path: Path, **kw) -> subprocess.Popen:
+        log = open(log_path, "wb")
+        try:
+            proc = subprocess.Popen([str(a) for a in args], stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, **kw)
+        finally:
+            log.close()  # the child holds its own descriptor
+        self._procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self._procs):
+            stop_process(proc)
+        self._procs.clear()
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT_S) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        proc.terminate()
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture
+def procs():
+    registry = Procs()
+    try:
+        yield registry
+    finally:
+        registry.stop_all()
+
+
+# ---------------------------------------------------------------- redis-server
+
+
+@dataclass
+class RedisServer:
+    port: int
+    proc: subprocess.Popen
+    log_path: Path
+    password: str | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def client(self, **kw) -> redis.Redis:
+        """redis-py straight to the shard, bypassing shardgate."""
+        kw.setdefault("socket_timeout", 10)
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, **kw)
+
+
+@pytest.fixture
+def redis_server(procs, tmp_path):
+    """Factory: redis_server(*extra_args) starts a redis-server and returns it."""
+    counter = iter(range(1000))
+
+    def start(*extra_args: str) -> RedisServer:
+        n = next(counter)
+        port = free_port()
+        data_dir = tmp_path / f"redis{n}"
+        data_dir.mkdir()
+        log_path = tmp_path / f"redis{n}.log"
+        args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--daemonize", "no",
+                "--dir", str(data_dir), *extra_args]
+        proc = procs.start(args, log_path)
+        wait_for_port(port, proc, describe=lambda: log_path.read_text(errors="replace"))
+        password = None
+        if "--requirepass" in extra_args:
+            password = extra_args[list(extra_args).index("--requirepass") + 1]
+        return RedisServer(port=port, proc=proc, log_path=log_path, password=password)
+
+    return start
+
+
+# ---------------------------------------------------------------- config YAML
+
+
+def _scalar(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(str(value))  # a JSON string is a valid YAML double-quoted scalar
+
+
+def to_yaml(obj, indent: int = 0) -> str:
+    """Block-style YAML for the nested dicts/lists/scalars the tests build."""
+    pad = " " * indent
+    lines: list[str] = []
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if isinstance(value, (dict, list)) and value:
+                lines.append(f"{pad}{key}:")
+                lines.append(to_yaml(value, indent + 2))
+            elif isinstance(value, list):
+                lines.append(f"{pad}{key}: []")
+            elif isinstance(value, dict):
+                lines.append(f"{pad}{key}: {{}}")
+            else:
+                lines.append(f"{pad}{key}: {_scalar(value)}")
+    elif isinstance(obj, list):
+        for item in obj:
+            if isinstance(item, (dict, list)) and item:
+                nested = to_yaml(item, indent + 2).splitlines()
+                lines.append(f"{pad}- {nested[0].lstrip()}")
+                lines.extend(nested[1:])
+            else:
+                lines.append(f"{pad}- {_scalar(item)}")
+    else:
+        lines.append(f"{pad}{_scalar(obj)}")
+    return "\n".join(lines)
+
+
+def database(name: str, listen_port: int, *shard_addresses: str, tls: bool = True) -> dict:
+    return {
+        "name": name,
+        "listen": f"127.0.0.1:{listen_port}",
+        "tls": tls,
+        "shards": [{"address": a} for a in shard_addresses],
+    }
+
+
+def write_config(tmp_path: Path, databases: list[dict], tls: dict | None = None,
+                 name: str = "shardgate.yaml", **top) -> Path:
+    """Writes a config whose cert_dir is ./certs beside it (relative on purpose:
+    it must resolve against the config file's directory, not the cwd)."""
+    # A short drain keeps teardown fast: clients the test left open would
+    # otherwise hold shardgate for the default 10 s after SIGTERM.
+    config = {"workers": 2, "log_level": "info", "cert_dir": "./certs",
+              "drain_timeout_ms": 1000}
+    config.update(top)
+    if tls:
+        config["tls"] = tls
+    config["databases"] = databases
+    path = tmp_path / name
+    path.write_text(to_yaml(config) + "\n")
+    return path
+
+
+# ---------------------------------------------------------------- shardgate
+
+
+@dataclass
+class Shardgate:
+    proc: subprocess.Popen
+    config_path: Path
+    log_path: Path
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def cert_dir(self) -> Path:
+        return self.config_path.parent / "certs"
+
+    @property
+    def ca(self) -> Path:
+        """The served certificate; self-signed, so clients use it as their CA."""
+        return self.cert_dir / "proxy_cert.pem"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def port(self, name: str | None = None) -> int:
+        return self.ports[name] if name else next(iter(self.ports.values()))
+
+    def client(self, name: str | None = None, **kw) -> redis.Redis:
+        """redis-py over TLS, verifying the proxy certificate."""
+        kw.setdefault("socket_timeout", 10)
+        return redis.Redis(host="127.0.0.1", port=self.port(name), ssl=True,
+                           ssl_ca_certs=str(self.ca), ssl_cert_reqs="required", **kw)
+
+
+def require_binary() -> None:
+    if not SHARDGATE_BIN.is_file() or not os.access(SHARDGATE_BIN, os.X_OK):
+        pytest.fail(f"shardgate binary not found at {SHARDGATE_BIN} "
+                    f"(build it with `ninja -C build` or set SHARDGATE_BIN)")
+
+
+@pytest.fixture
+def shardgate(procs, tmp_path):
+    """Factory: shardgate(databases, tls=..., **top_level_keys) writes the
+    config, starts build/shardgate, waits until every database listens."""
+
+    def start(databases: list[dict], tls: dict | None = None, **top) -> Shardgate:
+        require_binary()
+        config_path = write_config(tmp_path, databases, tls, **top)
+        log_path = tmp_path / "shardgate.log"
+        # cwd is the repo, not the config dir: cert_dir must resolve against the file.
+        proc = procs.start([SHARDGATE_BIN, "--config", config_path], log_path, cwd=REPO)
+        sg = Shardgate(proc=proc, config_path=config_path, log_path=log_path,
+                       ports={d["name"]: int(d["listen"].rsplit(":", 1)[1]) for d in databases})
+        for port in sg.ports.values():
+            wait_for_port(port, proc, describe=lambda: "shardgate log:\n" + sg.log())
+        return sg
+
+    return start
+
+
+@pytest.fixture
+def proxied(redis_server, shardgate):
+    """The common case: one redis-server behind one TLS database."""
+    backend = redis_server()
+    sg = shardgate([database("db1", free_port(), backend.address)])
+    return sg, backend
+
+
+def run_shardgate(args: list, timeout: float = 10.0, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """Runs shardgate to completion; a process still running at the timeout is
+    killed and the test fails (a bad config must exit, not serve)."""
+    require_binary()
+    proc = subprocess.Popen([str(SHARDGATE_BIN), *map(str, args)], cwd=cwd,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        out, err = proc.communicate(timeout=STOP_TIMEOUT_S)
+        pytest.fail(f"shardgate {args} still running after {timeout} s\n{out}\n{err}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+# ---------------------------------------------------------------- openssl s_client
+
+
+def s_client(port: int, *args: str, send: bytes = b"PING\r\n", expect: bytes = b"+PONG",
+             timeout: float = 10.0) -> tuple[int, str]:
+    """Runs `openssl s_client` against 127.0.0.1:port; returns (exit code, output).
+
+    stdin stays open until `expect` shows up in the output or the client exits
+    on its own: s_client quits as soon as stdin hits EOF, which would race the
+    handshake (and, with TLS 1.3, the session ticket that arrives after it).
+    """
+    cmd = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}",
+           "-servername", "localhost", *args]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    chunks: list[bytes] = []
+    seen = threading.Event()
+
+    def reader() -> None:
+        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+            chunks.append(chunk)
+            if expect and expect in b"".join(chunks):
+                seen.set()
+        seen.set()
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    try:
+        if send:
+            proc.stdin.write(send)
+            proc.stdin.flush()
+        seen.wait(timeout)
+        proc.stdin.close()
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    except (BrokenPipeError, subprocess.TimeoutExpired):
+        pass
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        thread.join(timeout=STOP_TIMEOUT_S)
+    return proc.returncode, b"".join(chunks).decode(errors="replace")
+
+
+def negotiated_cipher(output: str) -> str | None:
+    """The cipher from s_client's "New, TLSv1.3, Cipher is X" line; None for (NONE)."""
+    for line in output.splitlines():
+        if "Cipher is " in line:
+            cipher = line.split("Cipher is ", 1)[1].strip()
+            return None if cipher == "(NONE)" else cipher
+    return None
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)

@@ -1,0 +1,62 @@
+"""Config errors from the real binary (issue 4 item 2): every bad config exits
+non-zero with a message naming the key, both under --check-config and on a
+normal start (they run the same validator, STYLE rule 11)."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import free_port, run_shardgate
+
+DATABASE = """\
+databases:
+  - name: db1
+    listen: 127.0.0.1:{listen}
+    shards:
+      - address: 127.0.0.1:{backend}
+"""
+
+BAD_CONFIGS = {
+    # case: (config text, what the message must name)
+    "unknown_key": ("cert_dir: ./certs\nbogus_key: 1\n" + DATABASE, "bogus_key"),
+    "bad_address": ("cert_dir: ./certs\n" + DATABASE.replace(
+        "listen: 127.0.0.1:{listen}", "listen: 127.0.0.1:not-a-port"), "listen"),
+    "bad_min_version": ("cert_dir: ./certs\ntls:\n  min_version: \"1.7\"\n" + DATABASE,
+                        "min_version"),
+    "overlapping_slots": ("cert_dir: ./certs\n" + DATABASE.replace(
+        "      - address: 127.0.0.1:{backend}\n",
+        "      - { address: \"127.0.0.1:{backend}\", slots: \"0-9000\" }\n"
+        "      - { address: \"127.0.0.1:{backend2}\", slots: \"8000-16383\" }\n"), "slots"),
+    "missing_shards": ("cert_dir: ./certs\ndatabases:\n  - name: db1\n"
+                       "    listen: 127.0.0.1:{listen}\n", "shards"),
+    "bad_cipher_string": ("cert_dir: ./certs\ntls:\n  ciphers: \"NOT-A-REAL-CIPHER\"\n"
+                          + DATABASE, "ciphers"),
+    "self_signed_off_and_no_cert": ("cert_dir: ./certs\ngenerate_self_signed: false\n"
+                                    + DATABASE, "proxy_cert.pem"),
+}
+
+
+def write(tmp_path, text: str):
+    (tmp_path / "certs").mkdir(exist_ok=True)  # exists but empty
+    path = tmp_path / "shardgate.yaml"
+    for placeholder in ("{listen}", "{backend}", "{backend2}"):
+        text = text.replace(placeholder, str(free_port()))
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_exits_nonzero_naming_the_key(tmp_path, case):
+    text, must_name = BAD_CONFIGS[case]
+    config = write(tmp_path, text)
+    for args in (["--config", config, "--check-config"], ["--config", config]):
+        result = run_shardgate(args)
+        message = result.stdout + result.stderr
+        assert result.returncode > 0, f"{args}: exit {result.returncode}\n{message}"
+        assert must_name in message, f"{args}: message does not name {must_name!r}:\n{message}"
+
+
+def test_valid_config_check_config_exits_zero(tmp_path):
+    config = write(tmp_path, "cert_dir: ./certs\n" + DATABASE)
+    result = run_shardgate(["--config", config, "--check-config"])
+    assert result.returncode == 0, result.stdout + result.stderr
+
