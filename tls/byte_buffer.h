@@ -4,12 +4,14 @@
 // (release() gives it back), so an idle connection costs nothing here.
 #pragma once
 
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 #include <string_view>
+#include <utility>
 
 namespace shardgate {
 
@@ -47,12 +49,14 @@ class ByteBuffer {
   void append(std::string_view s) { append(s.data(), s.size()); }
 
   void consume(size_t n) {
+    assert(n <= size());
     head_ += n;
     if (head_ >= tail_) head_ = tail_ = 0;
   }
   void clear() { head_ = tail_ = 0; }
   // Gives the memory back; the buffer must be empty.
   void release() {
+    assert(empty());
     std::free(data_);
     data_ = nullptr;
     head_ = tail_ = cap_ = 0;

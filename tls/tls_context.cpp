@@ -1,1 +1,165 @@
-// placeholder until written
+// TlsContext: builds an SSL_CTX whole from a validated bundle and a policy.
+// Nothing here is changed after create() returns; sessions on any worker
+// thread share the context read-only.
+#include "tls/tls_context.h"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include "tls/openssl_ptr.h"
+
+namespace shardgate::tls {
+namespace {
+
+constexpr unsigned char kSessionIdContext[] = "shardgate";
+
+// Never prompt for a passphrase (validateCertBundle already refused
+// encrypted keys; this keeps a terminal prompt impossible by construction).
+int noPassphrase(char*, int, int, void*) { return -1; }
+
+Error openSslError(const std::string& what) {
+  std::string message = what;
+  unsigned long code = ERR_peek_error();
+  if (code != 0) {
+    const char* reason = ERR_reason_error_string(code);
+    message += std::string(" (") + (reason ? reason : "unknown OpenSSL error") + ")";
+  }
+  ERR_clear_error();
+  return makeError(std::move(message));
+}
+
+// Version floor, security level and cipher strings, shared by server,
+// client and the scratch context of validatePolicy.
+Status applyPolicy(SSL_CTX* ctx, const TlsPolicy& policy) {
+  if (SSL_CTX_set_min_proto_version(ctx, toOpenSslVersion(policy.min_version)) != 1) {
+    return openSslError("cannot set the minimum TLS version " + toString(policy.min_version));
+  }
+  // OpenSSL 3 refuses TLS 1.0/1.1 at security level 1 and above (they sign
+  // with SHA-1), so an operator who asks for them gets them only at level 0.
+  if (policy.min_version < TlsVersion::k1_2) SSL_CTX_set_security_level(ctx, 0);
+  if (SSL_CTX_set_cipher_list(ctx, policy.ciphers.c_str()) != 1) {
+    ERR_clear_error();
+    return makeError("tls.ciphers: no cipher matches \"" + policy.ciphers + "\"");
+  }
+  if (SSL_CTX_set_ciphersuites(ctx, policy.ciphersuites.c_str()) != 1) {
+    ERR_clear_error();
+    return makeError("tls.ciphersuites: invalid TLS 1.3 ciphersuite list \"" +
+                     policy.ciphersuites + "\"");
+  }
+  return Status();
+}
+
+// Options for every context: no buffers while idle, writes may come from a
+// buffer that moved (ByteBuffer grows), no renegotiation (a DoS lever and
+// never needed by Redis clients).
+void applyCommonOptions(SSL_CTX* ctx) {
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+}
+
+}  // namespace
+
+Status validatePolicy(const TlsPolicy& policy) {
+  SslCtxPtr ctx(SSL_CTX_new(TLS_method()));
+  if (!ctx) return openSslError("cannot create a TLS context");
+  return applyPolicy(ctx.get(), policy);
+}
+
+TlsContext::TlsContext(ssl_ctx_st* ctx, CertInfo info, TlsPolicy policy,
+                       uint64_t generation, bool server)
+    : ctx_(ctx),
+      info_(std::move(info)),
+      policy_(std::move(policy)),
+      generation_(generation),
+      server_(server) {}
+
+TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
+
+Result<TlsContextPtr> TlsContext::createServer(const CertBundle& bundle,
+                                               const TlsPolicy& policy,
+                                               uint64_t generation) {
+  Result<CertInfo> info = validateCertBundle(bundle);
+  if (!info) return info.error();
+
+  SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
+  if (!ctx) return openSslError("cannot create a TLS server context");
+  if (Status s = applyPolicy(ctx.get(), policy); !s) return Error{s.message()};
+  applyCommonOptions(ctx.get());
+  // The server's cipher order wins: the operator's list is a preference.
+  SSL_CTX_set_options(ctx.get(), SSL_OP_CIPHER_SERVER_PREFERENCE);
+
+  // Resumption by stateless tickets only (the default in OpenSSL 3): the
+  // ticket keys live in this immutable context, and no server-side session
+  // cache is shared (and locked) between worker threads.
+  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_num_tickets(ctx.get(), 1);
+  SSL_CTX_set_session_id_context(ctx.get(), kSessionIdContext, sizeof kSessionIdContext - 1);
+
+  // Load the same PEM that validateCertBundle accepted: leaf first, then any
+  // extra certificates from the certificate file, then the chain file.
+  std::vector<X509Ptr> certs;
+  for (const std::string* pem : {&bundle.cert_pem, &bundle.chain_pem}) {
+    if (pem->empty()) continue;
+    BioPtr bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
+    while (X509* x = PEM_read_bio_X509(bio.get(), nullptr, noPassphrase, nullptr)) {
+      certs.emplace_back(x);
+    }
+    ERR_clear_error();  // the end of the PEM text is reported as an error
+  }
+  EvpPkeyPtr key;
+  {
+    BioPtr bio(BIO_new_mem_buf(bundle.key_pem.data(), static_cast<int>(bundle.key_pem.size())));
+    key.reset(PEM_read_bio_PrivateKey(bio.get(), nullptr, noPassphrase, nullptr));
+  }
+  if (certs.empty() || !key) return openSslError("cannot load the validated certificate pair");
+
+  if (SSL_CTX_use_certificate(ctx.get(), certs[0].get()) != 1) {
+    return openSslError(bundle.cert_source + ": the TLS library refused the certificate");
+  }
+  for (size_t i = 1; i < certs.size(); ++i) {
+    // SSL_CTX_add1_chain_cert() is a macro with a C cast; this is its body.
+    if (SSL_CTX_ctrl(ctx.get(), SSL_CTRL_CHAIN_CERT, 1, static_cast<void*>(certs[i].get())) != 1) {
+      return openSslError("cannot add chain certificate " + std::to_string(i) + " to the context");
+    }
+  }
+  if (SSL_CTX_use_PrivateKey(ctx.get(), key.get()) != 1) {
+    return openSslError(bundle.key_source + ": the TLS library refused the private key");
+  }
+  if (SSL_CTX_check_private_key(ctx.get()) != 1) {
+    return openSslError(bundle.key_source + ": private key does not match the certificate in " +
+                        bundle.cert_source);
+  }
+
+  ERR_clear_error();
+  return TlsContextPtr(new TlsContext(ctx.release(), std::move(info).value(), policy,
+                                      generation, true));
+}
+
+Result<TlsContextPtr> TlsContext::createClient(const TlsPolicy& policy,
+                                               const std::string& trusted_ca_pem) {
+  SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
+  if (!ctx) return openSslError("cannot create a TLS client context");
+  if (Status s = applyPolicy(ctx.get(), policy); !s) return Error{s.message()};
+  applyCommonOptions(ctx.get());
+
+  if (!trusted_ca_pem.empty()) {
+    X509_STORE* store = SSL_CTX_get_cert_store(ctx.get());
+    BioPtr bio(BIO_new_mem_buf(trusted_ca_pem.data(), static_cast<int>(trusted_ca_pem.size())));
+    int added = 0;
+    while (X509* raw = PEM_read_bio_X509(bio.get(), nullptr, noPassphrase, nullptr)) {
+      X509Ptr x(raw);
+      if (X509_STORE_add_cert(store, x.get()) != 1) {
+        return openSslError("cannot add a trusted CA certificate");
+      }
+      ++added;
+    }
+    ERR_clear_error();
+    if (added == 0) return makeError("trusted CA: no PEM certificate found");
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  }
+
+  ERR_clear_error();
+  return TlsContextPtr(new TlsContext(ctx.release(), CertInfo{}, policy, 0, false));
+}
+
+}  // namespace shardgate::tls

@@ -1,1 +1,262 @@
-// placeholder until written
+// TlsSession: OpenSSL talks to one custom BIO (both read and write side)
+// whose data pointer is the session itself. During feed()/encrypt()/
+// shutdown() the session points Io at the caller's bytes and buffer:
+//
+//   feed(data,len) ─► Io.in ─► BIO read ─► SSL ─► SSL_read ─► plain_out
+//                                           └──► BIO write ─► Io.out (cipher_out)
+//
+// Outside those calls Io is empty, so OpenSSL can neither read stale input
+// nor write into a buffer the caller no longer owns.
+#include "tls/tls_session.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+
+#include <openssl/err.h>
+
+#include "tls/openssl_ptr.h"
+
+namespace shardgate::tls {
+namespace {
+
+constexpr size_t kReadChunk = 16384;  // one TLS record's worth of plaintext
+
+TlsSession::Io& ioOf(BIO* bio) {
+  return static_cast<TlsSession*>(BIO_get_data(bio))->io();
+}
+
+int bioRead(BIO* bio, char* buf, size_t len, size_t* done) {
+  BIO_clear_retry_flags(bio);
+  TlsSession::Io& io = ioOf(bio);
+  if (io.in_len == 0) {
+    BIO_set_retry_read(bio);  // "no more for now", never EOF: the socket owns EOF
+    *done = 0;
+    return 0;
+  }
+  size_t n = std::min(len, io.in_len);
+  std::memcpy(buf, io.in, n);
+  io.in += n;
+  io.in_len -= n;
+  *done = n;
+  return 1;
+}
+
+int bioWrite(BIO* bio, const char* buf, size_t len, size_t* done) {
+  BIO_clear_retry_flags(bio);
+  TlsSession::Io& io = ioOf(bio);
+  assert(io.out != nullptr && "OpenSSL wrote outside feed/encrypt/shutdown");
+  if (io.out == nullptr) {
+    BIO_set_retry_write(bio);
+    *done = 0;
+    return 0;
+  }
+  io.out->append(buf, len);
+  *done = len;
+  return 1;
+}
+
+long bioCtrl(BIO*, int cmd, long, void*) {
+  switch (cmd) {
+    case BIO_CTRL_FLUSH: return 1;  // writes land in the caller's buffer at once
+    case BIO_CTRL_PENDING:
+    case BIO_CTRL_WPENDING: return 0;
+    default: return 0;
+  }
+}
+
+int bioCreate(BIO* bio) {
+  BIO_set_init(bio, 1);
+  return 1;
+}
+
+int bioDestroy(BIO*) { return 1; }  // the session owns itself; nothing to free
+
+// One BIO_METHOD for the process, built on first use (thread-safe static).
+const BIO_METHOD* sessionBioMethod() {
+  static BIO_METHOD* method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+                                 "shardgate session");
+    if (m != nullptr) {
+      BIO_meth_set_write_ex(m, bioWrite);
+      BIO_meth_set_read_ex(m, bioRead);
+      BIO_meth_set_ctrl(m, bioCtrl);
+      BIO_meth_set_create(m, bioCreate);
+      BIO_meth_set_destroy(m, bioDestroy);
+    }
+    return m;
+  }();
+  return method;
+}
+
+}  // namespace
+
+std::unique_ptr<TlsSession> TlsSession::create(TlsContextPtr ctx, Role role) {
+  assert(ctx);
+  assert(ctx->isServer() == (role == Role::kServer));
+  const BIO_METHOD* method = sessionBioMethod();
+  if (method == nullptr) return nullptr;
+  SslPtr ssl(SSL_new(ctx->sslCtx()));
+  if (!ssl) {
+    ERR_clear_error();
+    return nullptr;
+  }
+  BIO* bio = BIO_new(method);
+  if (bio == nullptr) {
+    ERR_clear_error();
+    return nullptr;
+  }
+  std::unique_ptr<TlsSession> session(new TlsSession(std::move(ctx), ssl.release()));
+  BIO_set_data(bio, session.get());
+  // rbio == wbio: SSL_set_bio takes the single reference.
+  SSL_set_bio(session->ssl_, bio, bio);
+  if (role == Role::kServer) {
+    SSL_set_accept_state(session->ssl_);
+  } else {
+    SSL_set_connect_state(session->ssl_);
+  }
+  return session;
+}
+
+TlsSession::TlsSession(TlsContextPtr ctx, ssl_st* ssl) : ctx_(std::move(ctx)), ssl_(ssl) {}
+
+TlsSession::~TlsSession() { SSL_free(ssl_); }
+
+void TlsSession::startHandshake(ByteBuffer& cipher_out) {
+  if (state_ != State::kHandshaking) return;
+  ERR_clear_error();
+  io_ = Io{nullptr, 0, &cipher_out};
+  int rc = SSL_do_handshake(ssl_);
+  if (rc != 1) {
+    int err = SSL_get_error(ssl_, rc);
+    if (err != SSL_ERROR_WANT_READ) fail("TLS handshake failed", err);
+  }
+  io_ = Io{};
+}
+
+TlsSession::FeedResult TlsSession::feed(const uint8_t* data, size_t len,
+                                        ByteBuffer& plain_out, ByteBuffer& cipher_out) {
+  FeedResult result;
+  // Bytes after close_notify or a failure mean nothing; drop them.
+  if (state_ == State::kFailed || state_ == State::kPeerClosed) return result;
+
+  ERR_clear_error();
+  io_ = Io{data, len, &cipher_out};
+
+  if (state_ == State::kHandshaking) {
+    int rc = SSL_do_handshake(ssl_);
+    if (rc == 1) {
+      state_ = State::kOpen;
+      result.handshake_completed = true;
+    } else {
+      int err = SSL_get_error(ssl_, rc);
+      if (err != SSL_ERROR_WANT_READ) fail("TLS handshake failed", err);
+    }
+  }
+
+  // Application data may follow the handshake in the same input.
+  while (state_ == State::kOpen) {
+    size_t room = plain_out.writable() >= 4096 ? plain_out.writable() : kReadChunk;
+    uint8_t* dst = plain_out.prepare(room);
+    size_t got = 0;
+    int rc = SSL_read_ex(ssl_, dst, room, &got);
+    if (rc == 1) {
+      plain_out.commit(got);
+      continue;
+    }
+    int err = SSL_get_error(ssl_, rc);
+    if (err == SSL_ERROR_WANT_READ) break;
+    if (err == SSL_ERROR_ZERO_RETURN) {
+      state_ = State::kPeerClosed;
+      ERR_clear_error();
+      break;
+    }
+    fail("TLS read failed", err);
+  }
+
+  // OpenSSL must have taken every byte: the caller drops the range after we
+  // return, and nothing here keeps a copy.
+  assert(state_ == State::kFailed || state_ == State::kPeerClosed || io_.in_len == 0);
+  io_ = Io{};
+  return result;
+}
+
+Status TlsSession::encrypt(const uint8_t* data, size_t len, ByteBuffer& cipher_out) {
+  if (state_ != State::kOpen) return makeError("TLS session is not open");
+  ERR_clear_error();
+  io_ = Io{nullptr, 0, &cipher_out};
+  size_t done = 0;
+  // The BIO never blocks, so one call writes everything; loop only in case a
+  // future OpenSSL returns early.
+  while (done < len) {
+    size_t written = 0;
+    int rc = SSL_write_ex(ssl_, data + done, len - done, &written);
+    if (rc != 1) {
+      fail("TLS write failed", SSL_get_error(ssl_, rc));
+      io_ = Io{};
+      return makeError(failure_);
+    }
+    done += written;
+  }
+  io_ = Io{};
+  return Status();
+}
+
+void TlsSession::shutdown(ByteBuffer& cipher_out) {
+  if (state_ != State::kOpen && state_ != State::kPeerClosed) return;
+  if ((SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN) != 0) return;
+  ERR_clear_error();
+  io_ = Io{nullptr, 0, &cipher_out};
+  // One call: it writes our close_notify. We do not wait for the peer's.
+  SSL_shutdown(ssl_);
+  ERR_clear_error();
+  io_ = Io{};
+}
+
+void TlsSession::fail(const char* where, int ssl_error) {
+  state_ = State::kFailed;
+  unsigned long code = ERR_peek_error();
+  const char* reason = code != 0 ? ERR_reason_error_string(code) : nullptr;
+  if (reason != nullptr) {
+    failure_code_ = reason;
+  } else if (ssl_error == SSL_ERROR_SYSCALL || ssl_error == SSL_ERROR_ZERO_RETURN) {
+    failure_code_ = "peer closed";
+  } else {
+    failure_code_ = "protocol error";
+  }
+  failure_ = std::string(where) + ": " + failure_code_;
+  ERR_clear_error();
+}
+
+const char* TlsSession::protocolName() const { return SSL_get_version(ssl_); }
+
+const char* TlsSession::cipherName() const {
+  return SSL_CIPHER_get_name(SSL_get_current_cipher(ssl_));
+}
+
+bool TlsSession::sessionReused() const { return SSL_session_reused(ssl_) == 1; }
+
+std::string TlsSession::exportSession() const {
+  SslSessionPtr session(SSL_get1_session(ssl_));
+  if (!session || SSL_SESSION_is_resumable(session.get()) != 1) return {};
+  int len = i2d_SSL_SESSION(session.get(), nullptr);
+  if (len <= 0) return {};
+  std::string der(static_cast<size_t>(len), '\0');
+  auto* p = reinterpret_cast<unsigned char*>(der.data());
+  if (i2d_SSL_SESSION(session.get(), &p) != len) return {};
+  return der;
+}
+
+bool TlsSession::importSession(const std::string& der) {
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  SslSessionPtr session(d2i_SSL_SESSION(nullptr, &p, static_cast<long>(der.size())));
+  if (!session) {
+    ERR_clear_error();
+    return false;
+  }
+  bool ok = SSL_set_session(ssl_, session.get()) == 1;  // takes its own reference
+  ERR_clear_error();
+  return ok;
+}
+
+}  // namespace shardgate::tls

@@ -30,7 +30,8 @@ class TlsSession {
     bool handshake_completed = false;  // the handshake finished during this call
   };
 
-  // The session keeps ctx alive for as long as it lives.
+  // The session keeps ctx alive for as long as it lives. Returns null only
+  // when OpenSSL cannot allocate the SSL object.
   static std::unique_ptr<TlsSession> create(TlsContextPtr ctx, Role role);
   ~TlsSession();
   TlsSession(const TlsSession&) = delete;
@@ -62,6 +63,13 @@ class TlsSession {
   const char* protocolName() const;   // "TLSv1.3", after the handshake
   const char* cipherName() const;
   bool sessionReused() const;
+
+  // Client-side resumption: the DER of the session to resume (empty when
+  // there is none yet; with TLS 1.3 the ticket arrives after the handshake,
+  // through feed()), and setting one before startHandshake(). importSession
+  // returns false when der does not parse.
+  std::string exportSession() const;
+  bool importSession(const std::string& der);
   uint64_t generation() const { return ctx_->generation(); }
   const TlsContext& context() const { return *ctx_; }
 
