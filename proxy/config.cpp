@@ -340,6 +340,11 @@ class Parser {
     if (ciphers != nullptr || suites != nullptr) {
       checkPolicy(out.policy, ciphers != nullptr ? *ciphers : *suites, "tls");
     }
+    // The default list is TLS 1.2 AEAD only; an operator who lowers the
+    // minimum wants the older clients to connect, so add their CBC suites.
+    if (ciphers == nullptr && out.policy.min_version < tls::TlsVersion::k1_2) {
+      out.policy.ciphers = std::string(tls::kDefaultCiphers) + ":" + tls::kLegacyCiphers;
+    }
     return out;
   }
 
