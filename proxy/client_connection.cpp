@@ -308,6 +308,13 @@ void ClientConnection::onHandshakeDone() {
   else if (proto == "TLSv1.2") stats.connections_by_version[2].add();
   else if (proto == "TLSv1.1") stats.connections_by_version[1].add();
   else stats.connections_by_version[0].add();
+  if (const auto& audit = tls_->context().policy().audit_min_version) {
+    auto version = tls_->negotiatedVersion();
+    if (version && *version < *audit) {
+      stats.audit_below_min.add();
+      worker_.auditLog(db_.listen, peerName(), proto, *audit);
+    }
+  }
   if (spdlog::should_log(spdlog::level::trace)) {
     spdlog::trace("{}: handshake with {}: {} {}{} generation {}", db_.listen, peerName(), proto,
                   tls_->cipherName(), tls_->sessionReused() ? " (resumed)" : "", tls_->generation());

@@ -313,7 +313,7 @@ class Parser {
       out.policy.min_version = version(*n, "tls.min_version");
     }
     if (const YAML::Node* n = f.find("audit_min_version")) {
-      out.audit_min_version = version(*n, "tls.audit_min_version");
+      out.policy.audit_min_version = version(*n, "tls.audit_min_version");
     }
     if (const YAML::Node* n = f.find("handshake_timeout_ms")) {
       out.handshake_timeout_ms =

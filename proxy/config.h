@@ -51,7 +51,6 @@ struct DatabaseConfig {
 struct TlsConfig {
   tls::TlsPolicy policy;
   uint32_t handshake_timeout_ms = 10000;
-  std::optional<tls::TlsVersion> audit_min_version;
 };
 
 struct Config {

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "proxy/check_certs.h"
 #include "proxy/config.h"
 #include "proxy/logging.h"
 #include "proxy/server.h"
@@ -15,14 +16,19 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: shardgate --config FILE [--check-config]\n"
+    "       shardgate --check-certs DIR [--config FILE]\n"
     "       shardgate --version | --help\n"
     "\n"
     "  -c, --config FILE   YAML configuration (see conf/examples/annotated.yaml)\n"
     "  -t, --check-config  validate the configuration, print what is wrong, exit 0 or 1\n"
+    "      --check-certs DIR  validate a certificate directory (pair, chain, dates,\n"
+    "                      a TLS handshake in memory) and print what would be served;\n"
+    "                      with --config, under that file's TLS policy. Touches nothing.\n"
     "  -V, --version       print the version\n"
     "  -h, --help          print this help\n"
     "\n"
-    "Signals: SIGHUP re-reads the TLS settings and certificates; SIGTERM/SIGINT stop\n"
+    "Signals: SIGHUP re-reads the TLS settings and certificates (file changes in\n"
+    "cert_dir are picked up by themselves); SIGTERM/SIGINT stop\n"
     "accepting, let connections finish (drain_timeout_ms), and exit 0.\n";
 
 int usageError(const std::string& message) {
@@ -34,6 +40,7 @@ int usageError(const std::string& message) {
 
 int main(int argc, char** argv) {
   std::string config_path;
+  std::string check_certs_dir;
   bool check_only = false;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
@@ -50,18 +57,27 @@ int main(int argc, char** argv) {
     } else if (arg == "-c" || arg == "--config") {
       if (i + 1 >= argc) return usageError(std::string(arg) + " needs a file name");
       config_path = argv[++i];
+    } else if (arg == "--check-certs") {
+      if (i + 1 >= argc) return usageError("--check-certs needs a directory");
+      check_certs_dir = argv[++i];
     } else if (arg.rfind("--config=", 0) == 0) {
       config_path = std::string(arg.substr(9));
     } else {
       return usageError("unknown argument \"" + std::string(arg) + "\"");
     }
   }
-  if (config_path.empty()) return usageError("--config FILE is required");
+  if (config_path.empty() && check_certs_dir.empty()) return usageError("--config FILE is required");
+  if (!check_certs_dir.empty() && config_path.empty()) {
+    return shardgate::proxy::checkCertDir(check_certs_dir, shardgate::tls::TlsPolicy{}, stdout, stderr);
+  }
 
   auto config = shardgate::proxy::loadConfig(config_path);
   if (!config) {
     std::fprintf(stderr, "shardgate: %s\n", config.message().c_str());
     return 1;
+  }
+  if (!check_certs_dir.empty()) {
+    return shardgate::proxy::checkCertDir(check_certs_dir, config->tls.policy, stdout, stderr);
   }
   if (check_only) {
     if (auto st = shardgate::proxy::checkServable(*config); !st) {

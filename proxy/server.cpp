@@ -8,6 +8,7 @@
 #include "proxy/listener.h"
 #include "proxy/logging.h"
 #include "tls/cert_files.h"
+#include "tls/preflight.h"
 
 namespace shardgate::proxy {
 
@@ -17,33 +18,21 @@ template <typename T>
 uv_handle_t* asHandle(T* h) { return reinterpret_cast<uv_handle_t*>(h); }
 
 constexpr uint64_t kFinishPollMs = 20;
-
-std::string hostName() {
-  char buf[256] = {};
-  if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
-  return buf;
-}
+// A burst of file events (a pair written file by file, a Kubernetes swap)
+// settles this long after the last event before one reload.
+constexpr uint32_t kCertSettleMs = 100;
+// Fallback for lost watches and filesystems without events.
+constexpr uint32_t kCertPollMs = 2000;
+constexpr uint64_t kMaintenanceIntervalMs = 60 * 1000;
+// Session ticket keys live apart from certificates, on their own clock; two
+// previous keys stay valid for resumption.
+constexpr uint64_t kTicketKeyRotationMs = 12ull * 3600 * 1000;
 
 bool anyTls(const Config& config) {
   for (const auto& db : config.databases) {
     if (db.tls) return true;
   }
   return false;
-}
-
-// Reads the proxy pair from cert_dir, first generating a self-signed pair
-// when the directory has none and the config allows it.
-Result<tls::CertBundle> readOrGenerateProxyCert(const Config& config) {
-  if (config.generate_self_signed && tls::proxyCertFilesAbsent(config.cert_dir)) {
-    std::vector<std::string> names{hostName()};
-    if (names[0] != "localhost") names.push_back("localhost");
-    auto info = tls::generateSelfSigned(config.cert_dir, names);
-    if (!info) return makeError("cannot generate a self-signed certificate: " + info.message());
-    spdlog::info("generated self-signed certificate {}/{} ({}; SANs {}; not after {}; sha256 {})",
-                 config.cert_dir, tls::kProxyCertFile, info->subject, fmt::join(info->sans, ", "),
-                 info->not_after, info->sha256_fingerprint);
-  }
-  return tls::readProxyCertFiles(config.cert_dir);
 }
 
 // Keys the configuration accepts (DESIGN.md) whose feature is not built yet.
@@ -59,7 +48,6 @@ Status checkBuilt(const Config& config) {
   }
   if (config.admin_listen) return later("admin.listen", "the admin API");
   if (config.metrics_listen) return later("metrics.listen", "the metrics endpoint");
-  if (config.tls.audit_min_version) return later("tls.audit_min_version", "the TLS policy audit");
   return {};
 }
 
@@ -74,14 +62,22 @@ Status checkServable(const Config& config) {
   if (config.generate_self_signed && tls::proxyCertFilesAbsent(config.cert_dir)) return {};
   auto bundle = tls::readProxyCertFiles(config.cert_dir);
   if (!bundle) return makeError("cert_dir: " + bundle.message());
-  if (auto info = tls::validateCertBundle(*bundle); !info) return makeError("cert_dir: " + info.message());
+  auto ctx = tls::TlsContext::createServer(*bundle, config.tls.policy, 1);
+  if (!ctx) return makeError("cert_dir: " + ctx.message());
+  if (auto st = tls::preflight(*ctx); !st) return makeError("cert_dir: " + st.message());
   return {};
 }
 
-Server::Server(Config config) : config_(std::move(config)) {}
+Server::Server(Config config) : config_(std::move(config)), reloader_(tls_store_) {
+  uv_loop_init(&loop_);
+  loop_.data = this;
+}
 
 Server::~Server() {
   for (auto& w : workers_) w->join();
+  // Only reached after run() closed every handle, or when create() failed
+  // before any handle existed.
+  uv_loop_close(&loop_);
 }
 
 Result<std::unique_ptr<Server>> Server::create(Config config) {
@@ -100,14 +96,7 @@ Result<std::unique_ptr<Server>> Server::create(Config config) {
   return server;
 }
 
-Status Server::loadTls() {
-  auto bundle = readOrGenerateProxyCert(config_);
-  if (!bundle) return bundle.error();
-  auto ctx = tls::TlsContext::createServer(*bundle, config_.tls.policy, tls_store_.nextGeneration());
-  if (!ctx) return ctx.error();
-  tls_store_.publish(std::move(*ctx));
-  return {};
-}
+Status Server::loadTls() { return reloader_.loadInitial(config_); }
 
 Status Server::bindAndStart() {
   unsigned n = config_.effectiveWorkers();
@@ -162,8 +151,6 @@ void Server::logListeners() const {
 }
 
 int Server::run() {
-  uv_loop_init(&loop_);
-  loop_.data = this;
   std::signal(SIGPIPE, SIG_IGN);
   auto on_stop = [](uv_signal_t* h, int signum) { static_cast<Server*>(h->data)->beginShutdown(signum); };
   for (auto* h : {&sigterm_, &sigint_, &sighup_}) {
@@ -175,8 +162,8 @@ int Server::run() {
   uv_signal_start(&sighup_, [](uv_signal_t* h, int) { static_cast<Server*>(h->data)->reload(); }, SIGHUP);
   uv_timer_init(&loop_, &finish_timer_);
   finish_timer_.data = this;
+  startCertMaintenance();
   uv_run(&loop_, UV_RUN_DEFAULT);
-  uv_loop_close(&loop_);
   for (auto& w : workers_) w->join();
   logTotals();
   spdlog::info("stopped");
@@ -199,7 +186,47 @@ void Server::beginShutdown(int signum) {
     }
     for (auto* h : {&self->sigterm_, &self->sigint_, &self->sighup_}) uv_close(asHandle(h), nullptr);
     uv_close(asHandle(&self->finish_timer_), nullptr);
+    self->stopCertMaintenance();
   }, kFinishPollMs, kFinishPollMs);
+}
+
+void Server::startCertMaintenance() {
+  if (!anyTls(config_)) return;
+  auto watcher = tls::CertWatcher::create(
+      &loop_, config_.cert_dir, {tls::kProxyCertFile, tls::kProxyKeyFile, tls::kChainFile},
+      kCertSettleMs, kCertPollMs, [this] {
+        if (!shutting_down_) reloader_.reload(config_, "file change");
+      });
+  if (watcher) {
+    cert_watcher_ = std::move(*watcher);
+    if (!cert_watcher_->eventError().empty()) {
+      spdlog::warn("{}: no file events ({}); polling every {} ms instead", config_.cert_dir,
+                   cert_watcher_->eventError(), kCertPollMs);
+    }
+  } else {
+    spdlog::error("not watching {} for certificate changes: {}; SIGHUP still reloads", config_.cert_dir,
+                  watcher.message());
+  }
+  uv_timer_init(&loop_, &maintenance_timer_);
+  maintenance_timer_.data = this;
+  uv_timer_start(&maintenance_timer_, [](uv_timer_t* t) {
+    auto* self = static_cast<Server*>(t->data);
+    self->reloader_.checkExpiry(static_cast<int64_t>(::time(nullptr)));
+    uint64_t now = uv_now(&self->loop_);
+    if (now - self->ticket_keys_rotated_ms_ >= kTicketKeyRotationMs) {
+      self->reloader_.ticketKeys().rotate();
+      self->ticket_keys_rotated_ms_ = now;
+      spdlog::debug("session ticket keys rotated");
+    }
+  }, kMaintenanceIntervalMs, kMaintenanceIntervalMs);
+  ticket_keys_rotated_ms_ = uv_now(&loop_);
+  maintenance_started_ = true;
+}
+
+void Server::stopCertMaintenance() {
+  if (cert_watcher_) cert_watcher_->close();
+  if (maintenance_started_) uv_close(asHandle(&maintenance_timer_), nullptr);
+  maintenance_started_ = false;
 }
 
 void Server::reload() {
@@ -215,30 +242,11 @@ void Server::reload() {
   config_.tls = fresh->tls;
   config_.log_level = fresh->log_level;
   if (auto st = setLogLevel(config_.log_level); !st) spdlog::error("{}", st.message());
-  if (!anyTls(config_)) return;
-  auto old = tls_store_.current();
-  auto bundle = readOrGenerateProxyCert(config_);
-  if (!bundle) {
-    spdlog::error("reload failed, still serving generation {}: {}", old ? old->generation() : 0,
-                  bundle.message());
-    return;
-  }
-  auto ctx = tls::TlsContext::createServer(*bundle, config_.tls.policy, tls_store_.nextGeneration());
-  if (!ctx) {
-    spdlog::error("reload failed, still serving generation {}: {}", old ? old->generation() : 0,
-                  ctx.message());
-    return;
-  }
-  const auto& info = (*ctx)->certInfo();
-  spdlog::info("TLS context generation {} -> {}: min {}, certificate {} not after {} sha256 {}",
-               old ? old->generation() : 0, (*ctx)->generation(),
-               tls::toString(config_.tls.policy.min_version), info.subject, info.not_after,
-               info.sha256_fingerprint);
-  tls_store_.publish(std::move(*ctx));
+  if (anyTls(config_)) reloader_.reload(config_, "SIGHUP");
 }
 
 void Server::logTotals() const {
-  uint64_t total = 0, ok = 0, resumed = 0, backend_fail = 0;
+  uint64_t total = 0, ok = 0, resumed = 0, backend_fail = 0, audit = 0;
   std::array<uint64_t, static_cast<size_t>(HandshakeFailure::kCount)> failed{};
   for (const auto& w : workers_) {
     const Stats& s = w->stats();
@@ -246,6 +254,7 @@ void Server::logTotals() const {
     ok += s.handshakes_ok.get();
     resumed += s.handshakes_resumed.get();
     backend_fail += s.backend_connect_failures.get();
+    audit += s.audit_below_min.get();
     for (size_t i = 0; i < failed.size(); ++i) failed[i] += s.handshake_failures[i].get();
   }
   std::string failures;
@@ -255,8 +264,8 @@ void Server::logTotals() const {
     failures += std::string(toString(static_cast<HandshakeFailure>(i))) + " " + std::to_string(failed[i]);
   }
   spdlog::info("totals: {} connections, {} TLS handshakes ({} resumed), failed handshakes: {}, "
-               "shard connect failures: {}",
-               total, ok, resumed, failures.empty() ? "none" : failures, backend_fail);
+               "shard connect failures: {}, handshakes below tls.audit_min_version: {}",
+               total, ok, resumed, failures.empty() ? "none" : failures, backend_fail, audit);
 }
 
 }  // namespace shardgate::proxy

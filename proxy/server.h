@@ -9,10 +9,12 @@
 #include <memory>
 #include <vector>
 
+#include "proxy/cert_reloader.h"
 #include "proxy/config.h"
 #include "proxy/database.h"
 #include "proxy/worker.h"
 #include "tls/result.h"
+#include "tls/cert_watcher.h"
 #include "tls/tls_context_store.h"
 
 namespace shardgate::proxy {
@@ -38,12 +40,19 @@ class Server {
   Status bindAndStart();
   void logListeners() const;
   void reload();
+  void startCertMaintenance();
+  void stopCertMaintenance();
   void beginShutdown(int signum);
   void logTotals() const;
 
   Config config_;
   std::vector<std::unique_ptr<Database>> databases_;
   tls::TlsContextStore tls_store_;
+  CertReloader reloader_;
+  std::unique_ptr<tls::CertWatcher> cert_watcher_;
+  uv_timer_t maintenance_timer_{};  // expiry warnings, ticket key rotation
+  uint64_t ticket_keys_rotated_ms_ = 0;
+  bool maintenance_started_ = false;
   std::vector<std::unique_ptr<Worker>> workers_;
   uv_loop_t loop_{};
   uv_signal_t sigterm_{};

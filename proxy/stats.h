@@ -41,6 +41,7 @@ struct Stats {
   std::array<Counter, 4> connections_by_version;  // TLS 1.0 .. 1.3
   std::array<Counter, static_cast<size_t>(HandshakeFailure::kCount)> handshake_failures;
   Counter backend_connect_failures;
+  Counter audit_below_min;  // handshakes below tls.audit_min_version
   Counter bytes_from_clients;
   Counter bytes_from_backends;
 };

@@ -68,6 +68,20 @@ void Worker::join() {
   if (thread_.joinable()) thread_.join();
 }
 
+void Worker::auditLog(const std::string& listen, const std::string& peer, std::string_view proto,
+                      tls::TlsVersion audit) {
+  uint64_t now = uv_now(&loop_);
+  if (audit_logged_ms_ != 0 && now - audit_logged_ms_ < 1000) {
+    ++audit_suppressed_;
+    return;
+  }
+  spdlog::debug("{}: audit: {} negotiated {}, below tls.audit_min_version {}{}", listen, peer, proto,
+                tls::toString(audit),
+                audit_suppressed_ ? fmt::format(" ({} more since the last line)", audit_suppressed_) : "");
+  audit_logged_ms_ = now;
+  audit_suppressed_ = 0;
+}
+
 void Worker::add(ClientConnection* c) {
   c->prev = nullptr;
   c->next = connections_;

@@ -56,6 +56,10 @@ class Worker {
   Stats& stats() { return stats_; }
   const Stats& stats() const { return stats_; }
   bool draining() const { return draining_; }
+  // tls.audit_min_version: a debug line per handshake below it, at most one
+  // a second per worker (the rest are counted and summed into the next line).
+  void auditLog(const std::string& listen, const std::string& peer, std::string_view proto,
+                tls::TlsVersion audit);
   void add(ClientConnection* c);
   void remove(ClientConnection* c);
 
@@ -86,6 +90,8 @@ class Worker {
   std::atomic<bool> drain_requested_{false};
   std::atomic<bool> finished_{false};
   bool draining_ = false;
+  uint64_t audit_logged_ms_ = 0;
+  uint64_t audit_suppressed_ = 0;
   bool handles_closed_ = false;
 };
 

@@ -7,6 +7,7 @@
 #include <openssl/pem.h>
 
 #include "tls/openssl_ptr.h"
+#include "tls/ticket_keys.h"
 
 namespace shardgate::tls {
 namespace {
@@ -77,7 +78,8 @@ TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
 
 Result<TlsContextPtr> TlsContext::createServer(const CertBundle& bundle,
                                                const TlsPolicy& policy,
-                                               uint64_t generation) {
+                                               uint64_t generation,
+                                               std::shared_ptr<TicketKeys> ticket_keys) {
   Result<CertInfo> info = validateCertBundle(bundle);
   if (!info) return info.error();
 
@@ -88,12 +90,17 @@ Result<TlsContextPtr> TlsContext::createServer(const CertBundle& bundle,
   // The server's cipher order wins: the operator's list is a preference.
   SSL_CTX_set_options(ctx.get(), SSL_OP_CIPHER_SERVER_PREFERENCE);
 
-  // Resumption by stateless tickets only (the default in OpenSSL 3): the
-  // ticket keys live in this immutable context, and no server-side session
-  // cache is shared (and locked) between worker threads.
+  // Resumption by stateless tickets only (the default in OpenSSL 3): no
+  // server-side session cache is shared (and locked) between worker threads.
+  // The ticket keys are this context's own, or shared ones that outlive
+  // certificate rotations. The session id context is the same for every
+  // generation, so a ticket sealed by one generation opens in the next.
   SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
   SSL_CTX_set_num_tickets(ctx.get(), 1);
   SSL_CTX_set_session_id_context(ctx.get(), kSessionIdContext, sizeof kSessionIdContext - 1);
+  if (ticket_keys) {
+    if (Status s = ticket_keys->attachTo(ctx.get()); !s) return Error{s.message()};
+  }
 
   // Load the same PEM that validateCertBundle accepted: leaf first, then any
   // extra certificates from the certificate file, then the chain file.
@@ -131,16 +138,27 @@ Result<TlsContextPtr> TlsContext::createServer(const CertBundle& bundle,
   }
 
   ERR_clear_error();
-  return TlsContextPtr(new TlsContext(ctx.release(), std::move(info).value(), policy,
-                                      generation, true));
+  auto* context = new TlsContext(ctx.release(), std::move(info).value(), policy, generation, true);
+  context->ticket_keys_ = std::move(ticket_keys);
+  return TlsContextPtr(context);
 }
 
 Result<TlsContextPtr> TlsContext::createClient(const TlsPolicy& policy,
-                                               const std::string& trusted_ca_pem) {
+                                               const std::string& trusted_ca_pem,
+                                               std::optional<TlsVersion> max_version) {
   SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
   if (!ctx) return openSslError("cannot create a TLS client context");
   if (Status s = applyPolicy(ctx.get(), policy); !s) return Error{s.message()};
   applyCommonOptions(ctx.get());
+  if (max_version) {
+    if (*max_version < policy.min_version) {
+      return makeError("TLS client: maximum version " + toString(*max_version) +
+                       " is below the minimum " + toString(policy.min_version));
+    }
+    if (SSL_CTX_set_max_proto_version(ctx.get(), toOpenSslVersion(*max_version)) != 1) {
+      return openSslError("cannot set the maximum TLS version " + toString(*max_version));
+    }
+  }
 
   if (!trusted_ca_pem.empty()) {
     X509_STORE* store = SSL_CTX_get_cert_store(ctx.get());

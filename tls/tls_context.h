@@ -5,8 +5,10 @@
 // pointer swap").
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "tls/cert_files.h"
@@ -16,6 +18,8 @@
 struct ssl_ctx_st;  // SSL_CTX, kept opaque outside tls/
 
 namespace shardgate::tls {
+
+class TicketKeys;
 
 inline constexpr const char* kDefaultCiphers =
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
@@ -32,6 +36,9 @@ struct TlsPolicy {
   TlsVersion min_version = TlsVersion::k1_2;
   std::string ciphers = kDefaultCiphers;            // TLS <= 1.2
   std::string ciphersuites = kDefaultCiphersuites;  // TLS 1.3
+  // Handshakes below this version are counted and logged (not refused), so
+  // an operator sees who a higher min_version would turn away.
+  std::optional<TlsVersion> audit_min_version;
 };
 
 // Checks the cipher strings against OpenSSL without building a server context.
@@ -42,12 +49,18 @@ class TlsContext {
  public:
   // A server context serving bundle's leaf plus chain under policy.
   // Validates the bundle first (validateCertBundle); fails with its message.
+  // ticket_keys: session-ticket keys shared by every generation, so a ticket
+  // issued before a certificate rotation still resumes after it; the context
+  // keeps them alive. nullptr: OpenSSL's own keys, private to this context.
   static Result<std::shared_ptr<const TlsContext>> createServer(
-      const CertBundle& bundle, const TlsPolicy& policy, uint64_t generation);
+      const CertBundle& bundle, const TlsPolicy& policy, uint64_t generation,
+      std::shared_ptr<TicketKeys> ticket_keys = nullptr);
 
   // A client context (tests, preflight). trusted_ca_pem empty: no verification.
+  // max_version caps what the client offers (preflight's TLS 1.2 handshake).
   static Result<std::shared_ptr<const TlsContext>> createClient(
-      const TlsPolicy& policy, const std::string& trusted_ca_pem);
+      const TlsPolicy& policy, const std::string& trusted_ca_pem,
+      std::optional<TlsVersion> max_version = std::nullopt);
 
   ~TlsContext();
   TlsContext(const TlsContext&) = delete;
@@ -58,8 +71,13 @@ class TlsContext {
   const TlsPolicy& policy() const { return policy_; }
   uint64_t generation() const { return generation_; }
   bool isServer() const { return server_; }
+  // TlsSessions alive on this context, on any thread: after a rotation, the
+  // old generation's count drains to 0 as its clients close.
+  int64_t liveSessions() const { return live_sessions_.load(std::memory_order_relaxed); }
 
  private:
+  friend class TlsSession;  // counts itself in live_sessions_
+
   TlsContext(ssl_ctx_st* ctx, CertInfo info, TlsPolicy policy,
              uint64_t generation, bool server);
 
@@ -68,6 +86,12 @@ class TlsContext {
   TlsPolicy policy_;
   uint64_t generation_;
   bool server_;
+  // Null unless createServer was given shared keys; the ticket callback finds
+  // them through the SSL_CTX's ex_data, and this reference keeps them alive.
+  std::shared_ptr<TicketKeys> ticket_keys_;
+  // A statistic, not a lock: relaxed is enough. Mutable because sessions
+  // share the context as const.
+  mutable std::atomic<int64_t> live_sessions_{0};
 };
 
 using TlsContextPtr = std::shared_ptr<const TlsContext>;

@@ -16,13 +16,18 @@ namespace shardgate::tls {
 class TlsContextStore {
  public:
   TlsContextPtr current() const { return current_.load(std::memory_order_acquire); }
-  void publish(TlsContextPtr ctx) { current_.store(std::move(ctx), std::memory_order_release); }
-  // The generation the next built context should carry.
-  uint64_t nextGeneration() { return next_generation_.fetch_add(1) + 1; }
+  void publish(TlsContextPtr ctx) {
+    published_generation_ = ctx->generation();
+    current_.store(std::move(ctx), std::memory_order_release);
+  }
+  // The generation the next built context should carry. Only the control
+  // thread builds and publishes, and a context that fails to build is never
+  // published, so generations count published contexts without gaps.
+  uint64_t nextGeneration() const { return published_generation_ + 1; }
 
  private:
   std::atomic<TlsContextPtr> current_;
-  std::atomic<uint64_t> next_generation_{0};
+  uint64_t published_generation_ = 0;  // control thread only
 };
 
 }  // namespace shardgate::tls

@@ -118,9 +118,14 @@ std::unique_ptr<TlsSession> TlsSession::create(TlsContextPtr ctx, Role role) {
   return session;
 }
 
-TlsSession::TlsSession(TlsContextPtr ctx, ssl_st* ssl) : ctx_(std::move(ctx)), ssl_(ssl) {}
+TlsSession::TlsSession(TlsContextPtr ctx, ssl_st* ssl) : ctx_(std::move(ctx)), ssl_(ssl) {
+  ctx_->live_sessions_.fetch_add(1, std::memory_order_relaxed);
+}
 
-TlsSession::~TlsSession() { SSL_free(ssl_); }
+TlsSession::~TlsSession() {
+  SSL_free(ssl_);
+  ctx_->live_sessions_.fetch_sub(1, std::memory_order_relaxed);
+}
 
 void TlsSession::startHandshake(ByteBuffer& cipher_out) {
   if (state_ != State::kHandshaking) return;
@@ -229,6 +234,19 @@ void TlsSession::fail(const char* where, int ssl_error) {
 }
 
 const char* TlsSession::protocolName() const { return SSL_get_version(ssl_); }
+
+std::optional<TlsVersion> TlsSession::negotiatedVersion() const {
+  // kFailed after a completed handshake (a bad record later) still knows the
+  // version; SSL_is_init_finished tells a finished handshake from a failed one.
+  if (SSL_is_init_finished(ssl_) != 1) return std::nullopt;
+  switch (SSL_version(ssl_)) {
+    case TLS1_VERSION: return TlsVersion::k1_0;
+    case TLS1_1_VERSION: return TlsVersion::k1_1;
+    case TLS1_2_VERSION: return TlsVersion::k1_2;
+    case TLS1_3_VERSION: return TlsVersion::k1_3;
+    default: return std::nullopt;
+  }
+}
 
 const char* TlsSession::cipherName() const {
   return SSL_CIPHER_get_name(SSL_get_current_cipher(ssl_));

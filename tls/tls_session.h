@@ -11,11 +11,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "tls/byte_buffer.h"
 #include "tls/result.h"
 #include "tls/tls_context.h"
+#include "tls/tls_version.h"
 
 struct ssl_st;  // SSL, kept opaque outside tls/
 
@@ -61,6 +63,9 @@ class TlsSession {
   const std::string& failureCode() const { return failure_code_; }
 
   const char* protocolName() const;   // "TLSv1.3", after the handshake
+  // The version agreed on, once the handshake has completed (also after the
+  // peer closed); nullopt before that or after a failed handshake.
+  std::optional<TlsVersion> negotiatedVersion() const;
   const char* cipherName() const;
   bool sessionReused() const;
 

@@ -90,7 +90,7 @@ TEST_CASE("config: a minimal config gets every default") {
   CHECK(c.tls.policy.ciphers == shardgate::tls::kDefaultCiphers);
   CHECK(c.tls.policy.ciphersuites == shardgate::tls::kDefaultCiphersuites);
   CHECK(c.tls.handshake_timeout_ms == 10000);
-  CHECK_FALSE(c.tls.audit_min_version.has_value());
+  CHECK_FALSE(c.tls.policy.audit_min_version.has_value());
   CHECK_FALSE(c.admin_listen.has_value());
   CHECK_FALSE(c.metrics_listen.has_value());
   CHECK(c.drain_timeout_ms == 10000);
@@ -147,8 +147,8 @@ drain_timeout_ms: 0
   CHECK(c.tls.policy.ciphers == "ECDHE-RSA-AES128-GCM-SHA256");
   CHECK(c.tls.policy.ciphersuites == "TLS_AES_128_GCM_SHA256");
   CHECK(c.tls.handshake_timeout_ms == 5000);
-  REQUIRE(c.tls.audit_min_version.has_value());
-  CHECK(toString(*c.tls.audit_min_version) == "1.3");
+  REQUIRE(c.tls.policy.audit_min_version.has_value());
+  CHECK(toString(*c.tls.policy.audit_min_version) == "1.3");
   REQUIRE(c.databases.size() == 2);
   CHECK(c.databases[0].client_auth == ClientAuth::kRequired);
   REQUIRE(c.databases[0].shards.size() == 2);

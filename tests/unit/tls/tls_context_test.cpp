@@ -101,3 +101,18 @@ TEST_CASE("createClient with and without a trusted CA") {
   REQUIRE_FALSE(junk.ok());
   CHECK(junk.message() == "trusted CA: no PEM certificate found");
 }
+
+TEST_CASE("createClient caps the version it offers") {
+  auto capped = TlsContext::createClient(TlsPolicy{}, "", TlsVersion::k1_2);
+  REQUIRE(capped.ok());
+  CHECK(SSL_CTX_get_max_proto_version((*capped)->sslCtx()) == TLS1_2_VERSION);
+  auto open = TlsContext::createClient(TlsPolicy{}, "");
+  REQUIRE(open.ok());
+  CHECK(SSL_CTX_get_max_proto_version((*open)->sslCtx()) == 0);  // no cap
+
+  TlsPolicy strict;
+  strict.min_version = TlsVersion::k1_3;
+  auto impossible = TlsContext::createClient(strict, "", TlsVersion::k1_2);
+  REQUIRE_FALSE(impossible.ok());
+  CHECK(impossible.message() == "TLS client: maximum version 1.2 is below the minimum 1.3");
+}

@@ -338,3 +338,82 @@ TEST_CASE("TlsSession: many sessions on many threads") {
   for (auto& t : threads) t.join();
   CHECK(ok.load() == 160);
 }
+
+TEST_CASE("TlsSession: negotiatedVersion after the handshake only") {
+  Pair p(clientCtx(), serverCtx());
+  CHECK_FALSE(p.client.session->negotiatedVersion().has_value());
+  CHECK_FALSE(p.server.session->negotiatedVersion().has_value());
+  p.run();
+  REQUIRE(p.server.session->isOpen());
+  CHECK((p.client.session->negotiatedVersion() == TlsVersion::k1_3));
+  CHECK((p.server.session->negotiatedVersion() == TlsVersion::k1_3));
+
+  auto c12 = TlsContext::createClient(TlsPolicy{}, "", TlsVersion::k1_2);
+  REQUIRE(c12.ok());
+  Pair q(*c12, serverCtx());
+  q.run();
+  REQUIRE(q.server.session->isOpen());
+  CHECK((q.server.session->negotiatedVersion() == TlsVersion::k1_2));
+  CHECK((q.client.session->negotiatedVersion() == TlsVersion::k1_2));
+
+  // The version survives the peer's close_notify.
+  q.client.session->shutdown(q.client.out);
+  q.run();
+  CHECK(q.server.session->state() == TlsSession::State::kPeerClosed);
+  CHECK((q.server.session->negotiatedVersion() == TlsVersion::k1_2));
+
+  TlsPolicy old;
+  old.min_version = TlsVersion::k1_0;
+  old.ciphers = std::string(kDefaultCiphers) + ":" + kLegacyCiphers;
+  auto c10 = TlsContext::createClient(old, "", TlsVersion::k1_0);
+  REQUIRE(c10.ok());
+  Pair r(*c10, serverCtx(old));
+  r.run();
+  REQUIRE(r.server.session->isOpen());
+  CHECK((r.server.session->negotiatedVersion() == TlsVersion::k1_0));
+
+  // A failed handshake has no version.
+  TlsPolicy strict;
+  strict.min_version = TlsVersion::k1_3;
+  Pair f(*c12, serverCtx(strict));
+  f.run();
+  REQUIRE(f.server.session->state() == TlsSession::State::kFailed);
+  CHECK_FALSE(f.server.session->negotiatedVersion().has_value());
+  CHECK_FALSE(f.client.session->negotiatedVersion().has_value());
+}
+
+TEST_CASE("TlsContext: liveSessions counts the sessions holding the context") {
+  auto sctx = serverCtx();
+  auto cctx = clientCtx();
+  CHECK(sctx->liveSessions() == 0);
+  {
+    Pair a(cctx, sctx);
+    CHECK(sctx->liveSessions() == 1);
+    CHECK(cctx->liveSessions() == 1);
+    a.run();
+    Pair b(cctx, sctx);
+    CHECK(sctx->liveSessions() == 2);
+    CHECK(cctx->liveSessions() == 2);
+  }
+  CHECK(sctx->liveSessions() == 0);
+  CHECK(cctx->liveSessions() == 0);
+
+  // Sessions created and destroyed on many threads at once.
+  std::vector<std::thread> threads;
+  std::atomic<int> peak{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      std::vector<std::unique_ptr<TlsSession>> held;
+      for (int i = 0; i < 100; ++i) {
+        held.push_back(TlsSession::create(sctx, TlsSession::Role::kServer));
+      }
+      int seen = static_cast<int>(sctx->liveSessions());
+      int prev = peak.load();
+      while (seen > prev && !peak.compare_exchange_weak(prev, seen)) {
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(peak.load() >= 100);
+  CHECK(sctx->liveSessions() == 0);
+}
