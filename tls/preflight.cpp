@@ -14,6 +14,7 @@
 #include <openssl/ssl.h>
 
 #include "tls/byte_buffer.h"
+#include "tls/memory_link.h"
 #include "tls/tls_session.h"
 
 namespace shardgate::tls {
@@ -28,31 +29,6 @@ constexpr const char* kProbeCiphers = "ALL";
 constexpr const char* kProbeCiphersuites =
     "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:"
     "TLS_AES_128_CCM_SHA256:TLS_AES_128_CCM_8_SHA256";
-
-struct Side {
-  std::unique_ptr<TlsSession> session;
-  ByteBuffer plain;
-  ByteBuffer out;
-};
-
-// Moves from's pending ciphertext to to. False when there was none.
-bool deliver(Side& from, Side& to) {
-  if (from.out.empty()) return false;
-  ByteBuffer wire;
-  wire.swap(from.out);  // to may answer into its own out while we feed
-  to.session->feed(wire.data(), wire.size(), to.plain, to.out);
-  return true;
-}
-
-// Shuttles ciphertext until both are quiet, or the bound is reached.
-bool pump(Side& client, Side& server) {
-  for (int round = 0; round < kMaxRoundTrips; ++round) {
-    bool moved = deliver(client, server);
-    moved = deliver(server, client) || moved;
-    if (!moved) return true;
-  }
-  return false;
-}
 
 const char* keyTypeName(const TlsContext& ctx) {
   EVP_PKEY* key = SSL_CTX_get0_privatekey(ctx.sslCtx());
@@ -89,17 +65,17 @@ Status handshake(const TlsContextPtr& server_ctx, TlsVersion max_version) {
   auto client_ctx = TlsContext::createClient(probe, "", max_version);
   if (!client_ctx) return makeError(what + client_ctx.message());
 
-  Side client;
-  Side server;
+  MemoryPeer client;
+  MemoryPeer server;
   client.session = TlsSession::create(*client_ctx, TlsSession::Role::kClient);
   server.session = TlsSession::create(server_ctx, TlsSession::Role::kServer);
   if (!client.session || !server.session) return makeError(what + "out of memory");
 
   client.session->startHandshake(client.out);
-  bool settled = pump(client, server);
+  bool settled = pump(client, server, kMaxRoundTrips);
 
   // The server's reason first: it is the side whose configuration we test.
-  for (const Side* side : {&server, &client}) {
+  for (const MemoryPeer* side : {&server, &client}) {
     if (side->session->state() == TlsSession::State::kFailed) {
       const std::string& code = side->session->failureCode();
       return makeError(what + code + hintFor(code, max_version, *server_ctx));
@@ -119,7 +95,7 @@ Status handshake(const TlsContextPtr& server_ctx, TlsVersion max_version) {
   if (Status s = server.session->encrypt(kPing, sizeof kPing, server.out); !s) {
     return makeError(what + s.message());
   }
-  pump(client, server);
+  pump(client, server, kMaxRoundTrips);
   if (server.plain.view() != "PING" || client.plain.view() != "PING") {
     return makeError(what + "application data did not pass after the handshake");
   }

@@ -518,3 +518,43 @@ def test_check_certs_bad_dir_names_the_file_and_fails(tmp_path, problem):
     assert result.returncode != 0, out
     assert any(n in out for n in names), out
     assert snapshot(d) == before, "--check-certs changed the directory"
+
+
+# ---------------------------------------------------------------- expiry and audit
+
+
+def test_expiry_warning_logged_for_a_certificate_near_its_end(rotating):
+    rot = rotating
+    assert "expires within" not in rot.sg.log()
+    now = dt.datetime.now(dt.timezone.utc)
+    rot.next_serial += 1
+    pair = rot.ca.issue(rot.next_serial, not_after=now + dt.timedelta(days=5))
+    install_pair(pair, rot.cert_dir)
+    rot.wait_serial(pair.serial)
+    deadline = time.monotonic() + 5
+    while "expires within 7 day(s)" not in rot.sg.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert f"serial {pair.serial}) expires within 7 day(s)" in rot.sg.log(), rot.sg.log()[-2000:]
+
+
+def test_audit_min_version_counts_handshakes_a_higher_minimum_would_refuse(redis_server,
+                                                                           shardgate):
+    backend = redis_server()
+    sg = shardgate([database("db1", free_port(), backend.address)],
+                   tls={"min_version": "1.2", "audit_min_version": "1.3"}, log_level="debug")
+    ctx = ssl.create_default_context(cafile=str(sg.ca))
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", sg.port()), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(b"PING\r\n")
+                assert recv_until(s, b"+PONG\r\n") == b"+PONG\r\n"
+    rc, out = s_client(sg.port(), "-tls1_3")  # at the audit version: not counted
+    assert "+PONG" in out
+    deadline = time.monotonic() + 5
+    while "audit:" not in sg.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "negotiated TLSv1.2, below tls.audit_min_version 1.3" in sg.log(), sg.log()[-2000:]
+    sg.proc.send_signal(signal.SIGTERM)
+    assert sg.proc.wait(timeout=10) == 0
+    assert "handshakes below tls.audit_min_version: 3" in sg.log(), sg.log()[-2000:]

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "tests/unit/tls/test_certs.h"
+#include "tls/memory_link.h"
 #include "tls/tls_context.h"
 #include "tls/tls_session.h"
 
@@ -16,20 +17,6 @@ using namespace shardgate::tls;
 using namespace shardgate::tls::testing;
 
 namespace {
-
-struct Side {
-  std::unique_ptr<TlsSession> session;
-  ByteBuffer plain;
-  ByteBuffer out;
-};
-
-bool deliver(Side& from, Side& to) {
-  if (from.out.empty()) return false;
-  ByteBuffer wire;
-  wire.swap(from.out);
-  to.session->feed(wire.data(), wire.size(), to.plain, to.out);
-  return true;
-}
 
 // A client handshake against server, resuming resume when given. Returns
 // the client's session afterwards (for the next resumption).
@@ -41,19 +28,15 @@ struct Outcome {
 
 Outcome connect(const TlsContextPtr& client_ctx, const TlsContextPtr& server_ctx,
                 const std::string& resume = "") {
-  Side c;
-  Side s;
+  MemoryPeer c;
+  MemoryPeer s;
   c.session = TlsSession::create(client_ctx, TlsSession::Role::kClient);
   s.session = TlsSession::create(server_ctx, TlsSession::Role::kServer);
   REQUIRE(c.session);
   REQUIRE(s.session);
   if (!resume.empty()) REQUIRE(c.session->importSession(resume));
   c.session->startHandshake(c.out);
-  for (int i = 0; i < 50; ++i) {
-    bool moved = deliver(c, s);
-    moved = deliver(s, c) || moved;
-    if (!moved) break;
-  }
+  pump(c, s, 50);
   Outcome o;
   o.open = c.session->isOpen() && s.session->isOpen();
   o.reused = s.session->sessionReused();
