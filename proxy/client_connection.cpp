@@ -74,13 +74,14 @@ void ClientConnection::start() {
     handshake_done_ = true;
   }
 
-  // A TLS client gets its shard connection only once the handshake is done,
-  // so a flood of bare TCP connections never reaches the shards.
-  if (handshake_done_) connectBackend();
+  // The shard connection is opened when the client sends its first bytes of
+  // plaintext: a flood of bare TCP connections, or of handshakes that never
+  // send a command (health checks, scanners), never reaches the shards.
   updateReading();
 }
 
 void ClientConnection::connectBackend() {
+  backend_connecting_ = true;
   connect_req_.data = this;
   int rc = uv_tcp_connect(&connect_req_, &backend_, reinterpret_cast<const sockaddr*>(&db_.shard_addr),
                           [](uv_connect_t* req, int status) {
@@ -163,6 +164,7 @@ void ClientConnection::toBackend(const uint8_t* data, size_t len) {
   awaiting_reply_ = true;
   if (!backend_connected_) {
     to_backend_.hold(data, len);
+    if (!backend_connecting_) connectBackend();
   } else if (int rc = to_backend_.send(backendStream(), data, len); rc != 0) {
     onBackendEnd(rc);
     return;
@@ -319,7 +321,6 @@ void ClientConnection::onHandshakeDone() {
     spdlog::trace("{}: handshake with {}: {} {}{} generation {}", db_.listen, peerName(), proto,
                   tls_->cipherName(), tls_->sessionReused() ? " (resumed)" : "", tls_->generation());
   }
-  connectBackend();
   updateReading();
 }
 
@@ -455,12 +456,12 @@ std::string ClientConnection::peerName() {
     auto* a = reinterpret_cast<sockaddr_in*>(&ss);
     inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
     port = ntohs(a->sin_port);
-    return std::string(host) + ":" + std::to_string(port);
+    return fmt::format("{}:{}", host, port);
   }
   auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
   inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
   port = ntohs(a->sin6_port);
-  return "[" + std::string(host) + "]:" + std::to_string(port);
+  return fmt::format("[{}]:{}", host, port);
 }
 
 }  // namespace shardgate::proxy

@@ -3,6 +3,8 @@
 // the handshake is done; each direction has a WriteQueue, and a direction
 // that cannot drain stops reading on the other side (backpressure).
 //
+// The shard connection is opened by the client's first command.
+//
 //   client ─► onClientRead ─► TlsSession::feed ─► to_backend_ ─► shard
 //   shard  ─► onBackendRead ─► TlsSession::encrypt ─► to_client_ ─► client
 //
@@ -92,6 +94,7 @@ class ClientConnection {
   int open_handles_ = 0;
 
   bool handshake_done_ = false;
+  bool backend_connecting_ = false;
   bool backend_connected_ = false;
   bool backend_failed_ = false;
   bool backend_eof_ = false;

@@ -1,0 +1,234 @@
+"""Aggregation, tables, the issue-6 target check, JSON and the chart."""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from targets import PEERS, SHARDGATES
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str            # key in a workload's result dict
+    label: str
+    higher_better: bool
+    fmt: str            # format spec for one value
+    compare: bool = True  # False: context only (no ratios, not "best")
+
+
+# workload name -> (title, figures). One table per workload.
+WORKLOADS: dict[str, tuple[str, list[Figure]]] = {
+    "getset_p1": ("GET/SET, 50 connections, pipeline 1, random keys", [
+        Figure("rps", "requests/s", True, ",.0f"),
+        Figure("p50_ms", "p50 ms", False, ".3f"),
+        Figure("p99_ms", "p99 ms", False, ".3f"),
+        Figure("cpu_us_per_req", "proxy CPU µs/request", False, ".2f"),
+        Figure("client_core_share", "client CPU, cores", False, ".2f", False)]),
+    "getset_p16": ("GET/SET, 50 connections, pipeline 16, random keys", [
+        Figure("rps", "requests/s", True, ",.0f"),
+        Figure("p50_ms", "p50 ms", False, ".3f"),
+        Figure("p99_ms", "p99 ms", False, ".3f"),
+        Figure("cpu_us_per_req", "proxy CPU µs/request", False, ".2f"),
+        Figure("client_core_share", "client CPU, cores", False, ".2f", False)]),
+    "hs_new": ("New connection per request, full TLS 1.2 handshake (openssl s_time -new -tls1_2)", [
+        Figure("hs_per_s", "handshakes/s", True, ",.0f"),
+        Figure("cpu_us_per_hs", "proxy CPU µs/handshake", False, ".0f"),
+        Figure("client_core_share", "client CPU, cores", False, ".2f", False)]),
+    "hs_reuse": ("New connection per request, resumed TLS 1.2 session (openssl s_time -reuse -tls1_2)", [
+        Figure("hs_per_s", "handshakes/s", True, ",.0f"),
+        Figure("cpu_us_per_hs", "proxy CPU µs/handshake", False, ".0f"),
+        Figure("resumed_frac", "fraction resumed", True, ".2f", False),
+        Figure("client_core_share", "client CPU, cores", False, ".2f", False)]),
+    "memory": ("Memory: RSS growth per idle connection (fresh instance; TLS: handshake + PING, then idle)", [
+        Figure("kib_per_conn", "KiB/connection", False, ".1f")]),
+}
+
+
+def aggregate(rounds: list[dict]) -> dict:
+    """{workload: {figure: {target: {median, min, max, values}}}}"""
+    out: dict = {}
+    for rec in rounds:
+        if "error" in rec:
+            continue
+        wl = out.setdefault(rec["workload"], {})
+        for fig in WORKLOADS[rec["workload"]][1]:
+            if fig.key in rec["result"]:
+                wl.setdefault(fig.key, {}).setdefault(rec["target"], {"values": []})[
+                    "values"].append(rec["result"][fig.key])
+    for wl in out.values():
+        for per_target in wl.values():
+            for s in per_target.values():
+                v = s["values"]
+                s.update(median=statistics.median(v), min=min(v), max=max(v))
+    return out
+
+
+def best(per_target: dict, names: list[str], higher_better: bool) -> tuple[str, float] | None:
+    cands = [(n, per_target[n]["median"]) for n in names if n in per_target]
+    if not cands:
+        return None
+    return (max if higher_better else min)(cands, key=lambda c: c[1])
+
+
+def _ratio(a: float, b: float | None) -> str:
+    if b is None or b == 0:
+        return "—"
+    return f"{a / b:.2f}×"
+
+
+def tables(summary: dict, target_order: list[str], notes: dict[str, str]) -> str:
+    lines: list[str] = []
+    for wl_name, (title, figures) in WORKLOADS.items():
+        wl = summary.get(wl_name)
+        if not wl:
+            continue
+        lines += ["", f"== {title}", "   median over rounds [min–max]; ×direct = ratio to direct; "
+                  "×best peer = ratio to the best of " + ", ".join(PEERS)]
+        if wl_name in notes:
+            lines.append("   " + notes[wl_name])
+        head = f"   {'figure':<24} {'target':<13} {'median':>12} {'[min–max]':>25} " \
+               f"{'×direct':>8} {'×best peer':>11}"
+        lines += [head, "   " + "-" * (len(head) - 3)]
+        for fig in figures:
+            per = wl.get(fig.key, {})
+            if not per:
+                continue
+            bp = best(per, PEERS, fig.higher_better) if fig.compare else None
+            direct = per.get("direct", {}).get("median")
+            for t in target_order:
+                if t not in per:
+                    continue
+                s = per[t]
+                rng = f"[{s['min']:{fig.fmt}}–{s['max']:{fig.fmt}}]"
+                mark = " (best peer)" if bp and bp[0] == t else ""
+                if not fig.compare:
+                    rd, rp = "", ""
+                else:
+                    rd = _ratio(s["median"], direct) if t != "direct" else "1.00×"
+                    rp = _ratio(s["median"], bp[1] if bp else None)
+                lines.append(f"   {fig.label:<24} {t:<13} {s['median']:>12{fig.fmt}} {rng:>25} "
+                             f"{rd:>8} {rp:>11}{mark}")
+            lines.append("")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------- issue-6 targets
+
+
+def _med(summary: dict, wl: str, key: str, target: str) -> float | None:
+    return summary.get(wl, {}).get(key, {}).get(target, {}).get("median")
+
+
+def _sg_best(summary: dict, wl: str, key: str, higher_better: bool) -> tuple[str, float] | None:
+    per = summary.get(wl, {}).get(key, {})
+    return best(per, SHARDGATES, higher_better)
+
+
+def check_targets(summary: dict, conns: dict | None) -> list[dict]:
+    """The targets of issue 6, against shardgate's medians (the better of
+    shardgate-1w and shardgate for each figure)."""
+    checks = []
+
+    def ratio_check(desc: str, wl: str, key: str, peer: str, op: str, factor: float,
+                    higher_better: bool) -> None:
+        sg, pv = _sg_best(summary, wl, key, higher_better), _med(summary, wl, key, peer)
+        if sg is None or pv is None:
+            checks.append({"target": desc, "status": "n/a", "detail": "not measured"})
+            return
+        limit = pv * factor
+        ok = sg[1] <= limit if op == "<=" else sg[1] >= limit
+        checks.append({"target": desc, "status": "PASS" if ok else "FAIL",
+                       "detail": f"{sg[0]} {sg[1]:.4g} vs {peer} {pv:.4g} "
+                                 f"(ratio {sg[1] / pv:.2f}, need {op} {factor:g})"})
+
+    for wl, pl in (("getset_p1", 1), ("getset_p16", 16)):
+        ratio_check(f"proxy CPU/request P{pl} <= 0.6x haproxy", wl, "cpu_us_per_req",
+                    "haproxy", "<=", 0.6, False)
+    ratio_check("proxy CPU/request P16 <= 0.9x nginx", "getset_p16", "cpu_us_per_req",
+                "nginx", "<=", 0.9, False)
+    for wl, pl in (("getset_p1", 1), ("getset_p16", 16)):
+        ratio_check(f"proxy CPU/request P{pl} <= 1/3 stunnel", wl, "cpu_us_per_req",
+                    "stunnel", "<=", 1 / 3, False)
+    ratio_check("requests/s P16 >= 1.25x haproxy", "getset_p16", "rps", "haproxy", ">=", 1.25, True)
+    ratio_check("requests/s P16 >= nginx", "getset_p16", "rps", "nginx", ">=", 1.0, True)
+    ratio_check("requests/s P1 >= haproxy", "getset_p1", "rps", "haproxy", ">=", 1.0, True)
+    ratio_check("p99 P1 <= haproxy", "getset_p1", "p99_ms", "haproxy", "<=", 1.0, False)
+    ratio_check("proxy CPU/full handshake <= 0.55x haproxy", "hs_new", "cpu_us_per_hs",
+                "haproxy", "<=", 0.55, False)
+    ratio_check("handshakes/s >= haproxy", "hs_new", "hs_per_s", "haproxy", ">=", 1.0, True)
+
+    sg = _sg_best(summary, "memory", "kib_per_conn", False)
+    per = summary.get("memory", {}).get("kib_per_conn", {})
+    bp = best(per, PEERS, False)
+    if sg is None:
+        checks.append({"target": "memory/idle TLS connection <= 16 KiB", "status": "n/a",
+                       "detail": "not measured"})
+        checks.append({"target": "memory/idle TLS connection below every peer",
+                       "status": "n/a", "detail": "not measured"})
+    else:
+        checks.append({"target": "memory/idle TLS connection <= 16 KiB",
+                       "status": "PASS" if sg[1] <= 16 else "FAIL",
+                       "detail": f"{sg[0]} {sg[1]:.1f} KiB"})
+        checks.append({"target": "memory/idle TLS connection below every peer",
+                       "status": "n/a" if bp is None else ("PASS" if sg[1] < bp[1] else "FAIL"),
+                       "detail": f"{sg[0]} {sg[1]:.1f} KiB vs best peer "
+                                 + (f"{bp[0]} {bp[1]:.1f} KiB" if bp else "n/a")})
+    if not conns:
+        checks.append({"target": "10,000 concurrent TLS connections, no error", "status": "n/a",
+                       "detail": "not run (--conns 10000)"})
+    else:
+        res = {t: conns[t] for t in SHARDGATES if t in conns}
+        ok = [t for t, r in res.items() if r.get("pass")]
+        n = next(iter(conns.values())).get("raw", {}).get("count", "?") if conns else "?"
+        checks.append({"target": f"{n:,} concurrent TLS connections, no error"
+                       if isinstance(n, int) else "concurrent TLS connections, no error",
+                       "status": "PASS" if ok else "FAIL",
+                       "detail": "; ".join(f"{t}: {'pass' if r.get('pass') else 'fail'}, "
+                                           f"{r.get('errors', '?')} errors" for t, r in res.items())})
+    return checks
+
+
+def format_checks(checks: list[dict]) -> str:
+    w = max(len(c["target"]) for c in checks)
+    lines = ["", "== Issue 6 targets (shardgate = the better of shardgate-1w and shardgate per figure)"]
+    for c in checks:
+        lines.append(f"   {c['status']:<5} {c['target']:<{w}}  {c['detail']}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------- chart
+
+
+def chart(summary: dict, target_order: list[str], path: Path) -> None:
+    """Throughput and p99 side by side: grouped bars per target, P1 and P16,
+    error bars spanning min–max over rounds."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    width = 0.38
+    for ax, key, title, log in ((axes[0], "rps", "GET/SET requests/s (higher is better)", True),
+                                (axes[1], "p99_ms", "GET/SET p99 latency, ms (lower is better)",
+                                 False)):
+        names = [t for t in target_order
+                 if any(t in summary.get(w, {}).get(key, {}) for w in ("getset_p1", "getset_p16"))]
+        for i, (wl, label) in enumerate((("getset_p1", "pipeline 1"),
+                                         ("getset_p16", "pipeline 16"))):
+            per = summary.get(wl, {}).get(key, {})
+            xs = [j + (i - 0.5) * width for j in range(len(names))]
+            med = [per.get(t, {}).get("median", 0) for t in names]
+            lo = [m - per.get(t, {}).get("min", m) for m, t in zip(med, names)]
+            hi = [per.get(t, {}).get("max", m) - m for m, t in zip(med, names)]
+            ax.bar(xs, med, width, yerr=[lo, hi], capsize=3, label=label)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=20)
+        ax.set_title(title)
+        if log:
+            ax.set_yscale("log")
+        ax.legend()
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

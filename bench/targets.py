@@ -1,0 +1,340 @@
+"""The benchmark targets: one place that says how each one is started.
+
+Every target is a server on a free loopback port. `direct` is a plaintext
+redis-server: the baseline for every ratio and the backend of every proxy.
+The others serve the same ECDSA P-256 leaf (see setup_env.make_certs).
+
+A target is started with start_target(); the returned Proc knows every process
+of the target (by process group: each server is started in its own session, so
+nginx's workers are found with their master) and reads their CPU time and RSS
+from /proc. Proc.stop() ends that process group only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+NGINX_STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
+# redis-server's own client limit: each proxied client is also a backend client.
+REDIS_MAXCLIENTS = 20000
+# Idle connections must survive the memory and 10k phases, so no target may
+# time them out in under an hour.
+IDLE_TIMEOUT_S = 3600
+
+
+@dataclass
+class Ctx:
+    """What every target's start function needs."""
+    certs: dict[str, Path]
+    shardgate_bin: Path
+    workdir: Path
+    direct_port: int = 0       # set once `direct` is up; every proxy forwards there
+
+
+@dataclass(frozen=True)
+class TargetDef:
+    name: str
+    tls: bool
+    peer: bool                 # a peer shardgate is compared against
+    start: Callable[[Ctx, int, Path], tuple[list[str], dict]]  # -> argv, extra Popen kwargs
+    what_is_measured: str      # whose CPU and RSS the "proxy" figures are
+
+
+# ------------------------------------------------------------------ processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def raise_nofile() -> None:
+    """preexec_fn and bench process: take the hard limit for open files.
+
+    The hard limit cannot be raised without CAP_SYS_RESOURCE, so the soft
+    limit goes up to it; the 10k check reports when that is not enough."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _read_stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # comm may hold spaces and parentheses: split after the last ')'.
+    return raw[raw.rindex(")") + 2:].split()
+
+
+@dataclass
+class Proc:
+    name: str
+    port: int
+    popen: subprocess.Popen
+    log: Path
+    dir: Path
+    tls: bool
+    _pgid: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._pgid = self.popen.pid     # start_new_session=True: pgid == pid
+
+    def pids(self) -> list[int]:
+        """The root process and everything in its process group (nginx workers)."""
+        out = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            st = _read_stat(int(d))
+            # st[2] is pgrp (fields after comm: state ppid pgrp ...)
+            if st is not None and int(st[2]) == self._pgid:
+                out.append(int(d))
+        return out
+
+    def cpu_seconds(self) -> float:
+        """utime+stime summed over the target's processes; /proc/PID/stat of a
+        process already covers all its threads."""
+        ticks = 0
+        for pid in self.pids():
+            st = _read_stat(pid)
+            if st is not None:
+                ticks += int(st[11]) + int(st[12])   # utime, stime
+        return ticks / CLK_TCK
+
+    def rss_kib(self) -> int:
+        total = 0
+        for pid in self.pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+        return total
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, n: int = 15) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """SIGTERM to the target's process group, SIGKILL after 5 s."""
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self._pgid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        # Children (nginx workers) may outlive the master briefly.
+        try:
+            os.killpg(self._pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def probe(port: int, tls: bool, ca: Path, timeout: float = 3.0) -> None:
+    """One PING through the target, verifying the certificate: the whole path
+    (TLS, proxy, backend) works before anything is measured."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        sock: socket.socket = raw
+        if tls:
+            ctx = ssl.create_default_context(cafile=str(ca))
+            sock = ctx.wrap_socket(raw, server_hostname="localhost")
+        sock.sendall(b"PING\r\n")
+        buf = b""
+        while not buf.endswith(b"\r\n"):
+            chunk = sock.recv(64)
+            if not chunk:
+                break
+            buf += chunk
+        if buf != b"+PONG\r\n":
+            raise RuntimeError(f"PING answered {buf!r}")
+
+
+def start_target(tdef: TargetDef, ctx: Ctx, port: int | None = None,
+                 timeout: float = 15.0) -> Proc:
+    port = port or free_port()
+    d = ctx.workdir / f"{tdef.name}-{port}"
+    d.mkdir(parents=True, exist_ok=True)
+    argv, kw = tdef.start(ctx, port, d)
+    log = d / "output.log"
+    with open(log, "wb") as logf:
+        popen = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, start_new_session=True,
+                                 preexec_fn=raise_nofile, cwd=d, **kw)
+    proc = Proc(tdef.name, port, popen, log, d, tdef.tls)
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if popen.poll() is not None:
+            proc.stop()
+            raise RuntimeError(f"{tdef.name} exited with {popen.returncode} on start:\n"
+                               f"{proc.log_tail()}")
+        try:
+            probe(port, tdef.tls, ctx.certs["ca"])
+            return proc
+        except (OSError, RuntimeError, ssl.SSLError) as e:
+            last = e
+            time.sleep(0.05)
+    proc.stop()
+    raise RuntimeError(f"{tdef.name} not answering on {port} after {timeout:.0f} s "
+                       f"({last}):\n{proc.log_tail()}")
+
+
+# -------------------------------------------------------- target definitions
+
+
+def _redis_common() -> list[str]:
+    # No persistence: a snapshot fork would land in some target's measurement.
+    return ["--save", "", "--appendonly", "no", "--bind", "127.0.0.1",
+            "--maxclients", str(REDIS_MAXCLIENTS), "--daemonize", "no",
+            "--loglevel", "warning"]
+
+
+def start_direct(ctx: Ctx, port: int, d: Path):
+    return ["redis-server", "--port", str(port), *_redis_common()], {}
+
+
+def start_redis_tls(ctx: Ctx, port: int, d: Path):
+    c = ctx.certs
+    # tls-session-caching is on by default (TLS 1.2 session ids and tickets).
+    return ["redis-server", "--port", "0", "--tls-port", str(port),
+            "--tls-cert-file", str(c["cert"]), "--tls-key-file", str(c["key"]),
+            "--tls-ca-cert-file", str(c["ca"]), "--tls-auth-clients", "no",
+            *_redis_common()], {}
+
+
+def start_stunnel(ctx: Ctx, port: int, d: Path):
+    c = ctx.certs
+    conf = d / "stunnel.conf"
+    # TCP_NODELAY on both sides, as haproxy and nginx do by default; session
+    # cache (TLS 1.2) and tickets are stunnel's defaults.
+    conf.write_text(f"""foreground = yes
+pid = {d / 'stunnel.pid'}
+debug = warning
+socket = l:TCP_NODELAY=1
+socket = r:TCP_NODELAY=1
+
+[redis]
+accept = 127.0.0.1:{port}
+connect = 127.0.0.1:{ctx.direct_port}
+cert = {c['cert']}
+key = {c['key']}
+TIMEOUTidle = {IDLE_TIMEOUT_S}
+""")
+    return ["stunnel4", str(conf)], {}
+
+
+def start_haproxy(ctx: Ctx, port: int, d: Path):
+    conf = d / "haproxy.cfg"
+    # haproxy refuses to start when maxconn needs more descriptors than the
+    # hard limit allows (two per proxied connection), so maxconn is what the
+    # limit affords, up to 30000. Session tickets are on by default.
+    maxconn = min(30000, (resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 200) // 2)
+    conf.write_text(f"""global
+    nbthread 2
+    maxconn {maxconn}
+    pidfile {d / 'haproxy.pid'}
+
+defaults
+    mode tcp
+    maxconn {maxconn}
+    timeout connect 5s
+    timeout client {IDLE_TIMEOUT_S}s
+    timeout server {IDLE_TIMEOUT_S}s
+
+frontend fe
+    bind 127.0.0.1:{port} ssl crt {ctx.certs['combined']}
+    default_backend be
+
+backend be
+    server s1 127.0.0.1:{ctx.direct_port}
+""")
+    return ["haproxy", "-db", "-f", str(conf)], {}
+
+
+def start_nginx(ctx: Ctx, port: int, d: Path):
+    c = ctx.certs
+    conf = d / "nginx.conf"
+    conf.write_text(f"""load_module {NGINX_STREAM_MODULE};
+daemon off;
+master_process on;
+worker_processes 2;
+worker_rlimit_nofile 20000;
+pid {d / 'nginx.pid'};
+error_log {d / 'error.log'} warn;
+
+events {{
+    worker_connections 20000;
+}}
+
+stream {{
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {c['cert']};
+        ssl_certificate_key {c['key']};
+        ssl_session_tickets on;
+        ssl_session_cache shared:SSL:10m;
+        proxy_pass 127.0.0.1:{ctx.direct_port};
+        proxy_timeout {IDLE_TIMEOUT_S}s;
+    }}
+}}
+""")
+    # -e: nginx opens its default error log before reading the config.
+    return ["nginx", "-p", str(d), "-e", str(d / "error.log"), "-c", str(conf)], {}
+
+
+def _start_shardgate(workers: str) -> Callable:
+    def start(ctx: Ctx, port: int, d: Path):
+        conf = d / "shardgate.yaml"
+        conf.write_text(f"""workers: {workers}
+log_level: warn
+cert_dir: {json.dumps(str(ctx.certs['shardgate_dir']))}
+generate_self_signed: false
+drain_timeout_ms: 1000
+databases:
+  - name: bench
+    listen: "127.0.0.1:{port}"
+    tls: true
+    shards:
+      - address: "127.0.0.1:{ctx.direct_port}"
+""")
+        return [str(ctx.shardgate_bin), "--config", str(conf)], {}
+    return start
+
+
+REDIS_ITSELF = "redis-server itself (no proxy in front)"
+TARGETS: list[TargetDef] = [
+    TargetDef("direct", False, False, start_direct, REDIS_ITSELF + ", plaintext"),
+    TargetDef("redis-tls", True, True, start_redis_tls, REDIS_ITSELF + ", its own TLS port"),
+    TargetDef("stunnel", True, True, start_stunnel, "stunnel4 process"),
+    TargetDef("haproxy", True, True, start_haproxy, "haproxy process (2 threads)"),
+    TargetDef("nginx", True, True, start_nginx, "nginx master + 2 workers"),
+    TargetDef("shardgate-1w", True, False, _start_shardgate("1"), "shardgate, workers: 1"),
+    TargetDef("shardgate", True, False, _start_shardgate("auto"), "shardgate, workers: auto"),
+]
+BY_NAME = {t.name: t for t in TARGETS}
+PEERS = [t.name for t in TARGETS if t.peer]
+SHARDGATES = ["shardgate-1w", "shardgate"]

@@ -1,0 +1,300 @@
+"""The workloads of bench/run. Each function measures one target once and
+returns a flat dict of figures (plus raw details), so rounds can be
+interleaved and aggregated the same way for every workload.
+
+"Proxy CPU" is the target's own utime+stime from /proc around the workload
+(targets.Proc.cpu_seconds); for `direct` and `redis-tls` that is redis-server.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import resource
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import targets as T
+
+HERE = Path(__file__).resolve().parent
+KEYSPACE = 100000          # redis-benchmark -r: random keys
+CLIENTS = 50
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's reaped children (the load generators)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _tls_args(proc: T.Proc, ctx: T.Ctx) -> list[str]:
+    return ["--tls", "--cacert", str(ctx.certs["ca"])] if proc.tls else []
+
+
+# ------------------------------------------------------------ a. GET/SET
+
+
+def getset(proc: T.Proc, ctx: T.Ctx, pipeline: int, n: int) -> dict:
+    """redis-benchmark -t set,get: SET then GET, n requests each.
+
+    req/s is the combined rate over both tests (2n requests / their summed
+    durations); p50 is the mean of the two tests' p50s (equal request counts),
+    p99 the worse of the two. Proxy CPU per request covers the whole run,
+    including redis-benchmark's 50 connection setups per test, a constant that
+    is small beside n requests."""
+    argv = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(proc.port), *_tls_args(proc, ctx),
+            "-c", str(CLIENTS), "-P", str(pipeline), "-n", str(n), "-r", str(KEYSPACE),
+            "-t", "set,get", "--csv"]
+    cli0, cpu0, t0 = _children_cpu(), proc.cpu_seconds(), time.monotonic()
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    wall, cpu = time.monotonic() - t0, proc.cpu_seconds() - cpu0
+    client_cpu = _children_cpu() - cli0
+    rows = {row["test"]: row for row in csv.DictReader(io.StringIO(r.stdout))
+            if row.get("test") in ("SET", "GET")}
+    if r.returncode != 0 or set(rows) != {"SET", "GET"}:
+        raise RuntimeError(f"redis-benchmark on {proc.name} failed (rc {r.returncode}): "
+                           f"{(r.stderr or r.stdout).strip()[-400:]}")
+    s, g = rows["SET"], rows["GET"]
+    rps_set, rps_get = float(s["rps"]), float(g["rps"])
+    duration = n / rps_set + n / rps_get
+    return {
+        "rps": 2 * n / duration,
+        "p50_ms": (float(s["p50_latency_ms"]) + float(g["p50_latency_ms"])) / 2,
+        "p99_ms": max(float(s["p99_latency_ms"]), float(g["p99_latency_ms"])),
+        "cpu_us_per_req": cpu * 1e6 / (2 * n),
+        # redis-benchmark is single-threaded: near 1.0 means the client, not
+        # the target, set the pace.
+        "client_core_share": client_cpu / wall,
+        "raw": {"n": n, "pipeline": pipeline, "wall_s": round(wall, 3),
+                "proxy_cpu_s": round(cpu, 3), "SET": s, "GET": g},
+    }
+
+
+def calibrate_getset(proc: T.Proc, ctx: T.Ctx, pipeline: int, seconds_per_test: float) -> int:
+    """-n so that each test (SET, then GET) takes about seconds_per_test here.
+    Doubles as the target's warm-up. The same n is then used in every round,
+    so rounds stay comparable."""
+    probe_n = 2000 if pipeline == 1 else 20000
+    rps = getset(proc, ctx, pipeline, probe_n)["rps"]
+    step = 1000 * pipeline
+    return max(step, int(rps * seconds_per_test / step) * step)
+
+
+# ------------------------------------------------------- b. handshakes
+
+
+def handshakes(proc: T.Proc, ctx: T.Ctx, mode: str, seconds: float) -> dict:
+    """openssl s_time, one new connection per handshake, for `seconds`.
+
+    s_time prints one character per connection as it goes ('*' full handshake,
+    'r' resumed session). Its own summary counts whole seconds of time(), so
+    its windows last T to T+1 s; instead the bench reads the characters as they
+    arrive, stops s_time after exactly `seconds` and uses its own clock.
+    -tls1_2: s_time never reads after the handshake, so it never receives a
+    TLS 1.3 ticket and `-reuse` over TLS 1.3 resumes nothing (checked: all
+    '*'); TLS 1.2 session resumption works, and both modes use it so that
+    full and resumed figures are comparable."""
+    assert mode in ("new", "reuse")
+    argv = ["openssl", "s_time", "-connect", f"127.0.0.1:{proc.port}", f"-{mode}",
+            "-time", str(int(seconds) + 30), "-CAfile", str(ctx.certs["ca"]), "-tls1_2"]
+    cli0 = _children_cpu()
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    buf = bytearray()
+    try:
+        fd = p.stdout.fileno()
+        # -reuse makes one full handshake before its timed loop, and prints
+        # "starting" when the loop begins: start the clock there.
+        if mode == "reuse":
+            end = time.monotonic() + 10
+            while b"starting\n" not in buf and time.monotonic() < end:
+                if select.select([fd], [], [], 0.5)[0]:
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+            buf = buf[buf.find(b"starting\n") + 9:] if b"starting\n" in buf else bytearray()
+        cpu0, t0 = proc.cpu_seconds(), time.monotonic()
+        end = t0 + seconds
+        while (left := end - time.monotonic()) > 0:
+            if select.select([fd], [], [], left)[0]:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                buf += chunk
+        wall, cpu = time.monotonic() - t0, proc.cpu_seconds() - cpu0
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    client_cpu = _children_cpu() - cli0
+    text = buf.decode(errors="replace")
+    full, resumed = 0, 0
+    for word in text.split():
+        # Only words made of progress characters, not the letters of s_time's
+        # prose ("Collecting connection statistics for ...").
+        if re.fullmatch(r"[*r]+", word):
+            full += word.count("*")
+            resumed += word.count("r")
+    total = full + resumed
+    if total == 0:
+        raise RuntimeError(f"s_time -{mode} on {proc.name}: no connection completed")
+    return {"hs_per_s": total / wall, "cpu_us_per_hs": cpu * 1e6 / total,
+            "resumed_frac": resumed / total,
+            # s_time is one process: near 1.0 means the client set the pace.
+            "client_core_share": client_cpu / wall,
+            "raw": {"mode": mode, "connections": total, "full": full, "resumed": resumed,
+                    "wall_s": round(wall, 3), "proxy_cpu_s": round(cpu, 3)}}
+
+
+# ------------------------------------------- c. idle memory / 10k connections
+
+
+def idle_conns(tdef: T.TargetDef, ctx: T.Ctx, count: int, check: bool = False,
+               settle_s: float = 0.25) -> dict:
+    """RSS of a fresh instance of the target before and after `count` idle
+    connections (TLS: handshake + PING + PONG, then idle).
+
+    A fresh instance each time: an allocator keeps freed memory, so a process
+    that already held connections in an earlier round would show a smaller
+    growth; a new process makes every round measure the same thing. With
+    check=True (the 10k check) every held connection is PINGed again after
+    holding, and the target must still be running."""
+    proc = T.start_target(tdef, ctx)
+    helper = None
+    try:
+        time.sleep(settle_s)
+        rss0 = proc.rss_kib()
+        argv = [sys.executable, str(HERE / "idle_conns.py"), "--port", str(proc.port),
+                "--count", str(count)]
+        argv += ["--ca", str(ctx.certs["ca"])] if tdef.tls else ["--plain"]
+        helper = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  text=True, preexec_fn=T.raise_nofile)
+        opened = _read_json_line(helper, 180)
+        time.sleep(settle_s)
+        rss1 = proc.rss_kib()
+        out = {"kib_per_conn": (rss1 - rss0) / max(1, opened["opened"]),
+               "raw": {"count": count, "rss_before_kib": rss0, "rss_after_kib": rss1,
+                       "open": opened}}
+        if check:
+            time.sleep(2)           # hold idle a little before the check
+            helper.stdin.write("check\n")
+            helper.stdin.flush()
+            chk = _read_json_line(helper, 120)
+            errors = opened["errors"] + chk["errors"]
+            alive = proc.alive()
+            out["raw"]["check"] = chk
+            out["pass"] = (opened["opened"] == count and chk["alive"] == count
+                           and errors == 0 and alive)
+            out["errors"] = errors
+            out["first_errors"] = opened["first_errors"] + chk["first_errors"]
+            if not alive:
+                out["first_errors"].append("target exited: " + proc.log_tail(3))
+        return out
+    finally:
+        if helper is not None:
+            try:
+                helper.stdin.close()
+            except OSError:
+                pass
+            try:
+                helper.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                helper.kill()
+                helper.wait()
+        proc.stop()
+
+
+def _read_json_line(p: subprocess.Popen, timeout: float) -> dict:
+    fd = p.stdout.fileno()
+    if not select.select([fd], [], [], timeout)[0]:
+        raise RuntimeError(f"idle_conns helper silent for {timeout:.0f} s")
+    line = p.stdout.readline()
+    if not line:
+        raise RuntimeError(f"idle_conns helper exited ({p.poll()})")
+    return json.loads(line)
+
+
+# ------------------------------------------------------ e. openssl speed
+
+
+def openssl_speed(seconds: int) -> dict:
+    """The physical limit on one core (taskset -c 0): P-256 signatures (one per
+    full handshake on the server), X25519 (one per full handshake) and
+    AES-128-GCM bytes/s at 16 KiB records (the bulk data path)."""
+    def run(*algo: str) -> str:
+        r = subprocess.run(["taskset", "-c", "0", "openssl", "speed", "-mr", "-seconds",
+                            str(seconds), *algo], capture_output=True, text=True,
+                           timeout=60 + 10 * seconds)
+        return r.stdout + r.stderr
+
+    out: dict = {"seconds": seconds}
+    m = re.search(r"^\+F4:\d+:256:([\d.]+):([\d.]+)", run("ecdsap256"), re.M)
+    if m:
+        out["ecdsap256_sign_per_s"], out["ecdsap256_verify_per_s"] = float(m[1]), float(m[2])
+    m = re.search(r"^\+F5:\d+:253:([\d.]+)", run("ecdhx25519"), re.M)
+    if m:
+        out["x25519_op_per_s"] = float(m[1])
+    m = re.search(r"^\+F:\d+:AES-128-GCM:([\d.]+)", run("-bytes", "16384", "-evp",
+                                                        "aes-128-gcm"), re.M)
+    if m:
+        out["aes128gcm_bytes_per_s_16k"] = float(m[1])
+    return out
+
+
+# ------------------------------------------------------ f. rotation soak
+
+
+SOAK_PATTERNS = {
+    "dropped": (r"connections dropped:\s+(\d+)", int),
+    "failed": (r"failed requests:\s+(\d+)", int),
+    "requests": (r"failed requests:.*?of (\d+) requests", int),
+    "rotations_applied": (r"rotations applied:\s+(\d+)", int),
+    "renames": (r"rotations \(renames\):\s+(\d+)", int),
+    "p50_ms": (r"first new serial:\s+p50 (\d+) ms", int),
+    "p99_ms": (r"first new serial:.*?p99 (\d+) ms", int),
+    "applied_one_by_one": (r"applied one by one \(SIGHUP\):\s+(\d+) of", int),
+    "rss_before_kib": (r"applied one by one.*?RSS before (\d+) kB", int),
+    "rss_after_kib": (r"applied one by one.*?after (\d+) kB", int),
+    "rss_delta_kib": (r"applied one by one.*?\(([+-]\d+) kB\)", int),
+    "result": (r"RESULT: (\w+)", str),
+}
+
+
+def rotation_soak(quick: bool, shardgate_bin: Path) -> dict:
+    """bench/rotation_soak (issue 5) against the release binary."""
+    argv = [str(HERE / "rotation_soak"), "--quick" if quick else "--seconds=60"]
+    env = dict(os.environ, SHARDGATE_BIN=str(shardgate_bin))
+    t0 = time.monotonic()
+    # Its own session, so that on Ctrl-C or a timeout the bench decides: SIGINT
+    # to the soak's group lets rotation_soak stop its redis-server and
+    # shardgate in its finally block (subprocess.run would SIGKILL the script
+    # alone and orphan them); SIGKILL to the group only if that hangs.
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=env, start_new_session=True)
+    try:
+        stdout, stderr = p.communicate(timeout=150 if quick else 400)
+    except BaseException:
+        for sig, wait in ((signal.SIGINT, 15), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(p.pid, sig)
+                p.wait(timeout=wait)
+                break
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                continue
+        raise
+    out: dict = {"rc": p.returncode, "seconds": round(time.monotonic() - t0, 1),
+                 "args": argv[1:]}
+    for key, (pat, conv) in SOAK_PATTERNS.items():
+        m = re.search(pat, stdout)
+        out[key] = conv(m[1]) if m else None
+    out["output"] = stdout[-3000:] + (stderr[-1000:] if p.returncode else "")
+    return out
