@@ -2,6 +2,8 @@
 //   shardgate --config FILE [--check-config]
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -30,6 +32,22 @@ constexpr const char* kUsage =
     "Signals: SIGHUP re-reads the TLS settings and certificates (file changes in\n"
     "cert_dir are picked up by themselves); SIGTERM/SIGINT stop\n"
     "accepting, let connections finish (drain_timeout_ms), and exit 0.\n";
+
+// Each client holds two descriptors (its socket and its shard's), so the
+// usual soft limit of 1024 would cap a proxy near 500 clients. Raise the soft
+// limit to the hard one, as redis-server does for maxclients.
+void raiseFileLimit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= lim.rlim_max) return;
+  rlim_t before = lim.rlim_cur;
+  lim.rlim_cur = lim.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &lim) == 0) {
+    spdlog::info("raised the open-file limit from {} to {}", before, lim.rlim_max);
+  } else {
+    spdlog::warn("open-file limit {} (could not raise it to {}): at most about {} clients", before,
+                 lim.rlim_max, before / 2);
+  }
+}
 
 int usageError(const std::string& message) {
   std::fprintf(stderr, "shardgate: %s\n%s", message.c_str(), kUsage);
@@ -92,6 +110,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   spdlog::info("shardgate {} starting with {}", SHARDGATE_VERSION, config_path);
+  raiseFileLimit();
   auto server = shardgate::proxy::Server::create(std::move(*config));
   if (!server) {
     spdlog::error("{}", server.message());
