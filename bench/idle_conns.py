@@ -64,8 +64,8 @@ async def main() -> int:
             try:
                 r, w = await asyncio.wait_for(asyncio.open_connection(
                     "127.0.0.1", args.port, ssl=ctx,
-                    server_hostname="localhost" if ctx else None), 30)
-                await asyncio.wait_for(ping(r, w), 30)
+                    server_hostname="localhost" if ctx else None), 15)
+                await asyncio.wait_for(ping(r, w), 15)
                 held.append((r, w))
             except Exception as e:  # noqa: BLE001 - every failure is counted and reported
                 errors.append(f"{type(e).__name__}: {e}")

@@ -125,6 +125,10 @@ def _sg_best(summary: dict, wl: str, key: str, higher_better: bool) -> tuple[str
     return best(per, SHARDGATES, higher_better)
 
 
+def _num(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+
+
 def check_targets(summary: dict, conns: dict | None) -> list[dict]:
     """The targets of issue 6, against shardgate's medians (the better of
     shardgate-1w and shardgate for each figure)."""
@@ -139,8 +143,8 @@ def check_targets(summary: dict, conns: dict | None) -> list[dict]:
         limit = pv * factor
         ok = sg[1] <= limit if op == "<=" else sg[1] >= limit
         checks.append({"target": desc, "status": "PASS" if ok else "FAIL",
-                       "detail": f"{sg[0]} {sg[1]:.4g} vs {peer} {pv:.4g} "
-                                 f"(ratio {sg[1] / pv:.2f}, need {op} {factor:g})"})
+                       "detail": f"{sg[0]} {_num(sg[1])} vs {peer} {_num(pv)} "
+                                 f"(ratio {sg[1] / pv:.3f}, need {op} {factor:.3g})"})
 
     for wl, pl in (("getset_p1", 1), ("getset_p16", 16)):
         ratio_check(f"proxy CPU/request P{pl} <= 0.6x haproxy", wl, "cpu_us_per_req",
