@@ -306,7 +306,7 @@ stream {{
     return ["nginx", "-p", str(d), "-e", str(d / "error.log"), "-c", str(conf)], {}
 
 
-def _start_shardgate(workers: str) -> Callable:
+def _start_shardgate(workers: str, tls: bool = True) -> Callable:
     def start(ctx: Ctx, port: int, d: Path):
         conf = d / "shardgate.yaml"
         conf.write_text(f"""workers: {workers}
@@ -317,7 +317,7 @@ drain_timeout_ms: 1000
 databases:
   - name: bench
     listen: "127.0.0.1:{port}"
-    tls: true
+    tls: {"true" if tls else "false"}
     shards:
       - address: "127.0.0.1:{ctx.direct_port}"
 """)
@@ -334,6 +334,10 @@ TARGETS: list[TargetDef] = [
     TargetDef("nginx", True, True, start_nginx, "nginx master + 2 workers"),
     TargetDef("shardgate-1w", True, False, _start_shardgate("1"), "shardgate, workers: 1"),
     TargetDef("shardgate", True, False, _start_shardgate("auto"), "shardgate, workers: auto"),
+    # The relay's floor: the same process and syscalls with TLS off, so the
+    # table shows how much of a TLS proxy's cost is the relaying itself.
+    TargetDef("relay-floor", False, False, _start_shardgate("1", tls=False),
+              "shardgate, workers: 1, tls: false (relaying alone, no TLS)"),
 ]
 BY_NAME = {t.name: t for t in TARGETS}
 PEERS = [t.name for t in TARGETS if t.peer]

@@ -82,12 +82,19 @@ void ClientConnection::start() {
 
 void ClientConnection::connectBackend() {
   backend_connecting_ = true;
-  connect_req_.data = this;
-  int rc = uv_tcp_connect(&connect_req_, &backend_, reinterpret_cast<const sockaddr*>(&db_.shard_addr),
-                          [](uv_connect_t* req, int status) {
-                            static_cast<ClientConnection*>(req->data)->onConnected(status);
+  // Requests are allocated for their one use rather than kept in every
+  // connection: an idle connection's memory is what the proxy scales by.
+  auto* req = new uv_connect_t;
+  req->data = this;
+  int rc = uv_tcp_connect(req, &backend_, reinterpret_cast<const sockaddr*>(&db_.shard_addr),
+                          [](uv_connect_t* r, int status) {
+                            std::unique_ptr<uv_connect_t> done(r);
+                            static_cast<ClientConnection*>(r->data)->onConnected(status);
                           });
-  if (rc != 0) onConnected(rc);
+  if (rc != 0) {
+    delete req;
+    onConnected(rc);
+  }
 }
 
 // ---- reading ----------------------------------------------------------------
@@ -376,12 +383,17 @@ void ClientConnection::onClientEnd(bool clean) {
 void ClientConnection::shutdownBackend() {
   if (backend_shutdown_ || closing_) return;
   backend_shutdown_ = true;
-  shutdown_req_.data = this;
-  int rc = uv_shutdown(&shutdown_req_, backendStream(), [](uv_shutdown_t* req, int status) {
-    auto* self = static_cast<ClientConnection*>(req->data);
+  auto* req = new uv_shutdown_t;
+  req->data = this;
+  int rc = uv_shutdown(req, backendStream(), [](uv_shutdown_t* r, int status) {
+    std::unique_ptr<uv_shutdown_t> done(r);
+    auto* self = static_cast<ClientConnection*>(r->data);
     if (!self->closing_ && status != 0) self->closeAfterFlush();
   });
-  if (rc != 0) closeAfterFlush();
+  if (rc != 0) {
+    delete req;
+    closeAfterFlush();
+  }
 }
 
 void ClientConnection::onBackendEnd(int status) {

@@ -85,8 +85,6 @@ class ClientConnection {
   uv_tcp_t client_{};
   uv_tcp_t backend_{};
   uv_timer_t timer_{};  // handshake deadline, then the flush-before-close deadline
-  uv_connect_t connect_req_{};
-  uv_shutdown_t shutdown_req_{};
   std::unique_ptr<tls::TlsSession> tls_;
   WriteQueue to_client_;
   WriteQueue to_backend_;

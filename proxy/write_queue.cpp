@@ -28,8 +28,9 @@ int WriteQueue::startWrite(uv_stream_t* stream) {
   inflight_.swap(pending_);
   uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(inflight_.data()),
                              static_cast<unsigned>(inflight_.size()));
-  req_.data = this;
-  int rc = uv_write(&req_, stream, &buf, 1, &WriteQueue::onWrite);
+  if (req_ == nullptr) req_ = new uv_write_t;
+  req_->data = this;
+  int rc = uv_write(req_, stream, &buf, 1, &WriteQueue::onWrite);
   if (rc != 0) {
     inflight_.clear();
     return rc;
@@ -55,9 +56,11 @@ void WriteQueue::onWrite(uv_write_t* req, int status) {
     }
     return;
   }
-  // Drained: an idle connection holds no buffers.
+  // Drained: an idle connection holds no buffers and no request.
   self->inflight_.release();
   self->pending_.release();
+  delete self->req_;
+  self->req_ = nullptr;
   self->on_drained_(self->owner_, 0);
 }
 

@@ -21,6 +21,9 @@ class WriteQueue {
   using DoneFn = void (*)(void* owner, int status);
 
   WriteQueue(void* owner, DoneFn on_drained) : owner_(owner), on_drained_(on_drained) {}
+  ~WriteQueue() { delete req_; }
+  WriteQueue(const WriteQueue&) = delete;
+  WriteQueue& operator=(const WriteQueue&) = delete;
 
   // Returns 0, or a libuv error (the socket is broken; the caller closes).
   int send(uv_stream_t* stream, const uint8_t* data, size_t len);
@@ -40,7 +43,9 @@ class WriteQueue {
 
   void* owner_;
   DoneFn on_drained_;
-  uv_write_t req_{};
+  // Only while a write is in flight: most writes complete in uv_try_write,
+  // and an idle connection should not carry a request it is not using.
+  uv_write_t* req_ = nullptr;
   ByteBuffer pending_;   // appended to while a write is in flight
   ByteBuffer inflight_;  // owned by uv_write until its callback
   bool writing_ = false;
