@@ -34,6 +34,13 @@ std::optional<TicketKeys::Key> freshKey() {
   return key;
 }
 
+// Fetched once: OpenSSL 3 resolves a legacy EVP_aes_256_cbc() by name (a
+// locked namemap lookup) on every init, i.e. on every ticket sealed or opened.
+const EVP_CIPHER* ticketCipher() {
+  static EVP_CIPHER* cipher = EVP_CIPHER_fetch(nullptr, "AES-256-CBC", nullptr);
+  return cipher != nullptr ? cipher : EVP_aes_256_cbc();
+}
+
 bool setHmacKey(EVP_MAC_CTX* hctx, const TicketKeys::Key& key) {
   char digest[] = "SHA256";
   OSSL_PARAM params[] = {
@@ -60,10 +67,10 @@ int ticketKeyCallback(SSL* ssl, unsigned char key_name[16], unsigned char* iv,
   if (enc == 1) {
     if (!set || !set->current) return 0;  // no key: issue no ticket
     const TicketKeys::Key& key = *set->current;
-    const int iv_len = EVP_CIPHER_get_iv_length(EVP_aes_256_cbc());
+    const int iv_len = EVP_CIPHER_get_iv_length(ticketCipher());
     if (RAND_bytes(iv, iv_len) != 1) return -1;
     std::memcpy(key_name, key.name.data(), key.name.size());
-    if (EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), nullptr, key.aes_key.data(), iv) != 1) {
+    if (EVP_EncryptInit_ex(cctx, ticketCipher(), nullptr, key.aes_key.data(), iv) != 1) {
       return -1;
     }
     return setHmacKey(hctx, key) ? 1 : -1;
@@ -71,7 +78,7 @@ int ticketKeyCallback(SSL* ssl, unsigned char key_name[16], unsigned char* iv,
 
   auto open = [&](const TicketKeys::Key& key, int found) {
     if (!setHmacKey(hctx, key)) return -1;
-    if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), nullptr, key.aes_key.data(), iv) != 1) {
+    if (EVP_DecryptInit_ex(cctx, ticketCipher(), nullptr, key.aes_key.data(), iv) != 1) {
       return -1;
     }
     return found;
