@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include "tests/unit/temp_dir.h"
 #include "proxy/config.h"
 
 #ifndef SHARDGATE_SOURCE_DIR
@@ -17,6 +18,8 @@
 namespace fs = std::filesystem;
 using namespace shardgate::proxy;
 using shardgate::tls::toString;
+
+using shardgate::testing::TempDir;
 
 namespace {
 
@@ -65,18 +68,6 @@ std::string twoShards(const std::string& slots0, const std::string& slots1) {
          "        slots: " + slots1 + "\n";
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "shardgate-config-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 }  // namespace
 
@@ -425,19 +416,19 @@ TEST_CASE("config: loadConfig names a file it cannot read") {
   CHECK(missing.message() == "cannot read config file /x/y.yaml: No such file or directory");
 
   TempDir dir;
-  auto directory = loadConfig(dir.path.string());
+  auto directory = loadConfig(dir.path);
   REQUIRE_FALSE(directory.ok());
-  CHECK(directory.message().find("cannot read config file " + dir.path.string()) == 0);
+  CHECK(directory.message().find("cannot read config file " + dir.path) == 0);
 }
 
 TEST_CASE("config: loadConfig resolves cert_dir against the file's directory") {
   TempDir dir;
-  fs::create_directories(dir.path / "conf");
-  const fs::path file = dir.path / "conf" / "sg.yaml";
+  fs::create_directories(fs::path(dir.path) / "conf");
+  const fs::path file = fs::path(dir.path) / "conf" / "sg.yaml";
   std::ofstream(file) << "cert_dir: ../certs\n" << kMinimal;
   auto config = loadConfig(file.string());
   REQUIRE_MESSAGE(config.ok(), (config.ok() ? "" : config.message()));
-  CHECK(config->cert_dir == (dir.path / "certs").string());
+  CHECK(config->cert_dir == (fs::path(dir.path) / "certs").string());
   CHECK(config->source == file.string());
 
   std::ofstream(file) << kMinimal << "bogus: 1\n";

@@ -1,3 +1,4 @@
+#include "tests/unit/temp_dir.h"
 #include "tls/cert_files.h"
 
 #include <doctest/doctest.h>
@@ -16,19 +17,10 @@ using namespace shardgate::tls;
 using namespace shardgate::tls::testing;
 namespace fs = std::filesystem;
 
+using shardgate::testing::TempDir;
+
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "shardgate-test-XXXXXX").string();
-    path = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 unsigned modeOf(const std::string& path) {
   struct stat st {};

@@ -1,3 +1,4 @@
+#include "tests/unit/temp_dir.h"
 #include "tls/cert_watcher.h"
 
 #include <doctest/doctest.h>
@@ -16,20 +17,12 @@
 using namespace shardgate;
 using namespace shardgate::tls;
 
+using shardgate::testing::TempDir;
+
 namespace {
 
 constexpr uint32_t kSettleMs = 100;
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/shardgate_watch_XXXXXX";
-    const char* p = ::mkdtemp(tmpl);
-    REQUIRE(p != nullptr);
-    path = p;
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
 
 void writeFile(const std::string& path, const std::string& content) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -1,3 +1,4 @@
+#include "tests/unit/temp_dir.h"
 #include "tls/tls_session.h"
 
 #include <doctest/doctest.h>
@@ -238,8 +239,8 @@ TEST_CASE("TlsSession: client verification against the trusted CA") {
 
 TEST_CASE("TlsSession: a generated self-signed certificate is its own trust anchor") {
   // What `redis-cli --tls --cacert proxy_cert.pem` does.
-  std::string tmpl = "/tmp/shardgate-test-XXXXXX";
-  std::string dir = ::mkdtemp(tmpl.data());
+  shardgate::testing::TempDir tmp;
+  const std::string& dir = tmp.path;
   auto info = generateSelfSigned(dir, {"localhost"});
   REQUIRE(info.ok());
   auto bundle = readProxyCertFiles(dir);
