@@ -48,6 +48,7 @@ class TargetDef:
     peer: bool                 # a peer shardgate is compared against
     start: Callable[[Ctx, int, Path], tuple[list[str], dict]]  # -> argv, extra Popen kwargs
     what_is_measured: str      # whose CPU and RSS the "proxy" figures are
+    handshake_only: bool = False  # serves handshakes, not Redis: only the handshake workload
 
 
 # ------------------------------------------------------------------ processes
@@ -154,14 +155,17 @@ class Proc:
             pass
 
 
-def probe(port: int, tls: bool, ca: Path, timeout: float = 3.0) -> None:
+def probe(port: int, tls: bool, ca: Path, timeout: float = 3.0, ping: bool = True) -> None:
     """One PING through the target, verifying the certificate: the whole path
-    (TLS, proxy, backend) works before anything is measured."""
+    (TLS, proxy, backend) works before anything is measured. ping=False: the
+    verified handshake alone."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
         sock: socket.socket = raw
         if tls:
             ctx = ssl.create_default_context(cafile=str(ca))
             sock = ctx.wrap_socket(raw, server_hostname="localhost")
+        if not ping:
+            return
         sock.sendall(b"PING\r\n")
         buf = b""
         while not buf.endswith(b"\r\n"):
@@ -193,7 +197,7 @@ def start_target(tdef: TargetDef, ctx: Ctx, port: int | None = None,
             raise RuntimeError(f"{tdef.name} exited with {popen.returncode} on start:\n"
                                f"{proc.log_tail()}")
         try:
-            probe(port, tdef.tls, ctx.certs["ca"])
+            probe(port, tdef.tls, ctx.certs["ca"], ping=not tdef.handshake_only)
             return proc
         except (OSError, RuntimeError, ssl.SSLError) as e:
             last = e
@@ -325,6 +329,11 @@ databases:
     return start
 
 
+def _start_tls_floor(ctx: Ctx, port: int, d: Path):
+    floor = ctx.shardgate_bin.parent / "tls_floor_server"
+    return [str(floor), str(ctx.certs["shardgate_dir"]), str(port)], {}
+
+
 REDIS_ITSELF = "redis-server itself (no proxy in front)"
 TARGETS: list[TargetDef] = [
     TargetDef("direct", False, False, start_direct, REDIS_ITSELF + ", plaintext"),
@@ -338,6 +347,10 @@ TARGETS: list[TargetDef] = [
     # table shows how much of a TLS proxy's cost is the relaying itself.
     TargetDef("relay-floor", False, False, _start_shardgate("1", tls=False),
               "shardgate, workers: 1, tls: false (relaying alone, no TLS)"),
+    # The handshake's floor: shardgate's TLS layer in a blocking one-thread
+    # server with no event loop and no backend (bench/floor/tls_floor_server.cpp).
+    TargetDef("tls-floor", True, False, _start_tls_floor,
+              "tls_floor_server: the TLS layer alone", handshake_only=True),
 ]
 BY_NAME = {t.name: t for t in TARGETS}
 PEERS = [t.name for t in TARGETS if t.peer]
