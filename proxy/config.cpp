@@ -323,19 +323,20 @@ class Parser {
     // error points at the line of the string that is actually bad.
     const YAML::Node* ciphers = f.find("ciphers");
     const YAML::Node* suites = f.find("ciphersuites");
-    if (ciphers != nullptr) {
-      out.policy.ciphers = scalar(*ciphers, "tls.ciphers", "an OpenSSL cipher list");
+    auto checkAlone = [&](const YAML::Node& at, std::string tls::TlsPolicy::*field,
+                          const std::string& key, const char* expected) {
+      out.policy.*field = scalar(at, key, expected);
       tls::TlsPolicy alone;
       alone.min_version = out.policy.min_version;
-      alone.ciphers = out.policy.ciphers;
-      checkPolicy(alone, *ciphers, "tls.ciphers");
+      alone.*field = out.policy.*field;
+      checkPolicy(alone, at, key);
+    };
+    if (ciphers != nullptr) {
+      checkAlone(*ciphers, &tls::TlsPolicy::ciphers, "tls.ciphers", "an OpenSSL cipher list");
     }
     if (suites != nullptr) {
-      out.policy.ciphersuites = scalar(*suites, "tls.ciphersuites", "a TLS 1.3 ciphersuite list");
-      tls::TlsPolicy alone;
-      alone.min_version = out.policy.min_version;
-      alone.ciphersuites = out.policy.ciphersuites;
-      checkPolicy(alone, *suites, "tls.ciphersuites");
+      checkAlone(*suites, &tls::TlsPolicy::ciphersuites, "tls.ciphersuites",
+                 "a TLS 1.3 ciphersuite list");
     }
     if (ciphers != nullptr || suites != nullptr) {
       checkPolicy(out.policy, ciphers != nullptr ? *ciphers : *suites, "tls");
