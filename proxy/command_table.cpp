@@ -1,0 +1,1 @@
+// written by the helper that owns it
