@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -24,6 +25,7 @@ struct CommandInfo {
   int last_key = 0;  // negative: from the end (-1 = last argument)
   int step = 0;
   uint32_t flags = 0;
+  uint8_t route = 0;  // the router's CommandRoute (command_route.h); 0: by key
 
   static constexpr uint32_t kWrite = 1u << 0;
   static constexpr uint32_t kReadonly = 1u << 1;
@@ -45,18 +47,45 @@ class CommandTable {
 
   // Case-insensitive, no allocation.
   const CommandInfo* find(std::string_view name) const;
+  // A container's subcommand ("object" + "ENCODING" -> "object|encoding"),
+  // case-insensitive, no allocation; nullptr if container has none such.
+  const CommandInfo* findSubcommand(const CommandInfo& container, std::string_view sub) const;
+  // Top-level commands (subcommands not counted).
   size_t size() const { return commands_.size(); }
+  // Sets CommandInfo::route of a top-level command, if the table has it.
+  void setRoute(std::string_view name, uint8_t route);
 
   // Appends the indices into args of cmd's keys (args[0] is the command
   // name). Returns an error carrying Redis's own text (without "-") for a
   // wrong number of arguments: "ERR wrong number of arguments for 'get' command".
   // Movable-keys commands (EVAL, ZUNIONSTORE, XREAD, SORT, MIGRATE, ...) use
-  // their own rules; one whose rules are unknown is an error naming it.
+  // their own rules; where those cannot find the keys (a bad numkeys, an odd
+  // STREAMS list) the error is what redis-server 7.0 answers for that input.
+  // A movable-keys command with no rule here is an error naming it.
+  // A container (OBJECT, XINFO, CLIENT, ...) uses its subcommand's arity and
+  // keys when the table knows the subcommand.
   Status keyPositions(const CommandInfo& cmd, std::span<const std::string_view> args,
                       std::vector<uint32_t>& out) const;
 
  private:
-  std::unordered_map<std::string, CommandInfo> commands_;  // key: lower-case name
+  // Heterogeneous lookup: find() hashes a string_view of a stack buffer, so
+  // the per-command lookup never builds a std::string.
+  struct NameHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  using Map = std::unordered_map<std::string, CommandInfo, NameHash, std::equal_to<>>;
+
+  void add(CommandInfo info);
+  static const CommandInfo* lookup(const Map& map, size_t max_len, std::string_view prefix,
+                                   std::string_view name);
+  Status rangeKeys(const CommandInfo& cmd, std::span<const std::string_view> args,
+                   std::vector<uint32_t>& out) const;
+
+  Map commands_;     // key: lower-case name
+  Map subcommands_;  // key: "container|sub", lower case, as COMMAND names them
+  size_t max_name_len_ = 0;     // longer names cannot be in commands_
+  size_t max_subname_len_ = 0;  // nor in subcommands_
 };
 
 }  // namespace shardgate::proxy

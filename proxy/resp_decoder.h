@@ -59,15 +59,40 @@ class RequestDecoder {
   const std::string& errorText() const { return error_; }
 
  private:
-  // (implementation state: offsets relative to the frame start, so they stay
-  // right when the caller's buffer moves; the vector is reused, never shrunk)
+  // Where the parse stands; each phase resumes from pos_ on the next call.
+  enum class Phase : uint8_t {
+    kCommandStart,  // nothing of the next command read yet
+    kInline,        // looking for the inline line's '\n'
+    kArgCount,      // looking for the CR of "*N"
+    kBulkHeader,    // looking for the CR of "$len"
+    kBulkData,      // waiting for len + 2 bytes
+  };
+  // An argument is either a view into the caller's bytes (offset from the
+  // frame start, so it stays right when the caller's buffer moves) or, for an
+  // inline argument that needed unescaping, an offset into unescaped_.
+  struct ArgRef {
+    uint64_t offset;
+    uint64_t length;
+  };
+  static constexpr uint64_t kUnescaped = uint64_t{1} << 63;
+
+  Status parseInline(size_t line_end, size_t next);
+  Status fail(std::string_view text);
+
   RespLimits limits_;
   std::string_view data_;
-  std::vector<std::pair<uint32_t, uint32_t>> args_;  // offset, length
+  std::vector<ArgRef> args_;  // reused, never shrunk: no allocation once warm
+  // Unescaped bytes of the current inline command's quoted arguments: a
+  // "a\x41" argument is not a run of the input, so it lives here.
+  std::string unescaped_;
   size_t frame_len_ = 0;
-  size_t pos_ = 0;              // scanned so far in the current frame
-  int64_t expected_args_ = -1;  // from "*N"; -1 before it is read
-  int64_t bulk_len_ = -1;       // from "$N" of the argument being read
+  size_t pos_ = 0;         // start of the line or bulk being read
+  size_t scanned_ = 0;     // how far the current line was searched for its end
+  size_t seen_ = 0;        // bytes seen by the previous call (resume check)
+  int64_t args_left_ = 0;  // from "*N": arguments still to read
+  int64_t bulk_len_ = 0;   // from "$len" of the argument being read
+  Phase phase_ = Phase::kCommandStart;
+  bool resuming_ = false;  // the last call returned kNeedMore
   bool inline_ = false;
   std::string error_;
 };
@@ -85,8 +110,52 @@ class ReplyScanner {
   bool idle() const;
 
  private:
-  // Implementation state lives here (a small stack of pending element
-  // counts, line state, remaining bulk bytes); the implementer adds members.
+  // One open aggregate: how many elements it still expects, or for a
+  // streamed one ("*?", "%?", "~?") how many it has had so far.
+  struct Level {
+    uint64_t count;
+    uint8_t kind;  // a Kind bit set
+  };
+  enum Kind : uint8_t {
+    kCounted = 0,
+    kStreamed = 1,        // ends with ".\r\n"
+    kAttribute = 2,       // "|N": its end is not a value of the parent
+    kStreamedString = 4,  // "$?": ";len" chunks until ";0"
+    kPairs = 8,           // a streamed map: "." only between pairs
+  };
+  enum class Phase : uint8_t {
+    kType,      // expecting the type byte of the next element
+    kLine,      // inside the line after the type byte, looking for CR
+    kLineLf,    // the line's CR was seen
+    kBulk,      // inside blob data: remaining_ bytes left
+    kBulkCr,    // the CR after blob data
+    kBulkLf,    // the LF after blob data
+  };
+
+  bool startLine(uint8_t type);
+  bool endLine();
+  bool openLevel(uint64_t count, uint8_t kind);
+  void valueDone();
+  bool fail(const char* what, uint8_t c);
+
+  // The number or flags of the header line being read, byte by byte.
+  struct LineState {
+    uint64_t number = 0;
+    uint64_t length = 0;  // content bytes so far
+    bool negative = false;
+    bool question = false;  // "?": a streamed string or aggregate
+    bool digits = false;
+  };
+
+  std::vector<Level> stack_;  // O(depth); reused across frames
+  LineState line_;
+  uint64_t remaining_ = 0;    // blob bytes left in kBulk
+  uint64_t offset_ = 0;       // bytes of the current frame seen so far
+  uint8_t line_type_ = 0;     // the type byte that opened the line
+  bool in_frame_ = false;
+  bool frame_done_ = false;       // set by valueDone() when the top value ends
+  bool after_attribute_ = false;  // an attribute ended: a value must follow
+  Phase phase_ = Phase::kType;
   bool failed_ = false;
   std::string error_;
 };

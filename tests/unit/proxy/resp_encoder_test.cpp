@@ -1,1 +1,162 @@
+#include "proxy/resp_encoder.h"
+
 #include <doctest/doctest.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+using shardgate::ByteBuffer;
+using shardgate::proxy::parseReply;
+using shardgate::proxy::RespValue;
+namespace resp = shardgate::proxy::resp;
+using namespace std::string_literals;
+
+namespace {
+
+std::string bytes(const ByteBuffer& buffer) { return std::string(buffer.view()); }
+
+RespValue scalar(RespValue::Type type, std::string_view str, int64_t integer = 0) {
+  RespValue v;
+  v.type = type;
+  v.str = str;
+  v.integer = integer;
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("resp encodes simple strings, errors, integers and nulls exactly") {
+  ByteBuffer out;
+  resp::appendSimple(out, "OK");
+  resp::appendSimple(out, "");
+  resp::appendError(out, "ERR unknown command 'FOO'");
+  resp::appendInteger(out, 0);
+  resp::appendInteger(out, -1);
+  resp::appendInteger(out, INT64_MAX);
+  resp::appendInteger(out, INT64_MIN);
+  resp::appendNullBulk(out);
+  resp::appendNullArray(out);
+  CHECK(bytes(out) ==
+        "+OK\r\n"
+        "+\r\n"
+        "-ERR unknown command 'FOO'\r\n"
+        ":0\r\n"
+        ":-1\r\n"
+        ":9223372036854775807\r\n"
+        ":-9223372036854775808\r\n"
+        "$-1\r\n"
+        "*-1\r\n");
+}
+
+TEST_CASE("resp encodes bulks, binary and empty, and array headers") {
+  ByteBuffer out;
+  resp::appendArrayHeader(out, 3);
+  resp::appendBulk(out, "hello");
+  resp::appendBulk(out, "");
+  resp::appendBulk(out, "a\r\n\0b"s);
+  resp::appendArrayHeader(out, 0);
+  CHECK(bytes(out) == "*3\r\n$5\r\nhello\r\n$0\r\n\r\n$5\r\na\r\n\0b\r\n*0\r\n"s);
+}
+
+TEST_CASE("resp encodes a bulk larger than the buffer's first allocation") {
+  ByteBuffer out;
+  const std::string big(100000, 'x');
+  resp::appendBulk(out, big);
+  CHECK(bytes(out) == "$100000\r\n" + big + "\r\n");
+}
+
+TEST_CASE("resp encodes a command as a multibulk request") {
+  ByteBuffer out;
+  resp::appendCommand(out, {"SET", "key", "a value"});
+  resp::appendCommand(out, {"PING"});
+  CHECK(bytes(out) ==
+        "*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$7\r\na value\r\n"
+        "*1\r\n$4\r\nPING\r\n");
+}
+
+TEST_CASE("appendValue writes parsed replies back byte for byte") {
+  const std::vector<std::string> frames = {
+      "+OK\r\n",
+      "-ERR bad\r\n",
+      "!21\r\nSYNTAX invalid syntax\r\n",
+      ":-42\r\n",
+      "$5\r\nhello\r\n",
+      "$0\r\n\r\n",
+      "$-1\r\n",
+      "*-1\r\n",
+      "_\r\n",
+      "*0\r\n",
+      "*3\r\n$3\r\nfoo\r\n:1\r\n*2\r\n+a\r\n$-1\r\n",
+      ",3.14\r\n",
+      "#t\r\n",
+      "#f\r\n",
+      "(3492890328409238509324850943850943825024385\r\n",
+      "=15\r\ntxt:Some string\r\n",
+      "%2\r\n+first\r\n:1\r\n+second\r\n_\r\n",
+      "~2\r\n+a\r\n+b\r\n",
+      ">2\r\n+message\r\n+x\r\n",
+  };
+  for (const std::string& frame : frames) {
+    CAPTURE(frame);
+    auto value = parseReply(frame);
+    REQUIRE(value.ok());
+    ByteBuffer out;
+    resp::appendValue(out, *value);
+    CHECK(bytes(out) == frame);
+  }
+}
+
+TEST_CASE("appendValue drops attributes and counts streamed aggregates") {
+  struct Case {
+    std::string frame;
+    std::string encoded;
+  };
+  const std::vector<Case> cases = {
+      {"|1\r\n+ttl\r\n:3600\r\n+OK\r\n", "+OK\r\n"},
+      {"*?\r\n:1\r\n:2\r\n.\r\n", "*2\r\n:1\r\n:2\r\n"},
+      {"%?\r\n+a\r\n:1\r\n.\r\n", "%1\r\n+a\r\n:1\r\n"},
+      {"~?\r\n.\r\n", "~0\r\n"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.frame);
+    auto value = parseReply(c.frame);
+    REQUIRE(value.ok());
+    ByteBuffer out;
+    resp::appendValue(out, *value);
+    CHECK(bytes(out) == c.encoded);
+  }
+}
+
+TEST_CASE("appendValue encodes values built by hand") {
+  using T = RespValue::Type;
+  ByteBuffer out;
+  resp::appendValue(out, scalar(T::kNull, ""));
+  resp::appendValue(out, scalar(T::kError, "ERR plain"));
+  // A simple error line cannot hold a line break; the blob error can.
+  resp::appendValue(out, scalar(T::kError, "ERR two\r\nlines"));
+  resp::appendValue(out, scalar(T::kBoolean, "", 7));
+  resp::appendValue(out, scalar(T::kInteger, "", 12));
+
+  RespValue map;
+  map.type = T::kMap;
+  map.elements.push_back(scalar(T::kBulkString, "k"));
+  map.elements.push_back(scalar(T::kDouble, "1.5"));
+  resp::appendValue(out, map);
+
+  RespValue array;
+  array.type = T::kArray;
+  array.elements.push_back(map);
+  array.elements.push_back(scalar(T::kSimpleString, "x"));
+  resp::appendValue(out, array);
+
+  CHECK(bytes(out) ==
+        "$-1\r\n"
+        "-ERR plain\r\n"
+        "!14\r\nERR two\r\nlines\r\n"
+        "#t\r\n"
+        ":12\r\n"
+        "%1\r\n$1\r\nk\r\n,1.5\r\n"
+        "*2\r\n%1\r\n$1\r\nk\r\n,1.5\r\n+x\r\n");
+}
