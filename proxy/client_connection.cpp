@@ -73,6 +73,7 @@ void ClientConnection::start() {
   } else {
     handshake_done_ = true;
   }
+  if (db_.routed) routed_ = std::make_unique<RoutedSession>(worker_, db_, *this);
 
   // The shard connection is opened when the client sends its first bytes of
   // plaintext: a flood of bare TCP connections, or of handshakes that never
@@ -131,7 +132,8 @@ void ClientConnection::onClientData(const uint8_t* data, size_t len) {
   last_activity_ms_ = uv_now(worker_.loop());
   worker_.stats().bytes_from_clients.add(len);
   if (!tls_) {
-    toBackend(data, len);
+    if (routed_) routed_->onBytes(data, len);
+    else toBackend(data, len);
     return;
   }
   ByteBuffer& plain = worker_.plainScratch();
@@ -153,7 +155,10 @@ void ClientConnection::onClientData(const uint8_t* data, size_t len) {
   }
   if (result.handshake_completed) onHandshakeDone();
   if (closing_ || close_after_flush_) return;
-  if (!plain.empty()) toBackend(plain.data(), plain.size());
+  if (!plain.empty()) {
+    if (routed_) routed_->onBytes(plain.data(), plain.size());
+    else toBackend(plain.data(), plain.size());
+  }
   if (tls_->state() == tls::TlsSession::State::kPeerClosed) onClientEnd(true);
 }
 
@@ -248,12 +253,33 @@ void ClientConnection::onToBackendDrained(void* p, int status) {
   self->updateReading();
 }
 
+void ClientConnection::replyReady() {
+  if (!dirty && !closing_) worker_.markDirty(this);
+}
+
+void ClientConnection::flushReplies() {
+  if (closing_ || !routed_) return;
+  routed_->resume();
+  if (!reply_out_.empty()) {
+    toClient(reply_out_.data(), reply_out_.size());
+    if (closing_) return;
+    reply_out_.clear();
+    if (reply_out_.capacity() > 64 * 1024) reply_out_.release();
+  }
+  if (routed_->idle() && (routed_->stopped() || client_eof_)) {
+    closeAfterFlush();
+    return;
+  }
+  updateReading();
+}
+
 // ---- flow control ------------------------------------------------------------
 
 bool ClientConnection::clientReadAllowed() const {
   if (closing_ || close_after_flush_ || client_eof_) return false;
   // During the handshake the client must be read even before the shard answers.
   if (!handshake_done_) return true;
+  if (routed_) return to_client_.idle() && routed_->acceptsInput();
   return backend_connected_ ? to_backend_.idle() : to_backend_.queued() == 0;
 }
 
@@ -363,7 +389,14 @@ void ClientConnection::onClientEnd(bool clean) {
     return;
   }
   updateReading();
-  if (!backend_connected_) {
+  if (routed_) {
+    // Replies still on their way are delivered first (a half-closed client
+    // may still read); flushReplies() closes once the session is idle.
+    if (client_dead_ || routed_->idle()) {
+      closeAfterFlush();
+      return;
+    }
+  } else if (!backend_connected_) {
     if (backend_failed_ || to_backend_.queued() == 0) closeAfterFlush();
     // else: the held request goes out once the shard connects, then we half-close
   } else if (to_backend_.idle()) {
@@ -413,6 +446,13 @@ void ClientConnection::onBackendEnd(int status) {
 
 void ClientConnection::closeAfterFlush() {
   if (closing_) return;
+  if (routed_ && !reply_out_.empty() && !client_dead_) {
+    // Replies not yet written this loop turn go out before the close.
+    ByteBuffer last;
+    last.swap(reply_out_);
+    toClient(last.data(), last.size());
+    if (closing_) return;
+  }
   if (!close_after_flush_) {
     close_after_flush_ = true;
     updateReading();
@@ -438,7 +478,8 @@ void ClientConnection::closeIfIdle(uint64_t now_ms) {
     closeNow();
     return;
   }
-  if (!awaiting_reply_ && to_client_.idle() && to_backend_.idle() &&
+  bool in_flight = routed_ ? !routed_->idle() : awaiting_reply_;
+  if (!in_flight && to_client_.idle() && to_backend_.idle() &&
       now_ms - last_activity_ms_ >= kIdleQuietMs) {
     closeAfterFlush();
   }
@@ -447,6 +488,10 @@ void ClientConnection::closeIfIdle(uint64_t now_ms) {
 void ClientConnection::closeNow() {
   if (closing_) return;
   closing_ = true;
+  // The session goes first: its requests are orphaned while the worker's
+  // links still exist.
+  routed_.reset();
+  if (dirty) worker_.forgetClient(this);
   worker_.remove(this);
   worker_.stats().connections_current.sub();
   auto on_closed = [](uv_handle_t* h) {

@@ -3,7 +3,9 @@
 // the handshake is done; each direction has a WriteQueue, and a direction
 // that cannot drain stops reading on the other side (backpressure).
 //
-// The shard connection is opened by the client's first command.
+// The shard connection is opened by the client's first command. A routed
+// database (several shards, or a password) has no shard socket here: its
+// plaintext goes to a RoutedSession, which uses the worker's shared links.
 //
 //   client ─► onClientRead ─► TlsSession::feed ─► to_backend_ ─► shard
 //   shard  ─► onBackendRead ─► TlsSession::encrypt ─► to_client_ ─► client
@@ -25,6 +27,7 @@
 #include <string>
 
 #include "proxy/database.h"
+#include "proxy/routed_session.h"
 #include "proxy/write_queue.h"
 #include "tls/tls_session.h"
 
@@ -44,6 +47,14 @@ class ClientConnection {
   // The worker's intrusive list of live connections.
   ClientConnection* prev = nullptr;
   ClientConnection* next = nullptr;
+
+  // Routed path: replies are appended here, then replyReady() puts the
+  // connection on the worker's flush list; flushReplies() encrypts and
+  // writes them once per loop turn, however many replies arrived.
+  ByteBuffer& replyOut() { return reply_out_; }
+  void replyReady();
+  void flushReplies();
+  bool dirty = false;  // on the worker's flush list
 
  private:
   ClientConnection(Worker& worker, const Database& db);
@@ -86,6 +97,8 @@ class ClientConnection {
   uv_tcp_t backend_{};
   uv_timer_t timer_{};  // handshake deadline, then the flush-before-close deadline
   std::unique_ptr<tls::TlsSession> tls_;
+  std::unique_ptr<RoutedSession> routed_;  // several shards or a password
+  ByteBuffer reply_out_;
   WriteQueue to_client_;
   WriteQueue to_backend_;
   uint64_t last_activity_ms_ = 0;

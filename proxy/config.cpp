@@ -236,7 +236,7 @@ class Parser {
     }
     Fields top(*this, root, "",
                {"workers", "log_level", "cert_dir", "generate_self_signed", "tls", "databases",
-                "admin", "metrics", "drain_timeout_ms"});
+                "admin", "metrics", "drain_timeout_ms", "limits"});
 
     if (const YAML::Node* n = top.find("workers")) config.workers = workers(*n);
     if (const YAML::Node* n = top.find("log_level")) {
@@ -257,6 +257,10 @@ class Parser {
     if (const YAML::Node* n = top.find("drain_timeout_ms")) {
       config.drain_timeout_ms =
           static_cast<uint32_t>(integer(*n, "drain_timeout_ms", 0, kMaxTimeoutMs));
+    }
+
+    if (const YAML::Node* n = top.find("limits"); n != nullptr && !n->IsNull()) {
+      config.limits = limitsSection(*n);
     }
 
     const YAML::Node& dbs = top.require("databases", " (a list of at least one database)");
@@ -388,9 +392,22 @@ class Parser {
     return out;
   }
 
+  LimitsConfig limitsSection(const YAML::Node& node) const {
+    LimitsConfig limits;
+    Fields f(*this, node, "limits", {"max_bulk_len", "max_args"});
+    if (const YAML::Node* n = f.find("max_bulk_len")) {
+      limits.max_bulk_len = integer(*n, f.path("max_bulk_len"), 1024, 4ull << 30);
+    }
+    if (const YAML::Node* n = f.find("max_args")) {
+      limits.max_args = integer(*n, f.path("max_args"), 16, 1ull << 30);
+    }
+    return limits;
+  }
+
   DatabaseConfig database(const YAML::Node& node, const std::string& path) const {
     DatabaseConfig db;
-    Fields f(*this, node, path, {"name", "listen", "tls", "client_auth", "shards"});
+    Fields f(*this, node, path,
+             {"name", "listen", "tls", "client_auth", "password", "shard_password", "shards"});
 
     const YAML::Node& name = f.require("name");
     db.name = scalar(name, f.path("name"), "a name of letters, digits, '_' and '-'");
@@ -413,6 +430,16 @@ class Parser {
       if (!db.tls && db.client_auth != ClientAuth::kNone) {
         fail(*n, f.path("client_auth"),
              quote(mode) + " needs a TLS endpoint, but this database has tls: false");
+      }
+    }
+    if (const YAML::Node* n = f.find("password")) {
+      db.password = scalar(*n, f.path("password"), "a password string");
+      if (db.password->empty()) fail(*n, f.path("password"), "expected a password, got \"\"");
+    }
+    if (const YAML::Node* n = f.find("shard_password")) {
+      db.shard_password = scalar(*n, f.path("shard_password"), "a password string");
+      if (db.shard_password->empty()) {
+        fail(*n, f.path("shard_password"), "expected a password, got \"\"");
       }
     }
     db.shards = shards(f.require("shards"), f.path("shards"));

@@ -45,12 +45,25 @@ struct DatabaseConfig {
   SocketAddress listen;
   bool tls = true;
   ClientAuth client_auth = ClientAuth::kNone;
+  // Several shards only: clients must AUTH with it before any command.
+  std::optional<std::string> password;
+  // What shardgate's own shard connections AUTH with (several shards only;
+  // one shard forwards the client's own AUTH untouched).
+  std::optional<std::string> shard_password;
   std::vector<ShardConfig> shards;
 };
 
 struct TlsConfig {
   tls::TlsPolicy policy;
   uint32_t handshake_timeout_ms = 10000;
+};
+
+// Protocol limits of a routed (several-shard) database, as redis-server's
+// proto-max-bulk-len and its argument cap: beyond them a request is answered
+// with Redis's protocol error and the connection closed.
+struct LimitsConfig {
+  uint64_t max_bulk_len = 512ull * 1024 * 1024;
+  uint64_t max_args = 1024 * 1024;
 };
 
 struct Config {
@@ -63,6 +76,7 @@ struct Config {
   std::optional<SocketAddress> admin_listen;
   std::optional<SocketAddress> metrics_listen;
   uint32_t drain_timeout_ms = 10000;  // SIGTERM: how long connections may finish
+  LimitsConfig limits;
 
   std::string source;  // the file it came from
 

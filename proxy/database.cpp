@@ -25,22 +25,35 @@ Result<sockaddr_storage> toSockaddr(const SocketAddress& address) {
   return makeError("\"" + address.host + "\" is not a numeric IPv4 or IPv6 address");
 }
 
-Result<Database> makeDatabase(const DatabaseConfig& config, size_t index) {
+Result<Database> makeDatabase(const DatabaseConfig& config, const LimitsConfig& limits,
+                              size_t index) {
   Database db;
   db.name = config.name;
   db.listen = config.listen.toString();
   db.tls = config.tls;
-  if (config.shards.size() != 1) {
-    return makeError("databases[" + std::to_string(index) + "] (" + config.name + ") has " +
-                     std::to_string(config.shards.size()) +
-                     " shards; routing across several shards is not built yet, give exactly one");
+  db.password = config.password;
+  db.shard_password = config.shard_password;
+  db.routed = config.shards.size() > 1 || config.password || config.shard_password;
+  db.limits.max_bulk_len = limits.max_bulk_len;
+  db.limits.max_args = limits.max_args;
+  auto owner = std::make_shared<std::array<uint16_t, kSlotCount>>();
+  for (size_t i = 0; i < config.shards.size(); ++i) {
+    ShardEndpoint shard;
+    shard.address = config.shards[i].address.toString();
+    auto addr = toSockaddr(config.shards[i].address);
+    if (!addr) {
+      return makeError("databases[" + std::to_string(index) + "].shards[" + std::to_string(i) +
+                       "].address: " + addr.message());
+    }
+    shard.addr = *addr;
+    for (const SlotRange& r : config.shards[i].slots) {
+      for (unsigned s = r.first; s <= r.last; ++s) (*owner)[s] = static_cast<uint16_t>(i);
+    }
+    db.shards.push_back(std::move(shard));
   }
-  db.shard = config.shards[0].address.toString();
-  auto addr = toSockaddr(config.shards[0].address);
-  if (!addr) {
-    return makeError("databases[" + std::to_string(index) + "].shards[0].address: " + addr.message());
-  }
-  db.shard_addr = *addr;
+  db.slot_owner = std::move(owner);
+  db.shard = db.shards[0].address;
+  db.shard_addr = db.shards[0].addr;
   return db;
 }
 

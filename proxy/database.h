@@ -1,25 +1,55 @@
 // Database: what a worker needs to serve one `databases` entry, resolved once
 // at startup and shared read-only by every worker.
+//
+// A database with one shard and no password is "transparent": its bytes are
+// forwarded untouched (every command works, MULTI and pub/sub included). With
+// several shards, or a password the proxy must check, it is "routed": each
+// command is parsed and sent to the shard owning its key's slot.
 #pragma once
 
 #include <sys/socket.h>
 
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
+#include "proxy/command_table.h"
 #include "proxy/config.h"
+#include "proxy/resp_decoder.h"
 
 namespace shardgate::proxy {
+
+struct ShardEndpoint {
+  std::string address;  // "127.0.0.1:7001", as error lines and logs name it
+  sockaddr_storage addr{};
+};
 
 struct Database {
   std::string name;
   std::string listen;        // "127.0.0.1:6380"
   bool tls = true;
-  std::string shard;         // "127.0.0.1:7001"
+  bool routed = false;
+  std::string shard;         // shards[0].address: the transparent path's one shard
   sockaddr_storage shard_addr{};
+  std::vector<ShardEndpoint> shards;
+  // slot -> index into shards (routed only).
+  std::shared_ptr<const std::array<uint16_t, kSlotCount>> slot_owner;
+  std::optional<std::string> password;
+  std::optional<std::string> shard_password;
+  RespLimits limits;
+  // Set by the server before workers start (routed only): from a shard's
+  // COMMAND reply, or the built-in table when no shard answered.
+  std::shared_ptr<const CommandTable> commands;
+
+  uint16_t shardOfSlot(uint16_t slot) const { return (*slot_owner)[slot]; }
 };
 
-// Resolves the shard address of a one-shard database.
-Result<Database> makeDatabase(const DatabaseConfig& config, size_t index);
+// Resolves the shard addresses and the slot map.
+Result<Database> makeDatabase(const DatabaseConfig& config, const LimitsConfig& limits,
+                              size_t index);
 
 // Fills a sockaddr from a numeric address ("localhost" means 127.0.0.1).
 Result<sockaddr_storage> toSockaddr(const SocketAddress& address);

@@ -5,6 +5,8 @@
 
 #include <csignal>
 
+#include "proxy/command_fetch.h"
+#include "proxy/command_route.h"
 #include "proxy/listener.h"
 #include "proxy/logging.h"
 #include "tls/cert_files.h"
@@ -51,12 +53,33 @@ Status checkBuilt(const Config& config) {
   return {};
 }
 
+// A routed database's command table: from the first shard that answers
+// COMMAND, or the built-in table (common Redis 7.0 commands) if none does.
+std::shared_ptr<const CommandTable> loadCommandTable(const Database& db) {
+  constexpr int kFetchTimeoutMs = 2000;
+  std::string why;
+  for (const ShardEndpoint& shard : db.shards) {
+    auto table = fetchCommandTable(shard, db.shard_password, kFetchTimeoutMs);
+    if (table) {
+      annotateRoutes(*table);
+      spdlog::info("db {}: {} commands known, from shard {}", db.name, table->size(), shard.address);
+      return std::make_shared<const CommandTable>(std::move(*table));
+    }
+    why += (why.empty() ? "" : "; ") + table.message();
+  }
+  CommandTable table = CommandTable::builtin();
+  annotateRoutes(table);
+  spdlog::warn("db {}: no shard answered COMMAND ({}); routing with the {} built-in commands",
+               db.name, why, table.size());
+  return std::make_shared<const CommandTable>(std::move(table));
+}
+
 }  // namespace
 
 Status checkServable(const Config& config) {
   if (auto st = checkBuilt(config); !st) return st;
   for (size_t i = 0; i < config.databases.size(); ++i) {
-    if (auto db = makeDatabase(config.databases[i], i); !db) return db.error();
+    if (auto db = makeDatabase(config.databases[i], config.limits, i); !db) return db.error();
   }
   if (!anyTls(config)) return {};
   if (config.generate_self_signed && tls::proxyCertFilesAbsent(config.cert_dir)) return {};
@@ -84,9 +107,12 @@ Result<std::unique_ptr<Server>> Server::create(Config config) {
   if (auto st = checkBuilt(config); !st) return makeError(st.message());
   std::unique_ptr<Server> server(new Server(std::move(config)));
   for (size_t i = 0; i < server->config_.databases.size(); ++i) {
-    auto db = makeDatabase(server->config_.databases[i], i);
+    auto db = makeDatabase(server->config_.databases[i], server->config_.limits, i);
     if (!db) return db.error();
     server->databases_.push_back(std::make_unique<Database>(std::move(*db)));
+  }
+  for (auto& db : server->databases_) {
+    if (db->routed) db->commands = loadCommandTable(*db);
   }
   if (anyTls(server->config_)) {
     if (auto st = server->loadTls(); !st) return makeError(st.message());

@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "proxy/client_connection.h"
 
 namespace shardgate::proxy {
@@ -35,6 +37,9 @@ Status Worker::start(std::vector<Binding> bindings) {
   uv_timer_init(&loop_, &drain_timer_);
   uv_timer_init(&loop_, &sweep_timer_);
   drain_timer_.data = sweep_timer_.data = this;
+  uv_check_init(&loop_, &flush_check_);
+  flush_check_.data = this;
+  uv_check_start(&flush_check_, [](uv_check_t* c) { static_cast<Worker*>(c->data)->flushDirty(); });
   for (auto& b : bindings) {
     auto listener = Listener::start(*this, *b.db, b.fd);
     if (!listener) {
@@ -134,9 +139,67 @@ void Worker::closeAll() {
   }
 }
 
+const Worker::LinkSet& Worker::sharedLinks(const Database& db) {
+  LinkSet& links = shared_links_[&db];
+  if (links.empty()) {
+    for (size_t s = 0; s < db.shards.size(); ++s) {
+      links.push_back(std::make_unique<BackendLink>(*this, db, static_cast<uint16_t>(s), true));
+    }
+  }
+  return links;
+}
+
+void Worker::markDirty(BackendLink* link) {
+  link->dirty = true;
+  dirty_links_.push_back(link);
+}
+
+void Worker::forgetLink(BackendLink* link) {
+  std::replace(dirty_links_.begin(), dirty_links_.end(), link, static_cast<BackendLink*>(nullptr));
+  link->dirty = false;
+}
+
+void Worker::markDirty(ClientConnection* c) {
+  c->dirty = true;
+  dirty_clients_.push_back(c);
+}
+
+void Worker::forgetClient(ClientConnection* c) {
+  std::replace(dirty_clients_.begin(), dirty_clients_.end(), c,
+               static_cast<ClientConnection*>(nullptr));
+  c->dirty = false;
+}
+
+void Worker::flushDirty() {
+  // Writing to a link can fail it, which answers clients; answering a client
+  // can let it send more: loop until both lists stay empty. Indexes, not
+  // iterators: the lists grow while they are walked.
+  while (!dirty_links_.empty() || !dirty_clients_.empty()) {
+    for (size_t i = 0; i < dirty_links_.size(); ++i) {
+      BackendLink* link = dirty_links_[i];
+      if (!link) continue;
+      link->dirty = false;
+      dirty_links_[i] = nullptr;
+      link->flush();
+    }
+    dirty_links_.clear();
+    for (size_t i = 0; i < dirty_clients_.size(); ++i) {
+      ClientConnection* c = dirty_clients_[i];
+      if (!c) continue;
+      c->dirty = false;
+      dirty_clients_[i] = nullptr;
+      c->flushReplies();
+    }
+    dirty_clients_.clear();
+  }
+}
+
 void Worker::maybeFinish() {
   if (connection_count_ > 0 || handles_closed_) return;
   handles_closed_ = true;
+  shared_links_.clear();  // their sockets and timers close in the background
+  dirty_links_.clear();
+  uv_close(asHandle(&flush_check_), nullptr);
   uv_close(asHandle(&wake_), nullptr);
   uv_close(asHandle(&drain_timer_), nullptr);
   uv_close(asHandle(&sweep_timer_), nullptr);

@@ -10,10 +10,13 @@
 #include <cstdint>
 #include <memory>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
+#include "proxy/backend_link.h"
 #include "proxy/database.h"
 #include "proxy/listener.h"
+#include "proxy/request.h"
 #include "proxy/stats.h"
 #include "tls/byte_buffer.h"
 #include "tls/tls_context_store.h"
@@ -63,6 +66,24 @@ class Worker {
   void add(ClientConnection* c);
   void remove(ClientConnection* c);
 
+  // The routed path. Shared links: one per shard of each routed database,
+  // created at first use. Dirty lists: links with commands to write and
+  // clients with replies to write, flushed once per loop turn (uv_check),
+  // so many clients' commands share one write to a shard.
+  using LinkSet = std::vector<std::unique_ptr<BackendLink>>;
+  const LinkSet& sharedLinks(const Database& db);
+  RequestPool& requestPool() { return request_pool_; }
+  void markDirty(BackendLink* link);
+  void forgetLink(BackendLink* link);
+  void markDirty(ClientConnection* c);
+  void forgetClient(ClientConnection* c);
+  ByteBuffer& frameScratch() { return frame_scratch_; }
+  ByteBuffer& replyScratch() { return reply_scratch_; }
+  std::vector<int>& scratchInts(size_t n) {
+    scratch_ints_.assign(n, -1);
+    return scratch_ints_;
+  }
+
   static constexpr unsigned kReadBufferSize = 64 * 1024;
 
  private:
@@ -71,6 +92,7 @@ class Worker {
   void sweepIdle();
   void closeAll();
   void maybeFinish();
+  void flushDirty();
 
   unsigned index_;
   tls::TlsContextStore& tls_store_;
@@ -79,6 +101,7 @@ class Worker {
   uv_async_t wake_{};
   uv_timer_t drain_timer_{};
   uv_timer_t sweep_timer_{};
+  uv_check_t flush_check_{};
   std::thread thread_;
   std::unique_ptr<char[]> read_buf_;
   ByteBuffer plain_scratch_;
@@ -87,6 +110,13 @@ class Worker {
   ClientConnection* connections_ = nullptr;
   size_t connection_count_ = 0;
   Stats stats_;
+  RequestPool request_pool_;
+  std::unordered_map<const Database*, LinkSet> shared_links_;
+  std::vector<BackendLink*> dirty_links_;
+  std::vector<ClientConnection*> dirty_clients_;
+  ByteBuffer frame_scratch_;
+  ByteBuffer reply_scratch_;
+  std::vector<int> scratch_ints_;
   std::atomic<bool> drain_requested_{false};
   std::atomic<bool> finished_{false};
   bool draining_ = false;

@@ -202,7 +202,7 @@ TEST_CASE("config: unknown keys are named with the keys that are known") {
         "conf/x.yaml:7: tls.min_verison: unknown key (known keys: min_version, ciphers, "
         "ciphersuites, handshake_timeout_ms, audit_min_version)");
   checkError(std::string(kMinimal) + "    port: 1\n", 6, "databases[0].port",
-             "unknown key (known keys: name, listen, tls, client_auth, shards)");
+             "unknown key (known keys: name, listen, tls, client_auth, password, shard_password, shards)");
   checkError(std::string(kMinimal) + "        weight: 1\n", 6, "databases[0].shards[0].weight",
              "unknown key (known keys: address, slots)");
   checkError(std::string(kMinimal) + "admin:\n  port: 9443\n", 7, "admin.port",
@@ -436,7 +436,7 @@ TEST_CASE("config: loadConfig resolves cert_dir against the file's directory") {
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.message() == file.string() + ":6: bogus: unknown key (known keys: workers, log_level, "
                              "cert_dir, generate_self_signed, tls, databases, admin, metrics, "
-                             "drain_timeout_ms)");
+                             "drain_timeout_ms, limits)");
 }
 
 TEST_CASE("config: the shipped conf files pass the validator") {
@@ -449,7 +449,7 @@ TEST_CASE("config: the shipped conf files pass the validator") {
   auto quick = loadConfig(root + "/conf/shardgate.yaml");
   REQUIRE(quick.ok());
   CHECK(quick->cert_dir == root + "/conf/certs");
-  REQUIRE(quick->databases.size() == 2);
+  REQUIRE(quick->databases.size() == 3);
   CHECK(quick->databases[0].name == "demo");
   CHECK(quick->databases[0].listen.toString() == "127.0.0.1:6380");
   CHECK(quick->databases[0].tls);
@@ -458,4 +458,49 @@ TEST_CASE("config: the shipped conf files pass the validator") {
   CHECK(quick->databases[1].listen.toString() == "127.0.0.1:6381");
   CHECK_FALSE(quick->databases[1].tls);
   CHECK(quick->databases[1].shards[0].address.toString() == "127.0.0.1:7002");
+  CHECK(quick->databases[2].name == "sharded");
+  CHECK(quick->databases[2].shards.size() == 3);
+}
+
+TEST_CASE("config: password and shard_password of a database") {
+  Config c = parsed(
+      "databases:\n"
+      "  - name: db1\n"
+      "    listen: 127.0.0.1:6380\n"
+      "    password: \"s3cret\"\n"
+      "    shard_password: spw\n"
+      "    shards:\n"
+      "      - address: 127.0.0.1:7001\n");
+  REQUIRE(c.databases[0].password);
+  CHECK(*c.databases[0].password == "s3cret");
+  REQUIRE(c.databases[0].shard_password);
+  CHECK(*c.databases[0].shard_password == "spw");
+  CHECK_FALSE(parsed(kMinimal).databases[0].password);
+  checkError(
+      "databases:\n"
+      "  - name: db1\n"
+      "    listen: 127.0.0.1:6380\n"
+      "    password: \"\"\n"
+      "    shards:\n"
+      "      - address: 127.0.0.1:7001\n",
+      4, "databases[0].password", "expected a password, got \"\"");
+  checkError(
+      "databases:\n"
+      "  - name: db1\n"
+      "    listen: 127.0.0.1:6380\n"
+      "    shard_password: [a]\n"
+      "    shards:\n"
+      "      - address: 127.0.0.1:7001\n",
+      4, "databases[0].shard_password", "a password string");
+}
+
+TEST_CASE("config: limits") {
+  Config defaults = parsed(kMinimal);
+  CHECK(defaults.limits.max_bulk_len == 512ull * 1024 * 1024);
+  CHECK(defaults.limits.max_args == 1024 * 1024);
+  Config c = parsed(std::string(kMinimal) + "limits:\n  max_bulk_len: 1048576\n  max_args: 1000\n");
+  CHECK(c.limits.max_bulk_len == 1048576);
+  CHECK(c.limits.max_args == 1000);
+  checkError(std::string(kMinimal) + "limits:\n  max_args: 3\n", 7, "limits.max_args", "3");
+  checkError(std::string(kMinimal) + "limits:\n  max_bulk: 3\n", 7, "limits.max_bulk", "unknown key");
 }

@@ -1,0 +1,275 @@
+#include "proxy/backend_link.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "proxy/resp_encoder.h"
+#include "proxy/routed_session.h"
+#include "proxy/worker.h"
+
+namespace shardgate::proxy {
+
+namespace {
+
+// A shard that stopped answering is retried after 50 ms, then twice as long
+// each time up to 1 s: a restarted shard is served again within about a
+// second, and a dead one costs one refused connect a second per worker.
+constexpr uint64_t kFirstBackoffMs = 50;
+constexpr uint64_t kMaxBackoffMs = 1000;
+// A connect that neither succeeds nor fails (a host that drops SYNs) fails
+// the link after this long, so waiting requests get their error.
+constexpr uint64_t kConnectTimeoutMs = 2000;
+
+template <typename T>
+uv_handle_t* asHandle(T* h) { return reinterpret_cast<uv_handle_t*>(h); }
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+}  // namespace
+
+// One TCP connection of the link. It outlives the link if need be: a closing
+// socket's write callbacks (ECANCELED) and close callback only touch it.
+struct BackendLink::Socket {
+  explicit Socket(BackendLink* l) : link(l), queue(this, &BackendLink::onDrained) {}
+  uv_tcp_t tcp{};
+  BackendLink* link;
+  WriteQueue queue;
+  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp); }
+  void close() {
+    link = nullptr;
+    tcp.data = this;
+    uv_close(asHandle(&tcp), [](uv_handle_t* h) { delete static_cast<Socket*>(h->data); });
+  }
+};
+
+BackendLink::BackendLink(Worker& worker, const Database& db, uint16_t shard, bool shared)
+    : worker_(worker), db_(db), shard_(shard), shared_(shared) {}
+
+BackendLink::~BackendLink() {
+  if (dirty) worker_.forgetLink(this);
+  failWaiting("-ERR shard " + address() + " unavailable: the connection was closed\r\n", true);
+  if (socket_) socket_->close();
+  if (timer_) {
+    uv_close(asHandle(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  }
+}
+
+void BackendLink::send(std::string_view frame, Request* r, uint16_t part) {
+  fifo_.push_back(Pending{r, part, false});
+  out_.append(frame);
+  if (state_ == State::kIdle) connect();
+  markDirty();
+}
+
+void BackendLink::sendUnmatched(std::string_view frame) {
+  out_.append(frame);
+  if (state_ == State::kIdle) connect();
+  markDirty();
+}
+
+void BackendLink::markDirty() {
+  if (!dirty && state_ == State::kReady) worker_.markDirty(this);
+}
+
+void BackendLink::flush() {
+  if (state_ != State::kReady || out_.empty()) return;
+  int rc = socket_->queue.send(socket_->stream(), out_.data(), out_.size());
+  out_.clear();
+  if (rc != 0) fail(std::string("write failed: ") + lower(uv_strerror(rc)));
+}
+
+void BackendLink::connect() {
+  state_ = State::kConnecting;
+  socket_ = new Socket(this);
+  uv_tcp_init(worker_.loop(), &socket_->tcp);
+  socket_->tcp.data = socket_;
+  auto* req = new uv_connect_t;
+  req->data = socket_;
+  int rc = uv_tcp_connect(req, &socket_->tcp, reinterpret_cast<const sockaddr*>(&db_.shards[shard_].addr),
+                          [](uv_connect_t* r, int status) {
+                            std::unique_ptr<uv_connect_t> done(r);
+                            auto* socket = static_cast<Socket*>(r->data);
+                            if (socket->link) socket->link->onConnected(status);
+                          });
+  if (rc != 0) {
+    delete req;
+    onConnected(rc);
+    return;
+  }
+  startTimer(kConnectTimeoutMs);
+}
+
+void BackendLink::onConnected(int status) {
+  if (status != 0) {
+    fail(lower(uv_strerror(status)));
+    return;
+  }
+  if (timer_) uv_timer_stop(timer_);
+  state_ = State::kReady;
+  uv_tcp_nodelay(&socket_->tcp, 1);
+  uv_read_start(
+      socket_->stream(),
+      [](uv_handle_t* h, size_t, uv_buf_t* buf) {
+        *buf = static_cast<Worker*>(h->loop->data)->readBuffer();
+      },
+      &BackendLink::onRead);
+  if (db_.shard_password) {
+    // AUTH goes first, ahead of everything queued while connecting.
+    ByteBuffer auth;
+    resp::appendCommand(auth, {"AUTH", *db_.shard_password});
+    fifo_.push_front(Pending{nullptr, 0, true});
+    ByteBuffer rest;
+    rest.swap(out_);
+    out_.append(auth.data(), auth.size());
+    out_.append(rest.data(), rest.size());
+  }
+  if (failing_ && !db_.shard_password) {
+    failing_ = false;
+    backoff_ms_ = 0;
+    if (logged_down_) spdlog::info("db {}: shard {} is available again", db_.name, address());
+    logged_down_ = false;
+  }
+  if (!out_.empty()) markDirty();
+}
+
+void BackendLink::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+  auto* socket = static_cast<Socket*>(s->data);
+  BackendLink* self = socket->link;
+  if (!self || nread == 0) return;
+  if (nread < 0) {
+    self->fail(nread == UV_EOF ? "the shard closed the connection" : lower(uv_strerror(static_cast<int>(nread))));
+    return;
+  }
+  self->onData(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread));
+}
+
+void BackendLink::onDrained(void* p, int status) {
+  auto* socket = static_cast<Socket*>(p);
+  if (socket->link && status != 0) {
+    socket->link->fail(std::string("write failed: ") + lower(uv_strerror(status)));
+  }
+}
+
+void BackendLink::onData(const uint8_t* data, size_t len) {
+  worker_.stats().bytes_from_backends.add(len);
+  Socket* socket = socket_;
+  while (len > 0) {
+    bool done = false;
+    size_t n = scanner_.feed(data, len, &done);
+    if (scanner_.failed()) {
+      fail("malformed reply: " + scanner_.error());
+      return;
+    }
+    deliver(data, n, done);
+    if (socket_ != socket) return;  // delivering failed the link
+    data += n;
+    len -= n;
+  }
+}
+
+void BackendLink::deliver(const uint8_t* data, size_t len, bool done) {
+  if (fifo_.empty()) {
+    if (push_to_) {
+      push_to_->onPush(*this, data, len, done);
+      return;
+    }
+    fail("the shard sent a reply nobody asked for");
+    return;
+  }
+  Pending p = fifo_.front();
+  if (done) {
+    fifo_.pop_front();
+    partial_bytes_ = 0;
+  } else {
+    partial_bytes_ += len;
+  }
+  if (p.auth) {
+    // Replies to AUTH are short; a frame split here is only its tail.
+    if (len > 0 && data[0] == '-') {
+      std::string text(reinterpret_cast<const char*>(data) + 1, len - 1);
+      while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+      fail("AUTH with shard_password was refused: " + text);
+      return;
+    }
+    if (done && failing_) {
+      failing_ = false;
+      backoff_ms_ = 0;
+      if (logged_down_) spdlog::info("db {}: shard {} is available again", db_.name, address());
+      logged_down_ = false;
+    }
+    return;
+  }
+  if (p.request) deliverReply(worker_, p.request, p.part, data, len, done);
+}
+
+void BackendLink::fail(const std::string& why) {
+  failure_ = why;
+  if (!logged_down_) {
+    spdlog::warn("db {}: shard {} unavailable: {}", db_.name, address(), why);
+    logged_down_ = true;
+  }
+  worker_.stats().backend_connect_failures.add();
+  failing_ = true;
+  if (socket_) {
+    socket_->close();
+    socket_ = nullptr;
+  }
+  scanner_ = ReplyScanner();
+  out_.clear();
+  out_.release();
+  state_ = State::kDown;
+  failWaiting("-ERR shard " + address() + " unavailable: " + why + "\r\n", true);
+  if (shared_) {
+    scheduleRetry();
+  } else {
+    // A private link reconnects when next used; whether the shard is up is
+    // the shared link's to say.
+    state_ = State::kIdle;
+    failing_ = false;
+    if (timer_) uv_timer_stop(timer_);
+  }
+}
+
+void BackendLink::failWaiting(const std::string& line, bool) {
+  // Moved out first: a session told of its failure may send again (to
+  // another link, or this one once it is back).
+  std::deque<Pending> waiting;
+  waiting.swap(fifo_);
+  bool first = true;
+  for (const Pending& p : waiting) {
+    if (p.request) {
+      deliverFailure(worker_, p.request, p.part, line, first && partial_bytes_ > 0);
+    }
+    first = false;
+  }
+  partial_bytes_ = 0;
+}
+
+void BackendLink::scheduleRetry() {
+  backoff_ms_ = backoff_ms_ == 0 ? kFirstBackoffMs : std::min(backoff_ms_ * 2, kMaxBackoffMs);
+  startTimer(backoff_ms_);
+}
+
+void BackendLink::startTimer(uint64_t ms) {
+  if (!timer_) {
+    timer_ = new uv_timer_t;
+    uv_timer_init(worker_.loop(), timer_);
+    timer_->data = this;
+  }
+  uv_timer_start(timer_, [](uv_timer_t* t) { static_cast<BackendLink*>(t->data)->onTimer(); }, ms, 0);
+}
+
+void BackendLink::onTimer() {
+  if (state_ == State::kConnecting) {
+    fail("connect timed out after " + std::to_string(kConnectTimeoutMs) + " ms");
+  } else if (state_ == State::kDown) {
+    connect();
+  }
+}
+
+}  // namespace shardgate::proxy

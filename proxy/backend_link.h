@@ -1,0 +1,115 @@
+// BackendLink: one pipelined connection from a worker to one shard, shared by
+// every client of that worker (or, for a client in a stateful mode, owned by
+// that client alone). Commands are appended to one buffer and written with one
+// syscall per event-loop turn, however many clients they came from; replies
+// come back in order and are matched to the FIFO of parts waiting for them.
+//
+//   RoutedSession ─send()─► out_ ──flush() at the end of the loop turn──► shard
+//   shard ─► ReplyScanner ─► frame pieces ─► fifo_.front().request's session
+//
+// States: idle (never connected) ─► connecting ─► ready; a failure (refused,
+// lost, AUTH rejected) fails every waiting part with an error at once and, for
+// a shared link, retries with exponential backoff; while failing, send() is
+// refused so callers answer "-ERR shard … unavailable" without waiting.
+//
+// Lifetime: the owner deletes a link directly; its socket and timer are
+// separate handles that close (and free themselves) in the background.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <string_view>
+
+#include "proxy/database.h"
+#include "proxy/request.h"
+#include "proxy/resp_decoder.h"
+#include "proxy/write_queue.h"
+#include "tls/byte_buffer.h"
+
+namespace shardgate::proxy {
+
+class Worker;
+class RoutedSession;
+
+class BackendLink {
+ public:
+  // shared: owned by the worker, reconnects by itself; otherwise private to
+  // one session (push_to, if set, receives frames no request waits for:
+  // pub/sub messages).
+  BackendLink(Worker& worker, const Database& db, uint16_t shard, bool shared);
+  ~BackendLink();
+  BackendLink(const BackendLink&) = delete;
+  BackendLink& operator=(const BackendLink&) = delete;
+
+  // False while the shard is known to be down: answer the client at once.
+  bool available() const { return !failing_; }
+  const std::string& address() const { return db_.shards[shard_].address; }
+  uint16_t shard() const { return shard_; }
+  // Why the last connection failed ("connection refused"), for error lines.
+  const std::string& failure() const { return failure_; }
+
+  // Queues one command (bytes of a complete RESP request) whose reply is part
+  // `part` of request r; r == nullptr: the reply is dropped (the proxy's own).
+  void send(std::string_view frame, Request* r, uint16_t part);
+  // Queues a command whose replies nobody waits for: they reach the push
+  // target (pub/sub subscriptions, whose confirmations are push frames).
+  void sendUnmatched(std::string_view frame);
+  // One more reply on the way that is dropped (commands sent inside one
+  // send() frame beyond its first).
+  void expectDropped() { fifo_.push_back(Pending{nullptr, 0, false}); }
+  // Writes what send() queued; the worker calls it once per loop turn.
+  void flush();
+  // Requests waiting for a reply on this link.
+  size_t inFlight() const { return fifo_.size(); }
+  // Pub/sub: frames with no request waiting go to this session.
+  void setPushTarget(RoutedSession* s) { push_to_ = s; }
+  RoutedSession* pushTarget() const { return push_to_; }
+  bool idle() const { return fifo_.empty() && out_.empty(); }
+
+  bool dirty = false;  // in the worker's flush list
+
+ private:
+  struct Socket;
+  struct Pending {
+    Request* request;  // null: the proxy's own command, reply dropped
+    uint16_t part;
+    bool auth;         // the link's own AUTH: a failure fails the link
+  };
+  enum class State : uint8_t { kIdle, kConnecting, kReady, kDown };
+
+  void connect();
+  void onConnected(int status);
+  void onData(const uint8_t* data, size_t len);
+  void deliver(const uint8_t* data, size_t len, bool done);
+  void fail(const std::string& why);
+  void failWaiting(const std::string& line, bool after_send);
+  void scheduleRetry();
+  void startTimer(uint64_t ms);
+  void onTimer();
+  void markDirty();
+
+  static void onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  static void onDrained(void* socket, int status);
+
+  Worker& worker_;
+  const Database& db_;
+  uint16_t shard_;
+  bool shared_;
+  State state_ = State::kIdle;
+  bool failing_ = false;
+  bool logged_down_ = false;
+  std::string failure_;
+  uint64_t backoff_ms_ = 0;
+  Socket* socket_ = nullptr;
+  uv_timer_t* timer_ = nullptr;  // connect deadline, then retry backoff
+  ByteBuffer out_;
+  std::deque<Pending> fifo_;
+  size_t partial_bytes_ = 0;  // bytes of the front reply already delivered
+  ReplyScanner scanner_;
+  RoutedSession* push_to_ = nullptr;
+};
+
+}  // namespace shardgate::proxy

@@ -1,0 +1,103 @@
+// Request: one client command on the routed path, from the moment it is
+// parsed until its reply has been handed to the client's output.
+//
+//   client FIFO (RoutedSession)          BackendLink FIFOs (one per shard)
+//   head ─► [GET a] ─► [MGET a b] ─► …   shard 0: (GET a,0) (MGET a b,0) …
+//                                         shard 2: (MGET a b,1) …
+//
+// A request is answered by one or more parts (one per shard it was sent to).
+// Its owner is the session that queued it; a session that closes orphans its
+// requests (owner = nullptr) and the links free them as their parts arrive,
+// so a reply is never written to another client. Requests come from a
+// per-worker pool: nothing is allocated per command once the pool is warm.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tls/byte_buffer.h"
+
+namespace shardgate::proxy {
+
+class RoutedSession;
+
+// How a request's parts become the client's one reply.
+enum class ReplyMerge : uint8_t {
+  kForward,      // one part, passed through byte for byte
+  kLocal,        // answered by the proxy; reply is complete when queued
+  kMget,         // arrays from each shard, re-ordered into the client's key order
+  kAllOk,        // MSET, FLUSHALL, FLUSHDB, SCRIPT FLUSH: +OK when every shard said so
+  kSumIntegers,  // DEL, UNLINK, EXISTS, TOUCH, DBSIZE
+  kConcatArrays, // KEYS
+  kScan,         // one shard's SCAN page, its cursor re-encoded with the shard index
+  kRandomKey,    // a random non-nil answer of all shards
+  kSameReply,    // SCRIPT LOAD: every shard answers the same; pass one on
+  kAndArrays,    // SCRIPT EXISTS: element-wise AND of integer arrays
+  kInfo,         // the proxy's own INFO sections plus the shards' keyspace summed
+  kSwallow,      // the proxy's own command (MULTI replayed, ...): reply dropped
+};
+
+struct Request {
+  RoutedSession* owner = nullptr;  // null once the client is gone
+  Request* next = nullptr;         // the owner's FIFO
+  ReplyMerge merge = ReplyMerge::kForward;
+  uint16_t waiting = 0;  // parts not answered yet
+  bool done = false;     // reply is complete
+  bool streamed = false; // forward reply bytes went straight to the client
+  bool on_private = false; // waits on a private link (ordering across link kinds)
+  uint32_t scan_shard = 0;     // kScan: the shard that was asked
+  uint32_t info_sections = 0;  // kInfo: which of the proxy's own sections
+  ByteBuffer reply;                     // the complete (or buffered partial) reply
+  std::vector<std::string> parts;       // merges: one reply per part, in part order
+  std::vector<uint16_t> key_part;       // kMget: the part holding each key, in key order
+};
+
+// A free list of Requests, one per worker (single thread, no lock).
+class RequestPool {
+ public:
+  RequestPool() = default;
+  ~RequestPool() {
+    for (Request* r : free_) delete r;
+  }
+  RequestPool(const RequestPool&) = delete;
+  RequestPool& operator=(const RequestPool&) = delete;
+
+  Request* acquire(RoutedSession* owner, ReplyMerge merge) {
+    Request* r;
+    if (free_.empty()) {
+      r = new Request;
+    } else {
+      r = free_.back();
+      free_.pop_back();
+    }
+    r->owner = owner;
+    r->merge = merge;
+    return r;
+  }
+
+  void release(Request* r) {
+    r->next = nullptr;
+    r->waiting = 0;
+    r->done = false;
+    r->streamed = false;
+    r->on_private = false;
+    r->reply.clear();
+    // A big reply's memory goes back; the common small one is kept for reuse.
+    if (r->reply.capacity() > kKeepBytes) r->reply.release();
+    r->parts.clear();
+    r->key_part.clear();
+    if (free_.size() >= kMaxFree) {
+      delete r;
+      return;
+    }
+    free_.push_back(r);
+  }
+
+ private:
+  static constexpr size_t kKeepBytes = 16 * 1024;
+  static constexpr size_t kMaxFree = 4096;
+  std::vector<Request*> free_;
+};
+
+}  // namespace shardgate::proxy

@@ -1,0 +1,178 @@
+// RoutedSession: the routed path of one client connection (a database with
+// several shards or a password). It turns the client's plaintext into
+// commands, sends each to the shard owning its key (or answers it, or fans it
+// out), and hands replies back strictly in request order (STYLE rule 8).
+//
+//   plaintext ─► RequestDecoder ─► dispatch ─┬─► local reply
+//                                            ├─► shared BackendLink (per worker, per shard)
+//                                            └─► private BackendLink (MULTI/WATCH,
+//                                                blocking commands, pub/sub)
+//   replies  ─► onReply ─► FIFO head complete ─► ClientConnection::replyOut()
+//
+// The session never writes to a socket: it appends to the connection's reply
+// buffer and marks it dirty; the worker encrypts and writes once per loop
+// turn. Ordering across links: a command bound for a different kind of link
+// (shared <-> private) than the requests still in flight waits until they are
+// answered, so a client's commands reach the shards in the order it sent them.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proxy/backend_link.h"
+#include "proxy/command_route.h"
+#include "proxy/database.h"
+#include "proxy/request.h"
+#include "proxy/resp_decoder.h"
+#include "proxy/worker.h"
+#include "tls/byte_buffer.h"
+
+namespace shardgate::proxy {
+
+class ClientConnection;
+
+class RoutedSession {
+ public:
+  RoutedSession(Worker& worker, const Database& db, ClientConnection& conn);
+  ~RoutedSession();
+  RoutedSession(const RoutedSession&) = delete;
+  RoutedSession& operator=(const RoutedSession&) = delete;
+
+  // Plaintext from the client.
+  void onBytes(const uint8_t* data, size_t len);
+  // Parses what an ordering wait or the in-flight limit held back.
+  void resume();
+  // Nothing in flight, nothing parsed and waiting.
+  bool idle() const { return head_ == nullptr && in_.empty(); }
+  // Whether the connection should read more from the client.
+  bool acceptsInput() const { return in_flight_ < kMaxInFlight && !stopped_ && !waiting_; }
+  bool stopped() const { return stopped_; }
+
+  // From links (through deliverReply / deliverFailure).
+  void onReply(Request* r, uint16_t part, const uint8_t* data, size_t len, bool done);
+  void onFailure(Request* r, uint16_t part, const std::string& line, bool partial);
+  // Pub/sub frames from a private link.
+  void onPush(BackendLink& link, const uint8_t* data, size_t len, bool done);
+
+  // Requests in flight at most; beyond it the client is not read.
+  static constexpr size_t kMaxInFlight = 4096;
+  // Bytes of one command beyond its largest argument: the rest of its
+  // arguments and their framing.
+  static constexpr size_t kQueryBufferSlack = 1024 * 1024;
+
+ private:
+  enum class Next : uint8_t { kContinue, kWaitIdle, kStop };
+  enum class LinkKind : uint8_t { kShared, kPrivate };
+
+  void parse();
+  size_t parseFrom(std::string_view data);  // returns the bytes consumed
+  Next dispatch(std::string_view frame);
+  Next dispatchInPubsub(const CommandInfo* cmd, std::string_view frame);
+  Next dispatchInMulti(const CommandInfo* cmd, std::string_view frame);
+
+  Status findKeys(const CommandInfo& cmd);
+  // The one shard keys_ live on (-1: no keys); false, with -CROSSSLOT sent,
+  // when they span shards.
+  bool singleShard(int* shard);
+  bool orderedAfterInFlight(LinkKind kind, int shard) const;
+
+  Next forward(int shard, std::string_view frame, LinkKind kind);
+  Next split(const CommandInfo& cmd, CommandRoute route);
+  Next fanOut(std::string_view frame, ReplyMerge merge);
+  Next scan();
+  Next info();
+  Next hello();
+  Next auth();
+  Next client();
+  Next reset();
+  Next watch(const CommandInfo& cmd, std::string_view frame);
+  void startMultiOn(int shard);
+  Next subscribe(CommandRoute route, std::string_view frame);
+  // confirms: whether this shard's confirmations are the ones the client hears.
+  void sendPubsub(int shard, std::string_view frame, bool confirms);
+  void emitConfirmations();
+  void appendToStream(const uint8_t* data, size_t len);
+  void endPubsubIfDone();
+  std::string infoText(uint32_t sections, const std::string& keyspace) const;
+
+  // Replies from the proxy itself, in order behind what is in flight.
+  void replyLocal(std::string_view bytes);
+  void replyError(std::string_view text);  // "ERR ..." (no '-', no CRLF)
+  void replySimple(std::string_view text);
+  void replyInteger(int64_t value);
+  void replyBulk(std::string_view value);
+
+  Request* newRequest(ReplyMerge merge, LinkKind kind, uint16_t parts);
+  void countInFlight(Request* r);
+  void uncount(Request* r);
+  void push(Request* r);
+  void complete(Request* r);
+  void flushHead();
+  void finishMerge(Request* r);
+
+  BackendLink& sharedLink(int shard);
+  BackendLink& privateLink(int shard);
+  std::string unavailableLine(int shard);
+  // *N, the command's name, then args_[index[i]] for each i.
+  void appendArgs(ByteBuffer& out, size_t count, const uint32_t* index);
+
+  Worker& worker_;
+  const Database& db_;
+  ClientConnection& conn_;
+  const Worker::LinkSet& shared_links_;
+  RequestDecoder decoder_;
+  ByteBuffer in_;  // bytes of commands not dispatched yet
+  std::vector<std::string_view> args_;
+  std::vector<uint32_t> keys_;  // indices into args_ of the command's keys
+  Request* head_ = nullptr;
+  Request* tail_ = nullptr;
+  size_t in_flight_ = 0;
+  size_t on_shared_ = 0;   // requests waiting on shared links
+  size_t on_private_ = 0;  // ... on private links
+  int private_shard_ = -1; // the shard of the last private request
+  bool stopped_ = false;   // QUIT or protocol error: no more commands
+  bool waiting_ = false;   // a command waits for in-flight requests to finish
+  bool authenticated_;
+  uint64_t id_;
+  std::string name_;  // CLIENT SETNAME
+
+  // Private links, one per shard at most, opened when first needed.
+  std::vector<std::unique_ptr<BackendLink>> private_;
+  std::vector<std::unique_ptr<BackendLink>> retired_;  // pub/sub links, deleted soon
+
+  // MULTI/WATCH: the transaction's shard once a key named it.
+  bool in_multi_ = false;
+  bool multi_dirty_ = false;      // an error was queued: EXEC aborts
+  bool multi_on_shard_ = false;   // MULTI has been sent to pin_shard_
+  bool watching_ = false;
+  int pin_shard_ = -1;
+  ByteBuffer multi_queue_;        // keyless commands queued before the shard is known
+  size_t multi_queued_ = 0;
+
+  // Pub/sub: one request that stays at the FIFO's tail and carries every
+  // frame of every subscribed shard, whole frames only.
+  Request* stream_ = nullptr;
+  std::set<std::string, std::less<>> channels_;
+  std::set<std::string, std::less<>> patterns_;
+  std::vector<ByteBuffer> push_partial_;  // per shard: a frame being received
+  struct Confirm {
+    std::string kind;  // "subscribe", "punsubscribe", ...
+    std::string name;
+    bool null_name;
+  };
+  std::deque<Confirm> expected_;  // confirmations owed, in the client's order
+  std::vector<Confirm> arrived_;  // arrived before their turn
+};
+
+// A link's reply piece for request r (whose session may be gone).
+void deliverReply(Worker& worker, Request* r, uint16_t part, const uint8_t* data, size_t len,
+                  bool done);
+// A link failed with part `part` of r waiting; partial: some of its reply was delivered.
+void deliverFailure(Worker& worker, Request* r, uint16_t part, const std::string& line, bool partial);
+
+}  // namespace shardgate::proxy

@@ -1,0 +1,102 @@
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "proxy/reply_merge.h"
+
+using namespace shardgate::proxy;
+using shardgate::ByteBuffer;
+
+namespace {
+
+std::string merged(void (*fn)(const ReplyParts&, ByteBuffer&), const ReplyParts& parts) {
+  ByteBuffer out;
+  fn(parts, out);
+  return std::string(out.view());
+}
+
+}  // namespace
+
+TEST_CASE("MGET parts are put back in the client's key order") {
+  // keys a(part 0) b(part 1) c(part 0) d(part 1) e(part 2)
+  ReplyParts parts = {"*2\r\n$2\r\nva\r\n$-1\r\n", "*2\r\n$2\r\nvb\r\n$2\r\nvd\r\n",
+                      "*1\r\n$2\r\nve\r\n"};
+  ByteBuffer out;
+  mergeMget(parts, {0, 1, 0, 1, 2}, out);
+  CHECK(out.view() == "*5\r\n$2\r\nva\r\n$2\r\nvb\r\n$-1\r\n$2\r\nvd\r\n$2\r\nve\r\n");
+}
+
+TEST_CASE("MGET passes the first error through") {
+  ReplyParts parts = {"*1\r\n$1\r\nx\r\n", "-ERR shard 127.0.0.1:1 unavailable: refused\r\n"};
+  ByteBuffer out;
+  mergeMget(parts, {0, 1}, out);
+  CHECK(out.view() == "-ERR shard 127.0.0.1:1 unavailable: refused\r\n");
+}
+
+TEST_CASE("MGET with fewer values than keys from a shard is an error, not a short array") {
+  ByteBuffer out;
+  mergeMget({"*1\r\n$1\r\nx\r\n"}, {0, 0}, out);
+  CHECK(out.view().substr(0, 24) == "-ERR shardgate: unexpect");
+}
+
+TEST_CASE("integers are summed, OKs become one OK") {
+  CHECK(merged(mergeSumIntegers, {":1\r\n", ":0\r\n", ":3\r\n"}) == ":4\r\n");
+  CHECK(merged(mergeAllOk, {"+OK\r\n", "+OK\r\n"}) == "+OK\r\n");
+  CHECK(merged(mergeAllOk, {"+OK\r\n", "-READONLY no\r\n"}) == "-READONLY no\r\n");
+  CHECK(merged(mergeSumIntegers, {":1\r\n", "+OK\r\n"}).substr(0, 15) == "-ERR shardgate:");
+}
+
+TEST_CASE("KEYS arrays are concatenated") {
+  CHECK(merged(mergeConcatArrays, {"*1\r\n$1\r\na\r\n", "*0\r\n", "*2\r\n$1\r\nb\r\n$1\r\nc\r\n"}) ==
+        "*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n");
+}
+
+TEST_CASE("RANDOMKEY takes the first non-nil answer from the random start") {
+  ReplyParts parts = {"$-1\r\n", "$1\r\nb\r\n", "$1\r\nc\r\n"};
+  ByteBuffer out;
+  mergeRandomKey(parts, 0, out);
+  CHECK(out.view() == "$1\r\nb\r\n");
+  out.clear();
+  mergeRandomKey(parts, 2, out);
+  CHECK(out.view() == "$1\r\nc\r\n");
+  out.clear();
+  mergeRandomKey({"$-1\r\n", "$-1\r\n"}, 1, out);
+  CHECK(out.view() == "$-1\r\n");
+}
+
+TEST_CASE("SCRIPT EXISTS is 1 only where every shard has the script") {
+  CHECK(merged(mergeAndArrays, {"*2\r\n:1\r\n:1\r\n", "*2\r\n:0\r\n:1\r\n"}) == "*2\r\n:0\r\n:1\r\n");
+}
+
+TEST_CASE("SCAN cursors encode the shard and walk every shard once") {
+  auto pos = decodeScanCursor("0", 3);
+  REQUIRE(pos);
+  CHECK(pos->shard == 0);
+  CHECK(pos->cursor == 0);
+  CHECK_FALSE(decodeScanCursor("abc", 3));
+  CHECK_FALSE(decodeScanCursor("-1", 3));
+
+  ByteBuffer out;
+  // shard 1 says "more at 7": 7*3+1 = 22, which decodes back to shard 1 cursor 7.
+  rewriteScanReply("*2\r\n$1\r\n7\r\n*1\r\n$1\r\nk\r\n", 1, 3, out);
+  CHECK(out.view() == "*2\r\n$2\r\n22\r\n*1\r\n$1\r\nk\r\n");
+  pos = decodeScanCursor("22", 3);
+  REQUIRE(pos);
+  CHECK(pos->shard == 1);
+  CHECK(pos->cursor == 7);
+  // shard 1 finished: the next shard from its start.
+  out.clear();
+  rewriteScanReply("*2\r\n$1\r\n0\r\n*0\r\n", 1, 3, out);
+  CHECK(out.view() == "*2\r\n$1\r\n2\r\n*0\r\n");
+  // the last shard finished: the walk is over.
+  out.clear();
+  rewriteScanReply("*2\r\n$1\r\n0\r\n*0\r\n", 2, 3, out);
+  CHECK(out.view() == "*2\r\n$1\r\n0\r\n*0\r\n");
+}
+
+TEST_CASE("INFO keyspace lines are summed per db") {
+  std::string a = "$78\r\n# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=100\r\ndb1:keys=1,expires=0,avg_ttl=0\r\n\r\n";
+  std::string b = "$46\r\n# Keyspace\r\ndb0:keys=1,expires=1,avg_ttl=500\r\n\r\n";
+  CHECK(sumKeyspace({a, b}) ==
+        "# Keyspace\r\ndb0:keys=4,expires=2,avg_ttl=200\r\ndb1:keys=1,expires=0,avg_ttl=0\r\n");
+}
