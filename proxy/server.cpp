@@ -163,15 +163,23 @@ Status Server::bindAndStart() {
 void Server::logListeners() const {
   auto ctx = tls_store_.current();
   for (const auto& db : databases_) {
+    std::string behind;
+    if (db->routed) {
+      behind = std::to_string(db->shards.size()) + " shard(s) by hash slot (";
+      for (size_t i = 0; i < db->shards.size(); ++i) behind += (i ? ", " : "") + db->shards[i].address;
+      behind += db->password ? "), AUTH required" : ")";
+    } else {
+      behind = "shard " + db->shard;
+    }
     if (db->tls && ctx) {
       const auto& info = ctx->certInfo();
       spdlog::info(
-          "db {} listening on {} (TLS, min {}, certificate {} not after {} sha256 {}) -> shard {}, {} worker(s)",
+          "db {} listening on {} (TLS, min {}, certificate {} not after {} sha256 {}) -> {}, {} worker(s)",
           db->name, db->listen, tls::toString(ctx->policy().min_version), info.subject, info.not_after,
-          info.sha256_fingerprint, db->shard, workers_.size());
+          info.sha256_fingerprint, behind, workers_.size());
     } else {
-      spdlog::info("db {} listening on {} (plaintext) -> shard {}, {} worker(s)", db->name, db->listen,
-                   db->shard, workers_.size());
+      spdlog::info("db {} listening on {} (plaintext) -> {}, {} worker(s)", db->name, db->listen,
+                   behind, workers_.size());
     }
   }
 }
