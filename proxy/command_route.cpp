@@ -28,7 +28,7 @@ void annotateRoutes(CommandTable& table) {
       {"publish", CommandRoute::kPublish},
       // Whole-server or connection-wide commands whose meaning does not
       // survive being split across shards.
-      {"monitor", CommandRoute::kUnsupported}, {"swapdb", CommandRoute::kUnsupported},
+      {"monitor", CommandRoute::kMonitor},     {"swapdb", CommandRoute::kUnsupported},
       {"move", CommandRoute::kUnsupported},    {"sync", CommandRoute::kUnsupported},
       {"psync", CommandRoute::kUnsupported},   {"replicaof", CommandRoute::kUnsupported},
       {"slaveof", CommandRoute::kUnsupported}, {"shutdown", CommandRoute::kUnsupported},

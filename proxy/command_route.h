@@ -23,6 +23,7 @@ enum class CommandRoute : uint8_t {
   kMulti, kExec, kDiscard, kWatch, kUnwatch,
   kSubscribe, kPsubscribe, kUnsubscribe, kPunsubscribe,
   kPublish,       // by the channel's slot
+  kMonitor,       // every shard's feed, merged
   // refused with a message saying why
   kUnsupported,
 };

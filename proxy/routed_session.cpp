@@ -297,6 +297,9 @@ RoutedSession::Next RoutedSession::dispatch(std::string_view frame) {
       int shard = db_.shardOfSlot(keyHashSlot(args_[1]));
       return forward(shard, frame, LinkKind::kShared);
     }
+    case CommandRoute::kMonitor:
+      if (auto st = findKeys(*cmd); !st) break;
+      return monitor(frame);
     case CommandRoute::kUnsupported:
       replyError("ERR shardgate: " + lowerCopy(args_[0]) +
                  " is not supported on a database with several shards");
@@ -673,6 +676,8 @@ RoutedSession::Next RoutedSession::reset() {
   push_partial_.clear();
   expected_.clear();
   arrived_.clear();
+  monitoring_ = false;
+  first_monitor_ok_ = -1;
   channels_.clear();
   patterns_.clear();
   in_multi_ = multi_dirty_ = multi_on_shard_ = watching_ = false;
@@ -937,7 +942,34 @@ void RoutedSession::emitConfirmations() {
   endPubsubIfDone();
 }
 
+RoutedSession::Next RoutedSession::monitor(std::string_view frame) {
+  // Every shard's feed, line by line, on the client's private links; the
+  // client hears one +OK. Like Redis, only QUIT and RESET end it.
+  if (in_flight_ > 0) return Next::kWaitIdle;
+  stream_ = newRequest(ReplyMerge::kForward, LinkKind::kPrivate, 0);
+  countInFlight(stream_);
+  push(stream_);
+  monitoring_ = true;
+  for (size_t s = 0; s < db_.shards.size(); ++s) {
+    int shard = static_cast<int>(s);
+    if (!sharedLink(shard).available()) continue;  // its lines are missing, nothing else
+    BackendLink& link = privateLink(shard);
+    link.setPushTarget(this);
+    link.sendUnmatched(frame);
+  }
+  return Next::kContinue;
+}
+
 RoutedSession::Next RoutedSession::dispatchInPubsub(const CommandInfo* cmd, std::string_view frame) {
+  if (monitoring_) {
+    auto route = cmd ? static_cast<CommandRoute>(cmd->route) : CommandRoute::kDefault;
+    if (route == CommandRoute::kQuit) {
+      appendToStream(reinterpret_cast<const uint8_t*>("+OK\r\n"), 5);
+      return Next::kStop;
+    }
+    if (route == CommandRoute::kReset) return reset();
+    return Next::kContinue;  // Redis ignores what a monitoring client sends
+  }
   if (!cmd) {
     std::string err = "-" + unknownCommand(args_) + "\r\n";
     appendToStream(reinterpret_cast<const uint8_t*>(err.data()), err.size());
@@ -982,6 +1014,15 @@ void RoutedSession::onPush(BackendLink& link, const uint8_t* data, size_t len, b
   ByteBuffer whole;
   whole.swap(frame);
   if (!stream_) return;  // late confirmations after the last UNSUBSCRIBE
+  if (monitoring_) {
+    // Each shard says +OK once; the client asked once.
+    if (link.shard() != first_monitor_ok_ && whole.view() == "+OK\r\n") {
+      if (first_monitor_ok_ < 0) first_monitor_ok_ = link.shard();
+      else return;
+    }
+    appendToStream(whole.data(), whole.size());
+    return;
+  }
   auto v = parseReply(whole.view());
   if (!v || v->type != RespValue::Type::kArray || v->elements.size() != 3 ||
       v->elements[2].type != RespValue::Type::kInteger) {

@@ -93,6 +93,7 @@ class RoutedSession {
   Next watch(const CommandInfo& cmd, std::string_view frame);
   void startMultiOn(int shard);
   Next subscribe(CommandRoute route, std::string_view frame);
+  Next monitor(std::string_view frame);
   // confirms: whether this shard's confirmations are the ones the client hears.
   void sendPubsub(int shard, std::string_view frame, bool confirms);
   void emitConfirmations();
@@ -165,6 +166,8 @@ class RoutedSession {
     std::string name;
     bool null_name;
   };
+  bool monitoring_ = false;      // the stream carries MONITOR feeds
+  int first_monitor_ok_ = -1;    // the shard whose +OK the client heard
   std::deque<Confirm> expected_;  // confirmations owed, in the client's order
   std::vector<Confirm> arrived_;  // arrived before their turn
 };

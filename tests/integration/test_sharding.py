@@ -705,3 +705,27 @@ def test_redis_cli_tls_against_three_shards(db):
         assert get.stdout.strip() == f"cli-{i}", (
             f"redis-cli GET {key}: expected cli-{i}, got {get.stdout!r} {get.stderr!r}")
         assert_on_owner(db, key)
+
+
+def test_monitor_shows_the_commands_of_every_shard_and_reset_ends_it(db):
+    keys = [db.key_on(i, "watched") for i in range(SHARDS)]
+    with db.raw() as monitor, db.raw() as worker:
+        assert monitor.call("MONITOR") == "OK", "MONITOR: one +OK, however many shards"
+        for key in keys:
+            assert worker.call("SET", key, "v") == "OK"
+        seen = []
+        deadline = time.monotonic() + 5
+        while len(seen) < len(keys) and time.monotonic() < deadline:
+            line = monitor.read_reply("a MONITOR line")
+            assert isinstance(line, str), f"MONITOR lines are status replies, got {line!r}"
+            seen.extend(k for k in keys if f'"{k}"' in line and '"SET"' in line.upper())
+        assert sorted(seen) == sorted(keys), f"SETs seen by MONITOR: {seen}, expected {keys}"
+        # RESET ends MONITOR: the connection serves commands again.
+        monitor.send("RESET")
+        for _ in range(50):
+            reply = monitor.read_reply("RESET's reply")
+            if reply == "RESET":
+                break
+        else:
+            pytest.fail("no +RESET after MONITOR")
+        assert monitor.call("GET", keys[0]) == b"v"
