@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 
@@ -47,9 +48,8 @@ Status waitFor(int fd, short events, Clock::time_point deadline) {
 
 }  // namespace
 
-Result<CommandTable> fetchCommandTable(const ShardEndpoint& shard,
-                                       const std::optional<std::string>& password,
-                                       int timeout_ms) {
+Result<ShardFacts> fetchShardFacts(const ShardEndpoint& shard,
+                                   const std::optional<std::string>& password, int timeout_ms) {
   auto fail = [&](const std::string& what) {
     return makeError("shard " + shard.address + ": COMMAND: " + what);
   };
@@ -73,6 +73,9 @@ Result<CommandTable> fetchCommandTable(const ShardEndpoint& shard,
     ++replies;
   }
   resp::appendCommand(request, {"COMMAND"});
+  resp::appendCommand(request, {"CONFIG", "GET", "databases"});
+  resp::appendCommand(request, {"INFO", "server"});
+  replies += 2;
   size_t sent = 0;
   while (sent < request.size()) {
     ssize_t n = ::send(fd.get(), request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
@@ -116,13 +119,34 @@ Result<CommandTable> fetchCommandTable(const ShardEndpoint& shard,
       return makeError("shard " + shard.address + ": AUTH with shard_password was refused: " + text);
     }
   }
-  size_t start = password ? frame_end[0] : 0;
-  auto value = parseReply(std::string_view(in).substr(start, frame_end.back() - start));
+  const size_t first = password ? 1 : 0;
+  auto frame = [&](size_t i) {
+    size_t start = i == 0 ? 0 : frame_end[i - 1];
+    return std::string_view(in).substr(start, frame_end[i] - start);
+  };
+  auto value = parseReply(frame(first));
   if (!value) return fail("malformed reply: " + value.message());
   if (value->type == RespValue::Type::kError) return fail(std::string(value->str));
   auto table = CommandTable::fromCommandReply(*value);
   if (!table) return fail(table.message());
-  return std::move(*table);
+  ShardFacts facts{std::move(*table)};
+  // CONFIG may be renamed or refused by ACL: then Redis's default of 16.
+  if (auto config = parseReply(frame(first + 1));
+      config && config->type == RespValue::Type::kArray && config->elements.size() == 2) {
+    uint64_t n = 0;
+    std::string_view text = config->elements[1].str;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (ec == std::errc() && end == text.data() + text.size() && n > 0) facts.databases = n;
+  }
+  if (auto info = parseReply(frame(first + 2)); info && !info->str.empty()) {
+    std::string_view text = info->str;
+    size_t at = text.find("redis_version:");
+    if (at != std::string_view::npos) {
+      text = text.substr(at + 14);
+      facts.version = std::string(text.substr(0, text.find_first_of("\r\n")));
+    }
+  }
+  return facts;
 }
 
 }  // namespace shardgate::proxy

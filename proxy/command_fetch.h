@@ -11,10 +11,16 @@
 
 namespace shardgate::proxy {
 
+struct ShardFacts {
+  CommandTable commands;
+  uint64_t databases = 16;          // CONFIG GET databases (16 if CONFIG is refused)
+  std::string version = "7.0.0";    // INFO server: redis_version
+};
+
 // Connects (blocking, bounded by timeout_ms), AUTHs with password if given,
-// sends COMMAND and parses the reply. Errors name the shard and what failed.
-Result<CommandTable> fetchCommandTable(const ShardEndpoint& shard,
-                                       const std::optional<std::string>& password,
-                                       int timeout_ms);
+// sends COMMAND, CONFIG GET databases and INFO server, and parses the
+// replies. Errors name the shard and what failed.
+Result<ShardFacts> fetchShardFacts(const ShardEndpoint& shard,
+                                   const std::optional<std::string>& password, int timeout_ms);
 
 }  // namespace shardgate::proxy

@@ -43,6 +43,10 @@ struct Database {
   // Set by the server before workers start (routed only): from a shard's
   // COMMAND reply, or the built-in table when no shard answered.
   std::shared_ptr<const CommandTable> commands;
+  // From the same shard: how many databases SELECT may choose from (its
+  // `databases` setting), and its version, which HELLO reports.
+  uint64_t shard_databases = 16;
+  std::string shard_version = "7.0.0";
 
   uint16_t shardOfSlot(uint16_t slot) const { return (*slot_owner)[slot]; }
 };

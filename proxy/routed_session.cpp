@@ -198,15 +198,7 @@ RoutedSession::Next RoutedSession::dispatch(std::string_view frame) {
     case CommandRoute::kAuth: return auth();
     case CommandRoute::kSelect: {
       if (auto st = findKeys(*cmd); !st) break;
-      int64_t index = 0;
-      if (!parseInt(args_[1], index)) {
-        replyError("ERR value is not an integer or out of range");
-      } else if (index != 0) {
-        replyError("ERR SELECT is not allowed in cluster mode");
-      } else {
-        replySimple("OK");
-      }
-      return Next::kContinue;
+      return select();
     }
     case CommandRoute::kClient: return client();
     case CommandRoute::kReset: return reset();
@@ -355,8 +347,31 @@ BackendLink& RoutedSession::sharedLink(int shard) {
 BackendLink& RoutedSession::privateLink(int shard) {
   if (private_.empty()) private_.resize(db_.shards.size());
   auto& link = private_[static_cast<size_t>(shard)];
-  if (!link) link = std::make_unique<BackendLink>(worker_, db_, static_cast<uint16_t>(shard), false);
+  if (!link) {
+    link = std::make_unique<BackendLink>(worker_, db_, static_cast<uint16_t>(shard), false);
+    // The client's connection state goes first; the shard's answers to it
+    // are the proxy's, dropped.
+    ByteBuffer& prelude = worker_.replyScratch();
+    if (resp3_) {
+      prelude.clear();
+      resp::appendCommand(prelude, {"HELLO", "3"});
+      link->send(prelude.view(), nullptr, 0);
+    }
+    if (db_index_ != 0) {
+      prelude.clear();
+      std::string index = std::to_string(db_index_);
+      resp::appendCommand(prelude, {"SELECT", index});
+      link->send(prelude.view(), nullptr, 0);
+    }
+  }
   return *link;
+}
+
+BackendLink& RoutedSession::linkFor(int shard, LinkKind kind) {
+  // A client whose connection state differs from the shared links' (another
+  // database, RESP3) sends everything on links of its own.
+  if (kind == LinkKind::kPrivate || ownLinks()) return privateLink(shard);
+  return sharedLink(shard);
 }
 
 std::string RoutedSession::unavailableLine(int shard) {
@@ -374,7 +389,7 @@ RoutedSession::Next RoutedSession::forward(int shard, std::string_view frame, Li
   Request* r = newRequest(ReplyMerge::kForward, kind, 1);
   if (kind == LinkKind::kPrivate) private_shard_ = shard;
   push(r);
-  BackendLink& link = kind == LinkKind::kShared ? sharedLink(shard) : privateLink(shard);
+  BackendLink& link = linkFor(shard, kind);
   link.send(frame, r, 0);
   return Next::kContinue;
 }
@@ -425,7 +440,7 @@ RoutedSession::Next RoutedSession::split(const CommandInfo& cmd, CommandRoute ro
     }
     cmd_bytes.clear();
     appendArgs(cmd_bytes, part_args[p].size(), part_args[p].data());
-    sharedLink(s).send(cmd_bytes.view(), r, static_cast<uint16_t>(p));
+    linkFor(s, LinkKind::kShared).send(cmd_bytes.view(), r, static_cast<uint16_t>(p));
   }
   return Next::kContinue;
 }
@@ -446,7 +461,7 @@ RoutedSession::Next RoutedSession::fanOut(std::string_view frame, ReplyMerge mer
               true);
       continue;
     }
-    sharedLink(shard).send(frame, r, static_cast<uint16_t>(s));
+    linkFor(shard, LinkKind::kShared).send(frame, r, static_cast<uint16_t>(s));
   }
   return Next::kContinue;
 }
@@ -479,7 +494,7 @@ RoutedSession::Next RoutedSession::scan() {
   resp::appendBulk(cmd_bytes, args_[0]);
   resp::appendBulk(cmd_bytes, std::string_view(digits, static_cast<size_t>(end - digits)));
   for (size_t i = 2; i < args_.size(); ++i) resp::appendBulk(cmd_bytes, args_[i]);
-  sharedLink(shard).send(cmd_bytes.view(), r, 0);
+  linkFor(shard, LinkKind::kShared).send(cmd_bytes.view(), r, 0);
   return Next::kContinue;
 }
 
@@ -533,6 +548,33 @@ std::string RoutedSession::infoText(uint32_t sections, const std::string& keyspa
 
 // ---- commands the proxy answers ---------------------------------------------
 
+RoutedSession::Next RoutedSession::select() {
+  int64_t index = 0;
+  if (!parseInt(args_[1], index)) {
+    replyError("ERR value is not an integer or out of range");
+    return Next::kContinue;
+  }
+  if (index < 0 || static_cast<uint64_t>(index) >= db_.shard_databases) {
+    replyError("ERR DB index is out of range");
+    return Next::kContinue;
+  }
+  if (static_cast<uint32_t>(index) != db_index_) {
+    // Links of the old database must not carry another command of ours.
+    if (in_flight_ > 0) return Next::kWaitIdle;
+    db_index_ = static_cast<uint32_t>(index);
+    dropPrivateLinks();
+  }
+  replySimple("OK");
+  return Next::kContinue;
+}
+
+void RoutedSession::dropPrivateLinks() {
+  // Only when nothing is in flight on them (callers wait for that first).
+  private_.clear();
+  watching_ = false;
+  pin_shard_ = -1;
+}
+
 RoutedSession::Next RoutedSession::auth() {
   if (args_.size() < 2 || args_.size() > 3) {
     replyError(args_.size() < 2 ? "ERR wrong number of arguments for 'auth' command"
@@ -558,16 +600,20 @@ RoutedSession::Next RoutedSession::auth() {
 
 RoutedSession::Next RoutedSession::hello() {
   size_t i = 1;
+  int new_version = resp3_ ? 3 : 2;
   if (args_.size() >= 2) {
     int64_t version = 0;
     if (!parseInt(args_[1], version)) {
       replyError("ERR Protocol version is not an integer or out of range");
       return Next::kContinue;
     }
-    if (version != 2) {
+    if (version != 2 && version != 3) {
       replyError("NOPROTO sorry, this protocol version is not supported");
       return Next::kContinue;
     }
+    // Switching protocol: the links of the old one carry nothing more.
+    if ((version == 3) != resp3_ && in_flight_ > 0) return Next::kWaitIdle;
+    new_version = static_cast<int>(version);
     i = 2;
   }
   std::string_view new_name;
@@ -603,15 +649,23 @@ RoutedSession::Next RoutedSession::hello() {
     return Next::kContinue;
   }
   if (set_name) name_ = std::string(new_name);
+  if ((new_version == 3) != resp3_) {
+    resp3_ = new_version == 3;
+    dropPrivateLinks();
+  }
   ByteBuffer& out = worker_.frameScratch();
   out.clear();
-  resp::appendArrayHeader(out, 14);
+  if (resp3_) {
+    out.append(std::string_view("%7\r\n"));
+  } else {
+    resp::appendArrayHeader(out, 14);
+  }
   resp::appendBulk(out, "server");
   resp::appendBulk(out, "redis");
   resp::appendBulk(out, "version");
-  resp::appendBulk(out, "7.0.0");
+  resp::appendBulk(out, db_.shard_version);
   resp::appendBulk(out, "proto");
-  resp::appendInteger(out, 2);
+  resp::appendInteger(out, resp3_ ? 3 : 2);
   resp::appendBulk(out, "id");
   resp::appendInteger(out, static_cast<int64_t>(id_));
   resp::appendBulk(out, "mode");
@@ -634,7 +688,7 @@ RoutedSession::Next RoutedSession::client() {
     replyInteger(static_cast<int64_t>(id_));
   } else if (sub == "getname" && args_.size() == 2) {
     if (name_.empty()) {
-      replyLocal("$-1\r\n");
+      replyLocal(resp3_ ? "_\r\n" : "$-1\r\n");
     } else {
       replyBulk(name_);
     }
@@ -686,6 +740,8 @@ RoutedSession::Next RoutedSession::reset() {
   multi_queue_.release();
   name_.clear();
   authenticated_ = !db_.password;
+  db_index_ = 0;
+  resp3_ = false;
   replySimple("RESET");
   return Next::kContinue;
 }
@@ -718,6 +774,12 @@ RoutedSession::Next RoutedSession::dispatchInMulti(const CommandInfo* cmd, std::
       return Next::kContinue;
     case CommandRoute::kWatch:
       replyError("ERR WATCH inside MULTI is not allowed");
+      return Next::kContinue;
+    case CommandRoute::kSelect:
+    case CommandRoute::kHello:
+      // The transaction's link would change database or protocol mid-way.
+      multi_dirty_ = true;
+      replyError("ERR shardgate: " + lowerCopy(args_[0]) + " inside MULTI is not supported");
       return Next::kContinue;
     case CommandRoute::kQuit:
       replySimple("OK");
@@ -929,7 +991,7 @@ void RoutedSession::emitConfirmations() {
       }
     }
     ByteBuffer out;
-    resp::appendArrayHeader(out, 3);
+    out.append(std::string_view(resp3_ ? ">3\r\n" : "*3\r\n"));
     resp::appendBulk(out, want.kind);
     if (want.null_name) resp::appendNullBulk(out);
     else resp::appendBulk(out, want.name);
@@ -984,6 +1046,12 @@ RoutedSession::Next RoutedSession::dispatchInPubsub(const CommandInfo* cmd, std:
       return subscribe(route, frame);
     case CommandRoute::kPing: {
       ByteBuffer out;
+      if (resp3_) {  // RESP3 answers PING as usual while subscribed
+        if (args_.size() > 1) resp::appendBulk(out, args_[1]);
+        else resp::appendSimple(out, "PONG");
+        appendToStream(out.data(), out.size());
+        return Next::kContinue;
+      }
       resp::appendArrayHeader(out, 2);
       resp::appendBulk(out, "pong");
       resp::appendBulk(out, args_.size() > 1 ? args_[1] : std::string_view());
@@ -1024,7 +1092,8 @@ void RoutedSession::onPush(BackendLink& link, const uint8_t* data, size_t len, b
     return;
   }
   auto v = parseReply(whole.view());
-  if (!v || v->type != RespValue::Type::kArray || v->elements.size() != 3 ||
+  if (!v || (v->type != RespValue::Type::kArray && v->type != RespValue::Type::kPush) ||
+      v->elements.size() != 3 ||
       v->elements[2].type != RespValue::Type::kInteger) {
     appendToStream(whole.data(), whole.size());  // messages, pongs, errors
     return;

@@ -89,6 +89,7 @@ class RoutedSession {
   Next hello();
   Next auth();
   Next client();
+  Next select();
   Next reset();
   Next watch(const CommandInfo& cmd, std::string_view frame);
   void startMultiOn(int shard);
@@ -118,6 +119,9 @@ class RoutedSession {
 
   BackendLink& sharedLink(int shard);
   BackendLink& privateLink(int shard);
+  BackendLink& linkFor(int shard, LinkKind kind);
+  bool ownLinks() const { return db_index_ != 0 || resp3_; }
+  void dropPrivateLinks();
   std::string unavailableLine(int shard);
   // *N, the command's name, then args_[index[i]] for each i.
   void appendArgs(ByteBuffer& out, size_t count, const uint32_t* index);
@@ -141,6 +145,8 @@ class RoutedSession {
   bool authenticated_;
   uint64_t id_;
   std::string name_;  // CLIENT SETNAME
+  uint32_t db_index_ = 0;  // SELECT
+  bool resp3_ = false;     // HELLO 3
 
   // Private links, one per shard at most, opened when first needed.
   std::vector<std::unique_ptr<BackendLink>> private_;

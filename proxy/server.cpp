@@ -55,23 +55,27 @@ Status checkBuilt(const Config& config) {
 
 // A routed database's command table: from the first shard that answers
 // COMMAND, or the built-in table (common Redis 7.0 commands) if none does.
-std::shared_ptr<const CommandTable> loadCommandTable(const Database& db) {
+void loadShardFacts(Database& db) {
   constexpr int kFetchTimeoutMs = 2000;
   std::string why;
   for (const ShardEndpoint& shard : db.shards) {
-    auto table = fetchCommandTable(shard, db.shard_password, kFetchTimeoutMs);
-    if (table) {
-      annotateRoutes(*table);
-      spdlog::info("db {}: {} commands known, from shard {}", db.name, table->size(), shard.address);
-      return std::make_shared<const CommandTable>(std::move(*table));
+    auto facts = fetchShardFacts(shard, db.shard_password, kFetchTimeoutMs);
+    if (facts) {
+      annotateRoutes(facts->commands);
+      spdlog::info("db {}: {} commands known, from shard {} (redis {}, {} databases)", db.name,
+                   facts->commands.size(), shard.address, facts->version, facts->databases);
+      db.shard_databases = facts->databases;
+      db.shard_version = facts->version;
+      db.commands = std::make_shared<const CommandTable>(std::move(facts->commands));
+      return;
     }
-    why += (why.empty() ? "" : "; ") + table.message();
+    why += (why.empty() ? "" : "; ") + facts.message();
   }
   CommandTable table = CommandTable::builtin();
   annotateRoutes(table);
   spdlog::warn("db {}: no shard answered COMMAND ({}); routing with the {} built-in commands",
                db.name, why, table.size());
-  return std::make_shared<const CommandTable>(std::move(table));
+  db.commands = std::make_shared<const CommandTable>(std::move(table));
 }
 
 }  // namespace
@@ -112,7 +116,7 @@ Result<std::unique_ptr<Server>> Server::create(Config config) {
     server->databases_.push_back(std::make_unique<Database>(std::move(*db)));
   }
   for (auto& db : server->databases_) {
-    if (db->routed) db->commands = loadCommandTable(*db);
+    if (db->routed) loadShardFacts(*db);
   }
   if (anyTls(server->config_)) {
     if (auto st = server->loadTls(); !st) return makeError(st.message());

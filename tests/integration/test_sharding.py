@@ -729,3 +729,43 @@ def test_monitor_shows_the_commands_of_every_shard_and_reset_ends_it(db):
         else:
             pytest.fail("no +RESET after MONITOR")
         assert monitor.call("GET", keys[0]) == b"v"
+
+
+def test_select_another_database_is_served_by_every_shard(db):
+    keys = [db.key_on(i, "selected") for i in range(SHARDS)]
+    with db.raw() as c, db.raw() as other:
+        assert c.call("SELECT", "2") == "OK"
+        for key in keys:
+            assert c.call("SET", key, "in-db2") == "OK"
+        assert c.call("MGET", *keys) == [b"in-db2"] * SHARDS, "MGET across shards in db 2"
+        assert c.call("DBSIZE") == SHARDS
+        for key in keys:
+            owner = db.owner(key)
+            assert owner.client(db=2).get(key) == b"in-db2", f"{key} in db 2 of its shard"
+            assert owner.client(db=0).get(key) is None, f"{key} must not be in db 0"
+        assert other.call("GET", keys[0]) is None, "another client stays in db 0"
+        assert c.call("SELECT", "16") == Err("ERR DB index is out of range")
+        assert c.call("SELECT", "x") == Err("ERR value is not an integer or out of range")
+        assert c.call("SELECT", "0") == "OK"
+        assert c.call("GET", keys[0]) is None, "back in db 0"
+
+
+def test_hello_3_speaks_resp3_through_the_shards(db):
+    keys = [db.key_on(i, "resp3") for i in range(SHARDS)]
+    with db.raw() as c:
+        c.send("HELLO", "3")
+        assert c._line("HELLO 3") == b"%7", "HELLO 3 answers with a RESP3 map"
+        fields = [c.read_reply("HELLO field") for _ in range(14)]
+        assert fields[fields.index(b"proto") + 1] == 3, f"HELLO 3 fields: {fields}"
+        c.call("HSET", keys[0], "f", "v")
+        c.send("HGETALL", keys[0])
+        assert c._line("HGETALL") == b"%1", "a shard's RESP3 map comes through"
+        assert [c.read_reply(), c.read_reply()] == [b"f", b"v"]
+        c.call("SET", keys[1], "x")
+        c.send("MGET", keys[1], keys[2])  # split over two shards, merged in RESP3
+        assert c._line("MGET") == b"*2"
+        assert c.read_reply() == b"x"
+        assert c._line("MGET's missing key") == b"_", "a RESP3 null from the shard"
+        assert c.call("HELLO", "2")[fields.index(b"proto")] == b"proto"
+        c.send("GET", keys[2])
+        assert c._line("GET in RESP2 again") == b"$-1"
