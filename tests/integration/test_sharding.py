@@ -769,3 +769,33 @@ def test_hello_3_speaks_resp3_through_the_shards(db):
         assert c.call("HELLO", "2")[fields.index(b"proto")] == b"proto"
         c.send("GET", keys[2])
         assert c._line("GET in RESP2 again") == b"$-1"
+
+
+def test_one_shard_with_a_password_is_routed_and_checked(procs, redis_server, shardgate):
+    one = start_sharded(redis_server, shardgate, slots=("0-16383",), password="pw1")
+    with one.raw(auth=False) as c:
+        assert c.call("GET", "k") == Err("NOAUTH Authentication required.")
+        assert c.call("AUTH", "pw1") == "OK"
+        assert c.call("SET", "k", "v") == "OK"
+    assert one.shards[0].client().get("k") == b"v"
+
+
+def test_requests_beyond_the_limits_get_redis_protocol_errors_and_a_close(
+        procs, redis_server, shardgate):
+    limited = start_sharded(redis_server, shardgate, limits={"max_bulk_len": 1024,
+                                                             "max_args": 16})
+    with limited.raw() as c:
+        assert c.call("SET", "small", "x" * 1000) == "OK", "under the limit works"
+        c.send_raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2000\r\n")
+        assert c.read_reply() == Err("ERR Protocol error: invalid bulk length")
+        c.sock.settimeout(5)
+        assert c.sock.recv(1) == b"", "the connection is closed after the error"
+    with limited.raw() as c:
+        c.send_raw(b"*100\r\n")
+        assert c.read_reply() == Err("ERR Protocol error: invalid multibulk length")
+        c.sock.settimeout(5)
+        assert c.sock.recv(1) == b""
+    with limited.raw() as c:  # a pipeline before the bad request is answered first
+        c.send_raw(b"*1\r\n$4\r\nPING\r\n*17\r\n")
+        assert c.read_reply() == "PONG"
+        assert c.read_reply() == Err("ERR Protocol error: invalid multibulk length")
