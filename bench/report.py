@@ -5,7 +5,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from targets import PEERS, SHARDGATES
+from targets import PEERS, SHARD3_NAMES, SHARDGATES
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,30 @@ WORKLOADS: dict[str, tuple[str, list[Figure]]] = {
 }
 
 
+def _s3_figures(what: str) -> list[Figure]:
+    return [Figure("rps", f"{what}/s", True, ",.0f"),
+            Figure("p50_ms", "p50 ms", False, ".3f"),
+            Figure("p99_ms", "p99 ms", False, ".3f"),
+            Figure("cpu_us_per_req", f"proxy CPU µs/{what}", False, ".2f"),
+            Figure("client_core_share", "client CPU, cores", False, ".2f", False)]
+
+
+# The 3-shard workload: its own targets (targets.SHARD3_TARGETS) and its own
+# ratios, to twemproxy (plaintext) and stunnel-twemproxy (TLS).
+S3_BASES = ["twemproxy", "stunnel-twemproxy"]
+S3_WORKLOADS: dict[str, tuple[str, list[Figure]]] = {
+    "s3_getset_p1": ("3 shards: GET/SET, 50 connections, pipeline 1, random keys",
+                     _s3_figures("request")),
+    "s3_getset_p16": ("3 shards: GET/SET, 50 connections, pipeline 16, random keys",
+                      _s3_figures("request")),
+    "s3_mget_p1": (f"3 shards: MGET of 10 random keys, 50 connections, pipeline 1",
+                   _s3_figures("MGET")),
+    "s3_mget_p16": (f"3 shards: MGET of 10 random keys, 50 connections, pipeline 16",
+                    _s3_figures("MGET")),
+}
+ALL_WORKLOADS = {**WORKLOADS, **S3_WORKLOADS}
+
+
 def aggregate(rounds: list[dict]) -> dict:
     """{workload: {figure: {target: {median, min, max, values}}}}"""
     out: dict = {}
@@ -52,7 +76,7 @@ def aggregate(rounds: list[dict]) -> dict:
         if "error" in rec:
             continue
         wl = out.setdefault(rec["workload"], {})
-        for fig in WORKLOADS[rec["workload"]][1]:
+        for fig in ALL_WORKLOADS[rec["workload"]][1]:
             if fig.key in rec["result"]:
                 wl.setdefault(fig.key, {}).setdefault(rec["target"], {"values": []})[
                     "values"].append(rec["result"][fig.key])
@@ -110,6 +134,82 @@ def tables(summary: dict, target_order: list[str], notes: dict[str, str]) -> str
                 lines.append(f"   {fig.label:<24} {t:<13} {s['median']:>12{fig.fmt}} {rng:>25} "
                              f"{rd:>8} {rp:>11}{mark}")
             lines.append("")
+    return "\n".join(lines)
+
+
+def s3_tables(summary: dict, target_order: list[str], checks: dict | None) -> str:
+    """The shards3 tables: ratios to twemproxy and to stunnel-twemproxy."""
+    lines: list[str] = []
+    if checks:
+        lines += ["", "== 3 shards: correctness before timing (SET/GET/MGET through the target, "
+                      "keys counted on each shard)"]
+        for t in target_order:
+            c = checks.get(t)
+            if c is None:
+                continue
+            lines.append(f"   {'PASS' if c.get('pass') else 'FAIL':<5} {t:<18} keys per shard "
+                         f"{c.get('keys_per_shard')}, redis-benchmark MSET keys per shard "
+                         f"{c.get('mset_keys_per_shard')}"
+                         + ("; " + "; ".join(c["problems"]) if c.get("problems") else ""))
+    for wl_name, (title, figures) in S3_WORKLOADS.items():
+        wl = summary.get(wl_name)
+        if not wl:
+            continue
+        lines += ["", f"== {title}",
+                  "   median over rounds [min–max]; ×twemproxy, ×stunnel-tw = ratio to "
+                  "twemproxy (plaintext) and to stunnel → twemproxy (TLS)",
+                  "   proxy CPU: the target's own processes (stunnel-twemproxy: stunnel + "
+                  "nutcracker), never the shards"]
+        head = f"   {'figure':<24} {'target':<18} {'median':>12} {'[min–max]':>25} " \
+               f"{'×twemproxy':>11} {'×stunnel-tw':>12}"
+        lines += [head, "   " + "-" * (len(head) - 3)]
+        for fig in figures:
+            per = wl.get(fig.key, {})
+            for t in target_order:
+                if t not in per:
+                    continue
+                s = per[t]
+                rng = f"[{s['min']:{fig.fmt}}–{s['max']:{fig.fmt}}]"
+                ratios = ["" if not fig.compare else
+                          _ratio(s["median"], per.get(b, {}).get("median")) for b in S3_BASES]
+                lines.append(f"   {fig.label:<24} {t:<18} {s['median']:>12{fig.fmt}} {rng:>25} "
+                             f"{ratios[0]:>11} {ratios[1]:>12}")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def check_shards3(summary: dict) -> list[dict]:
+    """The 3-shard issue's targets, for shardgate-3 (workers: auto)."""
+    checks = []
+
+    def ratio_check(desc: str, wl: str, key: str, peer: str, op: str, factor: float) -> None:
+        sg, pv = _med(summary, wl, key, "shardgate-3"), _med(summary, wl, key, peer)
+        one = _med(summary, wl, key, "shardgate-3-1w")
+        if sg is None or pv is None:
+            checks.append({"target": desc, "status": "n/a", "detail": "not measured"})
+            return
+        ok = sg <= pv * factor if op == "<=" else sg >= pv * factor
+        checks.append({"target": desc, "status": "PASS" if ok else "FAIL",
+                       "detail": f"shardgate-3 {_num(sg)} vs {peer} {_num(pv)} "
+                                 f"(ratio {sg / pv:.3f}, need {op} {factor:.3g})"
+                                 + (f"; shardgate-3-1w {_num(one)} ({one / pv:.3f})"
+                                    if one is not None else "")})
+
+    ratio_check("3 shards: GET/SET requests/s P16 >= 1.5x stunnel-twemproxy", "s3_getset_p16",
+                "rps", "stunnel-twemproxy", ">=", 1.5)
+    for pl in (1, 16):
+        ratio_check(f"3 shards: GET/SET proxy CPU/request P{pl} <= twemproxy (no TLS)",
+                    f"s3_getset_p{pl}", "cpu_us_per_req", "twemproxy", "<=", 1.0)
+    return checks
+
+
+def format_s3_checks(checks: list[dict]) -> str:
+    if not checks:
+        return ""
+    w = max(len(c["target"]) for c in checks)
+    lines = ["", "== 3-shard targets (shardgate-3 = workers: auto)"]
+    for c in checks:
+        lines.append(f"   {c['status']:<5} {c['target']:<{w}}  {c['detail']}")
     return "\n".join(lines)
 
 

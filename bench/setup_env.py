@@ -21,6 +21,7 @@ PACKAGES = {
     "haproxy": "haproxy",
     "nginx": "nginx",
     "libnginx-mod-stream": None,
+    "nutcracker": "nutcracker",         # twemproxy, the shards3 workload's peer
     "python3-matplotlib": None,
     "openssl": None,
 }

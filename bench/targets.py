@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shlex
+import shutil
 import signal
 import socket
 import ssl
@@ -39,6 +41,7 @@ class Ctx:
     shardgate_bin: Path
     workdir: Path
     direct_port: int = 0       # set once `direct` is up; every proxy forwards there
+    shard_ports: list[int] = field(default_factory=list)  # the 3 shards of `shards3`
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,8 @@ def probe(port: int, tls: bool, ca: Path, timeout: float = 3.0, ping: bool = Tru
             sock = ctx.wrap_socket(raw, server_hostname="localhost")
         if not ping:
             return
-        sock.sendall(b"PING\r\n")
+        # RESP, not the inline form: twemproxy closes on an inline command.
+        sock.sendall(b"*1\r\n$4\r\nPING\r\n")
         buf = b""
         while not buf.endswith(b"\r\n"):
             chunk = sock.recv(64)
@@ -352,6 +356,112 @@ TARGETS: list[TargetDef] = [
     TargetDef("tls-floor", True, False, _start_tls_floor,
               "tls_floor_server: the TLS layer alone", handshake_only=True),
 ]
-BY_NAME = {t.name: t for t in TARGETS}
+
+
+# ------------------------------------------- the 3-shard workload (shards3)
+#
+# Three plain redis-servers (SHARD, started with start_target like any target)
+# hold the data; every SHARD3_TARGETS entry spreads keys over all three. The
+# shards are shared by those targets, so a target's "proxy CPU" is its own
+# processes only, never the shards'.
+
+SHARD3_SLOTS = ["0-5460", "5461-10922", "10923-16383"]   # hash slots in thirds
+SHARD = TargetDef("shard", False, False, start_direct, REDIS_ITSELF + ", one shard of three")
+
+
+def _nutcracker() -> str:
+    # Debian installs it in /usr/sbin, which is not on every user's PATH.
+    return shutil.which("nutcracker") or "/usr/sbin/nutcracker"
+
+
+def _twemproxy_argv(ctx: Ctx, port: int, d: Path) -> list[str]:
+    """nutcracker over the 3 shards. twemproxy knows no Redis Cluster slots: it
+    spreads keys with its own hash and distribution (fnv1a_64 + ketama, the
+    pairing its README recommends), which is the same 3-way spread for this
+    workload. One connection per shard, opened at start (preconnect), shared
+    by every client, as shardgate does."""
+    conf = d / "nutcracker.yml"
+    servers = "\n".join(f"    - 127.0.0.1:{p}:1 shard{i}" for i, p in enumerate(ctx.shard_ports))
+    conf.write_text(f"""shards3:
+  listen: 127.0.0.1:{port}
+  redis: true
+  hash: fnv1a_64
+  distribution: ketama
+  preconnect: true
+  server_connections: 1
+  auto_eject_hosts: false
+  backlog: 1024
+  servers:
+{servers}
+""")
+    # -s: each instance needs its own stats port (the default 22222 would clash).
+    return [_nutcracker(), "-c", str(conf), "-s", str(free_port()), "-a", "127.0.0.1",
+            "-o", str(d / "nutcracker.log")]
+
+
+def start_twemproxy(ctx: Ctx, port: int, d: Path):
+    return _twemproxy_argv(ctx, port, d), {}
+
+
+def start_stunnel_twemproxy(ctx: Ctx, port: int, d: Path):
+    """stunnel4 (TLS) -> its own nutcracker: the TLS-capable sharding proxy a
+    user would otherwise assemble. Both run in one process group (the shell
+    starts nutcracker, then becomes stunnel), so Proc's CPU and RSS figures
+    are stunnel's plus twemproxy's and Proc.stop() ends both."""
+    c = ctx.certs
+    tw_port = free_port()
+    tw = _twemproxy_argv(ctx, tw_port, d)
+    conf = d / "stunnel.conf"
+    conf.write_text(f"""foreground = yes
+pid = {d / 'stunnel.pid'}
+debug = warning
+socket = l:TCP_NODELAY=1
+socket = r:TCP_NODELAY=1
+
+[redis]
+accept = 127.0.0.1:{port}
+connect = 127.0.0.1:{tw_port}
+cert = {c['cert']}
+key = {c['key']}
+TIMEOUTidle = {IDLE_TIMEOUT_S}
+""")
+    script = f"{shlex.join(tw)} & exec stunnel4 {shlex.quote(str(conf))}"
+    return ["/bin/sh", "-c", script], {}
+
+
+def _start_shardgate3(workers: str) -> Callable:
+    def start(ctx: Ctx, port: int, d: Path):
+        conf = d / "shardgate.yaml"
+        shards = "".join(f"""      - address: "127.0.0.1:{p}"
+        slots: "{s}"
+""" for p, s in zip(ctx.shard_ports, SHARD3_SLOTS))
+        conf.write_text(f"""workers: {workers}
+log_level: warn
+cert_dir: {json.dumps(str(ctx.certs['shardgate_dir']))}
+generate_self_signed: false
+drain_timeout_ms: 1000
+databases:
+  - name: bench3
+    listen: "127.0.0.1:{port}"
+    tls: true
+    shards:
+{shards}""")
+        return [str(ctx.shardgate_bin), "--config", str(conf)], {}
+    return start
+
+
+SHARD3_TARGETS: list[TargetDef] = [
+    TargetDef("twemproxy", False, True, start_twemproxy,
+              "nutcracker process (plaintext, 1 connection per shard)"),
+    TargetDef("stunnel-twemproxy", True, True, start_stunnel_twemproxy,
+              "stunnel4 + nutcracker processes"),
+    TargetDef("shardgate-3-1w", True, False, _start_shardgate3("1"),
+              "shardgate, workers: 1, 3 shards"),
+    TargetDef("shardgate-3", True, False, _start_shardgate3("auto"),
+              "shardgate, workers: auto, 3 shards"),
+]
+
+BY_NAME = {t.name: t for t in TARGETS + SHARD3_TARGETS}
 PEERS = [t.name for t in TARGETS if t.peer]
 SHARDGATES = ["shardgate-1w", "shardgate"]
+SHARD3_NAMES = [t.name for t in SHARD3_TARGETS]

@@ -298,3 +298,210 @@ def rotation_soak(quick: bool, shardgate_bin: Path) -> dict:
         out[key] = conv(m[1]) if m else None
     out["output"] = stdout[-3000:] + (stderr[-1000:] if p.returncode else "")
     return out
+
+
+# ------------------------------------------- g. 3 shards (shards3)
+
+
+MGET_KEYS = 10
+
+
+class Resp:
+    """A minimal blocking RESP client (plaintext or verified TLS): enough for
+    the shards3 correctness check, which must not trust redis-benchmark
+    (it does not look at replies)."""
+
+    def __init__(self, port: int, tls: bool = False, ca: Path | None = None,
+                 timeout: float = 10.0):
+        import socket
+        import ssl
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if tls:
+            sctx = ssl.create_default_context(cafile=str(ca))
+            raw = sctx.wrap_socket(raw, server_hostname="localhost")
+        self.sock = raw
+        self.buf = b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @staticmethod
+    def encode(*args: str | bytes) -> bytes:
+        out = [b"*%d\r\n" % len(args)]
+        for a in args:
+            b = a.encode() if isinstance(a, str) else a
+            out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+        return b"".join(out)
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise RuntimeError("connection closed by the target")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n: int) -> bytes:
+        while len(self.buf) < n + 2:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise RuntimeError("connection closed by the target")
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        return data
+
+    def reply(self):
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            return RuntimeError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else self._exact(n)
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.reply() for _ in range(n)]
+        raise RuntimeError(f"unexpected reply line {line[:80]!r}")
+
+    def pipeline(self, cmds: list[tuple]) -> list:
+        self.sock.sendall(b"".join(self.encode(*c) for c in cmds))
+        return [self.reply() for _ in cmds]
+
+    def call(self, *args):
+        r = self.pipeline([args])[0]
+        if isinstance(r, Exception):
+            raise r
+        return r
+
+
+def bench_key(i: int) -> str:
+    """redis-benchmark's key for random number i (-r): key:%012d."""
+    return f"key:{i:012d}"
+
+
+def shard_sizes(ports: list[int]) -> list[int]:
+    out = []
+    for p in ports:
+        with Resp(p) as c:
+            out.append(c.call("DBSIZE"))
+    return out
+
+
+def flush_shards(ports: list[int]) -> None:
+    for p in ports:
+        with Resp(p) as c:
+            c.call("FLUSHALL")
+
+
+def shards3_check(proc: T.Proc, ctx: T.Ctx, keys: int = 3000) -> dict:
+    """Correctness before timing, on empty shards: SET `keys` keys through the
+    target (pipelined), GET and MGET them back through it, count the keys on
+    each shard directly; then redis-benchmark's own MSET of 10 __rand_int__
+    keys (200 commands), which must add about 2,000 keys, so each
+    __rand_int__ of one command is a different key and the target splits a
+    multi-key command over the shards. A target that answers but sends
+    everything to one shard fails ('at least 2 shards hold keys')."""
+    problems: list[str] = []
+    flush_shards(ctx.shard_ports)
+    tls = proc.tls
+    with Resp(proc.port, tls, ctx.certs["ca"]) as c:
+        sets = c.pipeline([("SET", bench_key(i), f"v{i}") for i in range(keys)])
+        bad = [r for r in sets if r != "OK"]
+        if bad:
+            problems.append(f"{len(bad)} of {keys} SETs not OK (first {bad[0]!r})")
+        step = max(1, keys // 100)
+        sample = list(range(0, keys, step))
+        gets = c.pipeline([("GET", bench_key(i)) for i in sample])
+        wrong = [i for i, v in zip(sample, gets) if v != f"v{i}".encode()]
+        if wrong:
+            problems.append(f"{len(wrong)} of {len(sample)} GETs wrong "
+                            f"(key {wrong[0]}: {gets[sample.index(wrong[0])]!r})")
+        for start in (0, keys // 2, keys - MGET_KEYS):
+            ids = list(range(start, start + MGET_KEYS))
+            got = c.call("MGET", *[bench_key(i) for i in ids])
+            if got != [f"v{i}".encode() for i in ids]:
+                problems.append(f"MGET of keys {ids[0]}..{ids[-1]} answered {str(got)[:120]}")
+                break
+        got = c.call("MGET", bench_key(keys + 7), bench_key(0))   # a miss and a hit
+        if got != [None, b"v0"]:
+            problems.append(f"MGET of a missing and a present key answered {got!r}")
+    after_sets = shard_sizes(ctx.shard_ports)
+    if sum(after_sets) != keys:
+        problems.append(f"shards hold {sum(after_sets)} keys after {keys} SETs: {after_sets}")
+    if sum(1 for n in after_sets if n > 0) < 2:
+        problems.append(f"keys on fewer than 2 shards: {after_sets}")
+    # redis-benchmark's custom command: keys key:%012d with 0 <= n < KEYSPACE.
+    mset = ["MSET"] + [a for _ in range(MGET_KEYS) for a in ("key:__rand_int__", "xxx")]
+    argv = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(proc.port), *_tls_args(proc, ctx),
+            "-c", "1", "-n", "200", "-r", str(KEYSPACE), "-e", "--csv", *mset]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    after_mset = shard_sizes(ctx.shard_ports)
+    added = sum(after_mset) - sum(after_sets)
+    # 2,000 draws from 100,000 keys: ~20 repeats, ~60 hits on the first `keys`.
+    if r.returncode != 0 or "Error" in r.stdout or added < 1800:
+        problems.append(f"redis-benchmark MSET x{MGET_KEYS} (200 commands) added {added} keys "
+                        f"(rc {r.returncode}) {(r.stdout + r.stderr).strip()[-200:]}")
+    flush_shards(ctx.shard_ports)
+    return {"pass": not problems, "problems": problems, "keys_per_shard": after_sets,
+            "mset_keys_per_shard": [b - a for a, b in zip(after_sets, after_mset)]}
+
+
+def populate_shards(ports: list[int], value: str = "xxx") -> None:
+    """Every shard gets all KEYSPACE keys redis-benchmark can draw, with the
+    value its SET writes (-d 3: "xxx"). Each target routes keys its own way
+    (twemproxy: ketama over fnv1a_64; shardgate: hash slots), so with every key
+    on every shard, every GET and MGET is a hit whichever shard is asked, and
+    all targets answer the same replies."""
+    blob = b"".join(Resp.encode("SET", bench_key(i), value) for i in range(KEYSPACE))
+    for p in ports:
+        r = subprocess.run(["redis-cli", "-p", str(p), "--pipe"], input=blob,
+                           capture_output=True, timeout=120)
+        if r.returncode != 0 or b"errors: 0" not in r.stdout:
+            raise RuntimeError(f"populating shard :{p} failed: {r.stdout[-300:]!r}")
+
+
+def mget(proc: T.Proc, ctx: T.Ctx, pipeline: int, n: int) -> dict:
+    """redis-benchmark custom command MGET of MGET_KEYS random keys, n commands.
+    -e prints error replies, which the run then refuses (redis-benchmark would
+    otherwise time an error reply like any other). Figures are per MGET."""
+    argv = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(proc.port), *_tls_args(proc, ctx),
+            "-c", str(CLIENTS), "-P", str(pipeline), "-n", str(n), "-r", str(KEYSPACE),
+            "-e", "--csv", "MGET", *["key:__rand_int__"] * MGET_KEYS]
+    cli0, cpu0, t0 = _children_cpu(), proc.cpu_seconds(), time.monotonic()
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    wall, cpu = time.monotonic() - t0, proc.cpu_seconds() - cpu0
+    client_cpu = _children_cpu() - cli0
+    rows = [row for row in csv.DictReader(io.StringIO(r.stdout))
+            if row.get("test", "").startswith("MGET")]
+    if r.returncode != 0 or len(rows) != 1 or "Error from server" in r.stdout:
+        raise RuntimeError(f"redis-benchmark MGET on {proc.name} failed (rc {r.returncode}): "
+                           f"{(r.stderr or r.stdout).strip()[-400:]}")
+    row = rows[0]
+    return {
+        "rps": float(row["rps"]),
+        "keys_per_s": float(row["rps"]) * MGET_KEYS,
+        "p50_ms": float(row["p50_latency_ms"]),
+        "p99_ms": float(row["p99_latency_ms"]),
+        "cpu_us_per_req": cpu * 1e6 / n,
+        "client_core_share": client_cpu / wall,
+        "raw": {"n": n, "pipeline": pipeline, "keys": MGET_KEYS, "wall_s": round(wall, 3),
+                "proxy_cpu_s": round(cpu, 3), "MGET": row},
+    }
+
+
+def calibrate_mget(proc: T.Proc, ctx: T.Ctx, pipeline: int, seconds: float) -> int:
+    probe_n = 2000 if pipeline == 1 else 10000
+    rps = mget(proc, ctx, pipeline, probe_n)["rps"]
+    step = 500 * pipeline
+    return max(step, int(rps * seconds / step) * step)
