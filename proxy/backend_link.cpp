@@ -47,8 +47,8 @@ struct BackendLink::Socket {
   }
 };
 
-BackendLink::BackendLink(Worker& worker, const Database& db, uint16_t shard, bool shared)
-    : worker_(worker), db_(db), shard_(shard), shared_(shared) {}
+BackendLink::BackendLink(Worker& worker, const Database& db, uint16_t shard, RoutedSession* owner)
+    : worker_(worker), db_(db), shard_(shard), owner_(owner) {}
 
 BackendLink::~BackendLink() {
   if (dirty) worker_.forgetLink(this);
@@ -224,7 +224,7 @@ void BackendLink::fail(const std::string& why) {
   out_.release();
   state_ = State::kDown;
   failWaiting("-ERR shard " + address() + " unavailable: " + why + "\r\n", true);
-  if (shared_) {
+  if (!owner_) {
     scheduleRetry();
   } else {
     // A private link reconnects when next used; whether the shard is up is
@@ -232,6 +232,7 @@ void BackendLink::fail(const std::string& why) {
     state_ = State::kIdle;
     failing_ = false;
     if (timer_) uv_timer_stop(timer_);
+    owner_->onPrivateLinkLost(*this);
   }
 }
 

@@ -39,7 +39,9 @@ class BackendLink {
   // shared: owned by the worker, reconnects by itself; otherwise private to
   // one session (push_to, if set, receives frames no request waits for:
   // pub/sub messages).
-  BackendLink(Worker& worker, const Database& db, uint16_t shard, bool shared);
+  // owner: the session of a private link (told when the link fails), or
+  // nullptr for a shared one, which reconnects by itself.
+  BackendLink(Worker& worker, const Database& db, uint16_t shard, RoutedSession* owner);
   ~BackendLink();
   BackendLink(const BackendLink&) = delete;
   BackendLink& operator=(const BackendLink&) = delete;
@@ -97,7 +99,7 @@ class BackendLink {
   Worker& worker_;
   const Database& db_;
   uint16_t shard_;
-  bool shared_;
+  RoutedSession* owner_;
   State state_ = State::kIdle;
   bool failing_ = false;
   bool logged_down_ = false;

@@ -26,6 +26,10 @@ void annotateRoutes(CommandTable& table) {
       {"sunsubscribe", CommandRoute::kUnsubscribe},
       {"punsubscribe", CommandRoute::kPunsubscribe},
       {"publish", CommandRoute::kPublish},
+      // Keyless, not flagged "blocking", yet they can hold their connection
+      // for as long as they like: never on a shared link.
+      {"wait", CommandRoute::kStalling},       {"waitaof", CommandRoute::kStalling},
+      {"debug", CommandRoute::kStalling},
       // Whole-server or connection-wide commands whose meaning does not
       // survive being split across shards.
       {"monitor", CommandRoute::kMonitor},     {"swapdb", CommandRoute::kUnsupported},

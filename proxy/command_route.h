@@ -24,6 +24,7 @@ enum class CommandRoute : uint8_t {
   kSubscribe, kPsubscribe, kUnsubscribe, kPunsubscribe,
   kPublish,       // by the channel's slot
   kMonitor,       // every shard's feed, merged
+  kStalling,      // may hold its connection (WAIT, DEBUG SLEEP): a private link
   // refused with a message saying why
   kUnsupported,
 };

@@ -102,7 +102,7 @@ void RoutedSession::onBytes(const uint8_t* data, size_t len) {
       // One command cannot be this large within the limits; like Redis's
       // client-query-buffer-limit, the client is answered and closed.
       replyError("ERR Protocol error: request larger than limits.max_bulk_len");
-      stopped_ = true;
+      stop();
       in_.clear();
       return;
     }
@@ -141,7 +141,7 @@ size_t RoutedSession::parseFrom(std::string_view data) {
     if (status == RequestDecoder::Status::kError) {
       // Redis answers a protocol error and closes the connection.
       replyError(std::string_view(decoder_.errorText()).substr(1));
-      stopped_ = true;
+      stop();
       break;
     }
     std::string_view frame = rest.substr(0, decoder_.frameLength());
@@ -157,7 +157,7 @@ size_t RoutedSession::parseFrom(std::string_view data) {
       break;
     }
     used += frame.size();
-    if (next == Next::kStop) stopped_ = true;
+    if (next == Next::kStop) stop();
   }
   return used;
 }
@@ -252,6 +252,10 @@ RoutedSession::Next RoutedSession::dispatch(std::string_view frame) {
       if (auto st = findKeys(*cmd); !st) break;
       if (pin_shard_ >= 0) {  // WATCH named the shard: MULTI goes there now
         if (!orderedAfterInFlight(LinkKind::kPrivate, pin_shard_)) return Next::kWaitIdle;
+        if (!sharedLink(pin_shard_).available()) {
+          replyLocal(unavailableLine(pin_shard_));
+          return Next::kContinue;
+        }
         forward(pin_shard_, frame, LinkKind::kPrivate);
         multi_on_shard_ = true;
       } else {
@@ -273,7 +277,7 @@ RoutedSession::Next RoutedSession::dispatch(std::string_view frame) {
       if (watching_) {
         if (!orderedAfterInFlight(LinkKind::kPrivate, pin_shard_)) return Next::kWaitIdle;
         forward(pin_shard_, frame, LinkKind::kPrivate);
-        watching_ = false;
+        watching_ = watch_lost_ = false;
         pin_shard_ = -1;
       } else {
         replySimple("OK");
@@ -296,6 +300,7 @@ RoutedSession::Next RoutedSession::dispatch(std::string_view frame) {
       replyError("ERR shardgate: " + lowerCopy(args_[0]) +
                  " is not supported on a database with several shards");
       return Next::kContinue;
+    case CommandRoute::kStalling:
     case CommandRoute::kDefault:
       break;
   }
@@ -308,7 +313,7 @@ RoutedSession::Next RoutedSession::dispatch(std::string_view frame) {
   int shard = 0;
   if (!singleShard(&shard)) return Next::kContinue;
   if (shard < 0) shard = 0;
-  if (cmd->flags & CommandInfo::kBlocking) {
+  if ((cmd->flags & CommandInfo::kBlocking) || route == CommandRoute::kStalling) {
     // A blocked command would stall every client behind it on a shared link.
     return forward(shard, frame, LinkKind::kPrivate);
   }
@@ -348,7 +353,7 @@ BackendLink& RoutedSession::privateLink(int shard) {
   if (private_.empty()) private_.resize(db_.shards.size());
   auto& link = private_[static_cast<size_t>(shard)];
   if (!link) {
-    link = std::make_unique<BackendLink>(worker_, db_, static_cast<uint16_t>(shard), false);
+    link = std::make_unique<BackendLink>(worker_, db_, static_cast<uint16_t>(shard), this);
     // The client's connection state goes first; the shard's answers to it
     // are the proxy's, dropped.
     ByteBuffer& prelude = worker_.replyScratch();
@@ -717,13 +722,7 @@ RoutedSession::Next RoutedSession::client() {
 }
 
 RoutedSession::Next RoutedSession::reset() {
-  if (stream_) {
-    Request* s = stream_;
-    stream_ = nullptr;
-    s->done = true;
-    uncount(s);
-    complete(s);
-  }
+  endStream();
   if (in_flight_ > 0) return Next::kWaitIdle;
   private_.clear();
   retired_.clear();
@@ -735,6 +734,7 @@ RoutedSession::Next RoutedSession::reset() {
   channels_.clear();
   patterns_.clear();
   in_multi_ = multi_dirty_ = multi_on_shard_ = watching_ = false;
+  multi_lost_ = watch_lost_ = false;
   pin_shard_ = -1;
   multi_queue_.clear();
   multi_queue_.release();
@@ -760,10 +760,14 @@ RoutedSession::Next RoutedSession::watch(const CommandInfo& cmd, std::string_vie
     return Next::kContinue;
   }
   if (!orderedAfterInFlight(LinkKind::kPrivate, shard)) return Next::kWaitIdle;
-  Next next = forward(shard, frame, LinkKind::kPrivate);
+  if (!sharedLink(shard).available()) {
+    replyLocal(unavailableLine(shard));
+    return Next::kContinue;
+  }
+  forward(shard, frame, LinkKind::kPrivate);
   pin_shard_ = shard;
   watching_ = true;
-  return next;
+  return Next::kContinue;
 }
 
 RoutedSession::Next RoutedSession::dispatchInMulti(const CommandInfo* cmd, std::string_view frame) {
@@ -777,7 +781,19 @@ RoutedSession::Next RoutedSession::dispatchInMulti(const CommandInfo* cmd, std::
       return Next::kContinue;
     case CommandRoute::kSelect:
     case CommandRoute::kHello:
-      // The transaction's link would change database or protocol mid-way.
+    case CommandRoute::kAuth:
+    case CommandRoute::kClient:
+    case CommandRoute::kCluster:
+    case CommandRoute::kSubscribe:
+    case CommandRoute::kPsubscribe:
+    case CommandRoute::kUnsubscribe:
+    case CommandRoute::kPunsubscribe:
+    case CommandRoute::kMonitor:
+    case CommandRoute::kUnsupported:
+    case CommandRoute::kStalling:
+      // What the proxy answers or refuses outside a transaction must not
+      // reach the shard inside one (a password, a connection mode, a
+      // database switch would change the transaction's link for good).
       multi_dirty_ = true;
       replyError("ERR shardgate: " + lowerCopy(args_[0]) + " inside MULTI is not supported");
       return Next::kContinue;
@@ -793,14 +809,26 @@ RoutedSession::Next RoutedSession::dispatchInMulti(const CommandInfo* cmd, std::
       if (multi_on_shard_ || (exec && !multi_dirty_)) {
         if (!orderedAfterInFlight(LinkKind::kPrivate, shard)) return Next::kWaitIdle;
       }
-      if (exec && multi_dirty_) {
-        if (multi_on_shard_) {
+      const bool up = sharedLink(shard).available();
+      if (exec && !multi_dirty_ && !multi_on_shard_ && !up) {
+        replyLocal(unavailableLine(shard));  // nothing was sent: nothing to undo
+      } else if (exec && (multi_dirty_ || watch_lost_)) {
+        // The transaction cannot be trusted: an error was queued, the
+        // shard connection that held MULTI was lost, or the one that held
+        // WATCH was (so a change to a watched key may have gone unseen).
+        if (multi_on_shard_ && !multi_lost_) {
           ByteBuffer& discard = worker_.frameScratch();
           discard.clear();
           resp::appendCommand(discard, {"DISCARD"});
           privateLink(shard).send(discard.view(), nullptr, 0);
         }
-        replyError("EXECABORT Transaction discarded because of previous errors.");
+        if (multi_dirty_) {
+          replyError("EXECABORT Transaction discarded because of previous errors.");
+        } else {
+          replyLocal("*-1\r\n");  // as when a watched key changed: the client retries
+        }
+      } else if (multi_on_shard_ && multi_lost_) {
+        replySimple("OK");  // DISCARD: the shard's MULTI went with its connection
       } else if (multi_on_shard_) {
         forward(shard, frame, LinkKind::kPrivate);
       } else if (exec) {
@@ -810,6 +838,7 @@ RoutedSession::Next RoutedSession::dispatchInMulti(const CommandInfo* cmd, std::
         replySimple("OK");
       }
       in_multi_ = multi_dirty_ = multi_on_shard_ = watching_ = false;
+      multi_lost_ = watch_lost_ = false;
       pin_shard_ = -1;
       multi_queue_.clear();
       multi_queue_.release();
@@ -838,6 +867,10 @@ RoutedSession::Next RoutedSession::dispatchInMulti(const CommandInfo* cmd, std::
   if (shard >= 0 && pin_shard_ >= 0 && shard != pin_shard_) {
     multi_dirty_ = true;
     replyError(kCrossSlot);
+    return Next::kContinue;
+  }
+  if (multi_lost_) {
+    replyLocal(unavailableLine(pin_shard_));  // never run outside the lost MULTI
     return Next::kContinue;
   }
   if (multi_on_shard_) return forward(pin_shard_, frame, LinkKind::kPrivate);
@@ -1127,8 +1160,38 @@ void RoutedSession::appendToStream(const uint8_t* data, size_t len) {
   }
 }
 
+void RoutedSession::onPrivateLinkLost(BackendLink& link) {
+  // A private link holds connection state the shard has now forgotten; a
+  // fresh connection must not silently stand in for it.
+  const int shard = link.shard();
+  if (in_multi_ && multi_on_shard_ && pin_shard_ == shard) {
+    multi_dirty_ = true;
+    multi_lost_ = true;
+  }
+  if (watching_ && pin_shard_ == shard) watch_lost_ = true;
+  if (stream_ && link.pushTarget() == this) {
+    std::string line = "-ERR shard " + link.address() + " unavailable: " + link.failure() +
+                       (monitoring_ ? " (MONITOR ended)" : " (subscriptions on it are lost)") +
+                       "\r\n";
+    appendToStream(reinterpret_cast<const uint8_t*>(line.data()), line.size());
+    stop();  // the client reconnects and subscribes again
+  }
+}
+
+void RoutedSession::stop() {
+  stopped_ = true;
+  // A subscriber or monitor that quits: its stream ends with what it was
+  // sent, so the connection can close.
+  endStream();
+}
+
 void RoutedSession::endPubsubIfDone() {
   if (!stream_ || !channels_.empty() || !patterns_.empty()) return;
+  endStream();
+}
+
+void RoutedSession::endStream() {
+  if (!stream_) return;
   // The links that carried subscriptions may still deliver confirmations
   // nobody waits for (other shards' PUNSUBSCRIBE): they are retired, never
   // reused for commands whose replies must match. We may be inside one of
@@ -1138,6 +1201,12 @@ void RoutedSession::endPubsubIfDone() {
   }
   Request* s = stream_;
   stream_ = nullptr;
+  monitoring_ = false;
+  first_monitor_ok_ = -1;
+  channels_.clear();
+  patterns_.clear();
+  expected_.clear();
+  arrived_.clear();
   s->done = true;
   uncount(s);
   complete(s);
@@ -1215,6 +1284,7 @@ void RoutedSession::push(Request* r) {
 }
 
 void RoutedSession::onReply(Request* r, uint16_t part, const uint8_t* data, size_t len, bool done) {
+  if (broken_) len = 0;  // the client's stream ended mid-reply: nothing more reaches it
   if (r->merge == ReplyMerge::kForward) {
     if (r == head_ && r->reply.empty()) {
       conn_.replyOut().append(data, len);
@@ -1242,8 +1312,10 @@ void RoutedSession::onReply(Request* r, uint16_t part, const uint8_t* data, size
 void RoutedSession::onFailure(Request* r, uint16_t part, const std::string& line, bool partial) {
   if (partial && r->merge == ReplyMerge::kForward && r->streamed) {
     // Part of this reply already went out: the client's stream cannot be
-    // repaired, so it ends here, after what it was sent.
-    stopped_ = true;
+    // repaired, so it ends here, after what it was sent; no error line
+    // lands inside the half-sent value.
+    broken_ = true;
+    stop();
     conn_.replyReady();
   }
   if (partial && r->merge != ReplyMerge::kForward) r->parts[part].clear();
@@ -1261,6 +1333,7 @@ void RoutedSession::flushHead() {
   bool changed = false;
   while (head_) {
     Request* r = head_;
+    if (broken_) r->reply.clear();
     if (!r->reply.empty()) {
       out.append(r->reply.data(), r->reply.size());
       r->reply.clear();

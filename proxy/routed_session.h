@@ -58,6 +58,9 @@ class RoutedSession {
   void onFailure(Request* r, uint16_t part, const std::string& line, bool partial);
   // Pub/sub frames from a private link.
   void onPush(BackendLink& link, const uint8_t* data, size_t len, bool done);
+  // One of this session's private links failed (after its waiting requests
+  // were answered with the error).
+  void onPrivateLinkLost(BackendLink& link);
 
   // Requests in flight at most; beyond it the client is not read.
   static constexpr size_t kMaxInFlight = 4096;
@@ -100,6 +103,8 @@ class RoutedSession {
   void emitConfirmations();
   void appendToStream(const uint8_t* data, size_t len);
   void endPubsubIfDone();
+  void endStream();
+  void stop();  // no more commands: QUIT, a protocol error, a broken reply
   std::string infoText(uint32_t sections, const std::string& keyspace) const;
 
   // Replies from the proxy itself, in order behind what is in flight.
@@ -142,6 +147,7 @@ class RoutedSession {
   int private_shard_ = -1; // the shard of the last private request
   bool stopped_ = false;   // QUIT or protocol error: no more commands
   bool waiting_ = false;   // a command waits for in-flight requests to finish
+  bool broken_ = false;    // a reply was cut mid-way: the client gets nothing more
   bool authenticated_;
   uint64_t id_;
   std::string name_;  // CLIENT SETNAME
@@ -157,6 +163,8 @@ class RoutedSession {
   bool multi_dirty_ = false;      // an error was queued: EXEC aborts
   bool multi_on_shard_ = false;   // MULTI has been sent to pin_shard_
   bool watching_ = false;
+  bool multi_lost_ = false;       // the link holding MULTI failed
+  bool watch_lost_ = false;       // the link holding WATCH failed
   int pin_shard_ = -1;
   ByteBuffer multi_queue_;        // keyless commands queued before the shard is known
   size_t multi_queued_ = 0;

@@ -143,7 +143,7 @@ const Worker::LinkSet& Worker::sharedLinks(const Database& db) {
   LinkSet& links = shared_links_[&db];
   if (links.empty()) {
     for (size_t s = 0; s < db.shards.size(); ++s) {
-      links.push_back(std::make_unique<BackendLink>(*this, db, static_cast<uint16_t>(s), true));
+      links.push_back(std::make_unique<BackendLink>(*this, db, static_cast<uint16_t>(s), nullptr));
     }
   }
   return links;
