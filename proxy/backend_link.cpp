@@ -21,6 +21,7 @@ constexpr uint64_t kMaxBackoffMs = 1000;
 // A connect that neither succeeds nor fails (a host that drops SYNs) fails
 // the link after this long, so waiting requests get their error.
 constexpr uint64_t kConnectTimeoutMs = 2000;
+constexpr unsigned kKeepaliveDelayS = 30;
 
 template <typename T>
 uv_handle_t* asHandle(T* h) { return reinterpret_cast<uv_handle_t*>(h); }
@@ -60,7 +61,8 @@ BackendLink::~BackendLink() {
 }
 
 void BackendLink::send(std::string_view frame, Request* r, uint16_t part) {
-  fifo_.push_back(Pending{r, part, false});
+  if (!owner_ && fifo_.empty() && state_ == State::kReady) startWatchdog();
+  fifo_.push_back(Pending{r, part, false, uv_now(worker_.loop())});
   out_.append(frame);
   if (state_ == State::kIdle) connect();
   markDirty();
@@ -112,6 +114,9 @@ void BackendLink::onConnected(int status) {
   if (timer_) uv_timer_stop(timer_);
   state_ = State::kReady;
   uv_tcp_nodelay(&socket_->tcp, 1);
+  // A shard host that vanishes without a FIN or RST is noticed by the
+  // kernel, not only by the request watchdog.
+  uv_tcp_keepalive(&socket_->tcp, 1, kKeepaliveDelayS);
   uv_read_start(
       socket_->stream(),
       [](uv_handle_t* h, size_t, uv_buf_t* buf) {
@@ -122,7 +127,7 @@ void BackendLink::onConnected(int status) {
     // AUTH goes first, ahead of everything queued while connecting.
     ByteBuffer auth;
     resp::appendCommand(auth, {"AUTH", *db_.shard_password});
-    fifo_.push_front(Pending{nullptr, 0, true});
+    fifo_.push_front(Pending{nullptr, 0, true, uv_now(worker_.loop())});
     ByteBuffer rest;
     rest.swap(out_);
     out_.append(auth.data(), auth.size());
@@ -135,6 +140,7 @@ void BackendLink::onConnected(int status) {
     logged_down_ = false;
   }
   if (!out_.empty()) markDirty();
+  if (!owner_ && !fifo_.empty()) startWatchdog();
 }
 
 void BackendLink::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
@@ -142,10 +148,27 @@ void BackendLink::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   BackendLink* self = socket->link;
   if (!self || nread == 0) return;
   if (nread < 0) {
+    if (!self->owner_ && self->fifo_.empty() && self->out_.empty()) {
+      // An idle shared link closed by the shard (its `timeout`, CLIENT
+      // KILL): nothing was lost, the shard is not down; connect again when
+      // next needed.
+      self->dropIdle();
+      return;
+    }
     self->fail(nread == UV_EOF ? "the shard closed the connection" : lower(uv_strerror(static_cast<int>(nread))));
     return;
   }
   self->onData(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread));
+}
+
+void BackendLink::dropIdle() {
+  spdlog::debug("db {}: shard {} closed an idle connection; reconnecting when needed", db_.name,
+                address());
+  socket_->close();
+  socket_ = nullptr;
+  scanner_ = ReplyScanner();
+  state_ = State::kIdle;
+  if (timer_) uv_timer_stop(timer_);
 }
 
 void BackendLink::onDrained(void* p, int status) {
@@ -265,7 +288,31 @@ void BackendLink::startTimer(uint64_t ms) {
   uv_timer_start(timer_, [](uv_timer_t* t) { static_cast<BackendLink*>(t->data)->onTimer(); }, ms, 0);
 }
 
+void BackendLink::startWatchdog() {
+  // Left running while requests are waiting; stopped when it finds none.
+  if (timer_ && uv_is_active(reinterpret_cast<uv_handle_t*>(timer_))) return;
+  if (!timer_) {
+    timer_ = new uv_timer_t;
+    uv_timer_init(worker_.loop(), timer_);
+    timer_->data = this;
+  }
+  uint64_t every = std::max<uint64_t>(db_.shard_timeout_ms / 4, 10);
+  uv_timer_start(timer_, [](uv_timer_t* t) { static_cast<BackendLink*>(t->data)->onTimer(); },
+                 every, every);
+}
+
 void BackendLink::onTimer() {
+  if (state_ == State::kReady) {
+    // The request watchdog of a shared link: a shard that accepts and
+    // reads but never answers (stopped, swapping, deadlocked) is failed, so
+    // its clients get an error instead of waiting forever.
+    if (fifo_.empty()) {
+      uv_timer_stop(timer_);
+    } else if (uv_now(worker_.loop()) - fifo_.front().sent_ms > db_.shard_timeout_ms) {
+      fail("no reply within " + std::to_string(db_.shard_timeout_ms) + " ms");
+    }
+    return;
+  }
   if (state_ == State::kConnecting) {
     fail("connect timed out after " + std::to_string(kConnectTimeoutMs) + " ms");
   } else if (state_ == State::kDown) {

@@ -61,7 +61,7 @@ class BackendLink {
   void sendUnmatched(std::string_view frame);
   // One more reply on the way that is dropped (commands sent inside one
   // send() frame beyond its first).
-  void expectDropped() { fifo_.push_back(Pending{nullptr, 0, false}); }
+  void expectDropped() { fifo_.push_back(Pending{nullptr, 0, false, 0}); }
   // Writes what send() queued; the worker calls it once per loop turn.
   void flush();
   // Requests waiting for a reply on this link.
@@ -79,6 +79,7 @@ class BackendLink {
     Request* request;  // null: the proxy's own command, reply dropped
     uint16_t part;
     bool auth;         // the link's own AUTH: a failure fails the link
+    uint64_t sent_ms;  // loop time it was queued (shared links' watchdog)
   };
   enum class State : uint8_t { kIdle, kConnecting, kReady, kDown };
 
@@ -89,6 +90,8 @@ class BackendLink {
   void fail(const std::string& why);
   void failWaiting(const std::string& line, bool after_send);
   void scheduleRetry();
+  void startWatchdog();
+  void dropIdle();
   void startTimer(uint64_t ms);
   void onTimer();
   void markDirty();
@@ -106,7 +109,7 @@ class BackendLink {
   std::string failure_;
   uint64_t backoff_ms_ = 0;
   Socket* socket_ = nullptr;
-  uv_timer_t* timer_ = nullptr;  // connect deadline, then retry backoff
+  uv_timer_t* timer_ = nullptr;  // connect deadline, retry backoff, or request watchdog
   ByteBuffer out_;
   std::deque<Pending> fifo_;
   size_t partial_bytes_ = 0;  // bytes of the front reply already delivered

@@ -260,6 +260,17 @@ void ClientConnection::replyReady() {
 void ClientConnection::flushReplies() {
   if (closing_ || !routed_) return;
   routed_->resume();
+  size_t held = routed_->bufferedBytes() + reply_out_.size() + to_client_.queued();
+  if (held > db_.max_client_output) {
+    // Redis's client-output-buffer-limit: a client that does not read what
+    // it asked for is disconnected rather than allowed to hold the proxy's
+    // memory (shared links cannot stop reading for one client).
+    spdlog::warn("{}: closing {}: {} bytes of replies waiting, over limits.max_client_output ({})",
+                 db_.listen, peerName(), held, db_.max_client_output);
+    client_dead_ = true;
+    closeNow();
+    return;
+  }
   if (!reply_out_.empty()) {
     toClient(reply_out_.data(), reply_out_.size());
     if (closing_) return;
@@ -392,6 +403,7 @@ void ClientConnection::onClientEnd(bool clean) {
   if (routed_) {
     // Replies still on their way are delivered first (a half-closed client
     // may still read); flushReplies() closes once the session is idle.
+    routed_->dropPartialCommand();
     if (client_dead_ || routed_->idle()) {
       closeAfterFlush();
       return;

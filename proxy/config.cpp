@@ -394,12 +394,19 @@ class Parser {
 
   LimitsConfig limitsSection(const YAML::Node& node) const {
     LimitsConfig limits;
-    Fields f(*this, node, "limits", {"max_bulk_len", "max_args"});
+    Fields f(*this, node, "limits",
+             {"max_bulk_len", "max_args", "shard_timeout_ms", "max_client_output"});
     if (const YAML::Node* n = f.find("max_bulk_len")) {
       limits.max_bulk_len = integer(*n, f.path("max_bulk_len"), 1024, 4ull << 30);
     }
     if (const YAML::Node* n = f.find("max_args")) {
       limits.max_args = integer(*n, f.path("max_args"), 16, 1ull << 30);
+    }
+    if (const YAML::Node* n = f.find("shard_timeout_ms")) {
+      limits.shard_timeout_ms = integer(*n, f.path("shard_timeout_ms"), 100, kMaxTimeoutMs);
+    }
+    if (const YAML::Node* n = f.find("max_client_output")) {
+      limits.max_client_output = integer(*n, f.path("max_client_output"), 64 * 1024, 64ull << 30);
     }
     return limits;
   }

@@ -64,6 +64,14 @@ struct TlsConfig {
 struct LimitsConfig {
   uint64_t max_bulk_len = 512ull * 1024 * 1024;
   uint64_t max_args = 1024 * 1024;
+  // A shared shard connection with a request unanswered this long is failed
+  // (its requests get an error); blocking commands use private links and
+  // are not timed.
+  uint64_t shard_timeout_ms = 10000;
+  // Replies one client may have waiting in the proxy (not read yet, or
+  // behind an earlier slow one) before it is disconnected, as Redis's
+  // client-output-buffer-limit.
+  uint64_t max_client_output = 256ull << 20;
 };
 
 struct Config {

@@ -36,6 +36,8 @@ Result<Database> makeDatabase(const DatabaseConfig& config, const LimitsConfig& 
   db.routed = config.shards.size() > 1 || config.password || config.shard_password;
   db.limits.max_bulk_len = limits.max_bulk_len;
   db.limits.max_args = limits.max_args;
+  db.shard_timeout_ms = limits.shard_timeout_ms;
+  db.max_client_output = limits.max_client_output;
   auto owner = std::make_shared<std::array<uint16_t, kSlotCount>>();
   for (size_t i = 0; i < config.shards.size(); ++i) {
     ShardEndpoint shard;

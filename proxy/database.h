@@ -40,6 +40,8 @@ struct Database {
   std::optional<std::string> password;
   std::optional<std::string> shard_password;
   RespLimits limits;
+  uint64_t shard_timeout_ms = 10000;         // limits.shard_timeout_ms
+  uint64_t max_client_output = 256u << 20;   // limits.max_client_output
   // Set by the server before workers start (routed only): from a shard's
   // COMMAND reply, or the built-in table when no shard answered.
   std::shared_ptr<const CommandTable> commands;

@@ -95,8 +95,10 @@ class RequestPool {
   }
 
  private:
-  static constexpr size_t kKeepBytes = 16 * 1024;
-  static constexpr size_t kMaxFree = 4096;
+  // What an idle worker keeps after a burst: at most kMaxFree requests of
+  // at most kKeepBytes each (4 MiB), not the burst's worth.
+  static constexpr size_t kKeepBytes = 4 * 1024;
+  static constexpr size_t kMaxFree = 1024;
   std::vector<Request*> free_;
 };
 

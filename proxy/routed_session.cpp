@@ -948,7 +948,7 @@ RoutedSession::Next RoutedSession::subscribe(CommandRoute route, std::string_vie
     for (size_t i = 1; i < args_.size(); ++i) names.emplace_back(args_[i]);
   } else {
     const auto& set = pattern ? patterns_ : channels_;
-    names.assign(set.begin(), set.end());
+    for (const std::string& n : set) names.push_back(n);
     if (names.empty()) {
       // Nothing to leave: one confirmation with a nil name, in its turn.
       expected_.push_back(Confirm{kind, std::string(), true});
@@ -967,7 +967,7 @@ RoutedSession::Next RoutedSession::subscribe(CommandRoute route, std::string_vie
     resp::appendBulk(cmd_bytes, args_[0]);
     for (const std::string& n : names) resp::appendBulk(cmd_bytes, n);
     std::string command(cmd_bytes.view());
-    for (size_t s = 0; s < shards; ++s) sendPubsub(static_cast<int>(s), command, s == 0);
+    for (size_t s = 0; s < shards; ++s) sendPubsub(static_cast<int>(s), command, s == 0, names, kind);
     return Next::kContinue;
   }
   // Channels go to the shard of their slot, where PUBLISH sends them too.
@@ -982,20 +982,27 @@ RoutedSession::Next RoutedSession::subscribe(CommandRoute route, std::string_vie
       if (db_.shardOfSlot(keyHashSlot(n)) == s) resp::appendBulk(cmd_bytes, n);
     }
     std::string command(cmd_bytes.view());
-    sendPubsub(static_cast<int>(s), command, true);
+    std::vector<std::string> mine;
+    for (const std::string& n : names) {
+      if (db_.shardOfSlot(keyHashSlot(n)) == s) mine.push_back(n);
+    }
+    sendPubsub(static_cast<int>(s), command, true, mine, kind);
   }
   return Next::kContinue;
 }
 
-void RoutedSession::sendPubsub(int shard, std::string_view frame, bool confirms) {
+void RoutedSession::sendPubsub(int shard, std::string_view frame, bool confirms,
+                               const std::vector<std::string>& names, const std::string& kind) {
   if (!sharedLink(shard).available()) {
     if (!confirms) return;
     // The names bound for this shard will not be confirmed: say why, and
-    // stop waiting for them.
+    // stop waiting for those (only those).
     std::string line = unavailableLine(shard);
-    expected_.clear();
-    arrived_.clear();
+    std::erase_if(expected_, [&](const Confirm& c) {
+      return c.kind == kind && std::find(names.begin(), names.end(), c.name) != names.end();
+    });
     appendToStream(reinterpret_cast<const uint8_t*>(line.data()), line.size());
+    emitConfirmations();
     return;
   }
   BackendLink& link = privateLink(shard);
@@ -1157,6 +1164,7 @@ void RoutedSession::appendToStream(const uint8_t* data, size_t len) {
     conn_.replyReady();
   } else {
     stream_->reply.append(data, len);
+    buffered_ += len;
   }
 }
 
@@ -1226,6 +1234,7 @@ void RoutedSession::replyLocal(std::string_view bytes) {
   }
   Request* r = newRequest(ReplyMerge::kLocal, LinkKind::kShared, 0);
   r->reply.append(bytes);
+  buffered_ += bytes.size();
   r->done = true;
   push(r);
 }
@@ -1292,6 +1301,7 @@ void RoutedSession::onReply(Request* r, uint16_t part, const uint8_t* data, size
       r->streamed = true;
     } else {
       r->reply.append(data, len);
+      buffered_ += len;
     }
     if (done) {
       r->waiting = 0;
@@ -1302,8 +1312,11 @@ void RoutedSession::onReply(Request* r, uint16_t part, const uint8_t* data, size
     return;
   }
   r->parts[part].append(reinterpret_cast<const char*>(data), len);
+  buffered_ += len;
   if (!done || --r->waiting > 0) return;
+  for (const std::string& p : r->parts) buffered_ -= p.size();
   finishMerge(r);
+  buffered_ += r->reply.size();
   r->done = true;
   uncount(r);
   if (r == head_) flushHead();
@@ -1333,6 +1346,7 @@ void RoutedSession::flushHead() {
   bool changed = false;
   while (head_) {
     Request* r = head_;
+    if (!r->reply.empty()) buffered_ -= r->reply.size();
     if (broken_) r->reply.clear();
     if (!r->reply.empty()) {
       out.append(r->reply.data(), r->reply.size());

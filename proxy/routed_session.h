@@ -52,6 +52,13 @@ class RoutedSession {
   // Whether the connection should read more from the client.
   bool acceptsInput() const { return in_flight_ < kMaxInFlight && !stopped_ && !waiting_; }
   bool stopped() const { return stopped_; }
+  // Reply bytes held for this client inside the session (behind an earlier
+  // reply still on its way); the connection adds what it has not written.
+  size_t bufferedBytes() const { return buffered_; }
+  // A client EOF: a command cut short will never be completed.
+  void dropPartialCommand() {
+    if (!waiting_) in_.clear();
+  }
 
   // From links (through deliverReply / deliverFailure).
   void onReply(Request* r, uint16_t part, const uint8_t* data, size_t len, bool done);
@@ -63,7 +70,7 @@ class RoutedSession {
   void onPrivateLinkLost(BackendLink& link);
 
   // Requests in flight at most; beyond it the client is not read.
-  static constexpr size_t kMaxInFlight = 4096;
+  static constexpr size_t kMaxInFlight = 1024;
   // Bytes of one command beyond its largest argument: the rest of its
   // arguments and their framing.
   static constexpr size_t kQueryBufferSlack = 1024 * 1024;
@@ -99,7 +106,8 @@ class RoutedSession {
   Next subscribe(CommandRoute route, std::string_view frame);
   Next monitor(std::string_view frame);
   // confirms: whether this shard's confirmations are the ones the client hears.
-  void sendPubsub(int shard, std::string_view frame, bool confirms);
+  void sendPubsub(int shard, std::string_view frame, bool confirms,
+                  const std::vector<std::string>& names, const std::string& kind);
   void emitConfirmations();
   void appendToStream(const uint8_t* data, size_t len);
   void endPubsubIfDone();
@@ -142,6 +150,7 @@ class RoutedSession {
   Request* head_ = nullptr;
   Request* tail_ = nullptr;
   size_t in_flight_ = 0;
+  size_t buffered_ = 0;  // bytes in Request::reply / parts of this session's requests
   size_t on_shared_ = 0;   // requests waiting on shared links
   size_t on_private_ = 0;  // ... on private links
   int private_shard_ = -1; // the shard of the last private request

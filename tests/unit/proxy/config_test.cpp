@@ -504,3 +504,15 @@ TEST_CASE("config: limits") {
   checkError(std::string(kMinimal) + "limits:\n  max_args: 3\n", 7, "limits.max_args", "3");
   checkError(std::string(kMinimal) + "limits:\n  max_bulk: 3\n", 7, "limits.max_bulk", "unknown key");
 }
+
+TEST_CASE("config: shard_timeout_ms and max_client_output") {
+  Config d = parsed(kMinimal);
+  CHECK(d.limits.shard_timeout_ms == 10000);
+  CHECK(d.limits.max_client_output == 256ull << 20);
+  Config c = parsed(std::string(kMinimal) +
+                    "limits:\n  shard_timeout_ms: 500\n  max_client_output: 1048576\n");
+  CHECK(c.limits.shard_timeout_ms == 500);
+  CHECK(c.limits.max_client_output == 1048576);
+  checkError(std::string(kMinimal) + "limits:\n  shard_timeout_ms: 5\n", 7,
+             "limits.shard_timeout_ms", "5");
+}
