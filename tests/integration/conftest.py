@@ -171,26 +171,37 @@ class RedisServer:
         return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, **kw)
 
 
+def start_redis_on_port(procs, tmp_path: Path, port: int, *extra_args: str,
+                        name: str | None = None) -> RedisServer:
+    """Starts redis-server on 127.0.0.1:`port`, registered with `procs` (so the
+    test's teardown stops it), with no persistence and its own data dir."""
+    name = name or f"redis-port{port}"
+    data_dir = tmp_path / name
+    suffix = 0
+    while data_dir.exists():  # a restart on the same port gets a fresh, empty dir
+        suffix += 1
+        data_dir = tmp_path / f"{name}-{suffix}"
+    data_dir.mkdir()
+    log_path = tmp_path / f"{data_dir.name}.log"
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--daemonize", "no",
+            "--dir", str(data_dir), *extra_args]
+    proc = procs.start(args, log_path)
+    wait_for_port(port, proc, describe=lambda: log_path.read_text(errors="replace"))
+    password = None
+    if "--requirepass" in extra_args:
+        password = extra_args[list(extra_args).index("--requirepass") + 1]
+    return RedisServer(port=port, proc=proc, log_path=log_path, password=password)
+
+
 @pytest.fixture
 def redis_server(procs, tmp_path):
     """Factory: redis_server(*extra_args) starts a redis-server and returns it."""
     counter = iter(range(1000))
 
     def start(*extra_args: str) -> RedisServer:
-        n = next(counter)
-        port = free_port()
-        data_dir = tmp_path / f"redis{n}"
-        data_dir.mkdir()
-        log_path = tmp_path / f"redis{n}.log"
-        args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--daemonize", "no",
-                "--dir", str(data_dir), *extra_args]
-        proc = procs.start(args, log_path)
-        wait_for_port(port, proc, describe=lambda: log_path.read_text(errors="replace"))
-        password = None
-        if "--requirepass" in extra_args:
-            password = extra_args[list(extra_args).index("--requirepass") + 1]
-        return RedisServer(port=port, proc=proc, log_path=log_path, password=password)
+        return start_redis_on_port(procs, tmp_path, free_port(), *extra_args,
+                                   name=f"redis{next(counter)}")
 
     return start
 

@@ -8,8 +8,9 @@
   replies (it strips "ERR ", turns some into exception types) and hides the
   difference between simple and bulk strings; the contract is about the bytes,
   so the exact-message checks and the differential harness read replies raw.
-- `start_redis_on_port()`: the `redis_server` fixture picks its own port, but a
-  shard restarted after a crash must come back on the SAME address.
+- `start_redis_on_port()` (conftest's, re-exported): the `redis_server` fixture
+  picks its own port, but a shard restarted after a crash must come back on the
+  SAME address.
 - `start_sharded()`: three redis-servers behind one TLS database, slots split as
   `redis-cli --cluster create` splits them, plus the questions the tests ask of
   that setup (which shard owns a key, which shards hold it, a key on shard i).
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import redis
 
-from conftest import RedisServer, Shardgate, free_port, tls_socket, wait_for_port
+from conftest import RedisServer, Shardgate, free_port, start_redis_on_port, tls_socket  # noqa: F401
 
 SLOT_COUNT = 16384
 # The split `redis-cli --cluster create` makes for three masters.
@@ -239,29 +240,6 @@ def describe_command(args, limit: int = 120) -> str:
 
 
 # ---------------------------------------------------------------- redis-server on a chosen port
-
-
-def start_redis_on_port(procs, tmp_path: Path, port: int, *extra_args: str,
-                        name: str | None = None) -> RedisServer:
-    """Starts redis-server on 127.0.0.1:`port` with the `redis_server`
-    fixture's arguments; registered with `procs`, so the test's teardown stops it."""
-    name = name or f"redis-port{port}"
-    data_dir = tmp_path / name
-    suffix = 0
-    while data_dir.exists():  # a restart on the same port gets a fresh, empty dir
-        suffix += 1
-        data_dir = tmp_path / f"{name}-{suffix}"
-    data_dir.mkdir()
-    log_path = tmp_path / f"{data_dir.name}.log"
-    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--daemonize", "no",
-            "--dir", str(data_dir), *extra_args]
-    proc = procs.start(args, log_path)
-    wait_for_port(port, proc, describe=lambda: log_path.read_text(errors="replace"))
-    password = None
-    if "--requirepass" in extra_args:
-        password = extra_args[list(extra_args).index("--requirepass") + 1]
-    return RedisServer(port=port, proc=proc, log_path=log_path, password=password)
 
 
 # ---------------------------------------------------------------- the sharded database
