@@ -196,6 +196,11 @@ void BackendLink::onData(const uint8_t* data, size_t len) {
 }
 
 void BackendLink::deliver(const uint8_t* data, size_t len, bool done) {
+  if (in_push_ || (oob_pushes_ && push_to_ && partial_bytes_ == 0 && len > 0 && data[0] == '>')) {
+    in_push_ = !done;
+    push_to_->onPush(*this, data, len, done);
+    return;
+  }
   if (fifo_.empty()) {
     if (push_to_) {
       push_to_->onPush(*this, data, len, done);
@@ -243,6 +248,7 @@ void BackendLink::fail(const std::string& why) {
     socket_ = nullptr;
   }
   scanner_ = ReplyScanner();
+  in_push_ = false;
   out_.clear();
   out_.release();
   state_ = State::kDown;

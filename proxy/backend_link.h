@@ -69,6 +69,9 @@ class BackendLink {
   // Pub/sub: frames with no request waiting go to this session.
   void setPushTarget(RoutedSession* s) { push_to_ = s; }
   RoutedSession* pushTarget() const { return push_to_; }
+  // RESP3: push frames ('>') go to the push target even while replies are
+  // awaited (CLIENT TRACKING invalidations arrive between replies).
+  void setOutOfBandPushes(bool on) { oob_pushes_ = on; }
   bool idle() const { return fifo_.empty() && out_.empty(); }
 
   bool dirty = false;  // in the worker's flush list
@@ -115,6 +118,8 @@ class BackendLink {
   size_t partial_bytes_ = 0;  // bytes of the front reply already delivered
   ReplyScanner scanner_;
   RoutedSession* push_to_ = nullptr;
+  bool oob_pushes_ = false;
+  bool in_push_ = false;  // the frame being delivered is an out-of-band push
 };
 
 }  // namespace shardgate::proxy

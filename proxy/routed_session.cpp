@@ -165,6 +165,7 @@ size_t RoutedSession::parseFrom(std::string_view data) {
 // ---- dispatch ----------------------------------------------------------------
 
 RoutedSession::Next RoutedSession::dispatch(std::string_view frame) {
+  frame_ = frame;
   if (!retired_.empty()) retired_.clear();
   const CommandInfo* cmd = db_.commands->find(args_[0]);
   auto route = cmd ? static_cast<CommandRoute>(cmd->route) : CommandRoute::kDefault;
@@ -358,6 +359,8 @@ BackendLink& RoutedSession::privateLink(int shard) {
     // are the proxy's, dropped.
     ByteBuffer& prelude = worker_.replyScratch();
     if (resp3_) {
+      link->setPushTarget(this);
+      link->setOutOfBandPushes(true);
       prelude.clear();
       resp::appendCommand(prelude, {"HELLO", "3"});
       link->send(prelude.view(), nullptr, 0);
@@ -709,6 +712,22 @@ RoutedSession::Next RoutedSession::client() {
   } else if ((sub == "info" && args_.size() == 2) || (sub == "list" && args_.size() == 2)) {
     std::string line = "id=" + std::to_string(id_) + " name=" + name_ + " db=0 resp=2\n";
     replyBulk(line);
+  } else if (sub == "tracking" || sub == "caching" || sub == "trackinginfo" ||
+             sub == "getredir") {
+    if (!resp3_) {
+      // RESP2 tracking redirects to another connection's id; the shards'
+      // connections are the proxy's, so only RESP3's pushes can reach the client.
+      std::string name = sub;
+      for (auto& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      replyError("ERR shardgate: CLIENT " + name +
+                 " needs RESP3 (HELLO 3) on a database with several shards");
+    } else if (sub == "trackinginfo" || sub == "getredir") {
+      return forward(0, frame_, LinkKind::kShared);
+    } else {
+      // Every shard tracks the keys it serves; CACHING applies to the next
+      // command on each shard's connection.
+      return fanOut(frame_, ReplyMerge::kAllOk);
+    }
   } else if (sub == "setinfo" && args_.size() == 4) {
     replySimple("OK");  // library name/version: nothing to route
   } else if (sub == "id" || sub == "getname" || sub == "setname" || sub == "info" ||
@@ -729,6 +748,8 @@ RoutedSession::Next RoutedSession::reset() {
   push_partial_.clear();
   expected_.clear();
   arrived_.clear();
+  stream_links_.clear();
+  oob_.clear();
   monitoring_ = false;
   first_monitor_ok_ = -1;
   channels_.clear();
@@ -1006,8 +1027,14 @@ void RoutedSession::sendPubsub(int shard, std::string_view frame, bool confirms,
     return;
   }
   BackendLink& link = privateLink(shard);
-  link.setPushTarget(this);
+  useForStream(shard, link);
   link.sendUnmatched(frame);
+}
+
+void RoutedSession::useForStream(int shard, BackendLink& link) {
+  link.setPushTarget(this);
+  if (stream_links_.size() < db_.shards.size()) stream_links_.resize(db_.shards.size());
+  stream_links_[static_cast<size_t>(shard)] = true;
 }
 
 void RoutedSession::emitConfirmations() {
@@ -1056,7 +1083,7 @@ RoutedSession::Next RoutedSession::monitor(std::string_view frame) {
     int shard = static_cast<int>(s);
     if (!sharedLink(shard).available()) continue;  // its lines are missing, nothing else
     BackendLink& link = privateLink(shard);
-    link.setPushTarget(this);
+    useForStream(shard, link);
     link.sendUnmatched(frame);
   }
   return Next::kContinue;
@@ -1121,7 +1148,12 @@ void RoutedSession::onPush(BackendLink& link, const uint8_t* data, size_t len, b
   if (!done) return;
   ByteBuffer whole;
   whole.swap(frame);
-  if (!stream_) return;  // late confirmations after the last UNSUBSCRIBE
+  if (!stream_) {
+    // RESP3 pushes outside pub/sub: CLIENT TRACKING invalidations. Late
+    // pub/sub confirmations come only on retired links, never here.
+    if (resp3_ && !whole.empty() && whole.data()[0] == '>') deliverOutOfBand(whole);
+    return;
+  }
   if (monitoring_) {
     // Each shard says +OK once; the client asked once.
     if (link.shard() != first_monitor_ok_ && whole.view() == "+OK\r\n") {
@@ -1154,6 +1186,16 @@ void RoutedSession::onPush(BackendLink& link, const uint8_t* data, size_t len, b
   emitConfirmations();
 }
 
+void RoutedSession::deliverOutOfBand(const ByteBuffer& frame) {
+  // Between two replies, never inside one that is half written.
+  if (head_ && head_->streamed && !head_->done) {
+    oob_.append(frame.data(), frame.size());
+    return;
+  }
+  conn_.replyOut().append(frame.data(), frame.size());
+  conn_.replyReady();
+}
+
 void RoutedSession::appendToStream(const uint8_t* data, size_t len) {
   if (!stream_) {
     replyLocal(std::string_view(reinterpret_cast<const char*>(data), len));
@@ -1177,7 +1219,7 @@ void RoutedSession::onPrivateLinkLost(BackendLink& link) {
     multi_lost_ = true;
   }
   if (watching_ && pin_shard_ == shard) watch_lost_ = true;
-  if (stream_ && link.pushTarget() == this) {
+  if (stream_ && link.shard() < stream_links_.size() && stream_links_[link.shard()]) {
     std::string line = "-ERR shard " + link.address() + " unavailable: " + link.failure() +
                        (monitoring_ ? " (MONITOR ended)" : " (subscriptions on it are lost)") +
                        "\r\n";
@@ -1204,9 +1246,10 @@ void RoutedSession::endStream() {
   // nobody waits for (other shards' PUNSUBSCRIBE): they are retired, never
   // reused for commands whose replies must match. We may be inside one of
   // their callbacks, so they are deleted later, from dispatch().
-  for (auto& link : private_) {
-    if (link && link->pushTarget()) retired_.push_back(std::move(link));
+  for (size_t i = 0; i < private_.size() && i < stream_links_.size(); ++i) {
+    if (private_[i] && stream_links_[i]) retired_.push_back(std::move(private_[i]));
   }
+  stream_links_.clear();
   Request* s = stream_;
   stream_ = nullptr;
   monitoring_ = false;
@@ -1355,6 +1398,10 @@ void RoutedSession::flushHead() {
       changed = true;
     }
     if (!r->done) break;
+    if (!oob_.empty()) {  // pushes held while this reply was streamed
+      out.append(oob_.data(), oob_.size());
+      oob_.clear();
+    }
     head_ = r->next;
     if (!head_) tail_ = nullptr;
     --in_flight_;

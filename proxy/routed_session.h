@@ -110,6 +110,8 @@ class RoutedSession {
                   const std::vector<std::string>& names, const std::string& kind);
   void emitConfirmations();
   void appendToStream(const uint8_t* data, size_t len);
+  void deliverOutOfBand(const ByteBuffer& frame);
+  void useForStream(int shard, BackendLink& link);
   void endPubsubIfDone();
   void endStream();
   void stop();  // no more commands: QUIT, a protocol error, a broken reply
@@ -146,6 +148,7 @@ class RoutedSession {
   RequestDecoder decoder_;
   ByteBuffer in_;  // bytes of commands not dispatched yet
   std::vector<std::string_view> args_;
+  std::string_view frame_;  // the command being dispatched, as the client sent it
   std::vector<uint32_t> keys_;  // indices into args_ of the command's keys
   Request* head_ = nullptr;
   Request* tail_ = nullptr;
@@ -184,6 +187,8 @@ class RoutedSession {
   std::set<std::string, std::less<>> channels_;
   std::set<std::string, std::less<>> patterns_;
   std::vector<ByteBuffer> push_partial_;  // per shard: a frame being received
+  std::vector<bool> stream_links_;        // per shard: its private link carries the stream
+  ByteBuffer oob_;  // RESP3 pushes waiting for a reply being streamed to finish
   struct Confirm {
     std::string kind;  // "subscribe", "punsubscribe", ...
     std::string name;

@@ -799,3 +799,34 @@ def test_requests_beyond_the_limits_get_redis_protocol_errors_and_a_close(
         c.send_raw(b"*1\r\n$4\r\nPING\r\n*17\r\n")
         assert c.read_reply() == "PONG"
         assert c.read_reply() == Err("ERR Protocol error: invalid multibulk length")
+
+
+def test_client_tracking_in_resp3_pushes_invalidations_from_every_shard(db):
+    keys = [db.key_on(i, "tracked") for i in range(SHARDS)]
+    with db.raw() as tracker, db.raw() as writer:
+        assert writer.call("CLIENT", "TRACKING", "on") == Err(
+            "ERR shardgate: CLIENT TRACKING needs RESP3 (HELLO 3) on a database with several shards")
+        for key in keys:
+            assert writer.call("SET", key, "v1") == "OK"
+        tracker.send("HELLO", "3")
+        assert tracker._line("HELLO 3") == b"%7"
+        for _ in range(14):
+            tracker.read_reply()
+        assert tracker.call("CLIENT", "TRACKING", "on") == "OK"
+        for key in keys:
+            assert tracker.call("GET", key) == b"v1"  # now tracked by the key's shard
+        for key in keys:
+            assert writer.call("SET", key, "v2") == "OK"
+        invalidated = set()
+        deadline = time.monotonic() + 5
+        tracker.send("PING")
+        while time.monotonic() < deadline:
+            reply = tracker.read_reply("an invalidation push or PONG")
+            if reply == "PONG":
+                if invalidated == set(keys):
+                    break
+                tracker.send("PING")
+                continue
+            assert isinstance(reply, list) and reply[0] == b"invalidate", reply
+            invalidated.update(k.decode() for k in reply[1])
+        assert invalidated == set(keys), f"invalidations received: {invalidated}"
