@@ -4,26 +4,16 @@
 // and every error text with what it answers for the same input.
 #include "proxy/command_table.h"
 
-#include <arpa/inet.h>
 #include <doctest/doctest.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <deque>
-#include <fstream>
 #include <initializer_list>
-#include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "tests/unit/temp_dir.h"
+#include "tests/unit/redis_server.h"
 
 namespace shardgate::proxy {
 namespace {
@@ -97,129 +87,16 @@ std::string errorOf(const CommandTable& table, std::vector<std::string_view> arg
 using Keys = std::vector<uint32_t>;
 
 // ---------------------------------------------------------------------------
-// A real redis-server: spawned on a free port, stopped however the test ends.
+// A real redis-server (tests/unit/redis_server.h), and a client that reads
+// its replies into RespValue trees.
 // ---------------------------------------------------------------------------
 
-constexpr const char* kRedisServer = "/usr/bin/redis-server";
-
-struct ChildGuard {
-  pid_t pid = -1;
-  ChildGuard() = default;
-  ChildGuard(const ChildGuard&) = delete;
-  ChildGuard& operator=(const ChildGuard&) = delete;
-  ~ChildGuard() {
-    if (pid <= 0) return;
-    ::kill(pid, SIGTERM);
-    for (int i = 0; i < 200; ++i) {  // --save "": it exits at once
-      if (::waitpid(pid, nullptr, WNOHANG) == pid) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-  }
-};
-
-sockaddr_in loopback(uint16_t port) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return addr;
-}
-
-uint16_t freePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr = loopback(0);
-  socklen_t len = sizeof addr;
-  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-  ::close(fd);
-  REQUIRE(ok);
-  return ntohs(addr.sin_port);
-}
-
-int connectTo(uint16_t port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  sockaddr_in addr = loopback(port);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-std::string readFile(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-// True once the server on port answers PING: a bare connect is not enough,
-// the kernel accepts for a listener whose process is about to exit.
-bool answersPing(uint16_t port) {
-  const int fd = connectTo(port);
-  if (fd < 0) return false;
-  timeval timeout{2, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  constexpr std::string_view kPing = "*1\r\n$4\r\nPING\r\n";
-  char buf[16];
-  ssize_t n = ::send(fd, kPing.data(), kPing.size(), MSG_NOSIGNAL);
-  if (n == static_cast<ssize_t>(kPing.size())) n = ::recv(fd, buf, sizeof buf, 0);
-  ::close(fd);
-  return n > 0 && std::string_view(buf, static_cast<size_t>(n)) == "+PONG\r\n";
-}
-
-class RedisServer {
- public:
-  RedisServer() {
-    if (::access(kRedisServer, X_OK) != 0) {
-      FAIL(kRedisServer << " not found: install redis-server (apt-get install redis-server)");
-    }
-    // A port picked here can be taken by someone else before the server binds
-    // it; the server then exits, and another port is tried.
-    std::string log;
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      log = dir_.path + "/redis-" + std::to_string(attempt) + ".log";
-      if (start(log)) return;
-    }
-    FAIL("redis-server did not start (5 attempts); its last log: " << readFile(log));
-  }
-  uint16_t port() const { return port_; }
-
- private:
-  bool start(const std::string& log) {
-    port_ = freePort();
-    std::vector<std::string> argv = {kRedisServer, "--port", std::to_string(port_), "--bind",
-                                     "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
-                                     dir_.path, "--logfile", log, "--daemonize", "no"};
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    child_.pid = ::fork();
-    REQUIRE(child_.pid >= 0);
-    if (child_.pid == 0) {
-      ::execv(kRedisServer, cargv.data());
-      ::_exit(127);
-    }
-    for (int i = 0; i < 1000; ++i) {  // 10 s
-      if (::waitpid(child_.pid, nullptr, WNOHANG) == child_.pid) {
-        child_.pid = -1;
-        return false;
-      }
-      if (answersPing(port_)) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    FAIL("redis-server did not answer PING on port " << port_ << ": " << readFile(log));
-    return false;
-  }
-
-  testing::TempDir dir_;  // outlives child_: the server stops first
-  ChildGuard child_;
-  uint16_t port_ = 0;
-};
+using testing::appendCommand;
+using testing::connectTo;
+using testing::FdGuard;
+using testing::RedisServer;
+using testing::sendAll;
+using testing::setReceiveTimeout;
 
 // Parses one RESP2 value at pos; false if the buffer ends first.
 bool parseValue(std::string_view buf, size_t& pos, RespValue& out) {
@@ -277,28 +154,17 @@ bool parseValue(std::string_view buf, size_t& pos, RespValue& out) {
 class Client {
  public:
   explicit Client(uint16_t port) : fd_(connectTo(port)) {
-    REQUIRE_MESSAGE(fd_ >= 0, "cannot connect to redis-server on port " << port);
+    REQUIRE_MESSAGE(fd_.fd >= 0, "cannot connect to redis-server on port " << port);
     // A command that should have failed but blocks fails the test instead.
-    timeval timeout{10, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    setReceiveTimeout(fd_.fd, 10);
   }
-  ~Client() { ::close(fd_); }
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
   const RespValue& call(const std::vector<std::string_view>& args) {
-    std::string out = "*" + std::to_string(args.size()) + "\r\n";
-    for (auto a : args) {
-      out += "$" + std::to_string(a.size()) + "\r\n";
-      out += a;
-      out += "\r\n";
-    }
-    std::string_view rest = out;
-    while (!rest.empty()) {
-      const ssize_t n = ::send(fd_, rest.data(), rest.size(), MSG_NOSIGNAL);
-      if (n <= 0) FAIL("send to redis-server failed");
-      rest.remove_prefix(static_cast<size_t>(n));
-    }
+    std::string out;
+    appendCommand(out, args);
+    sendAll(fd_.fd, out);
     return readReply();
   }
 
@@ -318,13 +184,13 @@ class Client {
         }
         frames_.pop_back();
       }
-      const ssize_t got = ::recv(fd_, chunk, sizeof chunk, 0);
+      const ssize_t got = ::recv(fd_.fd, chunk, sizeof chunk, 0);
       if (got <= 0) FAIL("no reply from redis-server (closed, or 10 s passed)");
       pending_.append(chunk, static_cast<size_t>(got));
     }
   }
 
-  int fd_;
+  FdGuard fd_;
   std::string pending_;
   std::deque<std::string> frames_;
   std::deque<RespValue> replies_;
@@ -717,14 +583,10 @@ TEST_CASE("fromCommandReply reads COMMAND through ReplyScanner and parseReply, R
 
   for (const char* protocol : {"2", "3"}) {
     CAPTURE(protocol);
-    const int fd = connectTo(server.port());
+    const FdGuard conn(connectTo(server.port()));
+    const int fd = conn.fd;
     REQUIRE(fd >= 0);
-    struct Closer {
-      int fd;
-      ~Closer() { ::close(fd); }
-    } closer{fd};
-    timeval timeout{10, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    setReceiveTimeout(fd, 10);
     const std::string request =
         std::string("*2\r\n$5\r\nHELLO\r\n$1\r\n") + protocol + "\r\n*1\r\n$7\r\nCOMMAND\r\n";
     REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==

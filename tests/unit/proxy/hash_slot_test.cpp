@@ -3,199 +3,21 @@
 // of a real redis-server started here.
 #include "proxy/hash_slot.h"
 
-#include <arpa/inet.h>
 #include <doctest/doctest.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <chrono>
-#include <cstring>
 #include <cstdint>
-#include <fstream>
 #include <random>
-#include <sstream>
 #include <string>
 #include <string_view>
-#include <thread>
-#include <utility>
 #include <vector>
 
-#include "tests/unit/temp_dir.h"
+#include "tests/unit/redis_server.h"
 
 namespace shardgate::proxy {
 namespace {
 
-constexpr const char* kRedisServer = "/usr/bin/redis-server";
 constexpr int kRandomKeys = 10000;
-
-// Owns the redis-server child: stops and reaps it however the test ends
-// (a failed REQUIRE throws through here), so no server outlives the test.
-struct ChildGuard {
-  pid_t pid = -1;
-  ChildGuard() = default;
-  ChildGuard(const ChildGuard&) = delete;
-  ChildGuard& operator=(const ChildGuard&) = delete;
-  ~ChildGuard() {
-    if (pid <= 0) return;
-    ::kill(pid, SIGTERM);
-    // --save "" makes shutdown immediate; SIGKILL only if it hangs anyway.
-    for (int i = 0; i < 200; ++i) {
-      if (::waitpid(pid, nullptr, WNOHANG) == pid) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-  }
-};
-
-struct FdGuard {
-  int fd = -1;
-  explicit FdGuard(int f) : fd(f) {}
-  FdGuard(FdGuard&& other) noexcept : fd(std::exchange(other.fd, -1)) {}
-  FdGuard& operator=(FdGuard&&) = delete;
-  ~FdGuard() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-sockaddr_in loopback(uint16_t port) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return addr;
-}
-
-// n distinct ports the kernel just handed out for 127.0.0.1 and nobody holds
-// now (all held open together while picking, so they differ).
-std::vector<uint16_t> freePorts(size_t n) {
-  std::vector<FdGuard> held;
-  std::vector<uint16_t> ports;
-  for (size_t i = 0; i < n; ++i) {
-    held.emplace_back(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    REQUIRE(held.back().fd >= 0);
-    sockaddr_in addr = loopback(0);
-    REQUIRE(::bind(held.back().fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    socklen_t len = sizeof addr;
-    REQUIRE(::getsockname(held.back().fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    ports.push_back(ntohs(addr.sin_port));
-  }
-  return ports;
-}
-
-int connectTo(uint16_t port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  sockaddr_in addr = loopback(port);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-std::string readFile(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-// True once the server on port answers PING: a bare connect is not enough,
-// the kernel accepts for a listener whose process is about to exit.
-bool answersPing(uint16_t port) {
-  FdGuard s(connectTo(port));
-  if (s.fd < 0) return false;
-  timeval timeout{2, 0};
-  ::setsockopt(s.fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  constexpr std::string_view kPing = "*1\r\n$4\r\nPING\r\n";
-  const ssize_t sent = ::send(s.fd, kPing.data(), kPing.size(), MSG_NOSIGNAL);
-  if (sent != static_cast<ssize_t>(kPing.size())) return false;
-  char buf[16];
-  const ssize_t n = ::recv(s.fd, buf, sizeof buf, 0);
-  return n > 0 && std::string_view(buf, static_cast<size_t>(n)) == "+PONG\r\n";
-}
-
-// redis-server in cluster mode (CLUSTER KEYSLOT needs it; no slots need to be
-// assigned for it to answer), on free ports, with its files in a temp dir.
-class ClusterRedis {
- public:
-  ClusterRedis() {
-    // A missing server is a broken test environment, not a reason to skip.
-    if (::access(kRedisServer, X_OK) != 0) {
-      FAIL(kRedisServer << " not found: install redis-server (apt-get install redis-server)");
-    }
-    // A port picked here can be taken by someone else before the server binds
-    // it; the server then exits, and another pair of ports is tried.
-    std::string log;
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      log = dir_.path + "/redis-" + std::to_string(attempt) + ".log";
-      if (start(log)) return;
-    }
-    FAIL("redis-server did not start (5 attempts); its last log: " << readFile(log));
-  }
-
-  uint16_t port() const { return port_; }
-
- private:
-  bool start(const std::string& log) {
-    // The cluster bus port is given too: by default it is port + 10000,
-    // which may be taken, or above 65535.
-    const std::vector<uint16_t> ports = freePorts(2);
-    port_ = ports[0];
-    std::vector<std::string> argv = {
-        kRedisServer, "--cluster-enabled", "yes", "--port", std::to_string(ports[0]),
-        "--cluster-port", std::to_string(ports[1]), "--bind", "127.0.0.1", "--save", "",
-        "--appendonly", "no", "--cluster-config-file", dir_.path + "/nodes.conf",
-        "--dir", dir_.path, "--logfile", log, "--daemonize", "no"};
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    child_.pid = ::fork();
-    REQUIRE(child_.pid >= 0);
-    if (child_.pid == 0) {
-      ::execv(kRedisServer, cargv.data());
-      ::_exit(127);
-    }
-    for (int i = 0; i < 1000; ++i) {  // 10 s
-      if (::waitpid(child_.pid, nullptr, WNOHANG) == child_.pid) {
-        child_.pid = -1;
-        return false;
-      }
-      if (answersPing(port_)) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    FAIL("redis-server did not answer PING on port " << port_ << ": " << readFile(log));
-    return false;
-  }
-
-  testing::TempDir dir_;  // destroyed after child_: the server is gone first
-  ChildGuard child_;
-  uint16_t port_ = 0;
-};
-
-// Binary-safe RESP2 multibulk.
-void appendCommand(std::string& out, const std::vector<std::string>& args) {
-  out += '*' + std::to_string(args.size()) + "\r\n";
-  for (const auto& a : args) {
-    out += '$' + std::to_string(a.size()) + "\r\n";
-    out += a;
-    out += "\r\n";
-  }
-}
-
-void sendAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n <= 0) FAIL("send to redis-server failed: " << std::strerror(errno));
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-}
 
 // Reads n replies that must each be ":<integer>\r\n".
 std::vector<int64_t> readIntegers(int fd, size_t n) {
@@ -289,21 +111,20 @@ TEST_CASE("keyHashSlot follows Redis Cluster's hash tag rule") {
 }
 
 TEST_CASE("keyHashSlot equals CLUSTER KEYSLOT of redis-server for 10,000 random keys") {
-  ClusterRedis server;
-  FdGuard conn(connectTo(server.port()));
+  testing::RedisServer server(testing::RedisServer::Mode::kCluster);
+  testing::FdGuard conn(testing::connectTo(server.port()));
   REQUIRE_MESSAGE(conn.fd >= 0, "cannot connect to redis-server on port " << server.port());
-  timeval timeout{10, 0};  // a stuck server fails the test instead of hanging it
-  ::setsockopt(conn.fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  testing::setReceiveTimeout(conn.fd, 10);  // a stuck server fails the test instead of hanging it
 
   std::mt19937 rng(20240521);
   std::vector<std::string> keys;
   std::string pipeline;
   for (int i = 0; i < kRandomKeys; ++i) {
     keys.push_back(randomKey(rng));
-    appendCommand(pipeline, {"CLUSTER", "KEYSLOT", keys.back()});
+    testing::appendCommand(pipeline, {"CLUSTER", "KEYSLOT", keys.back()});
   }
   // All at once: the server buffers its replies while we are still writing.
-  sendAll(conn.fd, pipeline);
+  testing::sendAll(conn.fd, pipeline);
   const std::vector<int64_t> slots = readIntegers(conn.fd, keys.size());
 
   int mismatches = 0;
