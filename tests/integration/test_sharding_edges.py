@@ -136,3 +136,31 @@ def test_a_client_that_does_not_read_is_disconnected_at_max_client_output(
             time.sleep(0.1)
         assert "max_client_output" in limited.sg.log(), "the proxy should drop the hog"
         assert polite.call("GET", big) == b"x" * 300_000, "other clients are served"
+
+
+def test_a_shard_killed_under_pipelined_load_loses_no_reply(db):
+    """Every request gets exactly one reply, in order, while a shard dies
+    mid-pipeline: a value, or the shard's "unavailable" error; never silence."""
+    victim = db.shards[1]
+    keys = [db.key_on(i % SHARDS, f"load{i}") for i in range(300)]
+    with db.raw(timeout=10) as c:
+        for key in keys:
+            c.send("SET", key, key)
+        assert [c.read_reply() for _ in keys] == ["OK"] * len(keys)
+        batches, errors = 20, 0
+        for batch in range(batches):
+            commands = [("GET", k) for k in keys] + [("MGET", *keys[:6])]
+            c.send_raw(b"".join(c.encode(*cmd) for cmd in commands))
+            if batch == 5:
+                victim.proc.kill()  # while the batch is in flight
+            replies = [c.read_reply(f"reply {i} of batch {batch}") for i in range(len(commands))]
+            for key, reply in zip(keys, replies):
+                if isinstance(reply, Err):
+                    assert "unavailable" in reply.message and db.shard_index(key) == 1, reply
+                    errors += 1
+                else:
+                    assert reply == key.encode(), f"{key}: got {reply!r}"
+            mget = replies[-1]
+            assert isinstance(mget, Err) or mget == [k.encode() for k in keys[:6]], mget
+        assert errors > 0, "the killed shard's keys must have failed"
+        assert c.call("GET", keys[0]) == keys[0].encode(), "shard 0 serves on the same connection"
