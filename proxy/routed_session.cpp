@@ -936,13 +936,13 @@ RoutedSession::Next RoutedSession::subscribe(CommandRoute route, std::string_vie
   const bool unsub = route == CommandRoute::kUnsubscribe || route == CommandRoute::kPunsubscribe;
   const bool pattern = route == CommandRoute::kPsubscribe || route == CommandRoute::kPunsubscribe;
   std::string kind = lowerCopy(args_[0]);
-  if (!stream_) {
+  if (!subscribed()) {
     if (unsub) {
       // Not subscribed to anything: Redis answers each name with a count of 0.
       ByteBuffer& out = worker_.frameScratch();
       out.clear();
       auto confirm = [&](const std::string_view* name) {
-        resp::appendArrayHeader(out, 3);
+        out.append(std::string_view(resp3_ ? ">3\r\n" : "*3\r\n"));
         resp::appendBulk(out, kind);
         if (name) resp::appendBulk(out, *name);
         else resp::appendNullBulk(out);
@@ -957,10 +957,16 @@ RoutedSession::Next RoutedSession::subscribe(CommandRoute route, std::string_vie
       replyError("ERR wrong number of arguments for '" + kind + "' command");
       return Next::kContinue;
     }
-    if (in_flight_ > 0) return Next::kWaitIdle;  // the stream starts behind every reply
-    stream_ = newRequest(ReplyMerge::kForward, LinkKind::kPrivate, 0);
-    countInFlight(stream_);
-    push(stream_);
+    if (!resp3_) {
+      // RESP2: the connection now carries only pub/sub frames; they form
+      // one stream that starts behind every reply still due.
+      if (in_flight_ > 0) return Next::kWaitIdle;
+      stream_ = newRequest(ReplyMerge::kForward, LinkKind::kPrivate, 0);
+      countInFlight(stream_);
+      push(stream_);
+    }
+    // RESP3: any command may follow; messages arrive as pushes between
+    // replies, confirmations in the place of the command's reply.
   }
   // The names this command is about, in the client's order: its arguments,
   // or for a bare UNSUBSCRIBE / PUNSUBSCRIBE everything subscribed so far.
@@ -1148,10 +1154,25 @@ void RoutedSession::onPush(BackendLink& link, const uint8_t* data, size_t len, b
   if (!done) return;
   ByteBuffer whole;
   whole.swap(frame);
+  if (!stream_ && !resp3_) return;  // late confirmations after the last UNSUBSCRIBE
   if (!stream_) {
-    // RESP3 pushes outside pub/sub: CLIENT TRACKING invalidations. Late
-    // pub/sub confirmations come only on retired links, never here.
-    if (resp3_ && !whole.empty() && whole.data()[0] == '>') deliverOutOfBand(whole);
+    // RESP3: subscription confirmations are put in order and counted like
+    // RESP2's; messages and CLIENT TRACKING invalidations go between replies.
+    if (whole.empty() || whole.data()[0] != '>') return;
+    auto v = parseReply(whole.view());
+    if (v && v->elements.size() == 3 && v->elements[2].type == RespValue::Type::kInteger) {
+      std::string kind = lowerCopy(v->elements[0].str);
+      if (kind.find("subscribe") != std::string::npos) {
+        if (kind[0] == 'p' && link.shard() != 0) return;
+        const RespValue& name = v->elements[1];
+        const bool null_name = name.type == RespValue::Type::kNull;
+        arrived_.push_back(
+            Confirm{kind, null_name ? std::string() : std::string(name.str), null_name});
+        emitConfirmations();
+        return;
+      }
+    }
+    deliverOutOfBand(whole);
     return;
   }
   if (monitoring_) {
@@ -1219,7 +1240,7 @@ void RoutedSession::onPrivateLinkLost(BackendLink& link) {
     multi_lost_ = true;
   }
   if (watching_ && pin_shard_ == shard) watch_lost_ = true;
-  if (stream_ && link.shard() < stream_links_.size() && stream_links_[link.shard()]) {
+  if (subscribed() && link.shard() < stream_links_.size() && stream_links_[link.shard()]) {
     std::string line = "-ERR shard " + link.address() + " unavailable: " + link.failure() +
                        (monitoring_ ? " (MONITOR ended)" : " (subscriptions on it are lost)") +
                        "\r\n";

@@ -113,6 +113,9 @@ class RoutedSession {
   void deliverOutOfBand(const ByteBuffer& frame);
   void useForStream(int shard, BackendLink& link);
   void endPubsubIfDone();
+  bool subscribed() const {
+    return stream_ || !channels_.empty() || !patterns_.empty() || !expected_.empty();
+  }
   void endStream();
   void stop();  // no more commands: QUIT, a protocol error, a broken reply
   std::string infoText(uint32_t sections, const std::string& keyspace) const;

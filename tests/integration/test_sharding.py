@@ -830,3 +830,33 @@ def test_client_tracking_in_resp3_pushes_invalidations_from_every_shard(db):
             assert isinstance(reply, list) and reply[0] == b"invalidate", reply
             invalidated.update(k.decode() for k in reply[1])
         assert invalidated == set(keys), f"invalidations received: {invalidated}"
+
+
+def test_resp3_subscriber_may_send_any_command_and_gets_messages_as_pushes(db):
+    channels = [db.key_on(i, "r3news") for i in range(SHARDS)]
+    key = db.key_on(2, "r3key")
+    with db.raw() as sub, db.raw() as pub:
+        assert pub.call("SET", key, "v") == "OK"
+        sub.send("HELLO", "3")
+        assert sub._line("HELLO 3") == b"%7"
+        for _ in range(14):
+            sub.read_reply()
+        sub.send("SUBSCRIBE", *channels)
+        for n, channel in enumerate(channels, 1):
+            assert sub._line("a push") == b">3"
+            assert [sub.read_reply() for _ in range(3)] == [b"subscribe", channel.encode(), n]
+        assert sub.call("GET", key) == b"v", "RESP3 allows commands while subscribed"
+        for channel in channels:
+            assert pub.call("PUBLISH", channel, "hi") == 1
+        got = []
+        for _ in channels:
+            assert sub._line("a message push") == b">3"
+            got.append([sub.read_reply() for _ in range(3)])
+        assert sorted(got) == sorted([[b"message", c.encode(), b"hi"] for c in channels]), got
+        sub.send("UNSUBSCRIBE")
+        left = []
+        for _ in channels:
+            assert sub._line("an unsubscribe push") == b">3"
+            left.append([sub.read_reply() for _ in range(3)])
+        assert [n for _, _, n in left] == [2, 1, 0], left
+        assert sub.call("PING") == "PONG"
