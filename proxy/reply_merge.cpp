@@ -71,6 +71,22 @@ void mergeAllOk(const ReplyParts& parts, ByteBuffer& out) {
   resp::appendSimple(out, "OK");
 }
 
+void mergeAnyOk(const ReplyParts& parts, ByteBuffer& out) {
+  for (const std::string& p : parts) {
+    if (p.rfind("+OK\r\n", 0) == 0) {
+      resp::appendSimple(out, "OK");
+      return;
+    }
+  }
+  for (const std::string& p : parts) {
+    if (!p.empty() && (p[0] == '-' || p[0] == '!')) {
+      out.append(p);
+      return;
+    }
+  }
+  unexpected(out, "+OK or an error");
+}
+
 void mergeSumIntegers(const ReplyParts& parts, ByteBuffer& out) {
   std::vector<RespValue> values;
   if (!parseAll(parts, values, out)) return;

@@ -23,6 +23,9 @@ using ReplyParts = std::vector<std::string>;
 void mergeMget(const ReplyParts& parts, const std::vector<uint16_t>& key_part, ByteBuffer& out);
 // MSET, FLUSHALL, FLUSHDB, SCRIPT FLUSH: +OK when every part is +OK.
 void mergeAllOk(const ReplyParts& parts, ByteBuffer& out);
+// SCRIPT KILL, FUNCTION KILL: +OK when any part is +OK (the shard that was
+// running the script); otherwise the first error (NOTBUSY from all).
+void mergeAnyOk(const ReplyParts& parts, ByteBuffer& out);
 // DEL, UNLINK, EXISTS, TOUCH, DBSIZE: the integers summed.
 void mergeSumIntegers(const ReplyParts& parts, ByteBuffer& out);
 // KEYS: the arrays concatenated.

@@ -28,6 +28,7 @@ enum class ReplyMerge : uint8_t {
   kLocal,        // answered by the proxy; reply is complete when queued
   kMget,         // arrays from each shard, re-ordered into the client's key order
   kAllOk,        // MSET, FLUSHALL, FLUSHDB, SCRIPT FLUSH: +OK when every shard said so
+  kAnyOk,        // SCRIPT KILL, FUNCTION KILL: +OK if some shard had one to kill
   kSumIntegers,  // DEL, UNLINK, EXISTS, TOUCH, DBSIZE
   kConcatArrays, // KEYS
   kScan,         // one shard's SCAN page, its cursor re-encoded with the shard index

@@ -227,7 +227,8 @@ RoutedSession::Next RoutedSession::dispatch(std::string_view frame) {
       if (auto st = findKeys(*cmd); !st) break;
       std::string sub = lowerCopy(args_[1]);
       if (sub == "load") return fanOut(frame, ReplyMerge::kSameReply);
-      if (sub == "flush" || sub == "kill" || sub == "delete" || sub == "restore") {
+      if (sub == "kill") return fanOut(frame, ReplyMerge::kAnyOk);
+      if (sub == "flush" || sub == "delete" || sub == "restore") {
         return fanOut(frame, ReplyMerge::kAllOk);
       }
       if (sub == "exists") return fanOut(frame, ReplyMerge::kAndArrays);
@@ -1437,6 +1438,7 @@ void RoutedSession::finishMerge(Request* r) {
   switch (r->merge) {
     case ReplyMerge::kMget: mergeMget(r->parts, r->key_part, out); break;
     case ReplyMerge::kAllOk: mergeAllOk(r->parts, out); break;
+    case ReplyMerge::kAnyOk: mergeAnyOk(r->parts, out); break;
     case ReplyMerge::kSumIntegers: mergeSumIntegers(r->parts, out); break;
     case ReplyMerge::kConcatArrays: mergeConcatArrays(r->parts, out); break;
     case ReplyMerge::kRandomKey:

@@ -46,6 +46,14 @@ TEST_CASE("integers are summed, OKs become one OK") {
   CHECK(merged(mergeSumIntegers, {":1\r\n", "+OK\r\n"}).substr(0, 15) == "-ERR shardgate:");
 }
 
+TEST_CASE("SCRIPT KILL is OK when the shard running a script killed it") {
+  CHECK(merged(mergeAnyOk, {"-NOTBUSY No scripts in execution right now.\r\n", "+OK\r\n"}) ==
+        "+OK\r\n");
+  CHECK(merged(mergeAnyOk, {"-NOTBUSY No scripts in execution right now.\r\n",
+                            "-NOTBUSY No scripts in execution right now.\r\n"}) ==
+        "-NOTBUSY No scripts in execution right now.\r\n");
+}
+
 TEST_CASE("KEYS arrays are concatenated") {
   CHECK(merged(mergeConcatArrays, {"*1\r\n$1\r\na\r\n", "*0\r\n", "*2\r\n$1\r\nb\r\n$1\r\nc\r\n"}) ==
         "*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n");
