@@ -62,13 +62,15 @@ BackendLink::~BackendLink() {
 
 void BackendLink::send(std::string_view frame, Request* r, uint16_t part) {
   if (!owner_ && fifo_.empty() && state_ == State::kReady) startWatchdog();
-  fifo_.push_back(Pending{r, part, false, uv_now(worker_.loop())});
+  last_used_ms_ = uv_now(worker_.loop());
+  fifo_.push_back(Pending{r, part, false, last_used_ms_});
   out_.append(frame);
   if (state_ == State::kIdle) connect();
   markDirty();
 }
 
 void BackendLink::sendUnmatched(std::string_view frame) {
+  last_used_ms_ = uv_now(worker_.loop());
   out_.append(frame);
   if (state_ == State::kIdle) connect();
   markDirty();

@@ -73,6 +73,7 @@ class BackendLink {
   // awaited (CLIENT TRACKING invalidations arrive between replies).
   void setOutOfBandPushes(bool on) { oob_pushes_ = on; }
   bool idle() const { return fifo_.empty() && out_.empty(); }
+  uint64_t lastUsedMs() const { return last_used_ms_; }
 
   bool dirty = false;  // in the worker's flush list
 
@@ -119,6 +120,7 @@ class BackendLink {
   ReplyScanner scanner_;
   RoutedSession* push_to_ = nullptr;
   bool oob_pushes_ = false;
+  uint64_t last_used_ms_ = 0;  // loop time of the last send
   bool in_push_ = false;  // the frame being delivered is an out-of-band push
 };
 

@@ -54,6 +54,10 @@ class ClientConnection {
   ByteBuffer& replyOut() { return reply_out_; }
   void replyReady();
   void flushReplies();
+  // Periodic upkeep of the routed path (idle private shard connections).
+  void closeIdleLinks(uint64_t now_ms) {
+    if (routed_ && !closing_) routed_->closeIdleLinks(now_ms);
+  }
   bool dirty = false;  // on the worker's flush list
 
  private:

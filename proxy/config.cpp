@@ -395,7 +395,8 @@ class Parser {
   LimitsConfig limitsSection(const YAML::Node& node) const {
     LimitsConfig limits;
     Fields f(*this, node, "limits",
-             {"max_bulk_len", "max_args", "shard_timeout_ms", "max_client_output"});
+             {"max_bulk_len", "max_args", "shard_timeout_ms", "max_client_output",
+              "private_idle_ms"});
     if (const YAML::Node* n = f.find("max_bulk_len")) {
       limits.max_bulk_len = integer(*n, f.path("max_bulk_len"), 1024, 4ull << 30);
     }
@@ -404,6 +405,9 @@ class Parser {
     }
     if (const YAML::Node* n = f.find("shard_timeout_ms")) {
       limits.shard_timeout_ms = integer(*n, f.path("shard_timeout_ms"), 100, kMaxTimeoutMs);
+    }
+    if (const YAML::Node* n = f.find("private_idle_ms")) {
+      limits.private_idle_ms = integer(*n, f.path("private_idle_ms"), 100, 24ull * 3600 * 1000);
     }
     if (const YAML::Node* n = f.find("max_client_output")) {
       limits.max_client_output = integer(*n, f.path("max_client_output"), 64 * 1024, 64ull << 30);

@@ -72,6 +72,9 @@ struct LimitsConfig {
   // behind an earlier slow one) before it is disconnected, as Redis's
   // client-output-buffer-limit.
   uint64_t max_client_output = 256ull << 20;
+  // A client's own shard connection (opened for a blocking command, say)
+  // idle this long, holding no MULTI/WATCH/pub/sub/tracking state, is closed.
+  uint64_t private_idle_ms = 30000;
 };
 
 struct Config {

@@ -38,6 +38,7 @@ Result<Database> makeDatabase(const DatabaseConfig& config, const LimitsConfig& 
   db.limits.max_args = limits.max_args;
   db.shard_timeout_ms = limits.shard_timeout_ms;
   db.max_client_output = limits.max_client_output;
+  db.private_idle_ms = limits.private_idle_ms;
   auto owner = std::make_shared<std::array<uint16_t, kSlotCount>>();
   for (size_t i = 0; i < config.shards.size(); ++i) {
     ShardEndpoint shard;

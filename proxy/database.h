@@ -42,6 +42,7 @@ struct Database {
   RespLimits limits;
   uint64_t shard_timeout_ms = 10000;         // limits.shard_timeout_ms
   uint64_t max_client_output = 256u << 20;   // limits.max_client_output
+  uint64_t private_idle_ms = 30000;          // limits.private_idle_ms
   // Set by the server before workers start (routed only): from a shard's
   // COMMAND reply, or the built-in table when no shard answered.
   std::shared_ptr<const CommandTable> commands;

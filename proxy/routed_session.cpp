@@ -727,6 +727,7 @@ RoutedSession::Next RoutedSession::client() {
     } else {
       // Every shard tracks the keys it serves; CACHING applies to the next
       // command on each shard's connection.
+      if (sub == "tracking") tracking_ = true;
       return fanOut(frame_, ReplyMerge::kAllOk);
     }
   } else if (sub == "setinfo" && args_.size() == 4) {
@@ -764,6 +765,7 @@ RoutedSession::Next RoutedSession::reset() {
   authenticated_ = !db_.password;
   db_index_ = 0;
   resp3_ = false;
+  tracking_ = false;
   replySimple("RESET");
   return Next::kContinue;
 }
@@ -1229,6 +1231,18 @@ void RoutedSession::appendToStream(const uint8_t* data, size_t len) {
   } else {
     stream_->reply.append(data, len);
     buffered_ += len;
+  }
+}
+
+void RoutedSession::closeIdleLinks(uint64_t now_ms) {
+  retired_.clear();  // from a timer: no link callback is on the stack
+  if (tracking_) return;
+  for (size_t s = 0; s < private_.size(); ++s) {
+    auto& link = private_[s];
+    if (!link || !link->idle() || now_ms - link->lastUsedMs() < db_.private_idle_ms) continue;
+    if (pin_shard_ == static_cast<int>(s)) continue;                  // MULTI / WATCH
+    if (s < stream_links_.size() && stream_links_[s]) continue;       // pub/sub, MONITOR
+    link.reset();  // a later command opens a new one (with SELECT / HELLO 3 first)
   }
 }
 

@@ -55,6 +55,10 @@ class RoutedSession {
   // Reply bytes held for this client inside the session (behind an earlier
   // reply still on its way); the connection adds what it has not written.
   size_t bufferedBytes() const { return buffered_; }
+  // Closes private links idle for limits.private_idle_ms that hold no
+  // state the shard must keep (MULTI/WATCH, subscriptions, tracking), so a
+  // client's one BLPOP does not cost the shard a connection for good.
+  void closeIdleLinks(uint64_t now_ms);
   // A client EOF: a command cut short will never be completed.
   void dropPartialCommand() {
     if (!waiting_) in_.clear();
@@ -168,6 +172,7 @@ class RoutedSession {
   std::string name_;  // CLIENT SETNAME
   uint32_t db_index_ = 0;  // SELECT
   bool resp3_ = false;     // HELLO 3
+  bool tracking_ = false;  // CLIENT TRACKING was sent: its state lives on the links
 
   // Private links, one per shard at most, opened when first needed.
   std::vector<std::unique_ptr<BackendLink>> private_;

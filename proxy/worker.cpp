@@ -12,6 +12,8 @@ namespace shardgate::proxy {
 namespace {
 // How often a draining worker looks for connections that went idle.
 constexpr uint64_t kSweepIntervalMs = 50;
+// How often idle private shard connections are looked for, at most.
+constexpr uint64_t kUpkeepIntervalMs = 5000;
 
 template <typename T>
 uv_handle_t* asHandle(T* h) { return reinterpret_cast<uv_handle_t*>(h); }
@@ -40,6 +42,15 @@ Status Worker::start(std::vector<Binding> bindings) {
   uv_check_init(&loop_, &flush_check_);
   flush_check_.data = this;
   uv_check_start(&flush_check_, [](uv_check_t* c) { static_cast<Worker*>(c->data)->flushDirty(); });
+  uv_timer_init(&loop_, &upkeep_timer_);
+  upkeep_timer_.data = this;
+  uint64_t every = kUpkeepIntervalMs;
+  for (const auto& b : bindings) {
+    if (b.db->routed) every = std::min<uint64_t>(every, std::max<uint64_t>(b.db->private_idle_ms / 2, 50));
+  }
+  uv_timer_start(&upkeep_timer_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->upkeep(); },
+                 every, every);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&upkeep_timer_));
   for (auto& b : bindings) {
     auto listener = Listener::start(*this, *b.db, b.fd);
     if (!listener) {
@@ -194,12 +205,18 @@ void Worker::flushDirty() {
   }
 }
 
+void Worker::upkeep() {
+  uint64_t now = uv_now(&loop_);
+  for (ClientConnection* c = connections_; c; c = c->next) c->closeIdleLinks(now);
+}
+
 void Worker::maybeFinish() {
   if (connection_count_ > 0 || handles_closed_) return;
   handles_closed_ = true;
   shared_links_.clear();  // their sockets and timers close in the background
   dirty_links_.clear();
   uv_close(asHandle(&flush_check_), nullptr);
+  uv_close(asHandle(&upkeep_timer_), nullptr);
   uv_close(asHandle(&wake_), nullptr);
   uv_close(asHandle(&drain_timer_), nullptr);
   uv_close(asHandle(&sweep_timer_), nullptr);

@@ -93,6 +93,7 @@ class Worker {
   void closeAll();
   void maybeFinish();
   void flushDirty();
+  void upkeep();
 
   unsigned index_;
   tls::TlsContextStore& tls_store_;
@@ -102,6 +103,7 @@ class Worker {
   uv_timer_t drain_timer_{};
   uv_timer_t sweep_timer_{};
   uv_check_t flush_check_{};
+  uv_timer_t upkeep_timer_{};  // idle private shard connections
   std::thread thread_;
   std::unique_ptr<char[]> read_buf_;
   ByteBuffer plain_scratch_;

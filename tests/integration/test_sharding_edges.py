@@ -164,3 +164,24 @@ def test_a_shard_killed_under_pipelined_load_loses_no_reply(db):
             assert isinstance(mget, Err) or mget == [k.encode() for k in keys[:6]], mget
         assert errors > 0, "the killed shard's keys must have failed"
         assert c.call("GET", keys[0]) == keys[0].encode(), "shard 0 serves on the same connection"
+
+
+def test_a_private_connection_left_idle_is_closed_and_reopened_when_needed(
+        procs, redis_server, shardgate):
+    idle = start_sharded(redis_server, shardgate, limits={"private_idle_ms": 300})
+    queue = idle.key_on(1, "q")
+    shard = idle.owner(queue)
+    with idle.raw() as c:
+        assert c.call("BLPOP", queue, "0.1") is None  # times out on the client's own link
+        assert shard_client_ids(shard, "blpop"), "BLPOP ran on a connection of its own"
+        deadline = time.monotonic() + 5
+        while shard_client_ids(shard, "blpop") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not shard_client_ids(shard, "blpop"), "the idle private connection was not closed"
+        assert c.call("RPUSH", queue, "job") == 1
+        assert c.call("BLPOP", queue, "1") == [queue.encode(), b"job"], "a new one is opened"
+        # A connection holding WATCH state is kept however long it idles.
+        assert c.call("WATCH", queue) == "OK"
+        time.sleep(1.0)
+        assert shard_client_ids(shard, "watch"), "the WATCH connection must stay"
+        assert c.pipeline([("MULTI",), ("RPUSH", queue, "x"), ("EXEC",)])[-1] == [1]

@@ -516,3 +516,9 @@ TEST_CASE("config: shard_timeout_ms and max_client_output") {
   checkError(std::string(kMinimal) + "limits:\n  shard_timeout_ms: 5\n", 7,
              "limits.shard_timeout_ms", "5");
 }
+
+TEST_CASE("config: private_idle_ms") {
+  CHECK(parsed(kMinimal).limits.private_idle_ms == 30000);
+  CHECK(parsed(std::string(kMinimal) + "limits:\n  private_idle_ms: 250\n").limits.private_idle_ms == 250);
+  checkError(std::string(kMinimal) + "limits:\n  private_idle_ms: 0\n", 7, "limits.private_idle_ms", "0");
+}
