@@ -7,6 +7,8 @@
 
 #include "proxy/resp_encoder.h"
 #include "proxy/routed_session.h"
+#include "proxy/ascii.h"
+#include "proxy/uv_handle.h"
 #include "proxy/worker.h"
 
 namespace shardgate::proxy {
@@ -23,13 +25,7 @@ constexpr uint64_t kMaxBackoffMs = 1000;
 constexpr uint64_t kConnectTimeoutMs = 2000;
 constexpr unsigned kKeepaliveDelayS = 30;
 
-template <typename T>
-uv_handle_t* asHandle(T* h) { return reinterpret_cast<uv_handle_t*>(h); }
 
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
 
 }  // namespace
 
@@ -84,7 +80,7 @@ void BackendLink::flush() {
   if (state_ != State::kReady || out_.empty()) return;
   int rc = socket_->queue.send(socket_->stream(), out_.data(), out_.size());
   out_.clear();
-  if (rc != 0) fail(std::string("write failed: ") + lower(uv_strerror(rc)));
+  if (rc != 0) fail(std::string("write failed: ") + asciiLower(uv_strerror(rc)));
 }
 
 void BackendLink::connect() {
@@ -110,7 +106,7 @@ void BackendLink::connect() {
 
 void BackendLink::onConnected(int status) {
   if (status != 0) {
-    fail(lower(uv_strerror(status)));
+    fail(asciiLower(uv_strerror(status)));
     return;
   }
   if (timer_) uv_timer_stop(timer_);
@@ -157,7 +153,7 @@ void BackendLink::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
       self->dropIdle();
       return;
     }
-    self->fail(nread == UV_EOF ? "the shard closed the connection" : lower(uv_strerror(static_cast<int>(nread))));
+    self->fail(nread == UV_EOF ? "the shard closed the connection" : asciiLower(uv_strerror(static_cast<int>(nread))));
     return;
   }
   self->onData(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread));
@@ -176,7 +172,7 @@ void BackendLink::dropIdle() {
 void BackendLink::onDrained(void* p, int status) {
   auto* socket = static_cast<Socket*>(p);
   if (socket->link && status != 0) {
-    socket->link->fail(std::string("write failed: ") + lower(uv_strerror(status)));
+    socket->link->fail(std::string("write failed: ") + asciiLower(uv_strerror(status)));
   }
 }
 

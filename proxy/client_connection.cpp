@@ -5,6 +5,8 @@
 
 #include <cstring>
 
+#include "proxy/ascii.h"
+#include "proxy/uv_handle.h"
 #include "proxy/worker.h"
 
 namespace shardgate::proxy {
@@ -20,13 +22,7 @@ constexpr uint64_t kIdleQuietMs = 100;
 
 void allocFromWorker(uv_handle_t* handle, size_t, uv_buf_t* buf);
 
-template <typename T>
-uv_handle_t* asHandle(T* h) { return reinterpret_cast<uv_handle_t*>(h); }
 
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
 
 }  // namespace
 
@@ -329,7 +325,7 @@ void ClientConnection::onConnected(int status) {
     worker_.stats().backend_connect_failures.add();
     spdlog::warn("db {}: shard {} unavailable: {}", db_.name, db_.shard, uv_strerror(status));
     to_backend_.discard();
-    sendErrorLine("-ERR shard " + db_.shard + " unavailable: " + lower(uv_strerror(status)) + "\r\n");
+    sendErrorLine("-ERR shard " + db_.shard + " unavailable: " + asciiLower(uv_strerror(status)) + "\r\n");
     closeAfterFlush();
     return;
   }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <charconv>
 
+#include "proxy/ascii.h"
 #include "proxy/client_connection.h"
 #include "proxy/hash_slot.h"
 #include "proxy/reply_merge.h"
@@ -21,11 +22,6 @@ std::atomic<uint64_t> next_client_id{1};
 
 constexpr std::string_view kCrossSlot = "CROSSSLOT Keys in request don't hash to the same slot";
 
-std::string lowerCopy(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 bool equalsLower(std::string_view s, std::string_view lower) {
   if (s.size() != lower.size()) return false;
@@ -225,7 +221,7 @@ RoutedSession::Next RoutedSession::dispatch(std::string_view frame) {
     case CommandRoute::kScript:
     case CommandRoute::kFunction: {
       if (auto st = findKeys(*cmd); !st) break;
-      std::string sub = lowerCopy(args_[1]);
+      std::string sub = asciiLower(args_[1]);
       if (sub == "load") return fanOut(frame, ReplyMerge::kSameReply);
       if (sub == "kill") return fanOut(frame, ReplyMerge::kAnyOk);
       if (sub == "flush" || sub == "delete" || sub == "restore") {
@@ -299,7 +295,7 @@ RoutedSession::Next RoutedSession::dispatch(std::string_view frame) {
       if (auto st = findKeys(*cmd); !st) break;
       return monitor(frame);
     case CommandRoute::kUnsupported:
-      replyError("ERR shardgate: " + lowerCopy(args_[0]) +
+      replyError("ERR shardgate: " + asciiLower(args_[0]) +
                  " is not supported on a database with several shards");
       return Next::kContinue;
     case CommandRoute::kStalling:
@@ -512,7 +508,7 @@ RoutedSession::Next RoutedSession::info() {
   // keyspace summed. No argument, "default", "all" or "everything": all.
   uint32_t sections = 0;
   for (size_t i = 1; i < args_.size(); ++i) {
-    std::string s = lowerCopy(args_[i]);
+    std::string s = asciiLower(args_[i]);
     if (s == "default" || s == "all" || s == "everything") sections |= 0xF;
     else if (s == "server") sections |= 1;
     else if (s == "clients") sections |= 2;
@@ -692,7 +688,7 @@ RoutedSession::Next RoutedSession::client() {
     replyError("ERR wrong number of arguments for 'client' command");
     return Next::kContinue;
   }
-  std::string sub = lowerCopy(args_[1]);
+  std::string sub = asciiLower(args_[1]);
   if (sub == "id" && args_.size() == 2) {
     replyInteger(static_cast<int64_t>(id_));
   } else if (sub == "getname" && args_.size() == 2) {
@@ -736,7 +732,7 @@ RoutedSession::Next RoutedSession::client() {
              sub == "list" || sub == "setinfo") {
     replyError("ERR wrong number of arguments for 'client|" + sub + "' command");
   } else {
-    replyError("ERR shardgate: CLIENT " + lowerCopy(args_[1]) +
+    replyError("ERR shardgate: CLIENT " + asciiLower(args_[1]) +
                " is not supported on a database with several shards");
   }
   return Next::kContinue;
@@ -819,7 +815,7 @@ RoutedSession::Next RoutedSession::dispatchInMulti(const CommandInfo* cmd, std::
       // reach the shard inside one (a password, a connection mode, a
       // database switch would change the transaction's link for good).
       multi_dirty_ = true;
-      replyError("ERR shardgate: " + lowerCopy(args_[0]) + " inside MULTI is not supported");
+      replyError("ERR shardgate: " + asciiLower(args_[0]) + " inside MULTI is not supported");
       return Next::kContinue;
     case CommandRoute::kQuit:
       replySimple("OK");
@@ -938,7 +934,7 @@ RoutedSession::Next RoutedSession::subscribe(CommandRoute route, std::string_vie
   (void)frame;
   const bool unsub = route == CommandRoute::kUnsubscribe || route == CommandRoute::kPunsubscribe;
   const bool pattern = route == CommandRoute::kPsubscribe || route == CommandRoute::kPunsubscribe;
-  std::string kind = lowerCopy(args_[0]);
+  std::string kind = asciiLower(args_[0]);
   if (!subscribed()) {
     if (unsub) {
       // Not subscribed to anything: Redis answers each name with a count of 0.
@@ -1164,7 +1160,7 @@ void RoutedSession::onPush(BackendLink& link, const uint8_t* data, size_t len, b
     if (whole.empty() || whole.data()[0] != '>') return;
     auto v = parseReply(whole.view());
     if (v && v->elements.size() == 3 && v->elements[2].type == RespValue::Type::kInteger) {
-      std::string kind = lowerCopy(v->elements[0].str);
+      std::string kind = asciiLower(v->elements[0].str);
       if (kind.find("subscribe") != std::string::npos) {
         if (kind[0] == 'p' && link.shard() != 0) return;
         const RespValue& name = v->elements[1];
@@ -1194,7 +1190,7 @@ void RoutedSession::onPush(BackendLink& link, const uint8_t* data, size_t len, b
     appendToStream(whole.data(), whole.size());  // messages, pongs, errors
     return;
   }
-  std::string kind = lowerCopy(v->elements[0].str);
+  std::string kind = asciiLower(v->elements[0].str);
   const bool is_pattern = kind == "psubscribe" || kind == "punsubscribe";
   const bool is_channel = kind == "subscribe" || kind == "unsubscribe" ||
                           kind == "ssubscribe" || kind == "sunsubscribe";

@@ -8,6 +8,7 @@
 #include "proxy/command_fetch.h"
 #include "proxy/command_route.h"
 #include "proxy/listener.h"
+#include "proxy/uv_handle.h"
 #include "proxy/logging.h"
 #include "tls/cert_files.h"
 #include "tls/preflight.h"
@@ -16,8 +17,6 @@ namespace shardgate::proxy {
 
 namespace {
 
-template <typename T>
-uv_handle_t* asHandle(T* h) { return reinterpret_cast<uv_handle_t*>(h); }
 
 constexpr uint64_t kFinishPollMs = 20;
 // A burst of file events (a pair written file by file, a Kubernetes swap)

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "proxy/client_connection.h"
+#include "proxy/uv_handle.h"
 
 namespace shardgate::proxy {
 
@@ -15,8 +16,6 @@ constexpr uint64_t kSweepIntervalMs = 50;
 // How often idle private shard connections are looked for, at most.
 constexpr uint64_t kUpkeepIntervalMs = 5000;
 
-template <typename T>
-uv_handle_t* asHandle(T* h) { return reinterpret_cast<uv_handle_t*>(h); }
 }  // namespace
 
 Worker::Worker(unsigned index, tls::TlsContextStore& tls_store, WorkerSettings settings)
