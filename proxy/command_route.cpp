@@ -26,6 +26,7 @@ void annotateRoutes(CommandTable& table) {
       {"sunsubscribe", CommandRoute::kUnsubscribe},
       {"punsubscribe", CommandRoute::kPunsubscribe},
       {"publish", CommandRoute::kPublish},
+      {"config", CommandRoute::kConfig},       {"pubsub", CommandRoute::kPubsubInfo},
       // Keyless, not flagged "blocking", yet they can hold their connection
       // for as long as they like: never on a shared link.
       {"wait", CommandRoute::kStalling},       {"waitaof", CommandRoute::kStalling},

@@ -25,6 +25,8 @@ enum class CommandRoute : uint8_t {
   kPublish,       // by the channel's slot
   kMonitor,       // every shard's feed, merged
   kStalling,      // may hold its connection (WAIT, DEBUG SLEEP): a private link
+  kConfig,        // CONFIG SET/RESETSTAT/REWRITE: every shard; GET: the first
+  kPubsubInfo,    // PUBSUB CHANNELS (every shard), NUMSUB (by channel)
   // refused with a message saying why
   kUnsupported,
 };

@@ -47,21 +47,22 @@ bool parseU64(std::string_view s, uint64_t& v) {
 
 }  // namespace
 
-void mergeMget(const ReplyParts& parts, const std::vector<uint16_t>& key_part, ByteBuffer& out) {
+void mergeMget(const ReplyParts& parts, const std::vector<uint16_t>& key_part, ByteBuffer& out,
+               size_t per_key) {
   std::vector<RespValue> values;
   if (!parseAll(parts, values, out)) return;
   std::vector<size_t> next(values.size(), 0);
   for (const RespValue& v : values) {
     if (!isArray(v)) return unexpected(out, "an array");
   }
-  resp::appendArrayHeader(out, key_part.size());
+  resp::appendArrayHeader(out, key_part.size() * per_key);
   for (uint16_t part : key_part) {
     const RespValue& v = values[part];
-    if (next[part] >= v.elements.size()) {
+    if (next[part] + per_key > v.elements.size()) {
       out.clear();
       return unexpected(out, "one value per key");
     }
-    resp::appendValue(out, v.elements[next[part]++]);
+    for (size_t i = 0; i < per_key; ++i) resp::appendValue(out, v.elements[next[part]++]);
   }
 }
 

@@ -20,7 +20,9 @@ using ReplyParts = std::vector<std::string>;
 
 // MGET: parts are arrays; key_part[i] is the part that holds key i, and each
 // part lists its keys in the client's order.
-void mergeMget(const ReplyParts& parts, const std::vector<uint16_t>& key_part, ByteBuffer& out);
+// per_key: elements per key in each part (PUBSUB NUMSUB: name and count).
+void mergeMget(const ReplyParts& parts, const std::vector<uint16_t>& key_part, ByteBuffer& out,
+               size_t per_key = 1);
 // MSET, FLUSHALL, FLUSHDB, SCRIPT FLUSH: +OK when every part is +OK.
 void mergeAllOk(const ReplyParts& parts, ByteBuffer& out);
 // SCRIPT KILL, FUNCTION KILL: +OK when any part is +OK (the shard that was

@@ -27,6 +27,7 @@ enum class ReplyMerge : uint8_t {
   kForward,      // one part, passed through byte for byte
   kLocal,        // answered by the proxy; reply is complete when queued
   kMget,         // arrays from each shard, re-ordered into the client's key order
+  kMgetPairs,    // PUBSUB NUMSUB: as kMget, two elements (name, count) per key
   kAllOk,        // MSET, FLUSHALL, FLUSHDB, SCRIPT FLUSH: +OK when every shard said so
   kAnyOk,        // SCRIPT KILL, FUNCTION KILL: +OK if some shard had one to kill
   kSumIntegers,  // DEL, UNLINK, EXISTS, TOUCH, DBSIZE

@@ -230,6 +230,27 @@ RoutedSession::Next RoutedSession::dispatch(std::string_view frame) {
       if (sub == "exists") return fanOut(frame, ReplyMerge::kAndArrays);
       break;  // DEBUG, HELP, LIST, DUMP, STATS: the first shard's answer
     }
+    case CommandRoute::kConfig: {
+      if (auto st = findKeys(*cmd); !st) break;
+      std::string sub = asciiLower(args_[1]);
+      if (sub == "set" || sub == "resetstat" || sub == "rewrite") {
+        return fanOut(frame, ReplyMerge::kAllOk);  // the database is every shard
+      }
+      break;  // GET, HELP: the first shard's answer
+    }
+    case CommandRoute::kPubsubInfo: {
+      if (auto st = findKeys(*cmd); !st) break;
+      std::string sub = asciiLower(args_[1]);
+      if (sub == "channels" || sub == "shardchannels") {
+        return fanOut(frame, ReplyMerge::kConcatArrays);  // a channel lives on its slot's shard
+      }
+      if ((sub == "numsub" || sub == "shardnumsub") && args_.size() > 2) {
+        keys_.clear();
+        for (uint32_t i = 2; i < args_.size(); ++i) keys_.push_back(i);
+        return split(*cmd, route);
+      }
+      break;  // NUMPAT: every shard has every pattern; HELP
+    }
     case CommandRoute::kScan:
       if (auto st = findKeys(*cmd); !st) break;
       return scan();
@@ -409,14 +430,17 @@ RoutedSession::Next RoutedSession::split(const CommandInfo& cmd, CommandRoute ro
   (void)cmd;
   if (!orderedAfterInFlight(LinkKind::kShared, 0)) return Next::kWaitIdle;
   const bool pairs = route == CommandRoute::kMset;
+  // PUBSUB NUMSUB: "PUBSUB NUMSUB" before each shard's channels.
+  const size_t prefix = route == CommandRoute::kPubsubInfo ? 2 : 1;
   const size_t shards = db_.shards.size();
   // part_of_shard: -1 until the shard's first key; parts in order of first key.
   auto& part_of_shard = worker_.scratchInts(shards);
   std::vector<int> shard_of_part;
   std::vector<std::vector<uint32_t>> part_args;
-  ReplyMerge merge = route == CommandRoute::kMget   ? ReplyMerge::kMget
-                     : route == CommandRoute::kMset ? ReplyMerge::kAllOk
-                                                    : ReplyMerge::kSumIntegers;
+  ReplyMerge merge = route == CommandRoute::kMget         ? ReplyMerge::kMget
+                     : route == CommandRoute::kPubsubInfo ? ReplyMerge::kMgetPairs
+                     : route == CommandRoute::kMset       ? ReplyMerge::kAllOk
+                                                          : ReplyMerge::kSumIntegers;
   Request* r = newRequest(merge, LinkKind::kShared, 0);
   for (uint32_t k : keys_) {
     int s = db_.shardOfSlot(keyHashSlot(args_[k]));
@@ -428,7 +452,9 @@ RoutedSession::Next RoutedSession::split(const CommandInfo& cmd, CommandRoute ro
     }
     part_args[static_cast<size_t>(part)].push_back(k);
     if (pairs) part_args[static_cast<size_t>(part)].push_back(k + 1);
-    if (merge == ReplyMerge::kMget) r->key_part.push_back(static_cast<uint16_t>(part));
+    if (merge == ReplyMerge::kMget || merge == ReplyMerge::kMgetPairs) {
+      r->key_part.push_back(static_cast<uint16_t>(part));
+    }
   }
   r->parts.resize(shard_of_part.size());
   r->waiting = static_cast<uint16_t>(shard_of_part.size());
@@ -444,7 +470,9 @@ RoutedSession::Next RoutedSession::split(const CommandInfo& cmd, CommandRoute ro
       continue;
     }
     cmd_bytes.clear();
-    appendArgs(cmd_bytes, part_args[p].size(), part_args[p].data());
+    resp::appendArrayHeader(cmd_bytes, prefix + part_args[p].size());
+    for (size_t i = 0; i < prefix; ++i) resp::appendBulk(cmd_bytes, args_[i]);
+    for (uint32_t k : part_args[p]) resp::appendBulk(cmd_bytes, args_[k]);
     linkFor(s, LinkKind::kShared).send(cmd_bytes.view(), r, static_cast<uint16_t>(p));
   }
   return Next::kContinue;
@@ -1447,6 +1475,7 @@ void RoutedSession::finishMerge(Request* r) {
   ByteBuffer& out = r->reply;
   switch (r->merge) {
     case ReplyMerge::kMget: mergeMget(r->parts, r->key_part, out); break;
+    case ReplyMerge::kMgetPairs: mergeMget(r->parts, r->key_part, out, 2); break;
     case ReplyMerge::kAllOk: mergeAllOk(r->parts, out); break;
     case ReplyMerge::kAnyOk: mergeAnyOk(r->parts, out); break;
     case ReplyMerge::kSumIntegers: mergeSumIntegers(r->parts, out); break;

@@ -860,3 +860,18 @@ def test_resp3_subscriber_may_send_any_command_and_gets_messages_as_pushes(db):
             left.append([sub.read_reply() for _ in range(3)])
         assert [n for _, _, n in left] == [2, 1, 0], left
         assert sub.call("PING") == "PONG"
+
+
+def test_pubsub_introspection_and_config_set_cover_every_shard(db):
+    channels = [db.key_on(i, "intro") for i in range(SHARDS)]
+    with db.raw() as sub, db.raw() as c:
+        sub.send("SUBSCRIBE", *channels)
+        for _ in channels:
+            sub.read_reply()
+        assert sorted(c.call("PUBSUB", "CHANNELS", "intro*")) == sorted(ch.encode() for ch in channels)
+        asked = [channels[2], "nobody", channels[0], channels[1]]
+        assert c.call("PUBSUB", "NUMSUB", *asked) == [
+            channels[2].encode(), 1, b"nobody", 0, channels[0].encode(), 1, channels[1].encode(), 1]
+        assert c.call("CONFIG", "SET", "maxmemory-policy", "allkeys-lru") == "OK"
+        for shard in db.shards:
+            assert shard.client().config_get("maxmemory-policy")["maxmemory-policy"] == "allkeys-lru"

@@ -26,6 +26,13 @@ TEST_CASE("MGET parts are put back in the client's key order") {
   CHECK(out.view() == "*5\r\n$2\r\nva\r\n$2\r\nvb\r\n$-1\r\n$2\r\nvd\r\n$2\r\nve\r\n");
 }
 
+TEST_CASE("PUBSUB NUMSUB pairs are put back in the client's channel order") {
+  ReplyParts parts = {"*2\r\n$1\r\nb\r\n:1\r\n", "*4\r\n$1\r\na\r\n:0\r\n$1\r\nc\r\n:2\r\n"};
+  ByteBuffer out;
+  mergeMget(parts, {1, 0, 1}, out, 2);
+  CHECK(out.view() == "*6\r\n$1\r\na\r\n:0\r\n$1\r\nb\r\n:1\r\n$1\r\nc\r\n:2\r\n");
+}
+
 TEST_CASE("MGET passes the first error through") {
   ReplyParts parts = {"*1\r\n$1\r\nx\r\n", "-ERR shard 127.0.0.1:1 unavailable: refused\r\n"};
   ByteBuffer out;
