@@ -27,6 +27,8 @@ void annotateRoutes(CommandTable& table) {
       {"punsubscribe", CommandRoute::kPunsubscribe},
       {"publish", CommandRoute::kPublish},
       {"config", CommandRoute::kConfig},       {"pubsub", CommandRoute::kPubsubInfo},
+      {"save", CommandRoute::kEveryShard},     {"bgsave", CommandRoute::kEveryShard},
+      {"bgrewriteaof", CommandRoute::kEveryShard},
       // Keyless, not flagged "blocking", yet they can hold their connection
       // for as long as they like: never on a shared link.
       {"wait", CommandRoute::kStalling},       {"waitaof", CommandRoute::kStalling},

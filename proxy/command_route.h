@@ -26,6 +26,7 @@ enum class CommandRoute : uint8_t {
   kMonitor,       // every shard's feed, merged
   kStalling,      // may hold its connection (WAIT, DEBUG SLEEP): a private link
   kConfig,        // CONFIG SET/RESETSTAT/REWRITE: every shard; GET: the first
+  kEveryShard,    // SAVE, BGSAVE, BGREWRITEAOF: every shard, the first answer
   kPubsubInfo,    // PUBSUB CHANNELS (every shard), NUMSUB (by channel)
   // refused with a message saying why
   kUnsupported,

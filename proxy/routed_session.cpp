@@ -230,6 +230,9 @@ RoutedSession::Next RoutedSession::dispatch(std::string_view frame) {
       if (sub == "exists") return fanOut(frame, ReplyMerge::kAndArrays);
       break;  // DEBUG, HELP, LIST, DUMP, STATS: the first shard's answer
     }
+    case CommandRoute::kEveryShard:
+      if (auto st = findKeys(*cmd); !st) break;
+      return fanOut(frame, ReplyMerge::kSameReply);  // persisting the database is every shard's
     case CommandRoute::kConfig: {
       if (auto st = findKeys(*cmd); !st) break;
       std::string sub = asciiLower(args_[1]);

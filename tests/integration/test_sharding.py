@@ -875,3 +875,12 @@ def test_pubsub_introspection_and_config_set_cover_every_shard(db):
         assert c.call("CONFIG", "SET", "maxmemory-policy", "allkeys-lru") == "OK"
         for shard in db.shards:
             assert shard.client().config_get("maxmemory-policy")["maxmemory-policy"] == "allkeys-lru"
+
+
+def test_save_reaches_every_shard(db):
+    before = [s.client().lastsave() for s in db.shards]
+    time.sleep(1.1)  # LASTSAVE has a resolution of one second
+    with db.raw() as c:
+        assert c.call("SAVE") == "OK"
+    after = [s.client().lastsave() for s in db.shards]
+    assert all(a > b for a, b in zip(after, before)), f"LASTSAVE before {before}, after {after}"
