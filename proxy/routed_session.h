@@ -14,6 +14,11 @@
 // turn. Ordering across links: a command bound for a different kind of link
 // (shared <-> private) than the requests still in flight waits until they are
 // answered, so a client's commands reach the shards in the order it sent them.
+//
+// Files: routed_session.cpp (parsing, dispatch, sending, replies),
+// routed_session_local.cpp (commands the proxy answers or combines),
+// routed_session_multi.cpp (MULTI/WATCH), routed_session_pubsub.cpp
+// (pub/sub, MONITOR, RESP3 pushes).
 #pragma once
 
 #include <cstdint>
