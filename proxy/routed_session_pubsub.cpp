@@ -193,7 +193,9 @@ RoutedSession::Next RoutedSession::dispatchInPubsub(const CommandInfo* cmd, std:
     return Next::kContinue;  // Redis ignores what a monitoring client sends
   }
   if (!cmd) {
-    std::string err = "-" + unknownCommand(args_) + "\r\n";
+    std::string err = unknownCommand(args_);
+    err.insert(0, 1, '-');
+    err += "\r\n";
     appendToStream(reinterpret_cast<const uint8_t*>(err.data()), err.size());
     return Next::kContinue;
   }

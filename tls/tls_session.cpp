@@ -167,6 +167,11 @@ TlsSession::FeedResult TlsSession::feed(const uint8_t* data, size_t len,
     int rc = SSL_read_ex(ssl_, dst, room, &got);
     if (rc == 1) {
       plain_out.commit(got);
+      // Every byte given is inside OpenSSL and no decrypted data waits: one
+      // more SSL_read would only find the input empty (and, with released
+      // buffers, allocate and free a record buffer to learn it). OpenSSL
+      // reads one record at a time (no read-ahead), so nothing whole is left.
+      if (io_.in_len == 0 && SSL_pending(ssl_) == 0) break;
       continue;
     }
     int err = SSL_get_error(ssl_, rc);
