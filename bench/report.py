@@ -17,20 +17,19 @@ class Figure:
     compare: bool = True  # False: context only (no ratios, not "best")
 
 
+def _request_figures(per: str = "request") -> list[Figure]:
+    """The figures of every request workload: rate, latency, CPU per request."""
+    return [Figure("rps", f"{per}s/s", True, ",.0f"),
+            Figure("p50_ms", "p50 ms", False, ".3f"),
+            Figure("p99_ms", "p99 ms", False, ".3f"),
+            Figure("cpu_us_per_req", f"proxy CPU µs/{per}", False, ".2f"),
+            Figure("client_core_share", "client CPU, cores", False, ".2f", False)]
+
+
 # workload name -> (title, figures). One table per workload.
 WORKLOADS: dict[str, tuple[str, list[Figure]]] = {
-    "getset_p1": ("GET/SET, 50 connections, pipeline 1, random keys", [
-        Figure("rps", "requests/s", True, ",.0f"),
-        Figure("p50_ms", "p50 ms", False, ".3f"),
-        Figure("p99_ms", "p99 ms", False, ".3f"),
-        Figure("cpu_us_per_req", "proxy CPU µs/request", False, ".2f"),
-        Figure("client_core_share", "client CPU, cores", False, ".2f", False)]),
-    "getset_p16": ("GET/SET, 50 connections, pipeline 16, random keys", [
-        Figure("rps", "requests/s", True, ",.0f"),
-        Figure("p50_ms", "p50 ms", False, ".3f"),
-        Figure("p99_ms", "p99 ms", False, ".3f"),
-        Figure("cpu_us_per_req", "proxy CPU µs/request", False, ".2f"),
-        Figure("client_core_share", "client CPU, cores", False, ".2f", False)]),
+    "getset_p1": ("GET/SET, 50 connections, pipeline 1, random keys", _request_figures()),
+    "getset_p16": ("GET/SET, 50 connections, pipeline 16, random keys", _request_figures()),
     "hs_new": ("New connection per request, full TLS 1.2 handshake (openssl s_time -new -tls1_2)", [
         Figure("hs_per_s", "handshakes/s", True, ",.0f"),
         Figure("cpu_us_per_hs", "proxy CPU µs/handshake", False, ".0f"),
@@ -45,26 +44,19 @@ WORKLOADS: dict[str, tuple[str, list[Figure]]] = {
 }
 
 
-def _s3_figures(what: str) -> list[Figure]:
-    return [Figure("rps", f"{what}/s", True, ",.0f"),
-            Figure("p50_ms", "p50 ms", False, ".3f"),
-            Figure("p99_ms", "p99 ms", False, ".3f"),
-            Figure("cpu_us_per_req", f"proxy CPU µs/{what}", False, ".2f"),
-            Figure("client_core_share", "client CPU, cores", False, ".2f", False)]
-
 
 # The 3-shard workload: its own targets (targets.SHARD3_TARGETS) and its own
 # ratios, to twemproxy (plaintext) and stunnel-twemproxy (TLS).
 S3_BASES = ["twemproxy", "stunnel-twemproxy"]
 S3_WORKLOADS: dict[str, tuple[str, list[Figure]]] = {
     "s3_getset_p1": ("3 shards: GET/SET, 50 connections, pipeline 1, random keys",
-                     _s3_figures("request")),
+                     _request_figures("request")),
     "s3_getset_p16": ("3 shards: GET/SET, 50 connections, pipeline 16, random keys",
-                      _s3_figures("request")),
+                      _request_figures("request")),
     "s3_mget_p1": (f"3 shards: MGET of 10 random keys, 50 connections, pipeline 1",
-                   _s3_figures("MGET")),
+                   _request_figures("MGET")),
     "s3_mget_p16": (f"3 shards: MGET of 10 random keys, 50 connections, pipeline 16",
-                    _s3_figures("MGET")),
+                    _request_figures("MGET")),
 }
 ALL_WORKLOADS = {**WORKLOADS, **S3_WORKLOADS}
 

@@ -234,7 +234,7 @@ def start_redis_tls(ctx: Ctx, port: int, d: Path):
             *_redis_common()], {}
 
 
-def start_stunnel(ctx: Ctx, port: int, d: Path):
+def _stunnel_conf(ctx: Ctx, port: int, connect_port: int, d: Path) -> Path:
     c = ctx.certs
     conf = d / "stunnel.conf"
     # TCP_NODELAY on both sides, as haproxy and nginx do by default; session
@@ -247,12 +247,16 @@ socket = r:TCP_NODELAY=1
 
 [redis]
 accept = 127.0.0.1:{port}
-connect = 127.0.0.1:{ctx.direct_port}
+connect = 127.0.0.1:{connect_port}
 cert = {c['cert']}
 key = {c['key']}
 TIMEOUTidle = {IDLE_TIMEOUT_S}
 """)
-    return ["stunnel4", str(conf)], {}
+    return conf
+
+
+def start_stunnel(ctx: Ctx, port: int, d: Path):
+    return ["stunnel4", str(_stunnel_conf(ctx, port, ctx.direct_port, d))], {}
 
 
 def start_haproxy(ctx: Ctx, port: int, d: Path):
@@ -408,23 +412,9 @@ def start_stunnel_twemproxy(ctx: Ctx, port: int, d: Path):
     user would otherwise assemble. Both run in one process group (the shell
     starts nutcracker, then becomes stunnel), so Proc's CPU and RSS figures
     are stunnel's plus twemproxy's and Proc.stop() ends both."""
-    c = ctx.certs
     tw_port = free_port()
     tw = _twemproxy_argv(ctx, tw_port, d)
-    conf = d / "stunnel.conf"
-    conf.write_text(f"""foreground = yes
-pid = {d / 'stunnel.pid'}
-debug = warning
-socket = l:TCP_NODELAY=1
-socket = r:TCP_NODELAY=1
-
-[redis]
-accept = 127.0.0.1:{port}
-connect = 127.0.0.1:{tw_port}
-cert = {c['cert']}
-key = {c['key']}
-TIMEOUTidle = {IDLE_TIMEOUT_S}
-""")
+    conf = _stunnel_conf(ctx, port, tw_port, d)
     script = f"{shlex.join(tw)} & exec stunnel4 {shlex.quote(str(conf))}"
     return ["/bin/sh", "-c", script], {}
 

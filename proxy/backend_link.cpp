@@ -49,7 +49,7 @@ BackendLink::BackendLink(Worker& worker, const Database& db, uint16_t shard, Rou
 
 BackendLink::~BackendLink() {
   if (dirty) worker_.forgetLink(this);
-  failWaiting("-ERR shard " + address() + " unavailable: the connection was closed\r\n", true);
+  failWaiting("-ERR shard " + address() + " unavailable: the connection was closed\r\n");
   if (socket_) socket_->close();
   if (timer_) {
     uv_close(asHandle(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
@@ -131,12 +131,7 @@ void BackendLink::onConnected(int status) {
     out_.append(auth.data(), auth.size());
     out_.append(rest.data(), rest.size());
   }
-  if (failing_ && !db_.shard_password) {
-    failing_ = false;
-    backoff_ms_ = 0;
-    if (logged_down_) spdlog::info("db {}: shard {} is available again", db_.name, address());
-    logged_down_ = false;
-  }
+  if (!db_.shard_password) markAvailable();  // else once AUTH is accepted
   if (!out_.empty()) markDirty();
   if (!owner_ && !fifo_.empty()) startWatchdog();
 }
@@ -222,12 +217,7 @@ void BackendLink::deliver(const uint8_t* data, size_t len, bool done) {
       fail("AUTH with shard_password was refused: " + text);
       return;
     }
-    if (done && failing_) {
-      failing_ = false;
-      backoff_ms_ = 0;
-      if (logged_down_) spdlog::info("db {}: shard {} is available again", db_.name, address());
-      logged_down_ = false;
-    }
+    if (done) markAvailable();
     return;
   }
   if (p.request) deliverReply(worker_, p.request, p.part, data, len, done);
@@ -250,7 +240,7 @@ void BackendLink::fail(const std::string& why) {
   out_.clear();
   out_.release();
   state_ = State::kDown;
-  failWaiting("-ERR shard " + address() + " unavailable: " + why + "\r\n", true);
+  failWaiting("-ERR shard " + address() + " unavailable: " + why + "\r\n");
   if (!owner_) {
     scheduleRetry();
   } else {
@@ -263,7 +253,15 @@ void BackendLink::fail(const std::string& why) {
   }
 }
 
-void BackendLink::failWaiting(const std::string& line, bool) {
+void BackendLink::markAvailable() {
+  if (!failing_) return;
+  failing_ = false;
+  backoff_ms_ = 0;
+  if (logged_down_) spdlog::info("db {}: shard {} is available again", db_.name, address());
+  logged_down_ = false;
+}
+
+void BackendLink::failWaiting(const std::string& line) {
   // Moved out first: a session told of its failure may send again (to
   // another link, or this one once it is back).
   std::deque<Pending> waiting;

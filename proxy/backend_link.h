@@ -92,7 +92,8 @@ class BackendLink {
   void onData(const uint8_t* data, size_t len);
   void deliver(const uint8_t* data, size_t len, bool done);
   void fail(const std::string& why);
-  void failWaiting(const std::string& line, bool after_send);
+  void failWaiting(const std::string& line);
+  void markAvailable();  // a connection is ready (and AUTHed): the shard is up
   void scheduleRetry();
   void startWatchdog();
   void dropIdle();

@@ -37,7 +37,6 @@ enum class ReplyMerge : uint8_t {
   kSameReply,    // SCRIPT LOAD: every shard answers the same; pass one on
   kAndArrays,    // SCRIPT EXISTS: element-wise AND of integer arrays
   kInfo,         // the proxy's own INFO sections plus the shards' keyspace summed
-  kSwallow,      // the proxy's own command (MULTI replayed, ...): reply dropped
 };
 
 struct Request {

@@ -204,7 +204,7 @@ RoutedSession::Next RoutedSession::dispatch(std::string_view frame) {
       if ((sub == "numsub" || sub == "shardnumsub") && args_.size() > 2) {
         keys_.clear();
         for (uint32_t i = 2; i < args_.size(); ++i) keys_.push_back(i);
-        return split(*cmd, route);
+        return split(route, frame);
       }
       break;  // NUMPAT: every shard has every pattern; HELP
     }
@@ -218,11 +218,7 @@ RoutedSession::Next RoutedSession::dispatch(std::string_view frame) {
         replyError(st.message());
         return Next::kContinue;
       }
-      int first = db_.shardOfSlot(keyHashSlot(args_[keys_[0]]));
-      for (uint32_t k : keys_) {
-        if (db_.shardOfSlot(keyHashSlot(args_[k])) != first) return split(*cmd, route);
-      }
-      return forward(first, frame, LinkKind::kShared);
+      return split(route, frame);
     }
     case CommandRoute::kMulti:
       if (auto st = findKeys(*cmd); !st) break;
@@ -383,8 +379,16 @@ void RoutedSession::appendArgs(ByteBuffer& out, size_t count, const uint32_t* in
   for (size_t i = 0; i < count; ++i) resp::appendBulk(out, args_[index[i]]);
 }
 
-RoutedSession::Next RoutedSession::split(const CommandInfo& cmd, CommandRoute route) {
-  (void)cmd;
+RoutedSession::Next RoutedSession::split(CommandRoute route, std::string_view frame) {
+  // Each key's shard, computed once; all on one shard (the common case) is
+  // sent as the client wrote it.
+  key_shard_.clear();
+  bool one_shard = true;
+  for (uint32_t k : keys_) {
+    key_shard_.push_back(db_.shardOfSlot(keyHashSlot(args_[k])));
+    one_shard = one_shard && key_shard_.back() == key_shard_.front();
+  }
+  if (one_shard) return forward(key_shard_.front(), frame, LinkKind::kShared);
   if (!orderedAfterInFlight(LinkKind::kShared, 0)) return Next::kWaitIdle;
   const bool pairs = route == CommandRoute::kMset;
   // PUBSUB NUMSUB: "PUBSUB NUMSUB" before each shard's channels.
@@ -399,8 +403,9 @@ RoutedSession::Next RoutedSession::split(const CommandInfo& cmd, CommandRoute ro
                      : route == CommandRoute::kMset       ? ReplyMerge::kAllOk
                                                           : ReplyMerge::kSumIntegers;
   Request* r = newRequest(merge, LinkKind::kShared, 0);
-  for (uint32_t k : keys_) {
-    int s = db_.shardOfSlot(keyHashSlot(args_[k]));
+  for (size_t i = 0; i < keys_.size(); ++i) {
+    const uint32_t k = keys_[i];
+    const int s = key_shard_[i];
     int& part = part_of_shard[static_cast<size_t>(s)];
     if (part < 0) {
       part = static_cast<int>(shard_of_part.size());
@@ -702,7 +707,6 @@ void RoutedSession::finishMerge(Request* r) {
     }
     case ReplyMerge::kForward:
     case ReplyMerge::kLocal:
-    case ReplyMerge::kSwallow:
       break;
   }
 }

@@ -101,7 +101,9 @@ class RoutedSession {
   bool orderedAfterInFlight(LinkKind kind, int shard) const;
 
   Next forward(int shard, std::string_view frame, LinkKind kind);
-  Next split(const CommandInfo& cmd, CommandRoute route);
+  // MGET/MSET/DEL/...: one shard -> the frame as is; several -> one command
+  // per shard, merged in key order.
+  Next split(CommandRoute route, std::string_view frame);
   Next fanOut(std::string_view frame, ReplyMerge merge);
   Next scan();
   Next info();
@@ -162,6 +164,7 @@ class RoutedSession {
   std::vector<std::string_view> args_;
   std::string_view frame_;  // the command being dispatched, as the client sent it
   std::vector<uint32_t> keys_;  // indices into args_ of the command's keys
+  std::vector<int> key_shard_;  // split(): the shard of each of keys_
   Request* head_ = nullptr;
   Request* tail_ = nullptr;
   size_t in_flight_ = 0;
