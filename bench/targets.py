@@ -52,6 +52,7 @@ class TargetDef:
     start: Callable[[Ctx, int, Path], tuple[list[str], dict]]  # -> argv, extra Popen kwargs
     what_is_measured: str      # whose CPU and RSS the "proxy" figures are
     handshake_only: bool = False  # serves handshakes, not Redis: only the handshake workload
+    handshakes: bool = True       # False: its handshake path is another target's; not re-timed
 
 
 # ------------------------------------------------------------------ processes
@@ -318,7 +319,7 @@ stream {{
     return ["nginx", "-p", str(d), "-e", str(d / "error.log"), "-c", str(conf)], {}
 
 
-def _start_shardgate(workers: str, tls: bool = True) -> Callable:
+def _start_shardgate(workers: str, tls: bool = True, multiplex: bool = False) -> Callable:
     def start(ctx: Ctx, port: int, d: Path):
         conf = d / "shardgate.yaml"
         conf.write_text(f"""workers: {workers}
@@ -330,6 +331,7 @@ databases:
   - name: bench
     listen: "127.0.0.1:{port}"
     tls: {"true" if tls else "false"}
+    multiplex: {"true" if multiplex else "false"}
     shards:
       - address: "127.0.0.1:{ctx.direct_port}"
 """)
@@ -351,6 +353,13 @@ TARGETS: list[TargetDef] = [
     TargetDef("nginx", True, True, start_nginx, "nginx master + 2 workers"),
     TargetDef("shardgate-1w", True, False, _start_shardgate("1"), "shardgate, workers: 1"),
     TargetDef("shardgate", True, False, _start_shardgate("auto"), "shardgate, workers: auto"),
+    # multiplex: true, the one-shard routed path: clients share pipelined
+    # shard connections. Its TLS handshake is the same code as above's, so the
+    # handshake workload leaves it out.
+    TargetDef("shardgate-mux-1w", True, False, _start_shardgate("1", multiplex=True),
+              "shardgate, workers: 1, multiplex: true", handshakes=False),
+    TargetDef("shardgate-mux", True, False, _start_shardgate("auto", multiplex=True),
+              "shardgate, workers: auto, multiplex: true", handshakes=False),
     # The relay's floor: the same process and syscalls with TLS off, so the
     # table shows how much of a TLS proxy's cost is the relaying itself.
     TargetDef("relay-floor", False, False, _start_shardgate("1", tls=False),
@@ -453,5 +462,7 @@ SHARD3_TARGETS: list[TargetDef] = [
 
 BY_NAME = {t.name: t for t in TARGETS + SHARD3_TARGETS}
 PEERS = [t.name for t in TARGETS if t.peer]
-SHARDGATES = ["shardgate-1w", "shardgate"]
+# Plain forwarding (the default for one shard) and multiplex: true.
+SHARDGATES_PLAIN = ["shardgate-1w", "shardgate"]
+SHARDGATES = SHARDGATES_PLAIN + ["shardgate-mux-1w", "shardgate-mux"]
 SHARD3_NAMES = [t.name for t in SHARD3_TARGETS]

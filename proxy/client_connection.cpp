@@ -271,7 +271,7 @@ void ClientConnection::flushReplies() {
     toClient(reply_out_.data(), reply_out_.size());
     if (closing_) return;
     reply_out_.clear();
-    if (reply_out_.capacity() > 64 * 1024) reply_out_.release();
+    worker_.takeBackBuffer(reply_out_);
   }
   if (routed_->idle() && (routed_->stopped() || client_eof_)) {
     closeAfterFlush();

@@ -51,7 +51,10 @@ class ClientConnection {
   // Routed path: replies are appended here, then replyReady() puts the
   // connection on the worker's flush list; flushReplies() encrypts and
   // writes them once per loop turn, however many replies arrived.
-  ByteBuffer& replyOut() { return reply_out_; }
+  ByteBuffer& replyOut() {
+    if (reply_out_.capacity() == 0) worker_.lendBuffer(reply_out_);
+    return reply_out_;
+  }
   void replyReady();
   void flushReplies();
   // Periodic upkeep of the routed path (idle private shard connections).

@@ -418,7 +418,8 @@ class Parser {
   DatabaseConfig database(const YAML::Node& node, const std::string& path) const {
     DatabaseConfig db;
     Fields f(*this, node, path,
-             {"name", "listen", "tls", "client_auth", "password", "shard_password", "shards"});
+             {"name", "listen", "tls", "client_auth", "password", "shard_password", "multiplex",
+              "shards"});
 
     const YAML::Node& name = f.require("name");
     db.name = scalar(name, f.path("name"), "a name of letters, digits, '_' and '-'");
@@ -454,6 +455,24 @@ class Parser {
       }
     }
     db.shards = shards(f.require("shards"), f.path("shards"));
+    if (const YAML::Node* n = f.find("multiplex")) {
+      db.multiplex = boolean(*n, f.path("multiplex"));
+      // false cannot be honoured: routing by slot and checking a password
+      // both need the proxy to read every command.
+      if (!db.multiplex && db.shards.size() > 1) {
+        fail(*n, f.path("multiplex"),
+             "false needs a database of one shard; this one has " +
+                 std::to_string(db.shards.size()) + ", and several shards are always multiplexed");
+      }
+      if (!db.multiplex && (db.password || db.shard_password)) {
+        const char* key = db.password ? "password" : "shard_password";
+        fail(*n, f.path("multiplex"),
+             std::string("false cannot be combined with ") + key +
+                 ": the proxy authenticates for the client, so it reads every command and "
+                 "multiplexes");
+      }
+    }
+    if (db.shards.size() > 1 || db.password || db.shard_password) db.multiplex = true;
     return db;
   }
 

@@ -47,9 +47,14 @@ struct DatabaseConfig {
   ClientAuth client_auth = ClientAuth::kNone;
   // Several shards only: clients must AUTH with it before any command.
   std::optional<std::string> password;
-  // What shardgate's own shard connections AUTH with (several shards only;
-  // one shard forwards the client's own AUTH untouched).
+  // What shardgate's own shard connections AUTH with (a routed database:
+  // several shards, a password or multiplex; plain forwarding passes the
+  // client's own AUTH untouched).
   std::optional<std::string> shard_password;
+  // One shard: share a few pipelined shard connections among all clients
+  // (the routed path) instead of forwarding each client's bytes over a
+  // connection of its own. Several shards or a password always multiplex.
+  bool multiplex = false;
   std::vector<ShardConfig> shards;
 };
 

@@ -33,7 +33,7 @@ Result<Database> makeDatabase(const DatabaseConfig& config, const LimitsConfig& 
   db.tls = config.tls;
   db.password = config.password;
   db.shard_password = config.shard_password;
-  db.routed = config.shards.size() > 1 || config.password || config.shard_password;
+  db.routed = config.multiplex;
   db.limits.max_bulk_len = limits.max_bulk_len;
   db.limits.max_args = limits.max_args;
   db.shard_timeout_ms = limits.shard_timeout_ms;

@@ -1,10 +1,12 @@
 // Database: what a worker needs to serve one `databases` entry, resolved once
 // at startup and shared read-only by every worker.
 //
-// A database with one shard and no password is "transparent": its bytes are
-// forwarded untouched (every command works, MULTI and pub/sub included). With
-// several shards, or a password the proxy must check, it is "routed": each
-// command is parsed and sent to the shard owning its key's slot.
+// A database with one shard and no password is "transparent" unless it asks
+// for `multiplex`: its bytes are forwarded untouched over one shard
+// connection per client (every command works, MULTI and pub/sub included).
+// With several shards, a password the proxy must check, or `multiplex`, it is
+// "routed": each command is parsed and sent to the shard owning its key's
+// slot over pipelined connections shared by all the worker's clients.
 #pragma once
 
 #include <sys/socket.h>

@@ -22,7 +22,7 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
+#include <list>
 #include <memory>
 #include <set>
 #include <string>
@@ -212,7 +212,9 @@ class RoutedSession {
   };
   bool monitoring_ = false;      // the stream carries MONITOR feeds
   int first_monitor_ok_ = -1;    // the shard whose +OK the client heard
-  std::deque<Confirm> expected_;  // confirmations owed, in the client's order
+  // Confirmations owed, in the client's order. A list: it costs nothing
+  // until a client subscribes (a deque allocates on construction).
+  std::list<Confirm> expected_;
   std::vector<Confirm> arrived_;  // arrived before their turn
 };
 

@@ -167,7 +167,10 @@ void Server::logListeners() const {
   auto ctx = tls_store_.current();
   for (const auto& db : databases_) {
     std::string behind;
-    if (db->routed) {
+    if (db->routed && db->shards.size() == 1) {
+      behind = "shard " + db->shards[0].address + " multiplexed";
+      if (db->password) behind += ", AUTH required";
+    } else if (db->routed) {
       behind = std::to_string(db->shards.size()) + " shard(s) by hash slot (";
       for (size_t i = 0; i < db->shards.size(); ++i) behind += (i ? ", " : "") + db->shards[i].address;
       behind += db->password ? "), AUTH required" : ")";

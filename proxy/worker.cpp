@@ -174,6 +174,21 @@ void Worker::markDirty(ClientConnection* c) {
   dirty_clients_.push_back(c);
 }
 
+void Worker::takeBackBuffer(ByteBuffer& from) {
+  // A buffer grown by a big reply is not kept; nor more spares than a
+  // loop turn with many busy clients needs.
+  static constexpr size_t kMaxSpares = 256;
+  static constexpr size_t kMaxSpareCapacity = 64 * 1024;
+  if (from.capacity() == 0) return;
+  if (from.capacity() > kMaxSpareCapacity || spare_buffers_.size() >= kMaxSpares) {
+    from.release();
+    return;
+  }
+  from.clear();
+  spare_buffers_.emplace_back();
+  spare_buffers_.back().swap(from);
+}
+
 void Worker::forgetClient(ClientConnection* c) {
   std::replace(dirty_clients_.begin(), dirty_clients_.end(), c,
                static_cast<ClientConnection*>(nullptr));

@@ -77,6 +77,15 @@ class Worker {
   void forgetLink(BackendLink* link);
   void markDirty(ClientConnection* c);
   void forgetClient(ClientConnection* c);
+  // Reply buffers lent to routed clients only while they have replies to
+  // send: an idle client holds none, and a busy worker reuses them instead of
+  // allocating per request.
+  void lendBuffer(ByteBuffer& into) {
+    if (spare_buffers_.empty()) return;
+    into.swap(spare_buffers_.back());
+    spare_buffers_.pop_back();
+  }
+  void takeBackBuffer(ByteBuffer& from);
   ByteBuffer& frameScratch() { return frame_scratch_; }
   ByteBuffer& replyScratch() { return reply_scratch_; }
   std::vector<int>& scratchInts(size_t n) {
@@ -116,6 +125,7 @@ class Worker {
   std::unordered_map<const Database*, LinkSet> shared_links_;
   std::vector<BackendLink*> dirty_links_;
   std::vector<ClientConnection*> dirty_clients_;
+  std::vector<ByteBuffer> spare_buffers_;
   ByteBuffer frame_scratch_;
   ByteBuffer reply_scratch_;
   std::vector<int> scratch_ints_;

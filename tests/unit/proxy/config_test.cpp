@@ -202,7 +202,8 @@ TEST_CASE("config: unknown keys are named with the keys that are known") {
         "conf/x.yaml:7: tls.min_verison: unknown key (known keys: min_version, ciphers, "
         "ciphersuites, handshake_timeout_ms, audit_min_version)");
   checkError(std::string(kMinimal) + "    port: 1\n", 6, "databases[0].port",
-             "unknown key (known keys: name, listen, tls, client_auth, password, shard_password, shards)");
+             "unknown key (known keys: name, listen, tls, client_auth, password, shard_password, "
+             "multiplex, shards)");
   checkError(std::string(kMinimal) + "        weight: 1\n", 6, "databases[0].shards[0].weight",
              "unknown key (known keys: address, slots)");
   checkError(std::string(kMinimal) + "admin:\n  port: 9443\n", 7, "admin.port",
@@ -492,6 +493,53 @@ TEST_CASE("config: password and shard_password of a database") {
       "    shards:\n"
       "      - address: 127.0.0.1:7001\n",
       4, "databases[0].shard_password", "a password string");
+}
+
+TEST_CASE("config: multiplex of a database") {
+  CHECK_FALSE(parsed(kMinimal).databases[0].multiplex);
+  Config one = parsed(
+      "databases:\n"
+      "  - name: db1\n"
+      "    listen: 127.0.0.1:6380\n"
+      "    multiplex: true\n"
+      "    shards:\n"
+      "      - address: 127.0.0.1:7001\n");
+  CHECK(one.databases[0].multiplex);
+  // A password or several shards need the routed path: multiplex is implied.
+  Config pw = parsed(
+      "databases:\n"
+      "  - name: db1\n"
+      "    listen: 127.0.0.1:6380\n"
+      "    password: pw\n"
+      "    shards:\n"
+      "      - address: 127.0.0.1:7001\n");
+  CHECK(pw.databases[0].multiplex);
+  checkError(
+      "databases:\n"
+      "  - name: db1\n"
+      "    listen: 127.0.0.1:6380\n"
+      "    multiplex: false\n"
+      "    shards:\n"
+      "      - { address: 127.0.0.1:7001, slots: 0-8191 }\n"
+      "      - { address: 127.0.0.1:7002, slots: 8192-16383 }\n",
+      4, "databases[0].multiplex", "several shards are always multiplexed");
+  checkError(
+      "databases:\n"
+      "  - name: db1\n"
+      "    listen: 127.0.0.1:6380\n"
+      "    shard_password: spw\n"
+      "    multiplex: false\n"
+      "    shards:\n"
+      "      - address: 127.0.0.1:7001\n",
+      5, "databases[0].multiplex", "cannot be combined with shard_password");
+  checkError(
+      "databases:\n"
+      "  - name: db1\n"
+      "    listen: 127.0.0.1:6380\n"
+      "    multiplex: sometimes\n"
+      "    shards:\n"
+      "      - address: 127.0.0.1:7001\n",
+      4, "databases[0].multiplex", "expected true or false");
 }
 
 TEST_CASE("config: limits") {
