@@ -129,6 +129,10 @@ Result<TlsContextPtr> TlsContext::createServer(const CertBundle& bundle,
       return openSslError("cannot add chain certificate " + std::to_string(i) + " to the context");
     }
   }
+  // The chain served is exactly the one given above. Without this, OpenSSL
+  // tries to build one from the context's (empty) trust store on every
+  // handshake: an X509_STORE_CTX and a failing X509_verify_cert per client.
+  SSL_CTX_set_mode(ctx.get(), SSL_MODE_NO_AUTO_CHAIN);
   if (SSL_CTX_use_PrivateKey(ctx.get(), key.get()) != 1) {
     return openSslError(bundle.key_source + ": the TLS library refused the private key");
   }

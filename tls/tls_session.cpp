@@ -72,6 +72,13 @@ int bioCreate(BIO* bio) {
 
 int bioDestroy(BIO*) { return 1; }  // the session owns itself; nothing to free
 
+// Called on entry to every feed/encrypt/shutdown, i.e. per request: an
+// empty queue is the rule, and ERR_peek_error() tells that at once where
+// ERR_clear_error() would wipe all 16 slots of the thread's queue.
+void clearErrors() {
+  if (ERR_peek_error() != 0) ERR_clear_error();
+}
+
 // One BIO_METHOD for the process, built on first use (thread-safe static).
 const BIO_METHOD* sessionBioMethod() {
   static BIO_METHOD* method = [] {
@@ -129,7 +136,7 @@ TlsSession::~TlsSession() {
 
 void TlsSession::startHandshake(ByteBuffer& cipher_out) {
   if (state_ != State::kHandshaking) return;
-  ERR_clear_error();
+  clearErrors();
   io_ = Io{nullptr, 0, &cipher_out};
   int rc = SSL_do_handshake(ssl_);
   if (rc != 1) {
@@ -145,7 +152,7 @@ TlsSession::FeedResult TlsSession::feed(const uint8_t* data, size_t len,
   // Bytes after close_notify or a failure mean nothing; drop them.
   if (state_ == State::kFailed || state_ == State::kPeerClosed) return result;
 
-  ERR_clear_error();
+  clearErrors();
   io_ = Io{data, len, &cipher_out};
 
   if (state_ == State::kHandshaking) {
@@ -193,7 +200,7 @@ TlsSession::FeedResult TlsSession::feed(const uint8_t* data, size_t len,
 
 Status TlsSession::encrypt(const uint8_t* data, size_t len, ByteBuffer& cipher_out) {
   if (state_ != State::kOpen) return makeError("TLS session is not open");
-  ERR_clear_error();
+  clearErrors();
   io_ = Io{nullptr, 0, &cipher_out};
   size_t done = 0;
   // The BIO never blocks, so one call writes everything; loop only in case a
@@ -215,7 +222,7 @@ Status TlsSession::encrypt(const uint8_t* data, size_t len, ByteBuffer& cipher_o
 void TlsSession::shutdown(ByteBuffer& cipher_out) {
   if (state_ != State::kOpen && state_ != State::kPeerClosed) return;
   if ((SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN) != 0) return;
-  ERR_clear_error();
+  clearErrors();
   io_ = Io{nullptr, 0, &cipher_out};
   // One call: it writes our close_notify. We do not wait for the peer's.
   SSL_shutdown(ssl_);

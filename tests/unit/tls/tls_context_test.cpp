@@ -87,6 +87,13 @@ TEST_CASE("createServer serves the chain after the leaf") {
   CHECK(X509_cmp(sk_X509_value(served, 1), chain.root.get()) == 0);
 }
 
+TEST_CASE("createServer serves the given chain as is, never one built per handshake") {
+  ThreeLevelChain chain;
+  auto r = TlsContext::createServer(chain.bundle(), TlsPolicy{}, 1);
+  REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.message()));
+  CHECK((SSL_CTX_get_mode((*r)->sslCtx()) & SSL_MODE_NO_AUTO_CHAIN) != 0);
+}
+
 TEST_CASE("createClient with and without a trusted CA") {
   auto plain = TlsContext::createClient(TlsPolicy{}, "");
   REQUIRE(plain.ok());

@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include <atomic>
@@ -122,6 +123,25 @@ TEST_CASE("TlsSession: handshake and data both ways through memory") {
   CHECK(p.server.plain.size() == big.size());
   CHECK(p.server.plain.view() == big);
   CHECK(p.client.plain.view() == big);
+}
+
+TEST_CASE("TlsSession: an error left on the thread's queue fails neither handshake nor data") {
+  // Someone else's OpenSSL call left an error behind; SSL_get_error() would
+  // take it for this session's unless feed()/encrypt() clear it first.
+  Pair p(clientCtx(), serverCtx());
+  ERR_raise(ERR_LIB_SSL, SSL_R_BAD_LENGTH);
+  p.run();
+  REQUIRE_MESSAGE(p.server.session->isOpen(), p.server.session->failureReason());
+  REQUIRE_MESSAGE(p.client.session->isOpen(), p.client.session->failureReason());
+  ERR_raise(ERR_LIB_SSL, SSL_R_BAD_LENGTH);
+  send(p.client, "PING\r\n");
+  // One byte at a time: every feed but the last ends in SSL_ERROR_WANT_READ,
+  // which a stale error would turn into a failure.
+  ERR_raise(ERR_LIB_SSL, SSL_R_BAD_LENGTH);
+  p.run(1);
+  CHECK_MESSAGE(p.server.session->isOpen(), p.server.session->failureReason());
+  CHECK(p.server.plain.view() == "PING\r\n");
+  ERR_clear_error();
 }
 
 TEST_CASE("TlsSession: ciphertext fed one byte at a time") {
