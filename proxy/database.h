@@ -20,6 +20,7 @@
 
 #include "proxy/command_table.h"
 #include "proxy/config.h"
+#include "proxy/hash_slot.h"
 #include "proxy/resp_decoder.h"
 
 namespace shardgate::proxy {
@@ -54,6 +55,10 @@ struct Database {
   std::string shard_version = "7.0.0";
 
   uint16_t shardOfSlot(uint16_t slot) const { return (*slot_owner)[slot]; }
+  // With one shard (`multiplex: true`) every key is its: no CRC16 per key.
+  uint16_t shardOfKey(std::string_view key) const {
+    return shards.size() == 1 ? 0 : shardOfSlot(keyHashSlot(key));
+  }
 };
 
 // Resolves the shard addresses and the slot map.

@@ -262,7 +262,7 @@ RoutedSession::Next RoutedSession::dispatch(std::string_view frame) {
       return subscribe(route, frame);
     case CommandRoute::kPublish: {
       if (auto st = findKeys(*cmd); !st) break;
-      int shard = db_.shardOfSlot(keyHashSlot(args_[1]));
+      int shard = db_.shardOfKey(args_[1]);
       return forward(shard, frame, LinkKind::kShared);
     }
     case CommandRoute::kMonitor:
@@ -300,7 +300,7 @@ Status RoutedSession::findKeys(const CommandInfo& cmd) {
 bool RoutedSession::singleShard(int* shard) {
   *shard = -1;
   for (uint32_t k : keys_) {
-    int s = db_.shardOfSlot(keyHashSlot(args_[k]));
+    int s = db_.shardOfKey(args_[k]);
     if (*shard >= 0 && s != *shard) {
       replyError(kCrossSlot);
       return false;
@@ -385,7 +385,7 @@ RoutedSession::Next RoutedSession::split(CommandRoute route, std::string_view fr
   key_shard_.clear();
   bool one_shard = true;
   for (uint32_t k : keys_) {
-    key_shard_.push_back(db_.shardOfSlot(keyHashSlot(args_[k])));
+    key_shard_.push_back(db_.shardOfKey(args_[k]));
     one_shard = one_shard && key_shard_.back() == key_shard_.front();
   }
   if (one_shard) return forward(key_shard_.front(), frame, LinkKind::kShared);

@@ -87,18 +87,18 @@ RoutedSession::Next RoutedSession::subscribe(CommandRoute route, std::string_vie
   // Channels go to the shard of their slot, where PUBLISH sends them too.
   for (size_t s = 0; s < shards; ++s) {
     size_t count = 0;
-    for (const std::string& n : names) count += db_.shardOfSlot(keyHashSlot(n)) == s;
+    for (const std::string& n : names) count += db_.shardOfKey(n) == s;
     if (count == 0) continue;
     cmd_bytes.clear();
     resp::appendArrayHeader(cmd_bytes, count + 1);
     resp::appendBulk(cmd_bytes, args_[0]);
     for (const std::string& n : names) {
-      if (db_.shardOfSlot(keyHashSlot(n)) == s) resp::appendBulk(cmd_bytes, n);
+      if (db_.shardOfKey(n) == s) resp::appendBulk(cmd_bytes, n);
     }
     std::string command(cmd_bytes.view());
     std::vector<std::string> mine;
     for (const std::string& n : names) {
-      if (db_.shardOfSlot(keyHashSlot(n)) == s) mine.push_back(n);
+      if (db_.shardOfKey(n) == s) mine.push_back(n);
     }
     sendPubsub(static_cast<int>(s), command, true, mine, kind);
   }
