@@ -126,7 +126,14 @@ Result<ShardFacts> fetchShardFacts(const ShardEndpoint& shard,
   };
   auto value = parseReply(frame(first));
   if (!value) return fail("malformed reply: " + value.message());
-  if (value->type == RespValue::Type::kError) return fail(std::string(value->str));
+  if (value->type == RespValue::Type::kError) {
+    // The proxy's shared shard connections carry no client's AUTH: only
+    // shard_password can open them.
+    if (!password && value->str.starts_with("NOAUTH"))
+      return fail(std::string(value->str) +
+                  " (the shard has a password: set this database's shard_password)");
+    return fail(std::string(value->str));
+  }
   auto table = CommandTable::fromCommandReply(*value);
   if (!table) return fail(table.message());
   ShardFacts facts{std::move(*table)};

@@ -269,8 +269,8 @@ RoutedSession::Next RoutedSession::dispatch(std::string_view frame) {
       if (auto st = findKeys(*cmd); !st) break;
       return monitor(frame);
     case CommandRoute::kUnsupported:
-      replyError("ERR shardgate: " + asciiLower(args_[0]) +
-                 " is not supported on a database with several shards");
+      replyError("ERR shardgate: " + asciiLower(args_[0]) + " is not supported on " +
+                 routedKind());
       return Next::kContinue;
     case CommandRoute::kStalling:
     case CommandRoute::kDefault:

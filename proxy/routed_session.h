@@ -99,6 +99,12 @@ class RoutedSession {
   // when they span shards.
   bool singleShard(int* shard);
   bool orderedAfterInFlight(LinkKind kind, int shard) const;
+  // What refusal messages call this database: why a command the shard would
+  // take is refused here.
+  const char* routedKind() const {
+    return db_.shards.size() > 1 ? "a database with several shards"
+                                 : "a multiplexed database (multiplex: true)";
+  }
 
   Next forward(int shard, std::string_view frame, LinkKind kind);
   // MGET/MSET/DEL/...: one shard -> the frame as is; several -> one command

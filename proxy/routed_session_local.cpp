@@ -242,8 +242,8 @@ RoutedSession::Next RoutedSession::client() {
       // connections are the proxy's, so only RESP3's pushes can reach the client.
       std::string name = sub;
       for (auto& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-      replyError("ERR shardgate: CLIENT " + name +
-                 " needs RESP3 (HELLO 3) on a database with several shards");
+      replyError("ERR shardgate: CLIENT " + name + " needs RESP3 (HELLO 3) on " +
+                 routedKind());
     } else if (sub == "trackinginfo" || sub == "getredir") {
       return forward(0, frame_, LinkKind::kShared);
     } else {
@@ -258,8 +258,8 @@ RoutedSession::Next RoutedSession::client() {
              sub == "list" || sub == "setinfo") {
     replyError("ERR wrong number of arguments for 'client|" + sub + "' command");
   } else {
-    replyError("ERR shardgate: CLIENT " + asciiLower(args_[1]) +
-               " is not supported on a database with several shards");
+    replyError("ERR shardgate: CLIENT " + asciiLower(args_[1]) + " is not supported on " +
+               routedKind());
   }
   return Next::kContinue;
 }

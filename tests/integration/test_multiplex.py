@@ -155,3 +155,34 @@ def test_stateful_commands_work_multiplexed(redis_server, shardgate):
                 break
         assert msg and msg["data"] == b"hello", msg
         ps.close()
+
+
+def test_refused_commands_name_multiplex_not_several_shards(redis_server, shardgate):
+    sg, _ = start_one_shard(redis_server, shardgate, True)
+    with sg.client() as c:
+        for argv, what in ((["SWAPDB", "0", "1"], "swapdb"), (["CLIENT", "KILL", "ID", "1"],
+                                                               "CLIENT kill")):
+            with pytest.raises(redis.ResponseError) as err:
+                c.execute_command(*argv)
+            text = str(err.value)
+            assert f"{what} is not supported on a multiplexed database (multiplex: true)" in text
+            assert "several shards" not in text
+
+
+def test_shard_with_requirepass_needs_shard_password(redis_server, shardgate):
+    """The shared shard connections carry no client's AUTH: without
+    shard_password the log says which key to set; with it clients need none."""
+    backend = redis_server("--requirepass", "s3cret")
+    db = database("db1", free_port(), backend.address)
+    db["multiplex"] = True
+    sg = shardgate([db])
+    assert "the shard has a password: set this database's shard_password" in sg.log(), sg.log()
+    with sg.client() as c, pytest.raises(redis.exceptions.AuthenticationError):
+        c.get("k")
+
+    db2 = database("db2", free_port(), backend.address)
+    db2["shard_password"] = "s3cret"
+    sg2 = shardgate([db2])
+    with sg2.client() as c:
+        assert c.set("k", "v") is True and c.get("k") == b"v"
+    assert "no shard answered COMMAND" not in sg2.log(), sg2.log()
