@@ -57,7 +57,8 @@ def build_shardgate() -> Path:
     if not (BUILD_DIR / "build.ninja").exists():
         subprocess.run(["meson", "setup", str(BUILD_DIR), "--buildtype=release"],
                        cwd=REPO, check=True, stdout=subprocess.DEVNULL)
-    r = subprocess.run(["ninja", "-C", str(BUILD_DIR), "shardgate", "tls_floor_server"], cwd=REPO,
+    r = subprocess.run(["ninja", "-C", str(BUILD_DIR), "shardgate", "tls_floor_server",
+                        "tls_loop_floor_server"], cwd=REPO,
                        capture_output=True, text=True)
     if r.returncode != 0:
         sys.stderr.write(r.stdout + r.stderr)

@@ -339,9 +339,11 @@ databases:
     return start
 
 
-def _start_tls_floor(ctx: Ctx, port: int, d: Path):
-    floor = ctx.shardgate_bin.parent / "tls_floor_server"
-    return [str(floor), str(ctx.certs["shardgate_dir"]), str(port)], {}
+def _start_floor(binary: str) -> Callable:
+    def start(ctx: Ctx, port: int, d: Path):
+        floor = ctx.shardgate_bin.parent / binary
+        return [str(floor), str(ctx.certs["shardgate_dir"]), str(port)], {}
+    return start
 
 
 REDIS_ITSELF = "redis-server itself (no proxy in front)"
@@ -366,8 +368,12 @@ TARGETS: list[TargetDef] = [
               "shardgate, workers: 1, tls: false (relaying alone, no TLS)"),
     # The handshake's floor: shardgate's TLS layer in a blocking one-thread
     # server with no event loop and no backend (bench/floor/tls_floor_server.cpp).
-    TargetDef("tls-floor", True, False, _start_tls_floor,
+    TargetDef("tls-floor", True, False, _start_floor("tls_floor_server"),
               "tls_floor_server: the TLS layer alone", handshake_only=True),
+    # The same on a libuv loop (bench/floor/tls_loop_floor_server.cpp): the
+    # floor of any non-blocking server built on this TLS layer.
+    TargetDef("tls-loop-floor", True, False, _start_floor("tls_loop_floor_server"),
+              "tls_loop_floor_server: the TLS layer on a libuv loop", handshake_only=True),
 ]
 
 
