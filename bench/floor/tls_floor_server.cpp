@@ -15,8 +15,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "tls/cert_files.h"
-#include "tls/tls_context.h"
+#include "bench/floor/floor_context.h"
 #include "tls/tls_session.h"
 
 using namespace shardgate;
@@ -40,20 +39,8 @@ static void serve(int fd, const tls::TlsContextPtr& ctx) {
 }
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: tls_floor_server CERT_DIR PORT\n");
-    return 2;
-  }
-  auto bundle = tls::readProxyCertFiles(argv[1]);
-  if (!bundle) {
-    std::fprintf(stderr, "%s\n", bundle.message().c_str());
-    return 1;
-  }
-  auto ctx = tls::TlsContext::createServer(*bundle, tls::TlsPolicy{}, 1);
-  if (!ctx) {
-    std::fprintf(stderr, "%s\n", ctx.message().c_str());
-    return 1;
-  }
+  tls::TlsContextPtr ctx = bench::contextFromArgs(argc, argv, "tls_floor_server");
+  if (!ctx) return 1;
   int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
   int one = 1;
   ::setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -69,7 +56,7 @@ int main(int argc, char** argv) {
     int fd = ::accept(lfd, nullptr, nullptr);
     if (fd < 0) continue;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    serve(fd, *ctx);
+    serve(fd, ctx);
     ::close(fd);
   }
 }

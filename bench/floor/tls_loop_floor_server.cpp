@@ -13,8 +13,7 @@
 #include <cstdlib>
 #include <memory>
 
-#include "tls/cert_files.h"
-#include "tls/tls_context.h"
+#include "bench/floor/floor_context.h"
 #include "tls/tls_session.h"
 
 using namespace shardgate;
@@ -72,21 +71,8 @@ void onConnection(uv_stream_t* server, int status) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: tls_loop_floor_server CERT_DIR PORT\n");
-    return 2;
-  }
-  auto bundle = tls::readProxyCertFiles(argv[1]);
-  if (!bundle) {
-    std::fprintf(stderr, "%s\n", bundle.message().c_str());
-    return 1;
-  }
-  auto ctx = tls::TlsContext::createServer(*bundle, tls::TlsPolicy{}, 1);
-  if (!ctx) {
-    std::fprintf(stderr, "%s\n", ctx.message().c_str());
-    return 1;
-  }
-  g_ctx = *ctx;
+  g_ctx = bench::contextFromArgs(argc, argv, "tls_loop_floor_server");
+  if (!g_ctx) return 1;
   uv_loop_t* loop = uv_default_loop();
   uv_tcp_t server;
   uv_tcp_init(loop, &server);
