@@ -55,7 +55,7 @@ struct Database {
   std::string shard_version = "7.0.0";
 
   uint16_t shardOfSlot(uint16_t slot) const { return (*slot_owner)[slot]; }
-  // With one shard (`multiplex: true`) every key is its: no CRC16 per key.
+  // With one shard (`multiplex: true`) every key belongs to shard 0: no CRC16.
   uint16_t shardOfKey(std::string_view key) const {
     return shards.size() == 1 ? 0 : shardOfSlot(keyHashSlot(key));
   }

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cstdio>
-#include <cstdlib>
 
 #include "tls/cert_files.h"
 #include "tls/tls_context.h"

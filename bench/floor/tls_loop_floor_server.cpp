@@ -47,10 +47,11 @@ void onRead(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
                    c->cipher);
   c->plain.clear();
   if (!c->cipher.empty()) {
-    // Handshake flights are small: the socket takes them whole.
+    // Handshake flights are small: the socket takes them whole, and a floor
+    // server that could not would close rather than lose bytes.
     uv_buf_t out = uv_buf_init(reinterpret_cast<char*>(c->cipher.data()),
                                static_cast<unsigned>(c->cipher.size()));
-    if (uv_try_write(s, &out, 1) < 0) return closeConn(c);
+    if (uv_try_write(s, &out, 1) != static_cast<int>(c->cipher.size())) return closeConn(c);
     c->cipher.clear();
   }
   if (c->session->state() == tls::TlsSession::State::kFailed) closeConn(c);
