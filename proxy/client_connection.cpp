@@ -22,7 +22,14 @@ constexpr uint64_t kIdleQuietMs = 100;
 
 void allocFromWorker(uv_handle_t* handle, size_t, uv_buf_t* buf);
 
+// A TLS client's first byte is 0x16 (a handshake record). A Redis client that
+// forgot --tls starts with '*' (RESP) or a letter (an inline command).
+bool looksLikePlaintextRedis(uint8_t first) {
+  return first == '*' || (first >= 'A' && first <= 'Z') || (first >= 'a' && first <= 'z');
+}
 
+constexpr std::string_view kTlsRequiredLine =
+    "-ERR this endpoint requires TLS (redis-cli: add --tls)\r\n";
 
 }  // namespace
 
@@ -131,6 +138,13 @@ void ClientConnection::onClientData(const uint8_t* data, size_t len) {
     if (routed_) routed_->onBytes(data, len);
     else toBackend(data, len);
     return;
+  }
+  if (!handshake_done_ && !tls_started_) {
+    tls_started_ = true;
+    if (looksLikePlaintextRedis(data[0])) {
+      refusePlaintext();
+      return;
+    }
   }
   ByteBuffer& plain = worker_.plainScratch();
   ByteBuffer& cipher = worker_.cipherScratch();
@@ -364,6 +378,16 @@ void ClientConnection::onHandshakeDone() {
   updateReading();
 }
 
+void ClientConnection::refusePlaintext() {
+  // One plaintext line the client can read and show, then the close: without
+  // it redis-cli prints nothing and the user cannot tell why.
+  worker_.stats().handshake_failures[static_cast<size_t>(HandshakeFailure::kNotTls)].add();
+  spdlog::debug("{}: plaintext from {} on a TLS endpoint: told it to use TLS", db_.listen, peerName());
+  const auto* line = reinterpret_cast<const uint8_t*>(kTlsRequiredLine.data());
+  sendToClient(line, kTlsRequiredLine.size());
+  closeAfterFlush();  // no close_notify: the handshake never began
+}
+
 void ClientConnection::onHandshakeFailed(std::string_view reason) {
   HandshakeFailure kind = classifyHandshakeFailure(reason);
   worker_.stats().handshake_failures[static_cast<size_t>(kind)].add();
@@ -444,7 +468,11 @@ void ClientConnection::onBackendEnd(int status) {
   if (status != UV_EOF) {
     spdlog::debug("db {}: shard {} connection error: {}", db_.name, db_.shard, uv_strerror(status));
   }
-  if (!client_eof_ && !client_dead_ && handshake_done_) {
+  // The line answers a request still waiting for its reply. With none
+  // waiting (the shard replied, then closed: CLIENT KILL, QUIT, its timeout)
+  // the client sees the close, as it would from redis-server itself; a line
+  // here would be read as the reply to its next command.
+  if (awaiting_reply_ && !client_eof_ && !client_dead_ && handshake_done_) {
     sendErrorLine("-ERR shard " + db_.shard + " closed the connection\r\n");
   }
   closeAfterFlush();

@@ -79,6 +79,7 @@ class ClientConnection {
   void onConnected(int status);
   void onHandshakeDone();
   void onHandshakeFailed(std::string_view reason);
+  void refusePlaintext();
   void onTimer();
 
   void toBackend(const uint8_t* data, size_t len);
@@ -112,6 +113,7 @@ class ClientConnection {
   int open_handles_ = 0;
 
   bool handshake_done_ = false;
+  bool tls_started_ = false;  // the client's first bytes were looked at
   bool backend_connecting_ = false;
   bool backend_connected_ = false;
   bool backend_failed_ = false;

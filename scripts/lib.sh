@@ -21,34 +21,46 @@ missing_packages() {
   done
 }
 
+# apt-get as root (through sudo otherwise). Another apt, or unattended-upgrades
+# on a fresh machine, may hold the dpkg lock: wait for it (up to 10 minutes)
+# rather than fail at once.
+apt_get() {
+  local sudo=()
+  if [[ $(id -u) -ne 0 ]]; then
+    sudo=(sudo)
+  fi
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 "$@"
+}
+
 install_packages() {
   local missing
   missing=$(missing_packages | tr '\n' ' ')
   if [[ -z "${missing// /}" ]]; then
     return 0
   fi
-  local sudo=()
-  if [[ $(id -u) -ne 0 ]]; then
-    sudo=(sudo)
-  fi
   echo "==> installing missing packages: $missing"
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get update
+  apt_get update
   # shellcheck disable=SC2086  # word splitting of the package list is intended
-  "${sudo[@]}" apt-get install -y $missing
+  apt_get install -y $missing
   if [[ " $missing " == *" redis-server "* ]]; then
     # The Debian package starts a system redis on 6379; the tests and the demo
     # start their own redis-server processes, so keep the service out of the way.
-    "${sudo[@]}" service redis-server stop >/dev/null 2>&1 || true
+    if [[ $(id -u) -ne 0 ]]; then
+      sudo service redis-server stop >/dev/null 2>&1 || true
+    else
+      service redis-server stop >/dev/null 2>&1 || true
+    fi
   fi
 }
 
+# build_shardgate [TARGET...]: configures build/ and builds the given targets
+# (scripts/demo builds only the proxy), or everything without arguments.
 build_shardgate() {
-  echo "==> building into build/"
+  echo "==> building into build/${*:+ (${*})}"
   if [[ -d build/meson-private ]]; then
     meson setup --reconfigure build >/dev/null
   else
     meson setup build >/dev/null
   fi
-  ninja -C build
+  ninja -C build "$@"
 }
