@@ -149,6 +149,7 @@ class Parser {
         // next line; remember its key so errors point at the key's own line.
         if (entry.second.IsNull()) p.empty_values_.emplace_back(entry.second, key.Mark());
         entries_.emplace_back(name, entry.second);
+        p.key_lines_.emplace_back(child(path_, name), key.Mark().line + 1);
       }
     }
 
@@ -616,9 +617,27 @@ class Parser {
 
   std::string source_;
   mutable std::vector<std::pair<YAML::Node, YAML::Mark>> empty_values_;
+
+ public:
+  mutable std::vector<std::pair<std::string, int>> key_lines_;
 };
 
 }  // namespace
+
+std::string Config::where(std::string_view key_path) const {
+  int line = 1;
+  size_t best = 0;
+  for (const auto& [path, key_line] : key_lines) {
+    // The key itself, or a parent of it ("databases[0]" for "databases[0].tls").
+    bool parent = key_path.size() > path.size() && key_path.substr(0, path.size()) == path &&
+                  (key_path[path.size()] == '.' || key_path[path.size()] == '[');
+    if ((path == key_path || parent) && path.size() >= best) {
+      best = path.size();
+      line = key_line;
+    }
+  }
+  return source + ":" + std::to_string(line) + ": ";
+}
 
 unsigned Config::effectiveWorkers() const {
   if (workers != 0) return workers;
@@ -630,8 +649,10 @@ Result<Config> parseConfig(std::string_view yaml_text, std::string_view source,
   const std::string src(source);
   try {
     YAML::Node root = YAML::Load(std::string(yaml_text));
-    Config config = Parser(src).parse(root, base_dir);
+    Parser parser(src);
+    Config config = parser.parse(root, base_dir);
     config.source = src;
+    config.key_lines = std::move(parser.key_lines_);
     return config;
   } catch (const Invalid& invalid) {
     return makeError(invalid.message);

@@ -95,8 +95,15 @@ struct Config {
   LimitsConfig limits;
 
   std::string source;  // the file it came from
+  // Where each key given in the file was: its path ("databases[0].listen")
+  // and line, so checks made after parsing (is the key built? does cert_dir
+  // hold a servable pair?) name the line as the parser's own errors do.
+  std::vector<std::pair<std::string, int>> key_lines;
 
   unsigned effectiveWorkers() const;  // resolves auto
+  // "FILE:LINE: " for a key path: the line of the key, else of its nearest
+  // given parent; line 1 for a key left at its default.
+  std::string where(std::string_view key_path) const;
 };
 
 // Parses and validates YAML text. base_dir resolves a relative cert_dir;

@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
   }
   if (check_only) {
     if (auto st = shardgate::proxy::checkServable(*config); !st) {
-      std::fprintf(stderr, "shardgate: %s: %s\n", config_path.c_str(), st.message().c_str());
+      std::fprintf(stderr, "shardgate: %s\n", st.message().c_str());  // "FILE:LINE: key: problem"
       return 1;
     }
     std::printf("%s: configuration is valid\n", config_path.c_str());

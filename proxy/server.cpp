@@ -39,8 +39,9 @@ bool anyTls(const Config& config) {
 // Keys the configuration accepts (DESIGN.md) whose feature is not built yet.
 // Refusing them is better than starting without what the operator asked for.
 Status checkBuilt(const Config& config) {
-  auto later = [](const std::string& key, const std::string& what) {
-    return makeError(key + ": " + what + " is not built yet in this version of shardgate; remove the key");
+  auto later = [&config](const std::string& key, const std::string& what) {
+    return makeError(config.where(key) + key + ": " + what +
+                     " is not built yet in this version of shardgate; remove the key");
   };
   for (size_t i = 0; i < config.databases.size(); ++i) {
     if (config.databases[i].client_auth != ClientAuth::kNone) {
@@ -82,15 +83,18 @@ void loadShardFacts(Database& db) {
 Status checkServable(const Config& config) {
   if (auto st = checkBuilt(config); !st) return st;
   for (size_t i = 0; i < config.databases.size(); ++i) {
-    if (auto db = makeDatabase(config.databases[i], config.limits, i); !db) return db.error();
+    if (auto db = makeDatabase(config.databases[i], config.limits, i); !db) {
+      return makeError(config.where("databases[" + std::to_string(i) + "]") + db.message());
+    }
   }
   if (!anyTls(config)) return {};
   if (config.generate_self_signed && tls::proxyCertFilesAbsent(config.cert_dir)) return {};
+  const std::string cert_dir = config.where("cert_dir") + "cert_dir: ";
   auto bundle = tls::readProxyCertFiles(config.cert_dir);
-  if (!bundle) return makeError("cert_dir: " + bundle.message());
+  if (!bundle) return makeError(cert_dir + bundle.message());
   auto ctx = tls::TlsContext::createServer(*bundle, config.tls.policy, 1);
-  if (!ctx) return makeError("cert_dir: " + ctx.message());
-  if (auto st = tls::preflight(*ctx); !st) return makeError("cert_dir: " + st.message());
+  if (!ctx) return makeError(cert_dir + ctx.message());
+  if (auto st = tls::preflight(*ctx); !st) return makeError(cert_dir + st.message());
   return {};
 }
 
@@ -111,14 +115,18 @@ Result<std::unique_ptr<Server>> Server::create(Config config) {
   std::unique_ptr<Server> server(new Server(std::move(config)));
   for (size_t i = 0; i < server->config_.databases.size(); ++i) {
     auto db = makeDatabase(server->config_.databases[i], server->config_.limits, i);
-    if (!db) return db.error();
+    if (!db) {
+      return makeError(server->config_.where("databases[" + std::to_string(i) + "]") + db.message());
+    }
     server->databases_.push_back(std::make_unique<Database>(std::move(*db)));
   }
   for (auto& db : server->databases_) {
     if (db->routed) loadShardFacts(*db);
   }
   if (anyTls(server->config_)) {
-    if (auto st = server->loadTls(); !st) return makeError(st.message());
+    if (auto st = server->loadTls(); !st) {
+      return makeError(server->config_.where("cert_dir") + "cert_dir: " + st.message());
+    }
   }
   if (auto st = server->bindAndStart(); !st) return makeError(st.message());
   server->logListeners();

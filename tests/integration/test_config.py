@@ -1,7 +1,9 @@
-"""Config errors from the real binary (issue 4 item 2): every bad config exits
-non-zero with a message naming the key, both under --check-config and on a
-normal start (they run the same validator, STYLE rule 11)."""
+"""Config errors from the real binary: every bad config exits non-zero with a
+message "FILE:LINE: key: problem" naming the key and its line, both under
+--check-config and on a normal start (they run the same validator)."""
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -32,16 +34,46 @@ BAD_CONFIGS = {
                           + DATABASE, "ciphers"),
     "self_signed_off_and_no_cert": ("cert_dir: ./certs\ngenerate_self_signed: false\n"
                                     + DATABASE, "proxy_cert.pem"),
+    "garbage_certificate": ("cert_dir: ./garbage\n" + DATABASE, "proxy_cert.pem"),
+    # Keys of features this version does not serve are refused where they stand.
+    "client_auth_not_built": (DATABASE + "    client_auth: required\n", "client_auth"),
+    "admin_not_built": (DATABASE + "admin:\n  listen: 127.0.0.1:{admin}\n", "admin.listen"),
+    "metrics_not_built": (DATABASE + "metrics:\n  listen: 127.0.0.1:{admin}\n",
+                          "metrics.listen"),
+}
+# The line each message must give: the line of this key in the file.
+EXPECTED_LINE_OF = {
+    "unknown_key": "bogus_key:",
+    "bad_address": "listen:",
+    "bad_min_version": "min_version:",
+    "bad_cipher_string": "ciphers:",
+    "self_signed_off_and_no_cert": "cert_dir:",
+    "garbage_certificate": "cert_dir:",
+    "client_auth_not_built": "client_auth:",
+    "admin_not_built": "  listen: 127.0.0.1:",
+    "metrics_not_built": "  listen: 127.0.0.1:",
 }
 
 
 def write(tmp_path, text: str):
     (tmp_path / "certs").mkdir(exist_ok=True)  # exists but empty
+    garbage = tmp_path / "garbage"
+    garbage.mkdir(exist_ok=True)
+    for name in ("proxy_cert.pem", "proxy_key.pem"):
+        (garbage / name).write_text("not a PEM file\n")
     path = tmp_path / "shardgate.yaml"
-    for placeholder in ("{listen}", "{backend}", "{backend2}"):
+    for placeholder in ("{listen}", "{backend}", "{backend2}", "{admin}"):
         text = text.replace(placeholder, str(free_port()))
     path.write_text(text)
     return path
+
+
+def line_of(text: str, needle: str) -> int:
+    """1-based line of the last line containing needle (the key under test is
+    the last of its kind in every case)."""
+    lines = [i + 1 for i, line in enumerate(text.splitlines()) if needle in line]
+    assert lines, needle
+    return lines[-1]
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
@@ -53,6 +85,12 @@ def test_bad_config_exits_nonzero_naming_the_key(tmp_path, case):
         message = result.stdout + result.stderr
         assert result.returncode > 0, f"{args}: exit {result.returncode}\n{message}"
         assert must_name in message, f"{args}: message does not name {must_name!r}:\n{message}"
+        where = re.search(re.escape(str(config)) + r":(\d+):", message)
+        assert where, f"{args}: message lacks {config}:LINE:\n{message}"
+        if case in EXPECTED_LINE_OF:
+            expected = line_of(config.read_text(), EXPECTED_LINE_OF[case])
+            assert int(where.group(1)) == expected, f"{args}: line {where.group(1)}, " \
+                f"expected {expected}:\n{message}"
 
 
 def test_valid_config_check_config_exits_zero(tmp_path):

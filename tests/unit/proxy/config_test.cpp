@@ -99,7 +99,7 @@ TEST_CASE("config: a minimal config gets every default") {
   CHECK(db.shards[0].slots[0].last == kSlotCount - 1);
 }
 
-TEST_CASE("config: a full config like DESIGN.md's") {
+TEST_CASE("config: a full config with every section") {
   Config c = parsed(R"(workers: 4
 log_level: debug
 cert_dir: ./certs
@@ -569,4 +569,16 @@ TEST_CASE("config: private_idle_ms") {
   CHECK(parsed(kMinimal).limits.private_idle_ms == 30000);
   CHECK(parsed(std::string(kMinimal) + "limits:\n  private_idle_ms: 250\n").limits.private_idle_ms == 250);
   checkError(std::string(kMinimal) + "limits:\n  private_idle_ms: 0\n", 7, "limits.private_idle_ms", "0");
+}
+
+TEST_CASE("config: where() gives the line of a key, its nearest parent, or line 1") {
+  Config c = parsed("cert_dir: ./c\n" + std::string(kMinimal) + "    client_auth: optional\n");
+  CHECK(c.where("cert_dir") == "conf/x.yaml:1: ");
+  CHECK(c.where("databases[0].client_auth") == "conf/x.yaml:7: ");
+  CHECK(c.where("databases[0].listen") == "conf/x.yaml:4: ");
+  // Not given: the line of its nearest given parent, "databases:".
+  CHECK(c.where("databases[0].password") == "conf/x.yaml:2: ");
+  CHECK(c.where("drain_timeout_ms") == "conf/x.yaml:1: ");
+  // A prefix of a name is not its parent.
+  CHECK(c.where("cert_dir_extra") == "conf/x.yaml:1: ");
 }
