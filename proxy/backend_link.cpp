@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/ioctl.h>
+
 #include <algorithm>
 #include <memory>
 
@@ -111,6 +113,8 @@ void BackendLink::onConnected(int status) {
   }
   if (timer_) uv_timer_stop(timer_);
   state_ = State::kReady;
+  // Requests queued while connecting could not have been answered sooner.
+  last_progress_ms_ = uv_now(worker_.loop());
   uv_tcp_nodelay(&socket_->tcp, 1);
   // A shard host that vanishes without a FIN or RST is noticed by the
   // kernel, not only by the request watchdog.
@@ -173,6 +177,7 @@ void BackendLink::onDrained(void* p, int status) {
 
 void BackendLink::onData(const uint8_t* data, size_t len) {
   worker_.stats().bytes_from_backends.add(len);
+  last_progress_ms_ = uv_now(worker_.loop());
   Socket* socket = socket_;
   while (len > 0) {
     bool done = false;
@@ -306,13 +311,26 @@ void BackendLink::startWatchdog() {
 void BackendLink::onTimer() {
   if (state_ == State::kReady) {
     // The request watchdog of a shared link: a shard that accepts and
-    // reads but never answers (stopped, swapping, deadlocked) is failed, so
-    // its clients get an error instead of waiting forever.
+    // reads but never answers (stopped, swapping, deadlocked), or stops in
+    // the middle of a reply, is failed, so its clients get an error instead
+    // of waiting forever. What counts is silence while a reply is owed, not
+    // the age of the oldest request: a shard streaming a reply that takes
+    // minutes (a client pipelining GETs of big values) is alive, and the
+    // clients queued behind it get their replies.
     if (fifo_.empty()) {
       uv_timer_stop(timer_);
-    } else if (uv_now(worker_.loop()) - fifo_.front().sent_ms > db_.shard_timeout_ms) {
-      fail("no reply within " + std::to_string(db_.shard_timeout_ms) + " ms");
+      return;
     }
+    const uint64_t now = uv_now(worker_.loop());
+    const uint64_t silent_since = std::max(fifo_.front().sent_ms, last_progress_ms_);
+    if (now - silent_since <= db_.shard_timeout_ms) return;
+    if (repliesWaitingInSocket()) {
+      // The shard did send; this loop was late to read it (timers run
+      // before the poll for I/O). Its bytes count as progress.
+      last_progress_ms_ = now;
+      return;
+    }
+    fail("no reply within " + std::to_string(db_.shard_timeout_ms) + " ms");
     return;
   }
   if (state_ == State::kConnecting) {
@@ -320,6 +338,16 @@ void BackendLink::onTimer() {
   } else if (state_ == State::kDown) {
     connect();
   }
+}
+
+// One ioctl, only when the watchdog is about to fail the link.
+bool BackendLink::repliesWaitingInSocket() const {
+  uv_os_fd_t fd;
+  if (!socket_ || uv_fileno(reinterpret_cast<const uv_handle_t*>(&socket_->tcp), &fd) != 0) {
+    return false;
+  }
+  int bytes = 0;
+  return ioctl(fd, FIONREAD, &bytes) == 0 && bytes > 0;
 }
 
 }  // namespace shardgate::proxy

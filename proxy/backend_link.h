@@ -8,9 +8,11 @@
 //   shard ─► ReplyScanner ─► frame pieces ─► fifo_.front().request's session
 //
 // States: idle (never connected) ─► connecting ─► ready; a failure (refused,
-// lost, AUTH rejected) fails every waiting part with an error at once and, for
-// a shared link, retries with exponential backoff; while failing, send() is
-// refused so callers answer "-ERR shard … unavailable" without waiting.
+// lost, AUTH rejected, or -- shared links -- nothing received for
+// limits.shard_timeout_ms while a reply is owed) fails every waiting part
+// with an error at once and, for a shared link, retries with exponential
+// backoff; while failing, send() is refused so callers answer
+// "-ERR shard … unavailable" without waiting.
 //
 // Lifetime: the owner deletes a link directly; its socket and timer are
 // separate handles that close (and free themselves) in the background.
@@ -96,6 +98,7 @@ class BackendLink {
   void markAvailable();  // a connection is ready (and AUTHed): the shard is up
   void scheduleRetry();
   void startWatchdog();
+  bool repliesWaitingInSocket() const;
   void dropIdle();
   void startTimer(uint64_t ms);
   void onTimer();
@@ -122,6 +125,11 @@ class BackendLink {
   RoutedSession* push_to_ = nullptr;
   bool oob_pushes_ = false;
   uint64_t last_used_ms_ = 0;  // loop time of the last send
+  // Loop time the shard last showed it is working for this link: it
+  // connected, or bytes of a reply arrived. The watchdog times silence from
+  // here (or from the oldest request, if that is later), so a shard sending
+  // a long reply slowly is never taken for a stopped one.
+  uint64_t last_progress_ms_ = 0;
   bool in_push_ = false;  // the frame being delivered is an out-of-band push
 };
 

@@ -14,9 +14,17 @@ namespace shardgate::proxy {
 
 namespace {
 
-// Nesting deeper than this is refused by ReplyScanner and parseReply alike;
-// Redis itself never nests more than a handful of levels.
-constexpr size_t kMaxDepth = 1024;
+// parseReply builds a tree, by recursion, and its users (appendValue, the
+// tree's destructor) walk it by recursion too: a reply nested deeper than
+// this is refused, so none of them can exhaust the stack. It only reads
+// replies to commands the proxy merges or sends itself, which nest a few
+// levels; whatever a shard sends is framed by ReplyScanner, which has no
+// such limit.
+constexpr size_t kMaxParsedDepth = 1024;
+
+// After a frame that needed more open levels than this, the scanner gives
+// their memory back, so one deep reply does not pin it for the link's life.
+constexpr size_t kKeptLevels = 256;
 
 constexpr std::string_view kErrTooBigInline = "-ERR Protocol error: too big inline request";
 constexpr std::string_view kErrUnbalancedQuotes =
@@ -424,11 +432,21 @@ std::string malformed(uint64_t offset, const char* what, uint8_t c) {
 //
 // A byte-level state machine over the grammar; only headers are looked at
 // byte by byte: blob payloads are skipped by count and text lines by memchr.
-// The stack holds one Level per open aggregate. When a value ends,
-// valueDone() walks up: a counted level loses one element and, if that was
-// its last, pops and counts as a value of its parent; a streamed level only
-// counts (it ends at "."); an attribute pops without counting, because the
-// value it annotates is still to come.
+//
+// The stack holds one Level per open aggregate that has more to come than
+// its current element. A counted aggregate is popped as soon as its last
+// element starts (or never pushed, for "*1"): the end of that element is its
+// end, so the element's end counts directly in the level below -- a tail
+// call. Hence a value's end touches one level only (no walk up the stack),
+// and "*1\r\n" repeated a million times needs no memory at all. What the
+// popped levels no longer say -- that the input is inside an element, not
+// at an element boundary -- is one bit on the level below (kTailInside),
+// which is all the "." of a streamed aggregate needs to be checked.
+//
+// When a value ends, valueDone(): a counted level loses one element and, at
+// one left, pops; a streamed level only counts (it ends at "."); an
+// attribute pops at zero without counting, because the value it annotates
+// is still to come.
 
 size_t ReplyScanner::feed(const uint8_t* data, size_t len, bool* frame_done) {
   *frame_done = false;
@@ -499,6 +517,7 @@ size_t ReplyScanner::feed(const uint8_t* data, size_t len, bool* frame_done) {
       frame_done_ = false;
       in_frame_ = false;
       offset_ = 0;
+      if (stack_.capacity() > kKeptLevels) std::vector<Level>().swap(stack_);
       *frame_done = true;
       return i;
     }
@@ -524,7 +543,8 @@ bool ReplyScanner::startLine(uint8_t type) {
     case '*': case '%': case '~': case '>': case '|':
       break;
     case '.':
-      if (stack_.empty() || !(stack_.back().kind & kStreamed) || after_attribute ||
+      if (stack_.empty() || !(stack_.back().kind & kStreamed) ||
+          (stack_.back().kind & kTailInside) || after_attribute ||
           ((stack_.back().kind & kPairs) && (stack_.back().count & 1))) {
         return fail("'.' outside a streamed aggregate's element boundary", type);
       }
@@ -588,28 +608,44 @@ bool ReplyScanner::endLine() {
 }
 
 bool ReplyScanner::openLevel(uint64_t count, uint8_t kind) {
+  if (kind == kCounted && count == 1) {
+    // Ends with its one element: nothing to remember but that the level
+    // below is now inside an element.
+    if (!stack_.empty()) stack_.back().kind |= kTailInside;
+    return true;
+  }
   // Called at the header's LF, which is the byte the error names.
-  if (stack_.size() >= kMaxDepth) return fail("nesting deeper than 1024 levels", '\n');
+  if (stack_.size() >= kMaxOpenLevels) {
+    return fail("more than 65536 nested aggregates open at once", '\n');
+  }
   stack_.push_back(Level{count, kind});
   return true;
 }
 
 void ReplyScanner::valueDone() {
-  while (!stack_.empty()) {
-    Level& top = stack_.back();
+  if (stack_.empty()) {
+    frame_done_ = true;
+    return;
+  }
+  Level& top = stack_.back();
+  if (top.kind != kCounted) {  // the common case, a plain array's element, skips this
+    // Counted levels opened inside the element that just ended ended with it.
+    top.kind &= static_cast<uint8_t>(~kTailInside);
     if (top.kind & kStreamed) {
       ++top.count;
       return;
     }
-    if (--top.count > 0) return;
-    const bool attribute = top.kind & kAttribute;
-    stack_.pop_back();
-    if (attribute) {
+    if (top.kind & kAttribute) {
+      if (--top.count > 0) return;
+      stack_.pop_back();
       after_attribute_ = true;
       return;
     }
   }
-  frame_done_ = true;
+  if (--top.count > 1) return;
+  // Its last element comes next and ends it: pop now (see above).
+  stack_.pop_back();
+  if (!stack_.empty()) stack_.back().kind |= kTailInside;
 }
 
 bool ReplyScanner::fail(const char* what, uint8_t c) {
@@ -794,8 +830,11 @@ class ReplyParser {
             return true;
           }
           const uint64_t count = (type == '%' || attribute) ? line.number * 2 : line.number;
-          if (line.question || count > 0) {
-            if (depth >= kMaxDepth) return fail(type_pos, "nesting deeper than 1024 levels");
+          if ((line.question || count > 0) && depth >= kMaxParsedDepth) {
+            error_ = "reply nested deeper than 1024 levels (at byte ";
+            error_ += std::to_string(type_pos);
+            error_ += "): too deep for the proxy to read";
+            return false;
           }
           if (!parseElements(target, depth + 1, count, line.question, type == '%')) return false;
           if (attribute) continue;  // the annotated value follows

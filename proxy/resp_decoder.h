@@ -99,6 +99,15 @@ class RequestDecoder {
 
 class ReplyScanner {
  public:
+  // Aggregates that may be open at once with elements still to come after
+  // the one being read. Nesting costs one small entry per such level and
+  // nothing for a level whose last element is being read, so a chain of
+  // one-element arrays (what a Lua table that contains itself becomes) is
+  // framed at any depth; this cap bounds the memory of other deep nesting
+  // (16 bytes a level, 1 MiB at most) far above what Redis produces (a
+  // script's reply nests at most about 8,000 levels).
+  static constexpr size_t kMaxOpenLevels = 65536;
+
   // Feeds the next bytes of the stream. Returns how many of them belong to
   // the current frame; *frame_done says whether the frame ended there. Call
   // again with the rest (the next frame) until everything is consumed. A
@@ -110,8 +119,11 @@ class ReplyScanner {
   bool idle() const;
 
  private:
-  // One open aggregate: how many elements it still expects, or for a
-  // streamed one ("*?", "%?", "~?") how many it has had so far.
+  // One open aggregate with more than its current element to come: how many
+  // elements it still expects (at least 2: the current one and more), or for
+  // a streamed one ("*?", "%?", "~?") how many it has had so far. A counted
+  // aggregate down to its last element has no entry: its end is that
+  // element's end, so the element stands in for it in the parent.
   struct Level {
     uint64_t count;
     uint8_t kind;  // a Kind bit set
@@ -122,6 +134,9 @@ class ReplyScanner {
     kAttribute = 2,       // "|N": its end is not a value of the parent
     kStreamedString = 4,  // "$?": ";len" chunks until ";0"
     kPairs = 8,           // a streamed map: "." only between pairs
+    // Counted aggregates without an entry are open inside this level's
+    // current element: the input is not at this level's element boundary.
+    kTailInside = 16,
   };
   enum class Phase : uint8_t {
     kType,      // expecting the type byte of the next element
@@ -147,7 +162,7 @@ class ReplyScanner {
     bool digits = false;
   };
 
-  std::vector<Level> stack_;  // O(depth); reused across frames
+  std::vector<Level> stack_;  // reused across frames; given back after a deep one
   LineState line_;
   uint64_t remaining_ = 0;    // blob bytes left in kBulk
   uint64_t offset_ = 0;       // bytes of the current frame seen so far

@@ -639,23 +639,235 @@ TEST_CASE("ReplyScanner stays failed and delimits frames before the bad one") {
   CHECK_FALSE(done);
 }
 
-TEST_CASE("ReplyScanner limits nesting to 1024 levels") {
-  std::string ok;
-  for (int i = 0; i < 1024; ++i) ok += "*1\r\n";
-  ok += ":1\r\n";
+// Feeds a whole string to a fresh scanner, counting the heap bytes it takes.
+size_t scannerAllocations(const std::string& input, Scanned* out) {
+  ReplyScanner scanner;
+  out->frames.reserve(16);  // the test's own bookkeeping is not counted
+  return allocatedBy([&] {
+    const auto* p = reinterpret_cast<const uint8_t*>(input.data());
+    size_t left = input.size();
+    size_t current = 0;
+    while (left > 0 && !scanner.failed()) {
+      bool done = false;
+      const size_t n = scanner.feed(p, left, &done);
+      p += n;
+      left -= n;
+      current += n;
+      if (done) {
+        out->frames.push_back(current);
+        current = 0;
+      }
+    }
+    out->failed = scanner.failed();
+  });
+}
+
+std::string repeat(std::string_view piece, size_t times) {
+  std::string out;
+  out.reserve(piece.size() * times);
+  for (size_t i = 0; i < times; ++i) out += piece;
+  return out;
+}
+
+// What redis-server 7.0 answers to
+//   EVAL "local a = {}; local b = {a}; a[1] = b; return a" 0
+// with `levels` one-element arrays (it stops near 8,000).
+std::string luaSelfReference(size_t levels) {
+  return repeat("*1\r\n", levels) + "-ERR reached lua stack limit\r\n";
+}
+
+TEST_CASE("ReplyScanner frames a 100,000-level chain of one-element arrays with no memory") {
+  const std::string deep = luaSelfReference(100'000);
+  const std::string stream = deep + "+OK\r\n";
+  Scanned s = scanAllWays(stream);
+  CHECK_FALSE(s.failed);
+  CHECK(s.frames == std::vector<size_t>{deep.size(), 5});
+  CHECK(s.idle);
+
+  Scanned counted;
+  CHECK(scannerAllocations(stream, &counted) == 0);
+  CHECK(counted.frames == s.frames);
+
+  // Redis's own reply, as the integration tests see it, fits in no stack at all.
+  Scanned lua;
+  CHECK(scannerAllocations(luaSelfReference(7995), &lua) == 0);
+  CHECK(lua.frames == std::vector<size_t>{7995 * 4 + 30});
+}
+
+TEST_CASE("ReplyScanner frames deep nesting that is not a chain, one level per entry") {
+  // Nested in the first element: every level waits for its second one.
+  const size_t levels = 20'000;
+  const std::string first = repeat("*2\r\n", levels) + repeat(":1\r\n", levels + 1);
+  // Nested in the last element: a chain again.
+  const std::string last = repeat("*2\r\n:1\r\n", levels) + ":1\r\n";
+  // Nested in the middle of a map, a set and a push, attributes around.
+  std::string mixed;
+  std::string closing;
+  for (size_t i = 0; i < levels; ++i) {
+    switch (i % 4) {
+      case 0:
+        mixed += "%2\r\n+k\r\n";
+        closing = "+k2\r\n:2\r\n" + closing;
+        break;
+      case 1:
+        mixed += "|1\r\n+ttl\r\n:3\r\n~3\r\n_\r\n";
+        closing = "#t\r\n" + closing;
+        break;
+      case 2:
+        mixed += ">2\r\n";
+        closing = "$1\r\nx\r\n" + closing;
+        break;
+      default:
+        mixed += "*3\r\n|1\r\n+a\r\n*1\r\n+b\r\n:0\r\n";
+        closing = ",1.5\r\n" + closing;
+        break;
+    }
+  }
+  mixed += "(12345\r\n" + closing;
+  for (const std::string* input : std::vector<const std::string*>{&first, &last, &mixed}) {
+    const std::string stream = *input + ":42\r\n";
+    Scanned s = scanAllWays(stream);
+    CHECK_FALSE(s.failed);
+    CHECK(s.frames == std::vector<size_t>{input->size(), 5});
+    CHECK(s.idle);
+  }
+  // The chain holds one entry at a time, whatever its depth.
+  Scanned short_chain;
+  Scanned chain;
+  CHECK(scannerAllocations(repeat("*2\r\n:1\r\n", 10) + ":1\r\n", &short_chain) ==
+        scannerAllocations(last, &chain));
+  CHECK(chain.frames == std::vector<size_t>{last.size()});
+}
+
+TEST_CASE("ReplyScanner keeps streamed types and attributes right under deep tails") {
+  // Streamed aggregates and strings at every level of a deep mix: each "*?"
+  // holds one entry, each "*1" none, and every "." must sit at its own
+  // level's element boundary.
+  const size_t levels = 5'000;
+  std::string open;
+  std::string close;
+  for (size_t i = 0; i < levels; ++i) {
+    if (i % 3 == 0) {
+      open += "*?\r\n:1\r\n";
+      close = ".\r\n" + close;
+    } else if (i % 3 == 1) {
+      open += "%?\r\n$?\r\n;2\r\nke\r\n;0\r\n|1\r\n+a\r\n+b\r\n*1\r\n";
+      close = "+k\r\n_\r\n.\r\n" + close;
+    } else {
+      open += "*1\r\n*1\r\n~?\r\n";
+      close = "$?\r\n;1\r\nz\r\n;0\r\n.\r\n" + close;
+    }
+  }
+  const std::string frame = open + "$?\r\n;3\r\nend\r\n;0\r\n" + close;
+  Scanned s = scanAllWays(frame + "+OK\r\n");
+  CHECK_FALSE(s.failed);
+  CHECK(s.frames == std::vector<size_t>{frame.size(), 5});
+
+  // A "." where a chain of tails is still open is refused, however deep.
+  const std::string inside_tail = "*?\r\n" + repeat("*1\r\n", 1000) + ".\r\n";
+  Scanned bad = scanAllWays(inside_tail);
+  CHECK(bad.failed);
+  CHECK(bad.error == "malformed reply at byte 4004: '.' outside a streamed aggregate's element "
+                     "boundary (got '.')");
+  const std::string after_first = "%?\r\n+k\r\n*2\r\n:1\r\n.\r\n";
+  Scanned bad_pair = scanAllWays(after_first);
+  CHECK(bad_pair.failed);
+  CHECK(bad_pair.error == "malformed reply at byte 16: '.' outside a streamed aggregate's "
+                          "element boundary (got '.')");
+}
+
+// A random well-formed reply of every shape, from a fixed seed: counted and
+// streamed aggregates of any size (one-element ones too), attributes,
+// streamed strings, every scalar.
+struct ReplyGenerator {
+  uint64_t state = 0x9e3779b97f4a7c15u;
+  size_t below(size_t n) {
+    state ^= state >> 12;
+    state ^= state << 25;
+    state ^= state >> 27;
+    return static_cast<size_t>((state * 2685821657736338717u) % n);
+  }
+  std::string scalar() {
+    static const char* const kScalars[] = {"+OK\r\n", ":7\r\n", "$3\r\nabc\r\n", "$-1\r\n", "_\r\n",
+                                           "#f\r\n", ",2.5\r\n", "(99\r\n", "-ERR x\r\n",
+                                           "!3\r\nERR\r\n", "=7\r\ntxt:abc\r\n", "*0\r\n",
+                                           "$?\r\n;2\r\nab\r\n;0\r\n"};
+    return kScalars[below(std::size(kScalars))];
+  }
+  std::string value(size_t depth) {
+    std::string out;
+    if (below(6) == 0) out += "|1\r\n+a\r\n" + scalar();
+    if (depth == 0 || below(4) == 0) return out + scalar();
+    const size_t n = below(3) == 0 ? 1 : below(4);
+    static const char kTypes[] = {'*', '~', '>', '%'};
+    const char type = kTypes[below(4)];
+    const size_t elements = type == '%' ? n * 2 : n;
+    const bool streamed = type != '>' && below(4) == 0;
+    out += type;
+    out += streamed ? "?" : std::to_string(n);
+    out += "\r\n";
+    for (size_t i = 0; i < elements; ++i) out += value(depth - 1);
+    if (streamed) out += ".\r\n";
+    return out;
+  }
+};
+
+TEST_CASE("ReplyScanner delimits random nested replies exactly, whole and byte by byte") {
+  ReplyGenerator gen;
+  for (int round = 0; round < 40; ++round) {
+    std::string stream;
+    std::vector<size_t> lengths;
+    for (int i = 0; i < 20; ++i) {
+      std::string reply = gen.value(1 + gen.below(12));
+      lengths.push_back(reply.size());
+      stream += reply;
+    }
+    CAPTURE(stream);
+    Scanned whole = scanChunks({stream});
+    CHECK_FALSE(whole.failed);
+    CHECK(whole.frames == lengths);
+    std::vector<std::string> bytes;
+    for (char c : stream) bytes.emplace_back(1, c);
+    CHECK(scanChunks(bytes) == whole);
+  }
+}
+
+TEST_CASE("ReplyScanner caps open levels at kMaxOpenLevels, naming the byte") {
+  const size_t cap = ReplyScanner::kMaxOpenLevels;
+  const std::string ok = repeat("*2\r\n", cap) + repeat(":1\r\n", cap + 1);
   Scanned s = scanChunks({ok});
   CHECK_FALSE(s.failed);
   CHECK(s.frames == std::vector<size_t>{ok.size()});
-  CHECK(parseReply(ok).ok());
 
-  std::string deep = "*1\r\n" + ok;
-  Scanned d = scanChunks({deep});
+  const std::string over = repeat("*2\r\n", cap + 1) + repeat(":1\r\n", cap + 2);
+  Scanned d = scanChunks({over});
   CHECK(d.failed);
-  CHECK(d.error == "malformed reply at byte 4099: nesting deeper than 1024 levels (got 0x0a)");
-  Result<RespValue> parsed = parseReply(deep);
-  REQUIRE_FALSE(parsed.ok());
-  CHECK(parsed.message() ==
-        "malformed reply at byte 4096: nesting deeper than 1024 levels (got '*')");
+  CHECK(d.error == "malformed reply at byte " + std::to_string(cap * 4 + 3) +
+                       ": more than 65536 nested aggregates open at once (got 0x0a)");
+}
+
+TEST_CASE("parseReply refuses nesting deeper than 1024 levels, without recursing further") {
+  std::string ok = repeat("*1\r\n", 1024) + ":1\r\n";
+  CHECK(parseReply(ok).ok());
+  Result<RespValue> over = parseReply("*1\r\n" + ok);
+  REQUIRE_FALSE(over.ok());
+  CHECK(over.message() ==
+        "reply nested deeper than 1024 levels (at byte 4096): too deep for the proxy to read");
+  // 100,000 levels: refused at the same place, not a stack overflow.
+  Result<RespValue> deep = parseReply(luaSelfReference(100'000));
+  REQUIRE_FALSE(deep.ok());
+  CHECK(deep.message() ==
+        "reply nested deeper than 1024 levels (at byte 4096): too deep for the proxy to read");
+  // Attributes annotating attribute values nest too.
+  auto annotated = [](size_t levels) {
+    return repeat("|1\r\n+a\r\n", levels) + "+b\r\n" + repeat(":1\r\n", levels);
+  };
+  CHECK(scanChunks({annotated(2000)}).frames == std::vector<size_t>{annotated(2000).size()});
+  CHECK(parseReply(annotated(1000)).ok());
+  Result<RespValue> attributes = parseReply(annotated(2000));
+  REQUIRE_FALSE(attributes.ok());
+  CHECK(attributes.message() ==
+        "reply nested deeper than 1024 levels (at byte 8192): too deep for the proxy to read");
 }
 
 TEST_CASE("ReplyScanner passes a 10 MB bulk fed in 4 KiB chunks without holding it") {
