@@ -178,6 +178,8 @@ def test_oversized_chain_file_fails_fast_and_keeps_the_loop_responsive(rotating)
     rot.assert_still_serving(rot.first.serial, for_s=0.3)
     assert rot.counters()[0] == ok0, rot.sg.log()[-3000:]
     rss_after = vm_rss_kib(pid)
+    print(f"\n{len(big)}-byte {CHAIN_FILE}: SIGHUP handled {latency * 1000:.1f} ms after kill -HUP "
+          f"(idle {hup_before * 1000:.1f} ms); VmRSS {rss_before} -> {rss_after} KiB")
     # 10 MB read whole would be 10 MB and more (baseline: +107 MB); the bound
     # keeps it to a few hundred kilobytes. Generous for allocator noise.
     assert rss_after - rss_before < 16 * 1024, f"VmRSS {rss_before} -> {rss_after} KiB"
