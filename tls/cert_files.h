@@ -67,8 +67,9 @@ Result<CertInfo> generateSelfSigned(const std::string& dir,
                                     const std::vector<std::string>& dns_names);
 
 // Parses, checks and describes a bundle without building a context: at most
-// kMaxChainCerts chain certificates, the certificate parses, the key parses and matches it, each chain certificate
-// issued the one before it, and now is within the leaf's validity period.
+// kMaxChainCerts chain certificates, the certificate parses, the key parses
+// and matches it, each chain certificate issued the one before it, and now is
+// within the leaf's validity period.
 // Errors name the source (file) and the problem in words.
 Result<CertInfo> validateCertBundle(const CertBundle& bundle);
 
