@@ -27,19 +27,21 @@ bool sameBundle(const tls::CertBundle& a, const tls::CertBundle& b) {
   return a.cert_pem == b.cert_pem && a.key_pem == b.key_pem && a.chain_pem == b.chain_pem;
 }
 
-// Reads the proxy pair from cert_dir, first generating a self-signed pair
-// when the directory has none and the config allows it.
-Result<tls::CertBundle> readOrGenerate(const Config& config) {
-  if (config.generate_self_signed && tls::proxyCertFilesAbsent(config.cert_dir)) {
-    std::vector<std::string> names{hostName()};
-    if (names[0] != "localhost") names.push_back("localhost");
-    auto info = tls::generateSelfSigned(config.cert_dir, names);
-    if (!info) return makeError("cannot generate a self-signed certificate: " + info.message());
-    spdlog::info("generated self-signed certificate {}/{} ({}; SANs {}; not after {}; sha256 {})",
-                 config.cert_dir, tls::kProxyCertFile, info->subject, fmt::join(info->sans, ", "),
-                 info->not_after, info->sha256_fingerprint);
-  }
-  return tls::readProxyCertFiles(config.cert_dir);
+// First start only: a directory with neither file of the pair gets a
+// self-signed one when the config allows it. Never called on a reload: at run
+// time a missing file is a failed reload and the last good pair keeps serving
+// (a deleted cert_dir must not turn a CA-signed certificate into a
+// self-signed one behind the operator's back).
+Status generateIfAbsent(const Config& config) {
+  if (!config.generate_self_signed || !tls::proxyCertFilesAbsent(config.cert_dir)) return {};
+  std::vector<std::string> names{hostName()};
+  if (names[0] != "localhost") names.push_back("localhost");
+  auto info = tls::generateSelfSigned(config.cert_dir, names);
+  if (!info) return makeError("cannot generate a self-signed certificate: " + info.message());
+  spdlog::info("generated self-signed certificate {}/{} ({}; SANs {}; not after {}; sha256 {})",
+               config.cert_dir, tls::kProxyCertFile, info->subject, fmt::join(info->sans, ", "),
+               info->not_after, info->sha256_fingerprint);
+  return {};
 }
 
 }  // namespace
@@ -60,7 +62,8 @@ bool CertReloader::sameInputs(const tls::CertBundle& bundle, const tls::TlsPolic
 }
 
 Status CertReloader::loadInitial(const Config& config) {
-  auto bundle = readOrGenerate(config);
+  if (auto st = generateIfAbsent(config); !st) return st;
+  auto bundle = tls::readProxyCertFiles(config.cert_dir);
   if (!bundle) return bundle.error();
   auto ctx = build(config, *bundle);
   if (!ctx) return ctx.error();
@@ -76,21 +79,30 @@ CertReloader::Outcome CertReloader::reload(const Config& config, const char* tri
   uint64_t old_generation = old ? old->generation() : 0;
   auto fail = [&](const std::string& why) {
     ++failed_;
+    last_attempt_failed_ = true;
     last_failure_ = why;
     spdlog::error("certificate reload failed, still serving generation {} (reloads ok {}, failed {}): {}",
                   old_generation, ok_, failed_, why);
     return Outcome::kFailed;
   };
 
-  auto bundle = readOrGenerate(config);
-  if (!bundle) {
-    // A file missing for a moment (mid-rename) is still a failed attempt; the
-    // next event retries.
-    return fail(bundle.message());
-  }
+  // Read only, never generate: a file missing at run time (mid-rename, or
+  // deleted) is a failed attempt, and the next event or poll retries.
+  auto bundle = tls::readProxyCertFiles(config.cert_dir);
+  if (!bundle) return fail(bundle.message());
   if (sameInputs(*bundle, config.tls.policy)) {
-    spdlog::debug("{}: certificate files and TLS policy unchanged, nothing to reload", trigger);
+    if (last_attempt_failed_) {
+      // The files went bad and came back as they were: nothing to apply, but
+      // the operator watching the failures should hear that they are over.
+      spdlog::info("{}: the certificate files in {} are valid again and the same as served: "
+                   "generation {} keeps serving {} serial {} (reloads ok {}, failed {})",
+                   trigger, config.cert_dir, old_generation, old ? old->certInfo().subject : "",
+                   old ? old->certInfo().serial : "", ok_, failed_);
+    } else {
+      spdlog::debug("{}: certificate files and TLS policy unchanged, nothing to reload", trigger);
+    }
     have_failed_input_ = false;
+    last_attempt_failed_ = false;
     return Outcome::kUnchanged;
   }
   if (have_failed_input_ && sameBundle(*bundle, failed_bundle_) && samePolicy(config.tls.policy, failed_policy_)) {
@@ -105,6 +117,7 @@ CertReloader::Outcome CertReloader::reload(const Config& config, const char* tri
     return fail(ctx.message());
   }
   have_failed_input_ = false;
+  last_attempt_failed_ = false;
   store_.publish(*ctx);
   ++ok_;
   const auto& info = (*ctx)->certInfo();

@@ -6,7 +6,10 @@
 //        ─► build SSL_CTX ─► preflight handshake in memory ─► publish (swap)
 //
 // Any failing step leaves the last good context serving, counts a failed
-// reload and logs the reason naming the file. Runs on the control thread only.
+// reload and logs the reason naming the file; a file missing at run time is
+// such a failure (a self-signed pair is generated at the first start only).
+// When the files come back equal to what is served, that is logged too.
+// Runs on the control thread only.
 #pragma once
 
 #include <cstdint>
@@ -30,7 +33,8 @@ class CertReloader {
   // applies. A failure is returned, not just logged: the process cannot serve.
   Status loadInitial(const Config& config);
   // A change was noticed (trigger: "file change", "SIGHUP"); applies it if it
-  // is whole and valid, otherwise keeps serving the last good context.
+  // is whole and valid, otherwise keeps serving the last good context. Only
+  // reads cert_dir: never generates a pair.
   Outcome reload(const Config& config, const char* trigger);
   // Warns once per generation as the served certificate nears its end (30, 7, 1 days).
   void checkExpiry(int64_t now_epoch);
@@ -53,6 +57,9 @@ class CertReloader {
   tls::CertBundle failed_bundle_;
   tls::TlsPolicy failed_policy_;
   bool have_failed_input_ = false;
+  // The last reload attempt failed (for whatever reason), so files equal to
+  // the served ones are news: "valid again".
+  bool last_attempt_failed_ = false;
   uint64_t ok_ = 0;
   uint64_t failed_ = 0;
   std::string last_failure_;

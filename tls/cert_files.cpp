@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -46,44 +47,68 @@ std::string withReason(std::string message) {
   return message;
 }
 
-struct ReadOutcome {
-  bool ok = false;
-  int err = 0;
-  std::string content;
-};
-
-ReadOutcome readWholeFile(const std::string& path) {
-  ReadOutcome out;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    out.err = errno;
-    return out;
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-    ::close(fd);
-    out.err = EISDIR;
-    return out;
-  }
-  char buf[16384];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      out.err = errno;
-      ::close(fd);
-      return out;
-    }
-    if (n == 0) break;
-    out.content.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  out.ok = true;
-  return out;
+std::string dirOf(const std::string& path) {
+  std::string::size_type slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
 }
 
-Error cannotRead(const std::string& path, int err) {
-  return makeError("cannot read " + path + ": " + std::strerror(err));
+// A file of the certificate directory, whole, or an error naming it. Past
+// kMaxCertFileBytes nothing more is read: a huge file (a CA bundle or a log
+// put there by mistake) would otherwise hold the control thread and its
+// memory. Only regular files: a FIFO would block the open() or read(), a
+// device would never end. missing_ok: a missing file reads as empty.
+Result<std::string> readCertDirFile(const std::string& path, bool missing_ok) {
+  // O_NONBLOCK: open() of a FIFO with no writer returns at once instead of
+  // waiting; the S_ISREG check below then refuses it.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    int err = errno;
+    if (err == ENOENT && missing_ok) return std::string();
+    if (err == ENOENT) {
+      struct stat dir_st {};
+      std::string dir = dirOf(path);
+      if (::stat(dir.c_str(), &dir_st) != 0 && errno == ENOENT) {
+        return makeError("cannot read " + path + ": the directory " + dir + " does not exist");
+      }
+    }
+    return makeError("cannot read " + path + ": " + std::strerror(err));
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return makeError("cannot read " + path + ": " + std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) return makeError("cannot read " + path + ": " + std::strerror(EISDIR));
+  if (!S_ISREG(st.st_mode)) return makeError("cannot read " + path + ": not a regular file");
+  auto tooLarge = [&](const std::string& size) {
+    return makeError(path + " is " + size + " bytes, over the limit of " +
+                     std::to_string(kMaxCertFileBytes) +
+                     " bytes for a file in the certificate directory (a certificate, its key "
+                     "and a few intermediates take a few kilobytes)");
+  };
+  if (static_cast<uint64_t>(st.st_size) > kMaxCertFileBytes) return tooLarge(std::to_string(st.st_size));
+  // Room for what fstat() said plus one byte: reading that byte means the
+  // file grew since; keep reading then, but never past one byte over the bound.
+  std::string content(static_cast<size_t>(st.st_size) + 1, '\0');
+  size_t done = 0;
+  for (;;) {
+    if (done == content.size()) {
+      if (content.size() > kMaxCertFileBytes) break;
+      content.resize(std::min(content.size() * 2, kMaxCertFileBytes + 1));
+    }
+    ssize_t n = ::read(fd, content.data() + done, content.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return makeError("cannot read " + path + ": " + std::strerror(errno));
+    }
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  if (done > kMaxCertFileBytes) return tooLarge("more than " + std::to_string(kMaxCertFileBytes));
+  content.resize(done);
+  return content;
 }
 
 // Refuses to ask for a passphrase: the proxy starts unattended, so an
@@ -101,11 +126,13 @@ struct ParsedCerts {
   std::string error;  // set when a certificate was present but broken
 };
 
-ParsedCerts parseCerts(const std::string& pem) {
+// Stops after max_certs + 1 certificates: the caller reports "too many"
+// without parsing the rest.
+ParsedCerts parseCerts(const std::string& pem, size_t max_certs) {
   ParsedCerts out;
   if (pem.empty()) return out;
   BioPtr bio = memBio(pem);
-  for (;;) {
+  while (out.certs.size() <= max_certs) {
     X509* x = PEM_read_bio_X509(bio.get(), nullptr, noPassphrase, nullptr);
     if (x == nullptr) {
       unsigned long code = ERR_peek_last_error();
@@ -284,16 +311,16 @@ Result<CertBundle> readProxyCertFiles(const std::string& dir) {
   b.key_source = joinPath(dir, kProxyKeyFile);
   b.chain_source = joinPath(dir, kChainFile);
 
-  ReadOutcome cert = readWholeFile(b.cert_source);
-  if (!cert.ok) return cannotRead(b.cert_source, cert.err);
-  ReadOutcome key = readWholeFile(b.key_source);
-  if (!key.ok) return cannotRead(b.key_source, key.err);
-  ReadOutcome chain = readWholeFile(b.chain_source);
-  if (!chain.ok && chain.err != ENOENT) return cannotRead(b.chain_source, chain.err);
+  auto cert = readCertDirFile(b.cert_source, false);
+  if (!cert) return cert.error();
+  auto key = readCertDirFile(b.key_source, false);
+  if (!key) return key.error();
+  auto chain = readCertDirFile(b.chain_source, true);
+  if (!chain) return chain.error();
 
-  b.cert_pem = std::move(cert.content);
-  b.key_pem = std::move(key.content);
-  b.chain_pem = std::move(chain.content);
+  b.cert_pem = std::move(*cert);
+  b.key_pem = std::move(*key);
+  b.chain_pem = std::move(*chain);
   return b;
 }
 
@@ -306,8 +333,7 @@ bool proxyCertFilesAbsent(const std::string& dir) {
 
 Status writeFileAtomic(const std::string& path, const std::string& content,
                        unsigned mode) {
-  std::string::size_type slash = path.rfind('/');
-  std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  std::string dir = dirOf(path);
   std::string tmp = path + ".tmp.XXXXXX";
   int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
   if (fd < 0) {
@@ -451,12 +477,23 @@ Result<CertInfo> validateCertBundle(const CertBundle& bundle) {
   const std::string key_src = bundle.key_source.empty() ? "private key" : bundle.key_source;
   const std::string chain_src = bundle.chain_source.empty() ? "chain" : bundle.chain_source;
 
-  ParsedCerts leaf_file = parseCerts(bundle.cert_pem);
+  // The leaf plus at most kMaxChainCerts intermediates, over both files:
+  // parsing (and later checking each link of) thousands of certificates
+  // would hold the control thread for seconds.
+  auto tooMany = [](const std::string& src) {
+    return makeError(src + ": more than " + std::to_string(kMaxChainCerts) +
+                     " chain certificates (the leaf's intermediates, up to its root); "
+                     "a chain that long is a mistake, such as a whole CA bundle");
+  };
+  ParsedCerts leaf_file = parseCerts(bundle.cert_pem, kMaxChainCerts + 1);
   if (!leaf_file.error.empty()) return makeError(cert_src + ": " + leaf_file.error);
   if (leaf_file.certs.empty()) return makeError(cert_src + ": no PEM certificate found");
+  if (leaf_file.certs.size() > kMaxChainCerts + 1) return tooMany(cert_src);
 
-  ParsedCerts chain_file = parseCerts(bundle.chain_pem);
+  const size_t chain_room = kMaxChainCerts + 1 - leaf_file.certs.size();
+  ParsedCerts chain_file = parseCerts(bundle.chain_pem, chain_room);
   if (!chain_file.error.empty()) return makeError(chain_src + ": " + chain_file.error);
+  if (chain_file.certs.size() > chain_room) return tooMany(chain_src);
   if (chain_file.certs.empty() &&
       bundle.chain_pem.find_first_not_of(" \t\r\n") != std::string::npos) {
     return makeError(chain_src + ": no PEM certificate found");

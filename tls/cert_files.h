@@ -3,6 +3,7 @@
 // pair, and writing key material atomically with mode 0600.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -15,6 +16,16 @@ inline constexpr const char* kProxyCertFile = "proxy_cert.pem";
 inline constexpr const char* kProxyKeyFile = "proxy_key.pem";
 inline constexpr const char* kChainFile = "chain_certs.pem";
 inline constexpr const char* kMtlsCaFile = "mtls_trusted_ca.pem";
+
+// What is read and parsed from the certificate directory is bounded, so a
+// file put there by mistake (a CA bundle, a log, 10 MB of certificates)
+// fails the reload quickly, naming itself, instead of stalling the control
+// thread and its memory. A leaf, its key and a few intermediates take a few
+// kilobytes; these bounds are far above any real chain.
+inline constexpr size_t kMaxCertFileBytes = 256 * 1024;
+// Certificates served after the leaf, from proxy_cert.pem and
+// chain_certs.pem together.
+inline constexpr size_t kMaxChainCerts = 16;
 
 // PEM text of a leaf certificate, its key and optional intermediates, with
 // where each came from (a file path, or "admin API") so errors can name it.
@@ -42,7 +53,8 @@ struct CertInfo {
 };
 
 // Reads proxy_cert.pem, proxy_key.pem and, when present, chain_certs.pem from
-// dir. A missing or unreadable file is an error naming the file.
+// dir. A missing or unreadable file, one that is not a regular file, or one
+// larger than kMaxCertFileBytes is an error naming the file (and its size).
 Result<CertBundle> readProxyCertFiles(const std::string& dir);
 
 // True when dir has neither proxy_cert.pem nor proxy_key.pem.
@@ -54,9 +66,10 @@ bool proxyCertFilesAbsent(const std::string& dir);
 Result<CertInfo> generateSelfSigned(const std::string& dir,
                                     const std::vector<std::string>& dns_names);
 
-// Parses, checks and describes a bundle without building a context: the
-// certificate parses, the key parses and matches it, each chain certificate
-// issued the one before it, and now is within the leaf's validity period.
+// Parses, checks and describes a bundle without building a context: at most
+// kMaxChainCerts chain certificates, the certificate parses, the key parses
+// and matches it, each chain certificate issued the one before it, and now is
+// within the leaf's validity period.
 // Errors name the source (file) and the problem in words.
 Result<CertInfo> validateCertBundle(const CertBundle& bundle);
 

@@ -146,6 +146,13 @@ void CertWatcher::settled() {
   // What the reload is about to read is the new baseline, so the poll does
   // not report the same change again.
   last_signature_ = signature();
+  // Watch the directory that is there now. After `rm -rf cert_dir` the
+  // watch is dead (the kernel dropped it with the old inode), and a directory
+  // recreated between two polls may even reuse that inode, which the poll's
+  // identity check cannot tell from the old one. Re-arming once per burst is
+  // one inotify call; a change right after it raises an event, and one just
+  // before it is read by the reload this burst triggers.
+  event_error_ = armEvents();
   ++changes_reported_;
   on_change_();  // may close() us; nothing below touches the handles
 }

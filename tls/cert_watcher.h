@@ -12,7 +12,9 @@
 // The poll (every poll_ms, 0 = off) stats each watched file through its
 // symlinks and compares (st_dev, st_ino, st_size, st_mtim) with the last
 // time; it covers filesystems without events and a watch lost because the
-// directory itself was replaced (then the watch is re-armed on the new one).
+// directory itself was removed or replaced (then the watch is re-armed on
+// the new one). Each settled burst re-arms the watch as well, so a directory
+// deleted and recreated is watched again whichever noticed first.
 //
 // Lifetime (STYLE rule 7): the watcher owns three libuv handles embedded in
 // itself. Call close() on the loop's thread, then let the loop run until

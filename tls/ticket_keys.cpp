@@ -99,32 +99,26 @@ std::shared_ptr<TicketKeys> TicketKeys::create() {
   std::shared_ptr<TicketKeys> keys(new TicketKeys());
   auto set = std::make_shared<KeySet>();
   set->current = freshKey();
-  keys->keys_.store(std::move(set), std::memory_order_release);
+  keys->keys_.store(std::move(set));
   return keys;
 }
 
 bool TicketKeys::rotate() {
   std::optional<Key> key = freshKey();
   if (!key) return false;
-  // Build the next set from the one we saw; if another thread rotated in
-  // between, build again from theirs so no rotation is lost.
-  std::shared_ptr<const KeySet> seen = keys_.load(std::memory_order_acquire);
-  for (;;) {
-    auto next = std::make_shared<KeySet>();
-    next->current = *key;
-    if (seen && seen->current) next->previous.push_back(*seen->current);
-    if (seen) {
-      for (const Key& k : seen->previous) {
-        if (next->previous.size() == kMaxPrevious) break;
-        next->previous.push_back(k);
-      }
-    }
-    std::shared_ptr<const KeySet> desired = std::move(next);
-    if (keys_.compare_exchange_weak(seen, desired, std::memory_order_acq_rel,
-                                    std::memory_order_acquire)) {
-      return true;
+  std::lock_guard<std::mutex> lock(rotate_mutex_);
+  std::shared_ptr<const KeySet> seen = keys_.load();
+  auto next = std::make_shared<KeySet>();
+  next->current = *key;
+  if (seen && seen->current) next->previous.push_back(*seen->current);
+  if (seen) {
+    for (const Key& k : seen->previous) {
+      if (next->previous.size() == kMaxPrevious) break;
+      next->previous.push_back(k);
     }
   }
+  keys_.store(std::move(next));
+  return true;
 }
 
 Status TicketKeys::attachTo(ssl_ctx_st* ctx) const {

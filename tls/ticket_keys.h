@@ -5,20 +5,20 @@
 //
 // Shared by shared_ptr between the control thread (rotate()) and the workers'
 // handshakes (the OpenSSL ticket callback). The key set is immutable and
-// swapped whole through std::atomic<std::shared_ptr>: a handshake takes one
-// snapshot, never a lock held across crypto. Used once per handshake, never
-// per request.
+// swapped whole (SharedSnapshot): a handshake copies one snapshot, and no
+// lock is held across crypto. Used once per handshake, never per request.
 #pragma once
 
 #include <array>
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <vector>
 
 #include "tls/result.h"
+#include "tls/shared_snapshot.h"
 
 struct ssl_ctx_st;  // SSL_CTX, kept opaque outside tls/
 
@@ -57,9 +57,7 @@ class TicketKeys {
   bool rotate();
 
   // The keys in force now; handshakes read one snapshot each.
-  std::shared_ptr<const KeySet> snapshot() const {
-    return keys_.load(std::memory_order_acquire);
-  }
+  std::shared_ptr<const KeySet> snapshot() const { return keys_.load(); }
 
   // tls/ internal (TlsContext::createServer): makes ctx seal and open tickets
   // with these keys. The caller keeps this object alive as long as ctx.
@@ -68,7 +66,9 @@ class TicketKeys {
  private:
   TicketKeys() = default;
 
-  std::atomic<std::shared_ptr<const KeySet>> keys_;
+  SharedSnapshot<KeySet> keys_;
+  // Serializes rotate() callers, so no rotation is built from a stale set.
+  std::mutex rotate_mutex_;
 };
 
 }  // namespace shardgate::tls

@@ -2,23 +2,23 @@
 // The control thread builds a context whole, then publish() swaps it in;
 // workers take current() once per accepted connection, never per request.
 // The swap cannot fail, and an old context lives on in the sessions that
-// hold it until the last of them closes (DESIGN.md, rule 3).
+// hold it until the last of them closes.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 
+#include "tls/shared_snapshot.h"
 #include "tls/tls_context.h"
 
 namespace shardgate::tls {
 
 class TlsContextStore {
  public:
-  TlsContextPtr current() const { return current_.load(std::memory_order_acquire); }
+  TlsContextPtr current() const { return current_.load(); }
   void publish(TlsContextPtr ctx) {
     published_generation_ = ctx->generation();
-    current_.store(std::move(ctx), std::memory_order_release);
+    current_.store(std::move(ctx));
   }
   // The generation the next built context should carry. Only the control
   // thread builds and publishes, and a context that fails to build is never
@@ -26,7 +26,7 @@ class TlsContextStore {
   uint64_t nextGeneration() const { return published_generation_ + 1; }
 
  private:
-  std::atomic<TlsContextPtr> current_;
+  SharedSnapshot<TlsContext> current_;
   uint64_t published_generation_ = 0;  // control thread only
 };
 

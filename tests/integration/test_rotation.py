@@ -15,6 +15,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import datetime as dt
 from dataclasses import dataclass
@@ -39,6 +40,26 @@ OK_RE = re.compile(r"certificate reload #(?P<n>\d+)\b[^\n]*?generation (?P<old>\
 FAIL_RE = re.compile(r"certificate reload failed, still serving generation (?P<gen>\d+) "
                      r"\(reloads ok (?P<ok>\d+), failed (?P<failed>\d+)\): (?P<reason>[^\n]*)")
 COUNT_RE = re.compile(r"certificate reload[^\n]*?reloads ok (\d+), failed (\d+)")
+# What a sanitizer build (scripts/tsan) prints when it finds a data race.
+SANITIZER_REPORT = "WARNING: ThreadSanitizer"
+
+
+@pytest.fixture
+def shardgate(shardgate):
+    """conftest's starter, plus a check after the test that no shardgate it
+    started printed a ThreadSanitizer report (scripts/tsan runs this file
+    against a -Db_sanitize=thread build; elsewhere the check costs nothing)."""
+    started: list[Shardgate] = []
+
+    def start(*args, **kw) -> Shardgate:
+        sg = shardgate(*args, **kw)
+        started.append(sg)
+        return sg
+
+    yield start
+    for sg in started:
+        log = sg.log()
+        assert SANITIZER_REPORT not in log, log[log.index(SANITIZER_REPORT) - 200:][:6000]
 
 
 # ---------------------------------------------------------------- helpers
@@ -242,6 +263,65 @@ def test_cert_before_key_old_served_until_key_arrives(rotating):
     rot.wait_serial(pair.serial, since=installed)
     ok, _ = rot.wait_counters(ok=ok0 + 1)
     assert ok == ok0 + 1, f"applied {ok - ok0} times, expected once\n{rot.sg.log()[-3000:]}"
+
+
+def test_new_connections_on_both_workers_during_rotations(rotating):
+    """Clients keep opening new TLS connections (spread by the kernel over the
+    two workers' listening sockets) while the certificate rotates: every
+    handshake completes with one of the installed certificates and every
+    connection answers. The workers take the served context at each accept
+    while the control thread publishes new ones, so under ThreadSanitizer
+    (scripts/tsan) this is the run that shows any race in that hand-over. A
+    race is seen only when an accept lands inside a reload, so scripts/tsan
+    runs this test several times; 8 clients make that likely in each run."""
+    rot = rotating
+    port, cafile = rot.sg.port(), rot.ca.cert
+    pairs = [rot.new_pair() for _ in range(4)]
+    installed = {rot.first.serial} | {p.serial for p in pairs}
+    rotations = 40
+    per_client_max = 300
+    stop = threading.Event()
+    lock = threading.Lock()
+    served: dict[str, int] = {}
+    errors: list[str] = []
+
+    def client_loop() -> None:
+        deadline = time.monotonic() + 30
+        for _ in range(per_client_max):
+            if stop.is_set() or time.monotonic() > deadline:
+                return
+            try:
+                with tls_socket(port, cafile) as conn:
+                    serial = der_serial(conn.getpeercert(binary_form=True))
+                    conn.sendall(b"PING\r\n")
+                    reply = recv_until(conn, b"\r\n")
+                with lock:
+                    served[serial] = served.get(serial, 0) + 1
+                    if not reply.startswith(b"+PONG"):
+                        errors.append(f"reply {reply!r} on serial {serial}")
+            except (OSError, ssl.SSLError) as e:
+                with lock:
+                    errors.append(repr(e))
+
+    clients = [threading.Thread(target=client_loop, daemon=True) for _ in range(8)]
+    for t in clients:
+        t.start()
+    try:
+        ok0, _ = rot.counters()
+        for i in range(1, rotations + 1):
+            install_pair(pairs[i % len(pairs)], rot.cert_dir, key_first=(i % 2 == 0))
+            rot.wait_counters(ok=ok0 + i, timeout=10)
+    finally:
+        stop.set()
+        for t in clients:
+            t.join(timeout=30)
+    assert not any(t.is_alive() for t in clients), "a client thread is stuck"
+    assert rot.sg.proc.poll() is None, rot.sg.log()[-4000:]
+    assert not errors, f"{len(errors)} failed connection(s): {errors[:5]}\n{rot.sg.log()[-3000:]}"
+    assert set(served) <= installed, served
+    assert len(served) >= 2, f"new connections saw one certificate only: {served}"
+    assert sum(served.values()) >= rotations, served
+    rot.wait_serial(pairs[rotations % len(pairs)].serial)
 
 
 # ---------------------------------------------------------------- only what is whole

@@ -104,10 +104,49 @@ TEST_CASE("readProxyCertFiles names the missing file") {
   REQUIRE_FALSE(r.ok());
   CHECK(r.message() == "cannot read " + tmp.path + "/proxy_key.pem: No such file or directory");
 
+  // A directory that is gone (rm -rf cert_dir at run time) is named as such.
   auto none = readProxyCertFiles(tmp.path + "/nope");
   REQUIRE_FALSE(none.ok());
-  CHECK(none.message() ==
-        "cannot read " + tmp.path + "/nope/proxy_cert.pem: No such file or directory");
+  CHECK(none.message() == "cannot read " + tmp.path + "/nope/proxy_cert.pem: the directory " +
+                              tmp.path + "/nope does not exist");
+}
+
+TEST_CASE("readProxyCertFiles refuses a file over the size bound, naming it, its size and the bound") {
+  TempDir tmp;
+  writeFile(tmp.path + "/proxy_cert.pem", "C");
+  writeFile(tmp.path + "/proxy_key.pem", "K");
+  // Exactly at the bound: read whole.
+  writeFile(tmp.path + "/chain_certs.pem", std::string(kMaxCertFileBytes, 'x'));
+  auto at_bound = readProxyCertFiles(tmp.path);
+  REQUIRE_MESSAGE(at_bound.ok(), (at_bound.ok() ? "" : at_bound.message()));
+  CHECK(at_bound->chain_pem.size() == kMaxCertFileBytes);
+
+  // One byte over, and far over (10 MB): the same named error, nothing kept.
+  for (size_t size : {kMaxCertFileBytes + 1, size_t{10} * 1024 * 1024}) {
+    CAPTURE(size);
+    writeFile(tmp.path + "/chain_certs.pem", std::string(size, 'x'));
+    auto r = readProxyCertFiles(tmp.path);
+    REQUIRE_FALSE(r.ok());
+    CHECK(contains(r.message(), tmp.path + "/chain_certs.pem is " + std::to_string(size) +
+                                    " bytes, over the limit of " +
+                                    std::to_string(kMaxCertFileBytes) + " bytes"));
+  }
+  // Every file of the directory is bounded, not only the chain.
+  ::unlink((tmp.path + "/chain_certs.pem").c_str());
+  writeFile(tmp.path + "/proxy_key.pem", std::string(kMaxCertFileBytes + 1, 'k'));
+  auto key = readProxyCertFiles(tmp.path);
+  REQUIRE_FALSE(key.ok());
+  CHECK(contains(key.message(), tmp.path + "/proxy_key.pem is "));
+}
+
+TEST_CASE("readProxyCertFiles refuses a FIFO instead of blocking on it") {
+  TempDir tmp;
+  writeFile(tmp.path + "/proxy_cert.pem", "C");
+  writeFile(tmp.path + "/proxy_key.pem", "K");
+  REQUIRE(::mkfifo((tmp.path + "/chain_certs.pem").c_str(), 0600) == 0);
+  auto r = readProxyCertFiles(tmp.path);  // no writer: a blocking open() would hang here
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.message() == "cannot read " + tmp.path + "/chain_certs.pem: not a regular file");
 }
 
 TEST_CASE("readProxyCertFiles reads the optional chain file") {
@@ -279,6 +318,52 @@ TEST_CASE("validateCertBundle: a chain that does not chain") {
   REQUIRE_FALSE(t.ok());
   CHECK(contains(t.message(), "certificate 2 (CN=Test Root)"));
   CHECK(contains(t.message(), "certificate 1 (CN=Test Intermediate) in /certs/chain_certs.pem"));
+  CHECK(ERR_peek_error() == 0);
+}
+
+TEST_CASE("validateCertBundle: at most kMaxChainCerts chain certificates, over both files") {
+  // A self-signed root issues itself, so root, root, ... after the
+  // intermediate is a chain that checks link by link: only the count fails it.
+  ThreeLevelChain chain;
+  auto roots = [&](size_t n) {
+    std::string pem;
+    for (size_t i = 0; i < n; ++i) pem += certPem(chain.root.get());
+    return pem;
+  };
+  CertBundle longest = chain.bundle();
+  longest.chain_pem = certPem(chain.inter.get()) + roots(kMaxChainCerts - 1);
+  auto ok = validateCertBundle(longest);
+  REQUIRE_MESSAGE(ok.ok(), (ok.ok() ? "" : ok.message()));
+  CHECK(ok->chain_length == kMaxChainCerts);
+
+  CertBundle one_more = chain.bundle();
+  one_more.chain_pem = certPem(chain.inter.get()) + roots(kMaxChainCerts);
+  auto r = validateCertBundle(one_more);
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.message(), "/certs/chain_certs.pem: more than " + std::to_string(kMaxChainCerts) +
+                                  " chain certificates"));
+
+  // Intermediates in the certificate file count too, and the chain file then
+  // has less room.
+  CertBundle split = chain.bundle();
+  split.cert_pem += certPem(chain.inter.get()) + roots(kMaxChainCerts / 2);
+  split.chain_pem = roots(kMaxChainCerts / 2);
+  auto s = validateCertBundle(split);
+  REQUIRE_FALSE(s.ok());
+  CHECK(contains(s.message(), "/certs/chain_certs.pem: more than "));
+  CertBundle in_cert_file = chain.bundle();
+  in_cert_file.cert_pem += certPem(chain.inter.get()) + roots(kMaxChainCerts);
+  in_cert_file.chain_pem.clear();
+  auto c = validateCertBundle(in_cert_file);
+  REQUIRE_FALSE(c.ok());
+  CHECK(contains(c.message(), "/certs/proxy_cert.pem: more than "));
+
+  // Thousands of certificates are refused after parsing kMaxChainCerts + 1.
+  CertBundle huge = chain.bundle();
+  huge.chain_pem = roots(5000);
+  auto h = validateCertBundle(huge);
+  REQUIRE_FALSE(h.ok());
+  CHECK(contains(h.message(), "/certs/chain_certs.pem: more than "));
   CHECK(ERR_peek_error() == 0);
 }
 

@@ -303,6 +303,34 @@ TEST_CASE("CertWatcher: a replaced directory is found by the poll and watched ag
   CHECK(w.watcher->eventsSeen() > events);
 }
 
+TEST_CASE("CertWatcher: a directory removed and recreated before a poll is watched again") {
+  TempDir tmp;
+  const std::string dir = tmp.path + "/certs";
+  REQUIRE(::mkdir(dir.c_str(), 0755) == 0);
+  writeFile(dir + "/proxy_cert.pem", "v1");
+  Loop loop;
+  // A poll far beyond the test: only events and the re-arm after a burst can
+  // notice anything. The new directory may even get the old one's inode,
+  // which a poll could not tell apart.
+  Watched w(loop, dir, {"proxy_cert.pem"}, 60'000);
+
+  // `rm -rf certs; mkdir certs; cp ...` faster than any poll.
+  std::filesystem::remove_all(dir);
+  REQUIRE(::mkdir(dir.c_str(), 0755) == 0);
+  writeFile(dir + "/proxy_cert.pem", "v2 in a recreated directory");
+  REQUIRE(w.waitCalls(1));  // the old directory's removal events
+  loop.runFor(3 * kSettleMs);
+  CHECK(w.watcher->pollChangesSeen() == 0);
+
+  // The watch was re-armed on the directory that is there now.
+  int before = w.calls;
+  uint64_t events = w.watcher->eventsSeen();
+  writeFile(dir + "/proxy_cert.pem", "v3");
+  REQUIRE(w.waitCalls(before + 1));
+  CHECK(w.watcher->eventsSeen() > events);
+  CHECK(w.watcher->eventError().empty());
+}
+
 TEST_CASE("CertWatcher: close() in the callback, and nothing after close") {
   TempDir tmp;
   writeFile(tmp.path + "/proxy_cert.pem", "v1");
