@@ -229,7 +229,8 @@ void BackendLink::fail(const std::string& why) {
   if (!logged_down_) {
     // Once per outage for a shared link; private links (one per client in a
     // stateful mode) can fail by the thousand, hence the limit per worker.
-    static thread_local RateLimitedLog down(spdlog::level::warn, "failed shard connections");
+    static thread_local RateLimitedLog down(spdlog::level::warn,
+                                           "failed shard connections (multiplexed or routed)");
     if (auto pass = down.admit(uv_now(worker_.loop()))) {
       spdlog::warn("db {}: shard {} unavailable: {}{}", db_.name, address(), why, pass);
     }
