@@ -10,6 +10,7 @@
 #include "proxy/resp_encoder.h"
 #include "proxy/routed_session.h"
 #include "proxy/ascii.h"
+#include "proxy/rate_limited_log.h"
 #include "proxy/uv_handle.h"
 #include "proxy/worker.h"
 
@@ -231,7 +232,13 @@ void BackendLink::deliver(const uint8_t* data, size_t len, bool done) {
 void BackendLink::fail(const std::string& why) {
   failure_ = why;
   if (!logged_down_) {
-    spdlog::warn("db {}: shard {} unavailable: {}", db_.name, address(), why);
+    // Once per outage for a shared link; private links (one per client in a
+    // stateful mode) can fail by the thousand, hence the limit per worker.
+    static thread_local RateLimitedLog down(spdlog::level::warn,
+                                           "failed shard connections (multiplexed or routed)");
+    if (auto pass = down.admit(uv_now(worker_.loop()))) {
+      spdlog::warn("db {}: shard {} unavailable: {}{}", db_.name, address(), why, pass);
+    }
     logged_down_ = true;
   }
   worker_.stats().backend_connect_failures.add();

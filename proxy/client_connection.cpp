@@ -2,10 +2,12 @@
 
 #include <arpa/inet.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <cstring>
 
 #include "proxy/ascii.h"
+#include "proxy/rate_limited_log.h"
 #include "proxy/uv_handle.h"
 #include "proxy/worker.h"
 
@@ -41,7 +43,7 @@ ClientConnection::ClientConnection(Worker& worker, const Database& db)
       to_client_(this, &ClientConnection::onToClientDrained),
       to_backend_(this, &ClientConnection::onToBackendDrained) {}
 
-void ClientConnection::accept(Worker& worker, const Database& db, uv_stream_t* server) {
+void ClientConnection::accept(Worker& worker, const Database& db, int fd) {
   auto* c = new ClientConnection(worker, db);
   uv_tcp_init(worker.loop(), &c->client_);
   uv_tcp_init(worker.loop(), &c->backend_);
@@ -51,8 +53,9 @@ void ClientConnection::accept(Worker& worker, const Database& db, uv_stream_t* s
   worker.add(c);
   worker.stats().connections_total.add();
   worker.stats().connections_current.add();
-  int rc = uv_accept(server, c->clientStream());
+  int rc = uv_tcp_open(&c->client_, fd);
   if (rc != 0) {
+    ::close(fd);
     spdlog::debug("{}: accept: {}", db.listen, uv_strerror(rc));
     c->closeNow();
     return;
@@ -62,12 +65,15 @@ void ClientConnection::accept(Worker& worker, const Database& db, uv_stream_t* s
 
 void ClientConnection::start() {
   last_activity_ms_ = uv_now(worker_.loop());
-  uv_tcp_nodelay(&client_, 1);
+  // TCP_NODELAY came with the socket from the listening one (Listener::start).
 
   if (db_.tls) {
     tls_ = tls::TlsSession::create(worker_.tlsContext(), tls::TlsSession::Role::kServer);
     if (!tls_) {
-      spdlog::error("{}: cannot create a TLS session (out of memory?)", db_.listen);
+      static thread_local RateLimitedLog failed(spdlog::level::err, "TLS sessions not created");
+      if (auto pass = failed.admit(uv_now(worker_.loop()))) {
+        spdlog::error("{}: cannot create a TLS session (out of memory?){}", db_.listen, pass);
+      }
       closeNow();
       return;
     }
@@ -275,8 +281,11 @@ void ClientConnection::flushReplies() {
     // Redis's client-output-buffer-limit: a client that does not read what
     // it asked for is disconnected rather than allowed to hold the proxy's
     // memory (shared links cannot stop reading for one client).
-    spdlog::warn("{}: closing {}: {} bytes of replies waiting, over limits.max_client_output ({})",
-                 db_.listen, peerName(), held, db_.max_client_output);
+    static thread_local RateLimitedLog over(spdlog::level::warn, "clients closed over limits.max_client_output");
+    if (auto pass = over.admit(uv_now(worker_.loop()))) {
+      spdlog::warn("{}: closing {}: {} bytes of replies waiting, over limits.max_client_output ({}){}",
+                   db_.listen, peerName(), held, db_.max_client_output, pass);
+    }
     client_dead_ = true;
     closeNow();
     return;
@@ -337,7 +346,10 @@ void ClientConnection::onConnected(int status) {
   if (status != 0) {
     backend_failed_ = true;
     worker_.stats().backend_connect_failures.add();
-    spdlog::warn("db {}: shard {} unavailable: {}", db_.name, db_.shard, uv_strerror(status));
+    static thread_local RateLimitedLog refused(spdlog::level::warn, "failed shard connections");
+    if (auto pass = refused.admit(uv_now(worker_.loop()))) {
+      spdlog::warn("db {}: shard {} unavailable: {}{}", db_.name, db_.shard, uv_strerror(status), pass);
+    }
     to_backend_.discard();
     sendErrorLine("-ERR shard " + db_.shard + " unavailable: " + asciiLower(uv_strerror(status)) + "\r\n");
     closeAfterFlush();
@@ -368,7 +380,12 @@ void ClientConnection::onHandshakeDone() {
     auto version = tls_->negotiatedVersion();
     if (version && *version < *audit) {
       stats.audit_below_min.add();
-      worker_.auditLog(db_.listen, peerName(), proto, *audit);
+      static thread_local RateLimitedLog below(spdlog::level::debug,
+                                              "handshakes below tls.audit_min_version");
+      if (auto pass = below.admit(uv_now(worker_.loop()))) {
+        spdlog::debug("{}: audit: {} negotiated {}, below tls.audit_min_version {}{}", db_.listen,
+                      peerName(), proto, tls::toString(*audit), pass);
+      }
     }
   }
   if (spdlog::should_log(spdlog::level::trace)) {

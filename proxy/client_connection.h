@@ -37,8 +37,8 @@ class Worker;
 
 class ClientConnection {
  public:
-  // Accepts one pending connection from server; on failure nothing leaks.
-  static void accept(Worker& worker, const Database& db, uv_stream_t* server);
+  // Serves fd, a socket just accepted (non-blocking); on failure nothing leaks.
+  static void accept(Worker& worker, const Database& db, int fd);
 
   // Shutdown drain: closes the connection if no request is in flight.
   void closeIfIdle(uint64_t now_ms);

@@ -2,8 +2,9 @@
 //   shardgate --config FILE [--check-config]
 #include <spdlog/spdlog.h>
 
-#include <sys/resource.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -11,6 +12,7 @@
 
 #include "proxy/check_certs.h"
 #include "proxy/config.h"
+#include "proxy/file_limit.h"
 #include "proxy/logging.h"
 #include "proxy/server.h"
 
@@ -33,20 +35,61 @@ constexpr const char* kUsage =
     "cert_dir are picked up by themselves); SIGTERM/SIGINT stop\n"
     "accepting, let connections finish (drain_timeout_ms), and exit 0.\n";
 
-// Each client holds two descriptors (its socket and its shard's), so the
-// usual soft limit of 1024 would cap a proxy near 500 clients. Raise the soft
-// limit to the hard one, as redis-server does for maxclients.
-void raiseFileLimit() {
-  rlimit lim{};
-  if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= lim.rlim_max) return;
-  rlim_t before = lim.rlim_cur;
-  lim.rlim_cur = lim.rlim_max;
-  if (setrlimit(RLIMIT_NOFILE, &lim) == 0) {
-    spdlog::info("raised the open-file limit from {} to {}", before, lim.rlim_max);
-  } else {
-    spdlog::warn("open-file limit {} (could not raise it to {}): at most about {} clients", before,
-                 lim.rlim_max, before / 2);
+// A client of plain forwarding holds two descriptors (its socket and its
+// shard connection), so the usual soft limit of 1024 would cap the proxy near
+// 500 clients: raise the limits at start and say how many clients fit.
+void logFileLimitChange(const shardgate::proxy::FileLimitChange& c) {
+  if (c.hard_wanted != 0 && c.hard_errno == 0) {
+    spdlog::info("raised the open-file limit from {} (hard {}) to {}", c.soft_before, c.hard_before,
+                 c.hard);
+    return;
   }
+  if (c.hard_wanted != 0) {
+    bool root = geteuid() == 0;
+    std::string hint;
+    if (c.hard_errno == EPERM) {
+      hint = root ? " (running as root without CAP_SYS_RESOURCE, as in most containers: raise it where "
+                    "shardgate is started, e.g. LimitNOFILE= in its systemd unit or --ulimit nofile= "
+                    "for docker run)"
+                  : " (only root may raise it: LimitNOFILE= in the systemd unit, or ulimit -Hn as root)";
+    }
+    spdlog::log(root ? spdlog::level::warn : spdlog::level::info,
+                "could not raise the hard open-file limit from {} to {}: {}{}", c.hard_before,
+                c.hard_wanted, std::strerror(c.hard_errno), hint);
+  }
+  if (c.soft_errno != 0) {
+    spdlog::warn("could not raise the open-file limit from {} to {}: {}", c.soft_before, c.hard_before,
+                 std::strerror(c.soft_errno));
+  } else if (c.soft != c.soft_before) {
+    spdlog::info("raised the open-file limit from {} to {}", c.soft_before, c.soft);
+  }
+}
+
+// After the listeners are open: how many clients the open-file limit leaves
+// room for, as the descriptors they take differ by database kind.
+void logClientRoom(uint64_t limit, unsigned workers, bool any_plain, bool any_routed,
+                   uint64_t shared_shard_links) {
+  using shardgate::proxy::clientsThatFit;
+  // Kept for the proxy itself: one spare descriptor libuv holds per worker
+  // loop, the workers' shared shard connections, and a few for certificate
+  // reloads and the like.
+  constexpr uint64_t kOwnUse = 16;
+  uint64_t in_use = shardgate::proxy::countOpenFiles();
+  uint64_t reserve = kOwnUse + workers + shared_shard_links;
+  uint64_t plain = clientsThatFit(limit, in_use, reserve, 2);
+  uint64_t routed = clientsThatFit(limit, in_use, reserve, 1);
+  std::string room;
+  if (any_plain && any_routed) {
+    room = fmt::format("about {} clients of plain forwarding (2 descriptors each: the client's socket "
+                       "and its shard connection), or {} multiplexed ones (1 each)", plain, routed);
+  } else if (any_plain) {
+    room = fmt::format("about {} clients (2 descriptors each: the client's socket and its shard "
+                       "connection)", plain);
+  } else {
+    room = fmt::format("about {} clients (1 descriptor each: shard connections are shared)", routed);
+  }
+  spdlog::info("open-file limit {}, {} in use at start: room for {}; beyond that, new connections "
+               "wait until descriptors are free", limit, in_use, room);
 }
 
 int usageError(const std::string& message) {
@@ -110,11 +153,20 @@ int main(int argc, char** argv) {
     return 1;
   }
   spdlog::info("shardgate {} starting with {}", SHARDGATE_VERSION, config_path);
-  raiseFileLimit();
+  auto limit = shardgate::proxy::raiseOpenFileLimit();
+  logFileLimitChange(limit);
+  unsigned workers = config->effectiveWorkers();
+  bool any_plain = false, any_routed = false;
+  uint64_t shared_links = 0;
+  for (const auto& db : config->databases) {
+    (db.multiplex ? any_routed : any_plain) = true;
+    if (db.multiplex) shared_links += uint64_t{workers} * db.shards.size();
+  }
   auto server = shardgate::proxy::Server::create(std::move(*config));
   if (!server) {
     spdlog::error("{}", server.message());
     return 1;
   }
+  logClientRoom(limit.soft, workers, any_plain, any_routed, shared_links);
   return (*server)->run();
 }

@@ -68,6 +68,7 @@ Status Worker::start(std::vector<Binding> bindings) {
 }
 
 void Worker::run() {
+  log_flusher_.start(&loop_);
   if (drain_requested_.load()) beginDrain();
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
@@ -81,20 +82,6 @@ void Worker::requestDrain() {
 
 void Worker::join() {
   if (thread_.joinable()) thread_.join();
-}
-
-void Worker::auditLog(const std::string& listen, const std::string& peer, std::string_view proto,
-                      tls::TlsVersion audit) {
-  uint64_t now = uv_now(&loop_);
-  if (audit_logged_ms_ != 0 && now - audit_logged_ms_ < 1000) {
-    ++audit_suppressed_;
-    return;
-  }
-  spdlog::debug("{}: audit: {} negotiated {}, below tls.audit_min_version {}{}", listen, peer, proto,
-                tls::toString(audit),
-                audit_suppressed_ ? fmt::format(" ({} more since the last line)", audit_suppressed_) : "");
-  audit_logged_ms_ = now;
-  audit_suppressed_ = 0;
 }
 
 void Worker::add(ClientConnection* c) {
@@ -111,7 +98,15 @@ void Worker::remove(ClientConnection* c) {
   if (c->next) c->next->prev = c->prev;
   c->prev = c->next = nullptr;
   --connection_count_;
+  if (listener_paused_) resumeListeners();
   if (draining_) maybeFinish();
+}
+
+void Worker::resumeListeners() {
+  // Called before the connection's sockets are closed; a resumed listener
+  // only polls again, and accepts in the next loop turn, when they are.
+  listener_paused_ = false;
+  for (auto* l : listeners_) l->resume();
 }
 
 void Worker::beginDrain() {
@@ -234,6 +229,7 @@ void Worker::maybeFinish() {
   uv_close(asHandle(&wake_), nullptr);
   uv_close(asHandle(&drain_timer_), nullptr);
   uv_close(asHandle(&sweep_timer_), nullptr);
+  log_flusher_.stop();  // the counts still held back are written now
 }
 
 }  // namespace shardgate::proxy

@@ -16,6 +16,7 @@
 #include "proxy/backend_link.h"
 #include "proxy/database.h"
 #include "proxy/listener.h"
+#include "proxy/rate_limited_log.h"
 #include "proxy/request.h"
 #include "proxy/stats.h"
 #include "tls/byte_buffer.h"
@@ -59,12 +60,11 @@ class Worker {
   Stats& stats() { return stats_; }
   const Stats& stats() const { return stats_; }
   bool draining() const { return draining_; }
-  // tls.audit_min_version: a debug line per handshake below it, at most one
-  // a second per worker (the rest are counted and summed into the next line).
-  void auditLog(const std::string& listen, const std::string& peer, std::string_view proto,
-                tls::TlsVersion audit);
   void add(ClientConnection* c);
   void remove(ClientConnection* c);
+  // A listener ran out of descriptors: the next connection to close (which
+  // gives one back) resumes it.
+  void listenerPaused() { listener_paused_ = true; }
 
   // The routed path. Shared links: one per shard of each routed database,
   // created at first use. Dirty lists: links with commands to write and
@@ -103,6 +103,7 @@ class Worker {
   void maybeFinish();
   void flushDirty();
   void upkeep();
+  void resumeListeners();
 
   unsigned index_;
   tls::TlsContextStore& tls_store_;
@@ -132,9 +133,9 @@ class Worker {
   std::atomic<bool> drain_requested_{false};
   std::atomic<bool> finished_{false};
   bool draining_ = false;
-  uint64_t audit_logged_ms_ = 0;
-  uint64_t audit_suppressed_ = 0;
+  bool listener_paused_ = false;
   bool handles_closed_ = false;
+  RateLimitedLogFlusher log_flusher_;
 };
 
 }  // namespace shardgate::proxy

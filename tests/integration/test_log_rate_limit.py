@@ -1,0 +1,51 @@
+"""Repeated warnings on the data path are logged at most once a second per kind
+of event and worker, with the count of those not logged: the log does not grow
+with the event rate, and no event goes uncounted."""
+from __future__ import annotations
+
+import re
+import socket
+import time
+
+from conftest import database, free_port, recv_until
+
+CLIENTS = 200
+MORE = re.compile(r"(\d+) more since the last line")
+
+
+def unavailable_report(log: str, shard: str) -> tuple[int, int]:
+    """(lines about the refused shard, events they account for): each line is
+    one event plus the count it carries."""
+    lines = [line for line in log.splitlines()
+             if f"shard {shard} unavailable" in line or "failed shard connections:" in line]
+    events = sum((0 if "failed shard connections:" in line else 1) +
+                 sum(int(n) for n in MORE.findall(line)) for line in lines)
+    return len(lines), events
+
+
+def test_refused_shard_connections_log_a_line_a_second_with_the_count(shardgate):
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens there: every connect is refused
+    sg = shardgate([database("down", free_port(), dead, tls=False)], workers=1)
+
+    started = time.monotonic()
+    for i in range(CLIENTS):
+        with socket.create_connection(("127.0.0.1", sg.port()), timeout=5) as c:
+            c.sendall(b"PING\r\n")
+            reply = recv_until(c, b"\r\n", timeout=5)
+        # Every client is still told, whatever the log says.
+        assert reply == f"-ERR shard {dead} unavailable: connection refused\r\n".encode(), \
+            f"client {i}: {reply!r}"
+    elapsed = time.monotonic() - started
+
+    # Every event is accounted for: by a line of its own or in a count, the
+    # last count written about 2 s after the last line even with no event after it.
+    deadline = time.monotonic() + 5
+    while True:
+        lines, events = unavailable_report(sg.log(), dead)
+        if events >= CLIENTS or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert events == CLIENTS, f"{events} refused connects accounted for in the log, not {CLIENTS}\n{sg.log()}"
+    # One line a second at most, and one for the count held back at the end.
+    assert lines <= elapsed + 2, f"{lines} lines in {elapsed:.1f} s\n{sg.log()}"
+    assert re.search(r"failed shard connections: \d+ more since the last line", sg.log()), sg.log()
