@@ -7,9 +7,7 @@
 #include <uv.h>
 
 #include <cstdint>
-#include <optional>
 #include <string>
-#include <utility>
 
 #include "proxy/ascii.h"
 #include "proxy/client_connection.h"
@@ -139,10 +137,11 @@ constexpr std::string_view kBadClientName =
 }  // namespace
 
 RoutedSession::Next RoutedSession::hello() {
-  // networking.c helloCommand, in its order: the version, every option's
-  // syntax, then AUTH, then the need to be authenticated, then SETNAME.
-  size_t i = 1;
+  // networking.c helloCommand (7.0): the version, then each option in turn,
+  // taking effect at once (an AUTH that fails stops there; a SETNAME before
+  // a bad option stays set), then the need to be authenticated.
   int new_version = resp3_ ? 3 : 2;
+  size_t i = 1;
   if (args_.size() >= 2) {
     int64_t version = 0;
     if (!parseLongLong(args_[1], &version)) {
@@ -156,41 +155,38 @@ RoutedSession::Next RoutedSession::hello() {
     new_version = static_cast<int>(version);
     i = 2;
   }
-  std::optional<std::pair<std::string_view, std::string_view>> credentials;
-  std::optional<std::string_view> new_name;
+  // Switching protocol: the links of the old one carry nothing more. (The
+  // options below are parsed again after the wait; applying them twice is
+  // the same as once.)
+  if ((new_version == 3) != resp3_ && in_flight_ > 0) return Next::kWaitIdle;
   for (; i < args_.size(); ++i) {
     const size_t more = args_.size() - i - 1;
     if (equalsLower(args_[i], "auth") && more >= 2) {
-      credentials.emplace(args_[i + 1], args_[i + 2]);
+      if (!passwordMatches(args_[i + 1], args_[i + 2])) {
+        replyError("WRONGPASS invalid username-password pair or user is disabled.");
+        return Next::kContinue;
+      }
+      authenticated_ = true;
       i += 2;
     } else if (equalsLower(args_[i], "setname") && more >= 1) {
-      new_name = args_[i + 1];
+      if (!validClientName(args_[i + 1])) {
+        replyError(kBadClientName);
+        return Next::kContinue;
+      }
+      name_ = std::string(args_[i + 1]);
       i += 1;
     } else {
       replyError("ERR Syntax error in HELLO option '" + std::string(args_[i]) + "'");
       return Next::kContinue;
     }
   }
-  if (credentials && !passwordMatches(credentials->first, credentials->second)) {
-    replyError("WRONGPASS invalid username-password pair or user is disabled.");
-    return Next::kContinue;
-  }
-  if (!authenticated_ && !credentials) {
+  if (!authenticated_) {
     replyError(
         "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO "
-        "<proto> AUTH <user> <pass> option can be used to authenticate the client and select "
-        "the RESP protocol version at the same time");
+        "AUTH <user> <pass> option can be used to authenticate the client and select the RESP "
+        "protocol version at the same time");
     return Next::kContinue;
   }
-  if (new_name && !validClientName(*new_name)) {
-    if (credentials) authenticated_ = true;  // Redis authenticates before it checks the name
-    replyError(kBadClientName);
-    return Next::kContinue;
-  }
-  // Switching protocol: the links of the old one carry nothing more.
-  if ((new_version == 3) != resp3_ && in_flight_ > 0) return Next::kWaitIdle;
-  if (credentials) authenticated_ = true;
-  if (new_name) name_ = std::string(*new_name);
   if ((new_version == 3) != resp3_) {
     resp3_ = new_version == 3;
     dropPrivateLinks();
