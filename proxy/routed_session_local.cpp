@@ -243,6 +243,20 @@ RoutedSession::Next RoutedSession::client() {
   // The subcommand exists and its arity fits (CommandTable::checkCall); what
   // is left is each subcommand's own parsing (networking.c clientCommand).
   std::string sub = asciiLower(args_[1]);
+  // A table from a shard whose COMMAND lists no subcommands (Redis 6) left
+  // their arity unchecked: Redis 7.0's, for the ones answered here.
+  static constexpr std::pair<std::string_view, int> kArity[] = {
+      {"id", 2},   {"getname", 2}, {"setname", 3}, {"info", 2},      {"list", -2},
+      {"help", 2}, {"setinfo", 4}, {"caching", 3}, {"tracking", -3}, {"trackinginfo", 2},
+      {"getredir", 2}};
+  for (const auto& [name, arity] : kArity) {
+    const size_t n = args_.size();
+    if (sub == name && (arity > 0 ? n != static_cast<size_t>(arity)
+                                  : n < static_cast<size_t>(-arity))) {
+      replyError(arityErrorText("client|" + sub));
+      return Next::kContinue;
+    }
+  }
   if (sub == "id") {
     replyInteger(static_cast<int64_t>(id_));
   } else if (sub == "getname") {

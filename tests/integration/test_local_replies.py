@@ -301,6 +301,12 @@ CASES: list[tuple[list[tuple], Differs | None]] = [
     ([("MULTI",), ("GET",), ("SET", "lr:k", "v"), ("EXEC",), ("GET", "lr:k")], None),
     ([("MULTI",), ("SET", "lr:m", "v"), ("EXEC", "x"), ("GET", "lr:m"), ("PING",)], None),
     ([("MULTI",), ("PING",), ("EXEC", "x"), ("EXEC",)], None),
+    # EXEC refused for its arity forgets the WATCH too: the later
+    # transaction runs although the watched key changed.
+    ([("WATCH", "lr:w"), ("SET", "lr:w", "1"), ("EXEC", "x"), ("MULTI",), ("GET", "lr:w"),
+      ("EXEC",)], None),
+    ([("WATCH", "lr:w2"), ("MULTI",), ("SET", "lr:w2", "1"), ("EXEC", "x"), ("EXEC",),
+      ("GET", "lr:w2")], None),
     ([("MULTI",), ("DEBUG", "SLEEP", "0"), ("EXEC",)], None),
     ([("MULTI",), ("WAIT", "0", "0"), ("EXEC",)], None),
     ([("MULTI",), ("SELECT", "0"), ("EXEC",)], IN_MULTI),
