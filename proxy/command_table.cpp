@@ -4,6 +4,8 @@
 #include <charconv>
 #include <utility>
 
+#include "proxy/redis_text.h"
+
 namespace shardgate::proxy {
 namespace {
 
@@ -60,6 +62,34 @@ constexpr BuiltinCommand kBuiltinCommands[] = {
     {"client|trackinginfo", 2, 0, 0, 0, kNoScript},
     {"client|unblock", -3, 0, 0, 0, kNoScript | kAdmin},
     {"client|unpause", 2, 0, 0, 0, kNoScript | kAdmin},
+    {"cluster", -2, 0, 0, 0, 0},
+    {"cluster|addslots", -3, 0, 0, 0, kAdmin},
+    {"cluster|addslotsrange", -4, 0, 0, 0, kAdmin},
+    {"cluster|bumpepoch", 2, 0, 0, 0, kAdmin},
+    {"cluster|count-failure-reports", 3, 0, 0, 0, kAdmin},
+    {"cluster|countkeysinslot", 3, 0, 0, 0, 0},
+    {"cluster|delslots", -3, 0, 0, 0, kAdmin},
+    {"cluster|delslotsrange", -4, 0, 0, 0, kAdmin},
+    {"cluster|failover", -2, 0, 0, 0, kAdmin},
+    {"cluster|flushslots", 2, 0, 0, 0, kAdmin},
+    {"cluster|forget", 3, 0, 0, 0, kAdmin},
+    {"cluster|getkeysinslot", 4, 0, 0, 0, 0},
+    {"cluster|help", 2, 0, 0, 0, 0},
+    {"cluster|info", 2, 0, 0, 0, 0},
+    {"cluster|keyslot", 3, 0, 0, 0, 0},
+    {"cluster|links", 2, 0, 0, 0, 0},
+    {"cluster|meet", -4, 0, 0, 0, kAdmin},
+    {"cluster|myid", 2, 0, 0, 0, 0},
+    {"cluster|nodes", 2, 0, 0, 0, 0},
+    {"cluster|replicas", 3, 0, 0, 0, kAdmin},
+    {"cluster|replicate", 3, 0, 0, 0, kAdmin},
+    {"cluster|reset", -2, 0, 0, 0, kNoScript | kAdmin},
+    {"cluster|saveconfig", 2, 0, 0, 0, kAdmin},
+    {"cluster|set-config-epoch", 3, 0, 0, 0, kAdmin},
+    {"cluster|setslot", -4, 0, 0, 0, kAdmin},
+    {"cluster|shards", 2, 0, 0, 0, 0},
+    {"cluster|slaves", 3, 0, 0, 0, kAdmin},
+    {"cluster|slots", 2, 0, 0, 0, 0},
     {"command", -1, 0, 0, 0, 0},
     {"command|count", 2, 0, 0, 0, 0},
     {"command|docs", -2, 0, 0, 0, 0},
@@ -76,6 +106,7 @@ constexpr BuiltinCommand kBuiltinCommands[] = {
     {"config|set", -4, 0, 0, 0, kNoScript | kAdmin},
     {"copy", -3, 1, 2, 1, kWrite},
     {"dbsize", 1, 0, 0, 0, kReadonly},
+    {"debug", -2, 0, 0, 0, kNoScript | kAdmin},
     {"decr", 2, 1, 1, 1, kWrite},
     {"decrby", 3, 1, 1, 1, kWrite},
     {"del", -2, 1, -1, 1, kWrite},
@@ -202,6 +233,7 @@ constexpr BuiltinCommand kBuiltinCommands[] = {
     {"randomkey", 1, 0, 0, 0, kReadonly},
     {"rename", 3, 1, 2, 1, kWrite},
     {"renamenx", 3, 1, 2, 1, kWrite},
+    {"reset", 1, 0, 0, 0, kNoScript},
     {"restore", -4, 1, 1, 1, kWrite},
     {"restore-asking", -4, 1, 1, 1, kWrite},
     {"rpop", -2, 1, 1, 1, kWrite},
@@ -255,6 +287,7 @@ constexpr BuiltinCommand kBuiltinCommands[] = {
     {"unlink", -2, 1, -1, 1, kWrite},
     {"unsubscribe", -1, 0, 0, 0, kPubsub | kNoScript},
     {"unwatch", 1, 0, 0, 0, kNoScript},
+    {"wait", 3, 0, 0, 0, kNoScript},
     {"watch", -2, 1, -1, 1, kNoScript},
     {"xack", -4, 1, 1, 1, kWrite},
     {"xadd", -5, 1, 1, 1, kWrite},
@@ -340,21 +373,6 @@ bool equalsIgnoreCase(std::string_view a, std::string_view lower) {
     if (lowerAscii(a[i]) != lower[i]) return false;
   }
   return true;
-}
-
-// Redis's string2ll (util.c), which getLongLongFromObject uses: plain
-// decimal, no sign but '-', no leading zeros, no "-0", no spaces, < 21 chars.
-bool parseLongLong(std::string_view s, int64_t* value) {
-  if (s.empty() || s.size() >= 21) return false;
-  if (s == "0") {
-    *value = 0;
-    return true;
-  }
-  const size_t digits = s[0] == '-' ? 1 : 0;
-  if (digits == s.size() || s[digits] < '1' || s[digits] > '9') return false;
-  const char* end = s.data() + s.size();
-  const auto [ptr, ec] = std::from_chars(s.data(), end, *value);
-  return ec == std::errc() && ptr == end;
 }
 
 Error redisError(std::string text) { return makeError(std::move(text)); }
@@ -822,7 +840,19 @@ Result<CommandTable> CommandTable::fromCommandReply(const RespValue& reply) {
 }
 
 void CommandTable::add(CommandInfo info) {
-  const bool sub = info.name.find('|') != std::string::npos;
+  const size_t bar = info.name.find('|');
+  const bool sub = bar != std::string::npos;
+  if (sub) {
+    const auto parent = commands_.find(std::string_view(info.name).substr(0, bar));
+    if (parent != commands_.end()) parent->second.has_subcommands = true;
+  } else {
+    // Subcommands listed before their container (not Redis's order, but
+    // nothing says a table must keep it).
+    const std::string prefix = info.name + '|';
+    info.has_subcommands = std::any_of(subcommands_.begin(), subcommands_.end(), [&](const auto& e) {
+      return e.first.compare(0, prefix.size(), prefix) == 0;
+    });
+  }
   Map& map = sub ? subcommands_ : commands_;
   size_t& max_len = sub ? max_subname_len_ : max_name_len_;
   max_len = std::max(max_len, info.name.size());
@@ -863,6 +893,35 @@ const CommandInfo* CommandTable::findSubcommand(const CommandInfo& container,
 void CommandTable::setRoute(std::string_view name, uint8_t route) {
   const auto it = commands_.find(lowerCopy(name));
   if (it != commands_.end()) it->second.route = route;
+}
+
+Status CommandTable::checkCall(const CommandInfo& cmd,
+                               std::span<const std::string_view> args) const {
+  const CommandInfo* c = &cmd;
+  // lookupCommand: a container named alone is the container itself (whose
+  // arity, -2, then refuses it); with an argument, the subcommand or nothing.
+  if (cmd.has_subcommands && args.size() >= 2) {
+    c = findSubcommand(cmd, args[1]);
+    if (c == nullptr) {
+      std::string text = "ERR unknown subcommand '" + std::string(args[1].substr(0, 128)) +
+                         "'. Try ";
+      for (char ch : args[0]) {
+        text += (ch >= 'a' && ch <= 'z') ? static_cast<char>(ch - 'a' + 'A') : ch;
+      }
+      text += " HELP.";
+      // rejectCommandFormat: no line break may reach the protocol.
+      for (char& ch : text) {
+        if (ch == '\r' || ch == '\n') ch = ' ';
+      }
+      return redisError(std::move(text));
+    }
+  }
+  const size_t argc = args.size();
+  if ((c->arity > 0 && argc != static_cast<size_t>(c->arity)) ||
+      (c->arity < 0 && argc < static_cast<size_t>(-static_cast<int64_t>(c->arity)))) {
+    return arityError(c->name);
+  }
+  return {};
 }
 
 Status CommandTable::keyPositions(const CommandInfo& cmd, std::span<const std::string_view> args,

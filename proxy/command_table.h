@@ -26,6 +26,9 @@ struct CommandInfo {
   int step = 0;
   uint32_t flags = 0;
   uint8_t route = 0;  // the router's CommandRoute (command_route.h); 0: by key
+  // A container (CLIENT, CONFIG, OBJECT, ...): its first argument names one
+  // of the table's "name|sub" entries.
+  bool has_subcommands = false;
 
   static constexpr uint32_t kWrite = 1u << 0;
   static constexpr uint32_t kReadonly = 1u << 1;
@@ -54,6 +57,16 @@ class CommandTable {
   size_t size() const { return commands_.size(); }
   // Sets CommandInfo::route of a top-level command, if the table has it.
   void setRoute(std::string_view name, uint8_t route);
+
+  // The checks redis-server 7.0 makes before it runs any command (server.c
+  // processCommand): a container's subcommand must exist, and the argument
+  // count must fit the (sub)command's arity. Returns Redis's own error text
+  // (without "-"): "ERR unknown subcommand 'x'. Try CLIENT HELP.",
+  // "ERR wrong number of arguments for 'client|setname' command", or for
+  // EXEC "EXECABORT Transaction discarded because of: wrong number ...".
+  // A command's own argument parsing (PING's "at most one message", ...)
+  // is the command's business, not this check's.
+  Status checkCall(const CommandInfo& cmd, std::span<const std::string_view> args) const;
 
   // Appends the indices into args of cmd's keys (args[0] is the command
   // name). Returns an error carrying Redis's own text (without "-") for a

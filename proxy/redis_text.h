@@ -42,11 +42,26 @@ inline bool equalsLower(std::string_view s, std::string_view lower) {
   return true;
 }
 
-// A whole decimal integer, nothing before or after it.
-inline bool parseInt(std::string_view s, int64_t& v) {
-  if (s.empty()) return false;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  return ec == std::errc() && end == s.data() + s.size();
+// Redis's string2ll (util.c), behind every integer argument it reads
+// (getLongLongFromObject): plain decimal, '-' the only sign, no leading
+// zeros, no "-0", no spaces, fewer than 21 characters.
+inline bool parseLongLong(std::string_view s, int64_t* value) {
+  if (s.empty() || s.size() >= 21) return false;
+  if (s == "0") {
+    *value = 0;
+    return true;
+  }
+  const size_t digits = s[0] == '-' ? 1 : 0;
+  if (digits == s.size() || s[digits] < '1' || s[digits] > '9') return false;
+  const char* end = s.data() + s.size();
+  const auto [ptr, ec] = std::from_chars(s.data(), end, *value);
+  return ec == std::errc() && ptr == end;
+}
+
+// "ERR wrong number of arguments for 'ping' command": what a command that
+// counts its own arguments answers (addReplyErrorArity).
+inline std::string arityErrorText(std::string_view name) {
+  return "ERR wrong number of arguments for '" + std::string(name) + "' command";
 }
 
 }  // namespace shardgate::proxy

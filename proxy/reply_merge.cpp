@@ -1,7 +1,6 @@
 #include "proxy/reply_merge.h"
 
 #include <charconv>
-#include <map>
 
 #include "proxy/resp_decoder.h"
 #include "proxy/resp_encoder.h"
@@ -186,57 +185,6 @@ void rewriteScanReply(const std::string& part, uint32_t shard, uint32_t shards, 
   resp::appendArrayHeader(out, 2);
   resp::appendBulk(out, std::string_view(digits, static_cast<size_t>(end - digits)));
   resp::appendValue(out, v->elements[1]);
-}
-
-std::string sumKeyspace(const ReplyParts& parts) {
-  struct Totals {
-    uint64_t keys = 0, expires = 0;
-    long double ttl_weighted = 0;
-  };
-  std::map<uint64_t, Totals> dbs;  // ordered by db number, as Redis prints them
-  for (const std::string& p : parts) {
-    auto v = parseReply(p);
-    if (!v || (v->type != RespValue::Type::kBulkString && v->type != RespValue::Type::kVerbatim)) {
-      continue;
-    }
-    std::string_view text = v->str;
-    while (!text.empty()) {
-      size_t eol = text.find('\n');
-      std::string_view line = text.substr(0, eol);
-      text = eol == std::string_view::npos ? std::string_view() : text.substr(eol + 1);
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if (line.size() < 3 || line.substr(0, 2) != "db") continue;
-      size_t colon = line.find(':');
-      uint64_t db = 0;
-      if (colon == std::string_view::npos || !parseU64(line.substr(2, colon - 2), db)) continue;
-      uint64_t keys = 0, expires = 0, avg_ttl = 0;
-      std::string_view fields = line.substr(colon + 1);
-      while (!fields.empty()) {
-        size_t comma = fields.find(',');
-        std::string_view f = fields.substr(0, comma);
-        fields = comma == std::string_view::npos ? std::string_view() : fields.substr(comma + 1);
-        size_t eq = f.find('=');
-        if (eq == std::string_view::npos) continue;
-        std::string_view name = f.substr(0, eq);
-        uint64_t value = 0;
-        if (!parseU64(f.substr(eq + 1), value)) continue;
-        if (name == "keys") keys = value;
-        else if (name == "expires") expires = value;
-        else if (name == "avg_ttl") avg_ttl = value;
-      }
-      Totals& t = dbs[db];
-      t.keys += keys;
-      t.expires += expires;
-      t.ttl_weighted += static_cast<long double>(avg_ttl) * static_cast<long double>(keys);
-    }
-  }
-  std::string out = "# Keyspace\r\n";
-  for (const auto& [db, t] : dbs) {
-    auto avg = t.keys ? static_cast<uint64_t>(t.ttl_weighted / static_cast<long double>(t.keys)) : 0;
-    out += "db" + std::to_string(db) + ":keys=" + std::to_string(t.keys) +
-           ",expires=" + std::to_string(t.expires) + ",avg_ttl=" + std::to_string(avg) + "\r\n";
-  }
-  return out;
 }
 
 }  // namespace shardgate::proxy

@@ -52,8 +52,4 @@ std::optional<ScanPosition> decodeScanCursor(std::string_view text, uint32_t sha
 // A shard's [cursor, keys] reply with the cursor re-encoded.
 void rewriteScanReply(const std::string& part, uint32_t shard, uint32_t shards, ByteBuffer& out);
 
-// INFO keyspace: the parts are INFO texts; the dbN lines are summed
-// (keys, expires; avg_ttl weighted by keys). Returns the "# Keyspace" section.
-std::string sumKeyspace(const ReplyParts& parts);
-
 }  // namespace shardgate::proxy

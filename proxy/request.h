@@ -36,7 +36,7 @@ enum class ReplyMerge : uint8_t {
   kRandomKey,    // a random non-nil answer of all shards
   kSameReply,    // SCRIPT LOAD: every shard answers the same; pass one on
   kAndArrays,    // SCRIPT EXISTS: element-wise AND of integer arrays
-  kInfo,         // the proxy's own INFO sections plus the shards' keyspace summed
+  kInfo,         // every shard's INFO combined, the proxy's own fields added
 };
 
 struct Request {
@@ -48,7 +48,6 @@ struct Request {
   bool streamed = false; // forward reply bytes went straight to the client
   bool on_private = false; // waits on a private link (ordering across link kinds)
   uint32_t scan_shard = 0;     // kScan: the shard that was asked
-  uint32_t info_sections = 0;  // kInfo: which of the proxy's own sections
   ByteBuffer reply;                     // the complete (or buffered partial) reply
   std::vector<std::string> parts;       // merges: one reply per part, in part order
   std::vector<uint16_t> key_part;       // kMget: the part holding each key, in key order

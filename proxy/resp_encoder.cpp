@@ -83,6 +83,17 @@ void appendBulk(ByteBuffer& out, std::string_view value) { appendBlob(out, '$', 
 
 void appendNullBulk(ByteBuffer& out) { out.append(std::string_view("$-1\r\n")); }
 
+void appendVerbatimText(ByteBuffer& out, std::string_view value) {
+  char* start = begin(out, kMaxDigits + 10 + value.size());
+  char* p = start;
+  *p++ = '=';
+  p = putNumber(p, value.size() + 4);
+  p = putCrlf(p);
+  p = put(p, "txt:");
+  p = put(p, value);
+  finish(out, start, putCrlf(p));
+}
+
 void appendArrayHeader(ByteBuffer& out, size_t count) { appendNumberLine(out, '*', count); }
 
 void appendNullArray(ByteBuffer& out) { out.append(std::string_view("*-1\r\n")); }

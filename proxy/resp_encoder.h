@@ -17,6 +17,9 @@ void appendError(ByteBuffer& out, std::string_view text);    // -text\r\n ("ERR 
 void appendInteger(ByteBuffer& out, int64_t value);          // :value\r\n
 void appendBulk(ByteBuffer& out, std::string_view value);    // $len\r\nvalue\r\n
 void appendNullBulk(ByteBuffer& out);                        // $-1\r\n
+// RESP3's verbatim text (=len\r\ntxt:value\r\n): INFO, CLIENT INFO and CLIENT
+// LIST answer a RESP3 client with it, a RESP2 one with a bulk string.
+void appendVerbatimText(ByteBuffer& out, std::string_view value);
 void appendArrayHeader(ByteBuffer& out, size_t count);       // *count\r\n
 void appendNullArray(ByteBuffer& out);                       // *-1\r\n
 // A command as a multibulk request: *N\r\n$len\r\narg\r\n...

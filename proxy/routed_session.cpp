@@ -9,6 +9,7 @@
 #include "proxy/ascii.h"
 #include "proxy/client_connection.h"
 #include "proxy/hash_slot.h"
+#include "proxy/info_merge.h"
 #include "proxy/redis_text.h"
 #include "proxy/reply_merge.h"
 #include "proxy/resp_encoder.h"
@@ -118,28 +119,35 @@ RoutedSession::Next RoutedSession::dispatch(std::string_view frame) {
   frame_ = frame;
   if (!retired_.empty()) retired_.clear();
   const CommandInfo* cmd = db_.commands->find(args_[0]);
-  auto route = cmd ? static_cast<CommandRoute>(cmd->route) : CommandRoute::kDefault;
+  if (monitoring_) return dispatchInPubsub(cmd, frame);
+  // redis-server's order (server.c processCommand): the command must exist
+  // and its arguments fit its arity, whoever answers it; then the client
+  // must be authenticated; then its mode (pub/sub, MULTI) decides. Each
+  // refusal inside MULTI makes EXEC abort.
+  if (cmd == nullptr) return refuse(unknownCommand(args_));
+  auto route = static_cast<CommandRoute>(cmd->route);
+  if (Status call = db_.commands->checkCall(*cmd, args_); !call) {
+    if (route == CommandRoute::kExec) return abortExec(call.message());
+    return refuse(call.message());
+  }
+  // PING counts its own arguments (arity -1, at most one message); inside
+  // MULTI that is the queued command's error, at EXEC.
+  if (route == CommandRoute::kPing && args_.size() > 2 && !in_multi_) {
+    return refuse(arityErrorText("ping"));
+  }
   if (!authenticated_ && route != CommandRoute::kAuth && route != CommandRoute::kHello &&
       route != CommandRoute::kQuit && route != CommandRoute::kReset) {
-    replyError("NOAUTH Authentication required.");
-    return Next::kContinue;
+    return refuse("NOAUTH Authentication required.");
   }
   if (stream_) return dispatchInPubsub(cmd, frame);
-  if (!cmd) {
-    if (in_multi_) multi_dirty_ = true;
-    replyError(unknownCommand(args_));
-    return Next::kContinue;
-  }
   if (in_multi_) return dispatchInMulti(cmd, frame);
 
   switch (route) {
     case CommandRoute::kPing:
-      if (auto st = findKeys(*cmd); !st) break;
       if (args_.size() == 1) replySimple("PONG");
       else replyBulk(args_[1]);
       return Next::kContinue;
     case CommandRoute::kEcho:
-      if (auto st = findKeys(*cmd); !st) break;
       replyBulk(args_[1]);
       return Next::kContinue;
     case CommandRoute::kQuit:
@@ -147,10 +155,7 @@ RoutedSession::Next RoutedSession::dispatch(std::string_view frame) {
       return Next::kStop;
     case CommandRoute::kHello: return hello();
     case CommandRoute::kAuth: return auth();
-    case CommandRoute::kSelect: {
-      if (auto st = findKeys(*cmd); !st) break;
-      return select();
-    }
+    case CommandRoute::kSelect: return select();
     case CommandRoute::kClient: return client();
     case CommandRoute::kReset: return reset();
     case CommandRoute::kCluster:
@@ -290,6 +295,35 @@ RoutedSession::Next RoutedSession::dispatch(std::string_view frame) {
     return forward(shard, frame, LinkKind::kPrivate);
   }
   return forward(shard, frame, LinkKind::kShared);
+}
+
+RoutedSession::Next RoutedSession::refuse(std::string_view text) {
+  if (in_multi_) multi_dirty_ = true;  // server.c rejectCommand -> flagTransaction
+  replyError(text);
+  return Next::kContinue;
+}
+
+RoutedSession::Next RoutedSession::abortExec(std::string_view text) {
+  // multi.c execCommandAbort: a refused EXEC discards the transaction and
+  // forgets the WATCHed keys, in MULTI or not. The shard's copy of that state
+  // goes too; its answer is the proxy's, dropped.
+  const bool on_shard = (multi_on_shard_ && !multi_lost_) || (watching_ && !watch_lost_);
+  if (on_shard && !orderedAfterInFlight(LinkKind::kPrivate, pin_shard_)) return Next::kWaitIdle;
+  if (on_shard) {
+    ByteBuffer& undo = worker_.frameScratch();
+    undo.clear();
+    // DISCARD also unwatches; UNWATCH alone when only WATCH reached the shard.
+    resp::appendCommand(undo, {multi_on_shard_ && !multi_lost_ ? "DISCARD" : "UNWATCH"});
+    privateLink(pin_shard_).send(undo.view(), nullptr, 0);
+  }
+  in_multi_ = multi_dirty_ = multi_on_shard_ = watching_ = false;
+  multi_lost_ = watch_lost_ = false;
+  pin_shard_ = -1;
+  multi_queue_.clear();
+  multi_queue_.release();
+  multi_queued_ = 0;
+  replyError(text);
+  return Next::kContinue;
 }
 
 Status RoutedSession::findKeys(const CommandInfo& cmd) {
@@ -553,6 +587,13 @@ void RoutedSession::replyError(std::string_view text) {
   ByteBuffer& out = worker_.replyScratch();
   out.clear();
   resp::appendError(out, text);
+  // A client's argument quoted in an error (an unknown subcommand, a HELLO
+  // option) must not end the line early: Redis maps CR and LF to spaces
+  // (networking.c addReplyErrorFormat), so does the proxy.
+  uint8_t* body = out.data() + 1;
+  for (size_t i = 0; i + 3 < out.size(); ++i) {
+    if (body[i] == '\r' || body[i] == '\n') body[i] = ' ';
+  }
   replyLocal(out.view());
 }
 
@@ -695,16 +736,7 @@ void RoutedSession::finishMerge(Request* r) {
     case ReplyMerge::kScan:
       rewriteScanReply(r->parts[0], r->scan_shard, static_cast<uint32_t>(db_.shards.size()), out);
       break;
-    case ReplyMerge::kInfo: {
-      for (const std::string& p : r->parts) {
-        if (!p.empty() && p[0] == '-') {
-          out.append(p);
-          return;
-        }
-      }
-      resp::appendBulk(out, infoText(r->info_sections, sumKeyspace(r->parts)));
-      break;
-    }
+    case ReplyMerge::kInfo: mergeInfo(r->parts, ownInfo(), out); break;
     case ReplyMerge::kForward:
     case ReplyMerge::kLocal:
       break;

@@ -40,6 +40,7 @@
 namespace shardgate::proxy {
 
 class ClientConnection;
+struct InfoAdditions;
 
 class RoutedSession {
  public:
@@ -94,6 +95,11 @@ class RoutedSession {
   Next dispatchInPubsub(const CommandInfo* cmd, std::string_view frame);
   Next dispatchInMulti(const CommandInfo* cmd, std::string_view frame);
 
+  // A command refused before it runs (unknown, wrong arity, NOAUTH): the
+  // error, and inside MULTI an EXEC that will abort.
+  Next refuse(std::string_view text);
+  // EXEC refused before it runs: the transaction and WATCH end, as Redis's do.
+  Next abortExec(std::string_view text);
   Status findKeys(const CommandInfo& cmd);
   // The one shard keys_ live on (-1: no keys); false, with -CROSSSLOT sent,
   // when they span shards.
@@ -116,6 +122,11 @@ class RoutedSession {
   Next hello();
   Next auth();
   Next client();
+  Next clientList();
+  // CLIENT INFO / LIST's line for this client; cmd: "client|info", ...
+  std::string clientLine(std::string_view cmd) const;
+  // AUTH's and HELLO AUTH's check: the "default" user and the database's password.
+  bool passwordMatches(std::string_view user, std::string_view pass) const;
   Next select();
   Next reset();
   Next watch(const CommandInfo& cmd, std::string_view frame);
@@ -135,7 +146,8 @@ class RoutedSession {
   }
   void endStream();
   void stop();  // no more commands: QUIT, a protocol error, a broken reply
-  std::string infoText(uint32_t sections, const std::string& keyspace) const;
+  // The proxy's own INFO fields (shardgate_*), added to the shards' sections.
+  InfoAdditions ownInfo() const;
 
   // Replies from the proxy itself, in order behind what is in flight.
   void replyLocal(std::string_view bytes);
@@ -143,6 +155,7 @@ class RoutedSession {
   void replySimple(std::string_view text);
   void replyInteger(int64_t value);
   void replyBulk(std::string_view value);
+  void replyText(std::string_view text);  // RESP3 verbatim text, else bulk
 
   Request* newRequest(ReplyMerge merge, LinkKind kind, uint16_t parts);
   void countInFlight(Request* r);

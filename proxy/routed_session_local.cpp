@@ -1,14 +1,18 @@
 // RoutedSession: the commands the proxy answers itself or combines from
-// every shard (INFO, SELECT, AUTH, HELLO, CLIENT, RESET).
+// every shard (INFO, SELECT, AUTH, HELLO, CLIENT, RESET). Each answers as
+// redis-server 7.0 does, errors included; the command's existence and arity
+// were checked before (CommandTable::checkCall in dispatch).
 #include "proxy/routed_session.h"
 
 #include <uv.h>
 
+#include <cstdint>
 #include <string>
 
 #include "proxy/ascii.h"
 #include "proxy/client_connection.h"
 #include "proxy/hash_slot.h"
+#include "proxy/info_merge.h"
 #include "proxy/redis_text.h"
 #include "proxy/reply_merge.h"
 #include "proxy/resp_encoder.h"
@@ -32,57 +36,37 @@ bool samePassword(std::string_view given, const std::string& secret) {
 }  // namespace
 
 RoutedSession::Next RoutedSession::info() {
-  // Sections: the proxy's own (server, clients, stats) and the shards'
-  // keyspace summed. No argument, "default", "all" or "everything": all.
-  uint32_t sections = 0;
-  for (size_t i = 1; i < args_.size(); ++i) {
-    std::string s = asciiLower(args_[i]);
-    if (s == "default" || s == "all" || s == "everything") sections |= 0xF;
-    else if (s == "server") sections |= 1;
-    else if (s == "clients") sections |= 2;
-    else if (s == "stats") sections |= 4;
-    else if (s == "keyspace") sections |= 8;
-  }
-  if (args_.size() == 1) sections = 0xF;
-  if (!(sections & 8)) {
-    replyBulk(infoText(sections, ""));
-    return Next::kContinue;
-  }
-  ByteBuffer& cmd_bytes = worker_.frameScratch();
-  cmd_bytes.clear();
-  resp::appendCommand(cmd_bytes, {"INFO", "keyspace"});
-  std::string frame(cmd_bytes.view());
-  Next next = fanOut(frame, ReplyMerge::kInfo);
-  if (next == Next::kContinue && tail_ && tail_->merge == ReplyMerge::kInfo) {
-    tail_->info_sections = sections;
-  }
-  return next;
+  // Every shard answers the client's own INFO (any sections, any case);
+  // mergeInfo (info_merge.h) combines them and adds the proxy's fields.
+  return fanOut(frame_, ReplyMerge::kInfo);
 }
 
-std::string RoutedSession::infoText(uint32_t sections, const std::string& keyspace) const {
-  std::string out;
-  if (sections & 1) {
-    out += "# Server\r\nshardgate_version:" SHARDGATE_VERSION "\r\nredis_mode:proxy\r\n";
-    out += "process_id:" + std::to_string(uv_os_getpid()) + "\r\n";
-    out += "shards:" + std::to_string(db_.shards.size()) + "\r\n";
-    out += "database:" + db_.name + "\r\nlisten:" + db_.listen + "\r\n\r\n";
-  }
-  if (sections & 2) {
-    out += "# Clients\r\nconnected_clients:" +
-           std::to_string(worker_.stats().connections_current.get()) + "\r\n\r\n";
-  }
-  if (sections & 4) {
-    out += "# Stats\r\ntotal_connections_received:" +
-           std::to_string(worker_.stats().connections_total.get()) + "\r\n\r\n";
-  }
-  if (sections & 8) out += keyspace;
-  return out;
+InfoAdditions RoutedSession::ownInfo() const {
+  // Named shardgate_*: never one of Redis's fields, so a client reading
+  // connected_clients or process_id gets the shards' meaning of them.
+  InfoAdditions own;
+  own.server = "shardgate_version:" SHARDGATE_VERSION "\r\nshardgate_process_id:" +
+               std::to_string(uv_os_getpid()) + "\r\nshardgate_database:" + db_.name +
+               "\r\nshardgate_listen:" + db_.listen +
+               "\r\nshardgate_shards:" + std::to_string(db_.shards.size()) + "\r\n";
+  // The counters of the worker thread serving this connection (one per
+  // worker, across all its databases).
+  own.clients = "shardgate_worker_connected_clients:" +
+                std::to_string(worker_.stats().connections_current.get()) + "\r\n";
+  own.stats = "shardgate_worker_total_connections_received:" +
+              std::to_string(worker_.stats().connections_total.get()) + "\r\n";
+  return own;
 }
 
 RoutedSession::Next RoutedSession::select() {
+  // db.c selectCommand: getIntFromObjectOrReply, then the database range.
   int64_t index = 0;
-  if (!parseInt(args_[1], index)) {
+  if (!parseLongLong(args_[1], &index)) {
     replyError("ERR value is not an integer or out of range");
+    return Next::kContinue;
+  }
+  if (index < INT32_MIN || index > INT32_MAX) {
+    replyError("ERR value is out of range, value must between -2147483648 and 2147483647");
     return Next::kContinue;
   }
   if (index < 0 || static_cast<uint64_t>(index) >= db_.shard_databases) {
@@ -106,21 +90,27 @@ void RoutedSession::dropPrivateLinks() {
   pin_shard_ = -1;
 }
 
+bool RoutedSession::passwordMatches(std::string_view user, std::string_view pass) const {
+  // The database's one user is Redis's "default"; with no password it is
+  // "nopass", which any password satisfies (acl.c ACLCheckUserCredentials).
+  if (user != "default") return false;
+  return !db_.password || samePassword(pass, *db_.password);
+}
+
 RoutedSession::Next RoutedSession::auth() {
-  if (args_.size() < 2 || args_.size() > 3) {
-    replyError(args_.size() < 2 ? "ERR wrong number of arguments for 'auth' command"
-                                : "ERR syntax error");
+  // acl.c authCommand (arity -2 is checked before).
+  if (args_.size() > 3) {
+    replyError("ERR syntax error");
     return Next::kContinue;
   }
-  if (!db_.password) {
+  if (args_.size() == 2 && !db_.password) {
     replyError(
         "ERR AUTH <password> called without any password configured for the default user. "
         "Are you sure your configuration is correct?");
     return Next::kContinue;
   }
   std::string_view user = args_.size() == 3 ? args_[1] : "default";
-  std::string_view pass = args_.back();
-  if (user == "default" && samePassword(pass, *db_.password)) {
+  if (passwordMatches(user, args_.back())) {
     authenticated_ = true;
     replySimple("OK");
   } else {
@@ -129,43 +119,61 @@ RoutedSession::Next RoutedSession::auth() {
   return Next::kContinue;
 }
 
+namespace {
+
+// networking.c clientSetName: printable ASCII without spaces (or empty,
+// which removes the name).
+bool validClientName(std::string_view name) {
+  for (char c : name) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < '!' || u > '~') return false;
+  }
+  return true;
+}
+
+constexpr std::string_view kBadClientName =
+    "ERR Client names cannot contain spaces, newlines or special characters.";
+
+}  // namespace
+
 RoutedSession::Next RoutedSession::hello() {
-  size_t i = 1;
+  // networking.c helloCommand (7.0): the version, then each option in turn,
+  // taking effect at once (an AUTH that fails stops there; a SETNAME before
+  // a bad option stays set), then the need to be authenticated.
   int new_version = resp3_ ? 3 : 2;
+  size_t i = 1;
   if (args_.size() >= 2) {
     int64_t version = 0;
-    if (!parseInt(args_[1], version)) {
+    if (!parseLongLong(args_[1], &version)) {
       replyError("ERR Protocol version is not an integer or out of range");
       return Next::kContinue;
     }
     if (version != 2 && version != 3) {
-      replyError("NOPROTO sorry, this protocol version is not supported");
+      replyError("NOPROTO unsupported protocol version");
       return Next::kContinue;
     }
-    // Switching protocol: the links of the old one carry nothing more.
-    if ((version == 3) != resp3_ && in_flight_ > 0) return Next::kWaitIdle;
     new_version = static_cast<int>(version);
     i = 2;
   }
-  std::string_view new_name;
-  bool set_name = false;
+  // Switching protocol: the links of the old one carry nothing more. (The
+  // options below are parsed again after the wait; applying them twice is
+  // the same as once.)
+  if ((new_version == 3) != resp3_ && in_flight_ > 0) return Next::kWaitIdle;
   for (; i < args_.size(); ++i) {
-    size_t more = args_.size() - i - 1;
+    const size_t more = args_.size() - i - 1;
     if (equalsLower(args_[i], "auth") && more >= 2) {
-      std::string_view user = args_[i + 1];
-      std::string_view pass = args_[i + 2];
-      if (!db_.password || user != "default" || !samePassword(pass, *db_.password)) {
-        replyError(db_.password
-                       ? "WRONGPASS invalid username-password pair or user is disabled."
-                       : "ERR AUTH <password> called without any password configured for the "
-                         "default user. Are you sure your configuration is correct?");
+      if (!passwordMatches(args_[i + 1], args_[i + 2])) {
+        replyError("WRONGPASS invalid username-password pair or user is disabled.");
         return Next::kContinue;
       }
       authenticated_ = true;
       i += 2;
     } else if (equalsLower(args_[i], "setname") && more >= 1) {
-      new_name = args_[i + 1];
-      set_name = true;
+      if (!validClientName(args_[i + 1])) {
+        replyError(kBadClientName);
+        return Next::kContinue;
+      }
+      name_ = std::string(args_[i + 1]);
       i += 1;
     } else {
       replyError("ERR Syntax error in HELLO option '" + std::string(args_[i]) + "'");
@@ -175,11 +183,10 @@ RoutedSession::Next RoutedSession::hello() {
   if (!authenticated_) {
     replyError(
         "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO "
-        "<proto> AUTH <user> <pass> option can be used to authenticate the client and select "
-        "the RESP protocol version at the same time");
+        "AUTH <user> <pass> option can be used to authenticate the client and select the RESP "
+        "protocol version at the same time");
     return Next::kContinue;
   }
-  if (set_name) name_ = std::string(new_name);
   if ((new_version == 3) != resp3_) {
     resp3_ = new_version == 3;
     dropPrivateLinks();
@@ -209,32 +216,68 @@ RoutedSession::Next RoutedSession::hello() {
   return Next::kContinue;
 }
 
+std::string RoutedSession::clientLine(std::string_view cmd) const {
+  // The fields of Redis's CLIENT LIST line (networking.c catClientInfoString)
+  // that the proxy knows for its own client; the connection-level ones (fd,
+  // buffers, ...) describe the shard's connections, not this one, and are left out.
+  std::string flags;
+  if (subscribed()) flags += 'P';
+  if (in_multi_) flags += 'x';
+  if (flags.empty()) flags = "N";
+  return "id=" + std::to_string(id_) + " laddr=" + db_.listen + " name=" + name_ +
+         " flags=" + flags + " db=" + std::to_string(db_index_) +
+         " sub=" + std::to_string(channels_.size()) + " psub=" + std::to_string(patterns_.size()) +
+         " multi=-1 cmd=" + std::string(cmd) + " user=default resp=" + (resp3_ ? "3" : "2") + "\n";
+}
+
+void RoutedSession::replyText(std::string_view text) {
+  // INFO, CLIENT INFO, CLIENT LIST: RESP3 verbatim text, else a bulk string.
+  ByteBuffer& out = worker_.replyScratch();
+  out.clear();
+  if (resp3_) resp::appendVerbatimText(out, text);
+  else resp::appendBulk(out, text);
+  replyLocal(out.view());
+}
+
 RoutedSession::Next RoutedSession::client() {
-  if (args_.size() < 2) {
-    replyError("ERR wrong number of arguments for 'client' command");
-    return Next::kContinue;
-  }
+  // The subcommand exists and its arity fits (CommandTable::checkCall); what
+  // is left is each subcommand's own parsing (networking.c clientCommand).
   std::string sub = asciiLower(args_[1]);
-  if (sub == "id" && args_.size() == 2) {
+  // A table from a shard whose COMMAND lists no subcommands (Redis 6) left
+  // their arity unchecked: Redis 7.0's, for the ones answered here.
+  static constexpr std::pair<std::string_view, int> kArity[] = {
+      {"id", 2},   {"getname", 2}, {"setname", 3}, {"info", 2},      {"list", -2},
+      {"help", 2}, {"setinfo", 4}, {"caching", 3}, {"tracking", -3}, {"trackinginfo", 2},
+      {"getredir", 2}};
+  for (const auto& [name, arity] : kArity) {
+    const size_t n = args_.size();
+    if (sub == name && (arity > 0 ? n != static_cast<size_t>(arity)
+                                  : n < static_cast<size_t>(-arity))) {
+      replyError(arityErrorText("client|" + sub));
+      return Next::kContinue;
+    }
+  }
+  if (sub == "id") {
     replyInteger(static_cast<int64_t>(id_));
-  } else if (sub == "getname" && args_.size() == 2) {
+  } else if (sub == "getname") {
     if (name_.empty()) {
       replyLocal(resp3_ ? "_\r\n" : "$-1\r\n");
     } else {
       replyBulk(name_);
     }
-  } else if (sub == "setname" && args_.size() == 3) {
-    for (char c : args_[2]) {
-      if (c < '!' || c > '~') {
-        replyError("ERR Client names cannot contain spaces, newlines or special characters.");
-        return Next::kContinue;
-      }
+  } else if (sub == "setname") {
+    if (!validClientName(args_[2])) {
+      replyError(kBadClientName);
+      return Next::kContinue;
     }
     name_ = std::string(args_[2]);
     replySimple("OK");
-  } else if ((sub == "info" && args_.size() == 2) || (sub == "list" && args_.size() == 2)) {
-    std::string line = "id=" + std::to_string(id_) + " name=" + name_ + " db=0 resp=2\n";
-    replyBulk(line);
+  } else if (sub == "info") {
+    replyText(clientLine("client|info"));
+  } else if (sub == "list") {
+    return clientList();
+  } else if (sub == "help") {
+    return forward(0, frame_, LinkKind::kShared);  // the shard's own text
   } else if (sub == "tracking" || sub == "caching" || sub == "trackinginfo" ||
              sub == "getredir") {
     if (!resp3_) {
@@ -252,15 +295,43 @@ RoutedSession::Next RoutedSession::client() {
       if (sub == "tracking") tracking_ = true;
       return fanOut(frame_, ReplyMerge::kAllOk);
     }
-  } else if (sub == "setinfo" && args_.size() == 4) {
-    replySimple("OK");  // library name/version: nothing to route
-  } else if (sub == "id" || sub == "getname" || sub == "setname" || sub == "info" ||
-             sub == "list" || sub == "setinfo") {
-    replyError("ERR wrong number of arguments for 'client|" + sub + "' command");
+  } else if (sub == "setinfo") {
+    replySimple("OK");  // library name/version (Redis 7.2's shards): nothing to route
   } else {
-    replyError("ERR shardgate: CLIENT " + asciiLower(args_[1]) + " is not supported on " +
-               routedKind());
+    // KILL, PAUSE, UNPAUSE, UNBLOCK, REPLY, NO-EVICT: they act on the shards'
+    // connections, which are shared by every client of the proxy.
+    replyError("ERR shardgate: CLIENT " + sub + " is not supported on " + routedKind());
   }
+  return Next::kContinue;
+}
+
+RoutedSession::Next RoutedSession::clientList() {
+  // CLIENT LIST [TYPE type | ID id ...]: this client only.
+  std::string text;
+  if (args_.size() == 4 && equalsLower(args_[2], "type")) {
+    const std::string type = asciiLower(args_[3]);
+    if (type != "normal" && type != "slave" && type != "replica" && type != "pubsub" &&
+        type != "master") {
+      replyError("ERR Unknown client type '" + std::string(args_[3]) + "'");
+      return Next::kContinue;
+    }
+    if (type == (subscribed() ? "pubsub" : "normal")) text = clientLine("client|list");
+  } else if (args_.size() > 3 && equalsLower(args_[2], "id")) {
+    for (size_t i = 3; i < args_.size(); ++i) {
+      int64_t id = 0;
+      if (!parseLongLong(args_[i], &id)) {
+        replyError("ERR Invalid client ID");
+        return Next::kContinue;
+      }
+      if (static_cast<uint64_t>(id) == id_) text += clientLine("client|list");
+    }
+  } else if (args_.size() != 2) {
+    replyError("ERR syntax error");
+    return Next::kContinue;
+  } else {
+    text = clientLine("client|list");
+  }
+  replyText(text);
   return Next::kContinue;
 }
 

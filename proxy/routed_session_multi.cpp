@@ -58,7 +58,6 @@ RoutedSession::Next RoutedSession::dispatchInMulti(const CommandInfo* cmd, std::
     case CommandRoute::kPunsubscribe:
     case CommandRoute::kMonitor:
     case CommandRoute::kUnsupported:
-    case CommandRoute::kStalling:
       // What the proxy answers or refuses outside a transaction must not
       // reach the shard inside one (a password, a connection mode, a
       // database switch would change the transaction's link for good).

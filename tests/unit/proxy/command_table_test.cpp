@@ -435,6 +435,48 @@ TEST_CASE("keyPositions: arity and fixed key ranges") {
   CHECK(s.message() == "ERR shardgate cannot route 'xyz': its key positions are not known");
 }
 
+TEST_CASE("checkCall: unknown subcommands and arity, as redis-server 7.0 refuses them") {
+  const CommandTable table = CommandTable::builtin();
+  auto check = [&table](std::vector<std::string_view> args) {
+    const CommandInfo* cmd = table.find(args.at(0));
+    REQUIRE_MESSAGE(cmd != nullptr, "no command " << args[0]);
+    const Status s = table.checkCall(*cmd, args);
+    return s.ok() ? std::string("(no error)") : s.message();
+  };
+  CHECK(check({"PING"}) == "(no error)");
+  CHECK(check({"PING", "a", "b", "c"}) == "(no error)");  // PING counts its own
+  CHECK(check({"echo"}) == "ERR wrong number of arguments for 'echo' command");
+  CHECK(check({"Client", "SetName", "n"}) == "(no error)");
+  CHECK(check({"client", "setname"}) ==
+        "ERR wrong number of arguments for 'client|setname' command");
+  CHECK(check({"CLIENT"}) == "ERR wrong number of arguments for 'client' command");
+  CHECK(check({"client", "foo"}) == "ERR unknown subcommand 'foo'. Try CLIENT HELP.");
+  CHECK(check({"cLuster", "Nope", "x"}) == "ERR unknown subcommand 'Nope'. Try CLUSTER HELP.");
+  CHECK(check({"CLUSTER", "KEYSLOT"}) ==
+        "ERR wrong number of arguments for 'cluster|keyslot' command");
+  CHECK(check({"client", "a\r\nb"}) == "ERR unknown subcommand 'a  b'. Try CLIENT HELP.");
+  CHECK(check({"client", std::string_view(std::string(200, 'x'))}) ==
+        "ERR unknown subcommand '" + std::string(128, 'x') + "'. Try CLIENT HELP.");
+  CHECK(check({"EXEC", "x"}) ==
+        "EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' "
+        "command");
+  CHECK(check({"reset", "x"}) == "ERR wrong number of arguments for 'reset' command");
+  CHECK(check({"GET", "k"}) == "(no error)");
+
+  // A table built from COMMAND knows its containers too, whatever the order.
+  CommandTable from_reply = CommandTable::fromCommandReply(
+                                array({entry7("object|freq", 3, flags({}), 2, 2, 1),
+                                       entry7("object", -2, flags({}), 0, 0, 0,
+                                              {entry7("object|encoding", 3, flags({}), 2, 2, 1)})}))
+                                .value();
+  const CommandInfo* object = from_reply.find("object");
+  REQUIRE(object != nullptr);
+  CHECK(object->has_subcommands);
+  const std::vector<std::string_view> bad = {"OBJECT", "nope"};
+  CHECK(from_reply.checkCall(*object, bad).message() ==
+        "ERR unknown subcommand 'nope'. Try OBJECT HELP.");
+}
+
 TEST_CASE("keyPositions: movable keys") {
   const CommandTable table = CommandTable::builtin();
   SUBCASE("scripts") {

@@ -38,6 +38,7 @@ publish subscribe psubscribe unsubscribe punsubscribe ssubscribe spublish
 multi exec discard watch unwatch
 eval evalsha eval_ro evalsha_ro fcall script
 ping echo quit hello auth select client command info flushall flushdb config time memory
+reset cluster debug wait
 xadd xread xreadgroup xrange xlen xdel xtrim xgroup xack
 geoadd geodist geopos georadius geosearch
 setbit getbit bitcount bitop bitpos

@@ -108,10 +108,3 @@ TEST_CASE("SCAN cursors encode the shard and walk every shard once") {
   rewriteScanReply("*2\r\n$1\r\n0\r\n*0\r\n", 2, 3, out);
   CHECK(out.view() == "*2\r\n$1\r\n0\r\n*0\r\n");
 }
-
-TEST_CASE("INFO keyspace lines are summed per db") {
-  std::string a = "$78\r\n# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=100\r\ndb1:keys=1,expires=0,avg_ttl=0\r\n\r\n";
-  std::string b = "$46\r\n# Keyspace\r\ndb0:keys=1,expires=1,avg_ttl=500\r\n\r\n";
-  CHECK(sumKeyspace({a, b}) ==
-        "# Keyspace\r\ndb0:keys=4,expires=2,avg_ttl=200\r\ndb1:keys=1,expires=0,avg_ttl=0\r\n");
-}
