@@ -287,3 +287,22 @@ def test_pattern_subscriptions_of_a_vanished_client_end_at_once(routed, how):
     wait_until(lambda: numpat(routed) == 0, GONE_WITHIN_S,
                lambda: f"PUBSUB NUMPAT says {numpat(routed)}")
     assert publish(routed, "news.today") == 0
+
+
+# ---------------------------------------------------------------- MONITOR
+
+
+def monitors(shard) -> int:
+    return sum("O" in c["flags"] for c in shard.client().client_list())
+
+
+@pytest.mark.parametrize("how", VANISH_WAYS)
+def test_monitor_of_a_vanished_client_ends_at_once(routed, how):
+    client = VanishingClient(routed.port, routed.ca)
+    client.send("MONITOR")
+    client.read_until(b"+OK\r\n")
+    wait_until(lambda: all(monitors(shard) == 1 for shard in routed.shards), 5.0,
+               lambda: f"monitors on the shards: {[monitors(s) for s in routed.shards]}")
+    client.vanish(how)
+    wait_until(lambda: all(monitors(shard) == 0 for shard in routed.shards), GONE_WITHIN_S,
+               lambda: f"monitors on the shards: {[monitors(s) for s in routed.shards]}")
