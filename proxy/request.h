@@ -47,6 +47,7 @@ struct Request {
   bool done = false;     // reply is complete
   bool streamed = false; // forward reply bytes went straight to the client
   bool on_private = false; // waits on a private link (ordering across link kinds)
+  bool blocking = false;   // may wait for other clients (BLPOP, WAIT): ends with its client
   uint32_t scan_shard = 0;     // kScan: the shard that was asked
   ByteBuffer reply;                     // the complete (or buffered partial) reply
   std::vector<std::string> parts;       // merges: one reply per part, in part order
@@ -82,6 +83,7 @@ class RequestPool {
     r->done = false;
     r->streamed = false;
     r->on_private = false;
+    r->blocking = false;
     r->reply.clear();
     // A big reply's memory goes back; the common small one is kept for reuse.
     if (r->reply.capacity() > kKeepBytes) r->reply.release();

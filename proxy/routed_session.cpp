@@ -32,8 +32,13 @@ RoutedSession::RoutedSession(Worker& worker, const Database& db, ClientConnectio
       id_(next_client_id.fetch_add(1, std::memory_order_relaxed)) {}
 
 RoutedSession::~RoutedSession() {
-  // Orphan what is in flight: links free those requests as their replies
-  // arrive, and nothing reaches another client.
+  orphanRequests();
+  private_.clear();  // their waiting parts are orphans now, freed as they fail
+}
+
+void RoutedSession::orphanRequests() {
+  // Links free orphaned requests as their replies arrive (or fail), and
+  // nothing reaches another client.
   for (Request* r = head_; r;) {
     Request* next = r->next;
     r->owner = nullptr;
@@ -41,7 +46,30 @@ RoutedSession::~RoutedSession() {
     r = next;
   }
   head_ = tail_ = nullptr;
-  private_.clear();  // their waiting parts are orphans now, freed as they fail
+  stream_ = nullptr;  // was in the FIFO (released above)
+  in_flight_ = on_shared_ = on_private_ = 0;
+  buffered_ = 0;
+}
+
+void RoutedSession::abandon() {
+  // Called from the connection's read or flush path, never from inside a
+  // link's callback, so links may be deleted here.
+  orphanRequests();
+  stopped_ = true;
+  waiting_ = false;
+  in_.clear();
+  oob_.clear();
+  monitoring_ = false;
+  first_monitor_ok_ = -1;
+  monitor_.reset();
+  channels_.clear();
+  patterns_.clear();
+  expected_.clear();
+  arrived_.clear();
+  stream_links_.clear();
+  push_partial_.clear();
+  private_.clear();
+  retired_.clear();
 }
 
 // ---- parsing -----------------------------------------------------------------
@@ -292,7 +320,7 @@ RoutedSession::Next RoutedSession::dispatch(std::string_view frame) {
   if (shard < 0) shard = 0;
   if ((cmd->flags & CommandInfo::kBlocking) || route == CommandRoute::kStalling) {
     // A blocked command would stall every client behind it on a shared link.
-    return forward(shard, frame, LinkKind::kPrivate);
+    return forward(shard, frame, LinkKind::kPrivate, true);
   }
   return forward(shard, frame, LinkKind::kShared);
 }
@@ -392,7 +420,8 @@ std::string RoutedSession::unavailableLine(int shard) {
   return "-ERR shard " + link.address() + " unavailable: " + link.failure() + "\r\n";
 }
 
-RoutedSession::Next RoutedSession::forward(int shard, std::string_view frame, LinkKind kind) {
+RoutedSession::Next RoutedSession::forward(int shard, std::string_view frame, LinkKind kind,
+                                           bool blocking) {
   if (!orderedAfterInFlight(kind, shard)) return Next::kWaitIdle;
   // The shared link knows whether the shard is up, whichever link we use.
   if (!sharedLink(shard).available()) {
@@ -400,6 +429,7 @@ RoutedSession::Next RoutedSession::forward(int shard, std::string_view frame, Li
     return Next::kContinue;
   }
   Request* r = newRequest(ReplyMerge::kForward, kind, 1);
+  r->blocking = blocking;
   if (kind == LinkKind::kPrivate) private_shard_ = shard;
   push(r);
   BackendLink& link = linkFor(shard, kind);

@@ -69,6 +69,19 @@ class RoutedSession {
   void dropPartialCommand() {
     if (!waiting_) in_.clear();
   }
+  // What the session waits for next is something only a connected client
+  // waits for: a blocked command (BLPOP, WAIT) or the pub/sub or MONITOR
+  // stream, at the head of the FIFO with nothing of its reply sent yet.
+  // Everything before it has been answered.
+  bool headWaitsOnOthers() const {
+    return head_ && !head_->done && (head_ == stream_ || (head_->blocking && !head_->streamed));
+  }
+  // The client is gone: ends the session at once, as redis-server frees a
+  // client that closes. Requests in flight are orphaned (their replies are
+  // dropped), private links are closed, so the shard unblocks the client's
+  // blocked command without popping and forgets its subscriptions and
+  // MONITOR now, not when a timer fires. Nothing is dispatched afterwards.
+  void abandon();
 
   // From links (through deliverReply / deliverFailure).
   void onReply(Request* r, uint16_t part, const uint8_t* data, size_t len, bool done);
@@ -112,7 +125,8 @@ class RoutedSession {
                                  : "a multiplexed database (multiplex: true)";
   }
 
-  Next forward(int shard, std::string_view frame, LinkKind kind);
+  // blocking: the command may wait for other clients (see headWaitsOnOthers).
+  Next forward(int shard, std::string_view frame, LinkKind kind, bool blocking = false);
   // MGET/MSET/DEL/...: one shard -> the frame as is; several -> one command
   // per shard, merged in key order.
   Next split(CommandRoute route, std::string_view frame);
@@ -133,6 +147,9 @@ class RoutedSession {
   void startMultiOn(int shard);
   Next subscribe(CommandRoute route, std::string_view frame);
   Next monitor(std::string_view frame);
+  Next dispatchInMonitor(const CommandInfo* cmd, std::string_view frame);
+  void onMonitorFrame(BackendLink& link, const ByteBuffer& frame);
+  void sendMonitorSync();
   // confirms: whether this shard's confirmations are the ones the client hears.
   void sendPubsub(int shard, std::string_view frame, bool confirms,
                   const std::vector<std::string>& names, const std::string& kind);
@@ -161,6 +178,7 @@ class RoutedSession {
   void countInFlight(Request* r);
   void uncount(Request* r);
   void push(Request* r);
+  void orphanRequests();
   void complete(Request* r);
   void flushHead();
   void finishMerge(Request* r);
@@ -230,7 +248,20 @@ class RoutedSession {
     bool null_name;
   };
   bool monitoring_ = false;      // the stream carries MONITOR feeds
-  int first_monitor_ok_ = -1;    // the shard whose +OK the client heard
+  // While monitoring: the shard whose +OK the client hears first and whose
+  // connection answers the commands the client sends (routed_session_pubsub.cpp).
+  int first_monitor_ok_ = -1;
+  struct MonitorState {
+    ByteBuffer held;  // other shards' lines that arrived before the client's +OK
+    std::vector<bool> ok_due;  // per shard: its +OK to MONITOR has not arrived
+    // Per shard other than first_monitor_ok_: the feed lines its own copy of
+    // the client's (P)(UN)SUBSCRIBE commands will produce, to be dropped.
+    std::vector<std::vector<std::string>> echoes;
+    bool acked = false;      // the client has heard its +OK
+    bool sync_sent = false;  // a sync marker is on its way to the answering shard
+    bool synced = false;     // ... and came back: the proxy may answer now
+  };
+  std::unique_ptr<MonitorState> monitor_;  // only while monitoring
   // Confirmations owed, in the client's order. A list: it costs nothing
   // until a client subscribes (a deque allocates on construction).
   std::list<Confirm> expected_;

@@ -164,34 +164,233 @@ void RoutedSession::emitConfirmations() {
   endPubsubIfDone();
 }
 
+// ---- MONITOR ---------------------------------------------------------------
+//
+// Every shard's feed, line by line, on the client's private links. One shard
+// (the first one up, first_monitor_ok_) answers for the database: the client
+// hears its +OK (the others' are dropped, and their lines wait until it has
+// been heard), and the commands the client sends while monitoring go to that
+// shard's monitoring connection as they are. redis-server treats a monitoring
+// connection like any other (PING, CLIENT, SUBSCRIBE work, keyspace commands
+// get "-ERR Replica can't interact with the keyspace", a second MONITOR is
+// ignored) and feeds each command after its reply, so the client gets that
+// shard's own answers, interleaved with the feed as redis-server interleaves
+// them.
+//
+//   client ─ PING ─► shard 0's monitoring connection ─► +PONG, then its feed line
+//   shard 1, 2 feeds ─────────────────────────────────► lines, as they come
+//
+// The proxy answers QUIT, RESET, AUTH and HELLO itself (they are the
+// proxy's connection state). Their replies must come after those the shard
+// still owes, so a sync marker goes first: an unknown command, which the
+// shard answers with its error line in any state and never feeds.
+// (P)(UN)SUBSCRIBE also go, as they are, to the other shards, so messages
+// published there reach the client; their confirmations and the feed lines
+// of those copies are the proxy's, dropped.
+
+namespace {
+
+constexpr std::string_view kMonitorSyncCommand = "*1\r\n$22\r\nSHARDGATE-MONITOR-SYNC\r\n";
+constexpr std::string_view kMonitorSyncReply =
+    "-ERR unknown command 'SHARDGATE-MONITOR-SYNC', with args beginning with: \r\n";
+
+// A MONITOR feed line: "+<seconds>.<micros> [<db> <client>] "CMD" "arg" ...".
+bool isFeedLine(std::string_view frame) {
+  return frame.size() > 2 && frame[0] == '+' && frame[1] >= '0' && frame[1] <= '9';
+}
+
+// The command part of a feed line, after "] ", without CRLF.
+std::string_view feedCommand(std::string_view frame) {
+  size_t at = frame.find("] \"");
+  if (at == std::string_view::npos) return {};
+  std::string_view rest = frame.substr(at + 2);
+  while (!rest.empty() && (rest.back() == '\n' || rest.back() == '\r')) rest.remove_suffix(1);
+  return rest;
+}
+
+// How a feed line quotes a command: sdscatrepr() of each argument, joined
+// by spaces (replicationFeedMonitors() in Redis's replication.c).
+std::string feedRepr(const std::vector<std::string_view>& args) {
+  std::string out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (i > 0) out += ' ';
+    out += '"';
+    for (char c : args[i]) {
+      switch (c) {
+        case '\\': out += "\\\\"; break;
+        case '"': out += "\\\""; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        case '\a': out += "\\a"; break;
+        case '\b': out += "\\b"; break;
+        default:
+          if (c >= 0x20 && c <= 0x7e) {
+            out += c;
+          } else {
+            static constexpr char kHex[] = "0123456789abcdef";
+            auto b = static_cast<unsigned char>(c);
+            out += "\\x";
+            out += kHex[b >> 4];
+            out += kHex[b & 15];
+          }
+      }
+    }
+    out += '"';
+  }
+  return out;
+}
+
+// A pub/sub message (not a confirmation): RESP2 array or RESP3 push whose
+// first element is "message", "pmessage" or "smessage".
+bool isPubsubMessage(std::string_view frame) {
+  if (frame.empty() || (frame[0] != '*' && frame[0] != '>')) return false;
+  auto v = parseReply(frame);
+  if (!v || v->elements.empty()) return false;
+  std::string_view kind = v->elements[0].str;
+  return equalsLower(kind, "message") || equalsLower(kind, "pmessage") ||
+         equalsLower(kind, "smessage");
+}
+
+bool arityAllows(const CommandInfo& cmd, size_t argc) {
+  return cmd.arity >= 0 ? argc == static_cast<size_t>(cmd.arity)
+                        : argc >= static_cast<size_t>(-cmd.arity);
+}
+
+}  // namespace
+
 RoutedSession::Next RoutedSession::monitor(std::string_view frame) {
-  // Every shard's feed, line by line, on the client's private links; the
-  // client hears one +OK. Like Redis, only QUIT and RESET end it.
   if (in_flight_ > 0) return Next::kWaitIdle;
+  const size_t shards = db_.shards.size();
+  int answering = -1;
+  for (size_t s = 0; s < shards && answering < 0; ++s) {
+    if (sharedLink(static_cast<int>(s)).available()) answering = static_cast<int>(s);
+  }
+  if (answering < 0) {
+    replyLocal(unavailableLine(0));
+    return Next::kContinue;
+  }
   stream_ = newRequest(ReplyMerge::kForward, LinkKind::kPrivate, 0);
   countInFlight(stream_);
   push(stream_);
   monitoring_ = true;
-  for (size_t s = 0; s < db_.shards.size(); ++s) {
+  first_monitor_ok_ = answering;
+  monitor_ = std::make_unique<MonitorState>();
+  monitor_->ok_due.assign(shards, false);
+  monitor_->echoes.resize(shards);
+  for (size_t s = 0; s < shards; ++s) {
     int shard = static_cast<int>(s);
     if (!sharedLink(shard).available()) continue;  // its lines are missing, nothing else
     BackendLink& link = privateLink(shard);
     useForStream(shard, link);
     link.sendUnmatched(frame);
+    monitor_->ok_due[s] = true;
   }
   return Next::kContinue;
 }
 
-RoutedSession::Next RoutedSession::dispatchInPubsub(const CommandInfo* cmd, std::string_view frame) {
-  if (monitoring_) {
-    auto route = cmd ? static_cast<CommandRoute>(cmd->route) : CommandRoute::kDefault;
-    if (route == CommandRoute::kQuit) {
-      appendToStream(reinterpret_cast<const uint8_t*>("+OK\r\n"), 5);
-      return Next::kStop;
+void RoutedSession::sendMonitorSync() {
+  monitor_->sync_sent = true;
+  privateLink(first_monitor_ok_).sendUnmatched(kMonitorSyncCommand);
+}
+
+RoutedSession::Next RoutedSession::dispatchInMonitor(const CommandInfo* cmd, std::string_view frame) {
+  MonitorState& m = *monitor_;
+  const auto route = cmd ? static_cast<CommandRoute>(cmd->route) : CommandRoute::kDefault;
+  switch (route) {
+    case CommandRoute::kMonitor:
+      if (!arityAllows(*cmd, args_.size())) break;  // the shard's arity error
+      return Next::kContinue;  // redis-server ignores it: no reply at all
+    case CommandRoute::kQuit:
+    case CommandRoute::kReset:
+    case CommandRoute::kAuth:
+    case CommandRoute::kHello: {
+      if (!m.synced) {
+        if (!m.sync_sent) sendMonitorSync();
+        return Next::kWaitIdle;  // parsed again when the marker is back
+      }
+      m.synced = false;
+      if (route == CommandRoute::kQuit) {
+        replySimple("OK");
+        return Next::kStop;
+      }
+      if (route == CommandRoute::kReset) return reset();
+      if (route == CommandRoute::kAuth) return auth();
+      Next next = hello();
+      if (next == Next::kWaitIdle) {
+        // It would switch protocols, which waits for an idle connection; a
+        // monitoring one never is.
+        replyError("ERR shardgate: HELLO cannot switch protocols while monitoring (RESET first)");
+        return Next::kContinue;
+      }
+      return next;
     }
-    if (route == CommandRoute::kReset) return reset();
-    return Next::kContinue;  // Redis ignores what a monitoring client sends
+    default:
+      break;
   }
+  // Everything else is the answering shard's to answer.
+  privateLink(first_monitor_ok_).sendUnmatched(frame);
+  const bool subscription = route == CommandRoute::kSubscribe ||
+                            route == CommandRoute::kPsubscribe ||
+                            route == CommandRoute::kUnsubscribe ||
+                            route == CommandRoute::kPunsubscribe;
+  if (subscription && arityAllows(*cmd, args_.size())) {
+    std::string echo = feedRepr(args_);
+    for (size_t s = 0; s < stream_links_.size(); ++s) {
+      if (static_cast<int>(s) == first_monitor_ok_ || !stream_links_[s] || !private_[s]) continue;
+      private_[s]->sendUnmatched(frame);
+      m.echoes[s].push_back(echo);
+    }
+  }
+  return Next::kContinue;
+}
+
+void RoutedSession::onMonitorFrame(BackendLink& link, const ByteBuffer& frame) {
+  MonitorState& m = *monitor_;
+  const size_t s = link.shard();
+  const auto bytes = frame.view();
+  if (s < m.ok_due.size() && m.ok_due[s]) {
+    m.ok_due[s] = false;  // the shard's reply to MONITOR
+    if (static_cast<int>(s) != first_monitor_ok_) return;  // the client asked once, hears once
+    appendToStream(frame.data(), frame.size());
+    m.acked = true;
+    if (!m.held.empty()) {
+      appendToStream(m.held.data(), m.held.size());
+      m.held.clear();
+      m.held.release();
+    }
+    return;
+  }
+  if (static_cast<int>(s) == first_monitor_ok_) {
+    if (m.sync_sent && bytes == kMonitorSyncReply) {
+      m.sync_sent = false;
+      m.synced = true;
+      conn_.replyReady();  // the waiting command is dispatched again from there
+      return;
+    }
+    appendToStream(frame.data(), frame.size());
+    return;
+  }
+  // Another shard: its feed and the messages published on it; what answers
+  // the copies of the client's subscription commands is the proxy's.
+  if (isFeedLine(bytes)) {
+    auto& echoes = m.echoes[s];
+    if (!echoes.empty() && feedCommand(bytes) == echoes.front()) {
+      echoes.erase(echoes.begin());
+      return;
+    }
+  } else if (!isPubsubMessage(bytes)) {
+    return;
+  }
+  if (!m.acked) {
+    m.held.append(frame.data(), frame.size());
+    return;
+  }
+  appendToStream(frame.data(), frame.size());
+}
+
+RoutedSession::Next RoutedSession::dispatchInPubsub(const CommandInfo* cmd, std::string_view frame) {
+  if (monitoring_) return dispatchInMonitor(cmd, frame);
   if (!cmd) {
     std::string err = unknownCommand(args_);
     err.insert(0, 1, '-');
@@ -265,12 +464,7 @@ void RoutedSession::onPush(BackendLink& link, const uint8_t* data, size_t len, b
     return;
   }
   if (monitoring_) {
-    // Each shard says +OK once; the client asked once.
-    if (link.shard() != first_monitor_ok_ && whole.view() == "+OK\r\n") {
-      if (first_monitor_ok_ < 0) first_monitor_ok_ = link.shard();
-      else return;
-    }
-    appendToStream(whole.data(), whole.size());
+    onMonitorFrame(link, whole);
     return;
   }
   auto v = parseReply(whole.view());
@@ -339,6 +533,7 @@ void RoutedSession::endStream() {
   stream_ = nullptr;
   monitoring_ = false;
   first_monitor_ok_ = -1;
+  monitor_.reset();
   channels_.clear();
   patterns_.clear();
   expected_.clear();
