@@ -152,8 +152,13 @@ RoutedSession::Next RoutedSession::dispatch(std::string_view frame) {
   // and its arguments fit its arity, whoever answers it; then the client
   // must be authenticated; then its mode (pub/sub, MULTI) decides. Each
   // refusal inside MULTI makes EXEC abort.
+  auto route = cmd ? static_cast<CommandRoute>(cmd->route) : CommandRoute::kDefault;
+  // Subscription confirmations come from the shards in their own time. A
+  // command after a (P)(UN)SUBSCRIBE is answered after its confirmations, as
+  // redis-server answers in order; only more (un)subscriptions go ahead
+  // (their confirmations queue behind). Parsing resumes once they are out.
+  if (!expected_.empty() && !isSubscription(route)) return Next::kWaitIdle;
   if (cmd == nullptr) return refuse(unknownCommand(args_));
-  auto route = static_cast<CommandRoute>(cmd->route);
   if (Status call = db_.commands->checkCall(*cmd, args_); !call) {
     if (route == CommandRoute::kExec) return abortExec(call.message());
     return refuse(call.message());

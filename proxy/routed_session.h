@@ -158,6 +158,14 @@ class RoutedSession {
   void deliverOutOfBand(const ByteBuffer& frame);
   void useForStream(int shard, BackendLink& link);
   void endPubsubIfDone();
+  // A null in the client's protocol: RESP3's "_", RESP2's null bulk.
+  void appendNull(ByteBuffer& out) const {
+    out.append(std::string_view(resp3_ ? "_\r\n" : "$-1\r\n"));
+  }
+  static bool isSubscription(CommandRoute route) {
+    return route == CommandRoute::kSubscribe || route == CommandRoute::kPsubscribe ||
+           route == CommandRoute::kUnsubscribe || route == CommandRoute::kPunsubscribe;
+  }
   bool subscribed() const {
     return stream_ || !channels_.empty() || !patterns_.empty() || !expected_.empty();
   }

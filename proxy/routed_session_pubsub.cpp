@@ -32,7 +32,7 @@ RoutedSession::Next RoutedSession::subscribe(CommandRoute route, std::string_vie
         out.append(std::string_view(resp3_ ? ">3\r\n" : "*3\r\n"));
         resp::appendBulk(out, kind);
         if (name) resp::appendBulk(out, *name);
-        else resp::appendNullBulk(out);
+        else appendNull(out);
         resp::appendInteger(out, 0);
       };
       if (args_.size() == 1) confirm(nullptr);
@@ -153,7 +153,7 @@ void RoutedSession::emitConfirmations() {
     ByteBuffer out;
     out.append(std::string_view(resp3_ ? ">3\r\n" : "*3\r\n"));
     resp::appendBulk(out, want.kind);
-    if (want.null_name) resp::appendNullBulk(out);
+    if (want.null_name) appendNull(out);
     else resp::appendBulk(out, want.name);
     resp::appendInteger(out, static_cast<int64_t>(channels_.size() + patterns_.size()));
     arrived_.erase(it);
