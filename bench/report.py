@@ -1,4 +1,4 @@
-"""Aggregation, tables, the issue-6 target check, JSON and the chart."""
+"""Aggregation, tables, the target check, JSON and the chart."""
 from __future__ import annotations
 
 import statistics
@@ -171,7 +171,7 @@ def s3_tables(summary: dict, target_order: list[str], checks: dict | None) -> st
 
 
 def check_shards3(summary: dict) -> list[dict]:
-    """The 3-shard issue's targets. As for issue 6's, shardgate is judged by
+    """The 3-shard targets. As for the single-shard ones, shardgate is judged by
     the better of its two configurations per figure (workers: 1 and auto: an
     operator picks `workers`); both are printed."""
     checks = []
@@ -205,13 +205,13 @@ def format_s3_checks(checks: list[dict]) -> str:
         return ""
     w = max(len(c["target"]) for c in checks)
     lines = ["", "== 3-shard targets (the better of shardgate-3-1w and shardgate-3 per figure, "
-                 "as for issue 6)"]
+                 "as for the single-shard targets)"]
     for c in checks:
         lines.append(f"   {c['status']:<5} {c['target']:<{w}}  {c['detail']}")
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------- issue-6 targets
+# ----------------------------------------------------------- single-shard targets
 
 
 def _med(summary: dict, wl: str, key: str, target: str) -> float | None:
@@ -229,7 +229,7 @@ def _num(v: float) -> str:
 
 
 def check_targets(summary: dict, conns: dict | None) -> list[dict]:
-    """The targets of issue 6, against shardgate's medians (the best shardgate
+    """The single-shard targets, against shardgate's medians (the best shardgate
     row for each figure; the detail also gives the best plain-forwarding row,
     the one-shard default, when a multiplex row was better)."""
     checks = []

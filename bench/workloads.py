@@ -270,7 +270,7 @@ SOAK_PATTERNS = {
 
 
 def rotation_soak(quick: bool, shardgate_bin: Path) -> dict:
-    """bench/rotation_soak (issue 5) against the release binary."""
+    """bench/rotation_soak against the release binary."""
     # --quick: 5 s of rotations under load and 100 applied one by one, so that
     # bench/run --quick stays well under 3 minutes.
     argv = [str(HERE / "rotation_soak")]

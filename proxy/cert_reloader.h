@@ -1,6 +1,6 @@
 // CertReloader: the one path by which a TLS context becomes the served one,
 // whatever asked for it (startup, a file event in cert_dir, SIGHUP, later the
-// admin API). It is a transaction (STYLE rule 9, as HAProxy's ssl_ckch):
+// admin API). It is a transaction (as HAProxy's ssl_ckch):
 //
 //   read cert_dir ─► unchanged? stop ─► validate pair, chain, dates
 //        ─► build SSL_CTX ─► preflight handshake in memory ─► publish (swap)

@@ -1,5 +1,5 @@
 // The config validator: YAML text -> Config, or one message that names the
-// file, the line, the key path and what was expected (STYLE rule 11).
+// file, the line, the key path and what was expected.
 //
 // Inside this file a problem is thrown as `Invalid` so that each reader can
 // stop at the first bad key without threading a Result through thirty

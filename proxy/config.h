@@ -1,4 +1,4 @@
-// Config: the whole YAML configuration as one struct (STYLE rule 11). Every
+// Config: the whole YAML configuration as one struct. Every
 // key has its default here and nowhere else; parseConfig() is the one
 // validator, and --check-config runs exactly it. Errors name the key, its
 // line in the file, and what was expected.

@@ -438,7 +438,7 @@ void mergeInfo(const ReplyParts& parts, const InfoAdditions& own, ByteBuffer& ou
   for (const std::string& p : parts) {
     auto v = parseReply(p);
     if (!v) {
-      resp::appendError(out, "ERR shardgate: malformed reply from a shard: " + v.message());
+      resp::appendError(out, "ERR shardgate: cannot combine a shard's reply: " + v.message());
       return;
     }
     if (v->type == RespValue::Type::kError) {

@@ -17,7 +17,7 @@ bool parseAll(const ReplyParts& parts, std::vector<RespValue>& values, ByteBuffe
   for (const std::string& p : parts) {
     auto v = parseReply(p);
     if (!v) {
-      resp::appendError(out, "ERR shardgate: malformed reply from a shard: " + v.message());
+      resp::appendError(out, "ERR shardgate: cannot combine a shard's reply: " + v.message());
       return false;
     }
     if (v->type == RespValue::Type::kError) {
@@ -157,7 +157,7 @@ std::optional<ScanPosition> decodeScanCursor(std::string_view text, uint32_t sha
 void rewriteScanReply(const std::string& part, uint32_t shard, uint32_t shards, ByteBuffer& out) {
   auto v = parseReply(part);
   if (!v) {
-    resp::appendError(out, "ERR shardgate: malformed reply from a shard: " + v.message());
+    resp::appendError(out, "ERR shardgate: cannot combine a shard's reply: " + v.message());
     return;
   }
   if (v->type == RespValue::Type::kError) {

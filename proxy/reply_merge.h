@@ -1,6 +1,6 @@
 // Reply merging: how the replies of several shards to the parts of one client
-// command become the one reply the client expects (DESIGN.md, "Sharding
-// semantics"). Pure functions of bytes, so each rule is unit-tested alone.
+// command become the one reply the client expects, as if
+// one Redis had answered. Pure functions of bytes, so each rule is unit-tested alone.
 //
 // Every merge passes the first error (in part order) through unchanged: a
 // client that split nothing would have seen that error too.

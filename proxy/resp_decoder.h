@@ -1,4 +1,4 @@
-// RESP decoding, with no I/O (STYLE rule 2). Three pieces:
+// RESP decoding, with no I/O. Three pieces:
 //
 //   RequestDecoder  client bytes -> commands (RESP2 multibulk and inline).
 //                   Resumable: the caller keeps the bytes of the command being

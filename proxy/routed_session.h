@@ -1,7 +1,7 @@
 // RoutedSession: the routed path of one client connection (a database with
 // several shards or a password). It turns the client's plaintext into
 // commands, sends each to the shard owning its key (or answers it, or fans it
-// out), and hands replies back strictly in request order (STYLE rule 8).
+// out), and hands replies back strictly in request order.
 //
 //   plaintext ─► RequestDecoder ─► dispatch ─┬─► local reply
 //                                            ├─► shared BackendLink (per worker, per shard)

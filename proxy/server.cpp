@@ -36,7 +36,7 @@ bool anyTls(const Config& config) {
   return false;
 }
 
-// Keys the configuration accepts (DESIGN.md) whose feature is not built yet.
+// Keys the configuration accepts whose feature is not built yet.
 // Refusing them is better than starting without what the operator asked for.
 Status checkBuilt(const Config& config) {
   auto later = [&config](const std::string& key, const std::string& what) {

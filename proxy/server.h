@@ -1,7 +1,7 @@
 // Server: the process. The control thread (this object's loop) owns the
 // configuration, the certificate store and the signals; the workers own the
 // data path. Certificates and TLS policy change here, never on a worker:
-// build a new context, then publish it (STYLE rule 9).
+// build a new context, then publish it.
 #pragma once
 
 #include <uv.h>

@@ -1,4 +1,4 @@
-// cert_files: the certificate directory as operators know it (DESIGN.md):
+// cert_files: the certificate directory as operators know it:
 // reading the proxy pair, describing a certificate, generating a self-signed
 // pair, and writing key material atomically with mode 0600.
 #pragma once

@@ -1,6 +1,6 @@
 // CertWatcher: libuv glue. Each handle's data points back at the watcher;
 // callbacks check close_requested_ so one that libuv already queued when
-// close() ran does nothing (STYLE rule 7: a no-op by design).
+// close() ran does nothing (a no-op by design).
 #include "tls/cert_watcher.h"
 
 #include <sys/stat.h>

@@ -16,7 +16,7 @@
 // the new one). Each settled burst re-arms the watch as well, so a directory
 // deleted and recreated is watched again whichever noticed first.
 //
-// Lifetime (STYLE rule 7): the watcher owns three libuv handles embedded in
+// Lifetime: the watcher owns three libuv handles embedded in
 // itself. Call close() on the loop's thread, then let the loop run until
 // closed() is true before destroying it; the destructor asserts that.
 // Everything runs on the loop's thread; on_change() may call close().

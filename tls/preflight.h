@@ -1,7 +1,7 @@
-// preflight: a server context proves it can serve before it is published
-// (DESIGN.md, "Beyond the anchors"): it completes TLS handshakes with itself
-// through memory, no socket, no loop. A context that fails is never published
-// and the last good one keeps serving.
+// preflight: a server context proves it can serve before it is published:
+// it completes TLS handshakes with itself through memory, no socket, no
+// loop. A context that fails is never published and the last good one keeps
+// serving.
 #pragma once
 
 #include "tls/result.h"

@@ -1,4 +1,4 @@
-// Result<T> and Status: errors as values at every boundary (STYLE rule 5).
+// Result<T> and Status: errors as values at every boundary.
 // An error carries one message a user can act on: which file, which key, what
 // was expected. g++ 12 has no std::expected, so this is the small subset we use.
 #pragma once

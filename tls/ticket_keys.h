@@ -1,6 +1,6 @@
 // TicketKeys: the keys that seal TLS session tickets, kept apart from any
 // certificate so a ticket issued before a rotation still resumes after it
-// (issue 5, "ticket keys live apart from the certificate"). Every server
+// (the keys live apart from the certificate). Every server
 // TlsContext built with the same TicketKeys accepts the same tickets.
 //
 // Shared by shared_ptr between the control thread (rotate()) and the workers'

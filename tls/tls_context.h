@@ -1,8 +1,8 @@
 // TlsContext: an immutable SSL_CTX together with what it was built from
 // (certificate description, policy, generation). Built whole off the data
 // path, then shared by reference count: every TlsSession holds one, so a
-// context lives until its last connection closes (DESIGN.md, "Applying is a
-// pointer swap").
+// context lives until its last connection closes: applying a new one
+// is a pointer swap.
 #pragma once
 
 #include <atomic>

@@ -1,6 +1,6 @@
 // TlsSession: one connection's TLS state machine. It never touches a socket:
-// ciphertext comes in as a byte range and goes out appended to a ByteBuffer
-// (STYLE rule 2). The read side borrows the caller's bytes (no copy into a
+// ciphertext comes in as a byte range and goes out appended to a ByteBuffer.
+// The read side borrows the caller's bytes (no copy into a
 // memory BIO); the write side appends straight into the caller's buffer.
 // SSL_MODE_RELEASE_BUFFERS is on, so an idle session holds no record buffers.
 //

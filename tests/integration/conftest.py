@@ -4,7 +4,7 @@ Every test gets real processes on free loopback ports: `redis-server` shards and
 the real `build/shardgate` (or $SHARDGATE_BIN), started with a config written to
 the test's tmp_path. Every process a test starts is registered with the `procs`
 fixture, whose teardown stops it (SIGTERM, bounded wait, SIGKILL) whether the
-test passed or not (STYLE rule 12: hermetic tests).
+test passed or not (hermetic tests).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The data path under pressure and at its edges (issue 4 items 4-7):
+"""The data path under pressure and at its edges:
 backpressure keeps memory bounded, a half-close still gets its replies, a
 shard's last words reach the client, a request in flight survives SIGTERM,
 workers share the port, TLS 1.0 works when allowed, unbuilt keys are refused."""

@@ -1,7 +1,6 @@
 """Differential test: one seeded random sequence of 20,000 commands, sent to
 shardgate over three shards and to one plain redis-server; every reply must be
-the same (DESIGN.md "Sharding semantics": clients run commands as against one
-Redis). Both sides are spoken to in raw RESP (sharding_env.RespClient), so a
+the same (clients run commands as against one Redis). Both sides are spoken to in raw RESP (sharding_env.RespClient), so a
 difference in a single byte of a reply, an error's text, or a simple string
 turned bulk shows up.
 

@@ -1,5 +1,5 @@
 """One shard: after TLS, bytes flow both ways and every command behaves as
-against redis-server itself (DESIGN.md "Sharding semantics", issue 4 item 5)."""
+against redis-server itself."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,4 @@
-"""Lifecycle at the edges (issue 4 items 5 and 7): a shard that is down, and
+"""Lifecycle at the edges: a shard that is down, and
 SIGTERM with a client still connected."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Live certificate rotation (issue 5, "Tests it must have"): rotation by file
+"""Live certificate rotation: rotation by file
 events never drops a connection, applies only whole and valid pairs, follows a
 Kubernetes `..data` swap, SIGHUP applies a new TLS policy to new handshakes
 only, session tickets outlive a rotation, and `--check-certs` is a dry run.

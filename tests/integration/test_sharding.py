@@ -1,4 +1,4 @@
-"""Several shards behind one endpoint (DESIGN.md "Sharding semantics"): keys go
+"""Several shards behind one endpoint: keys go
 to the shard that owns their hash slot, multi-key commands are split and merged
 or refused with CROSSSLOT, transactions, blocking commands and pub/sub work,
 keyless commands are answered for the whole database, AUTH is the proxy's, and

@@ -1,4 +1,4 @@
-"""TLS policy at the endpoint, seen from real clients (issue 4 items 3 and 4):
+"""TLS policy at the endpoint, seen from real clients:
 minimum version, ciphers, handshake timeout, chain order, session resumption."""
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 // RedisServer: a real /usr/bin/redis-server child for unit tests that compare
 // with what Redis itself answers. It listens on free loopback ports, keeps its
 // files in its own TempDir, and is stopped and reaped when the object goes,
-// also when a REQUIRE throws (STYLE rule 12: every started process stopped).
+// also when a REQUIRE throws (every started process stopped).
 // Beside it, the few blocking-socket helpers such tests use to talk RESP to it.
 #pragma once
 

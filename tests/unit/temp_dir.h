@@ -1,5 +1,5 @@
 // TempDir: a fresh directory under the system temp dir, removed with
-// everything in it when the test scope ends (STYLE rule 12: hermetic tests).
+// everything in it when the test scope ends (hermetic tests).
 #pragma once
 
 #include <doctest/doctest.h>
