@@ -67,15 +67,16 @@ void logFileLimitChange(const shardgate::proxy::FileLimitChange& c) {
 
 // After the listeners are open: how many clients the open-file limit leaves
 // room for, as the descriptors they take differ by database kind.
-void logClientRoom(uint64_t limit, unsigned workers, bool any_plain, bool any_routed,
-                   uint64_t shared_shard_links) {
+void logClientRoom(uint64_t limit, uint64_t in_use, unsigned workers, bool any_plain,
+                   bool any_routed, uint64_t shared_shard_links) {
   using shardgate::proxy::clientsThatFit;
-  // Kept for the proxy itself: one spare descriptor libuv holds per worker
-  // loop, the workers' shared shard connections, and a few for certificate
-  // reloads and the like.
+  // Kept for the proxy itself: what each worker's loop opens when it starts
+  // (its epoll and wake-up descriptors, counted before the workers ran), the
+  // workers' shared shard connections, and a few for certificate reloads and
+  // the like.
   constexpr uint64_t kOwnUse = 16;
-  uint64_t in_use = shardgate::proxy::countOpenFiles();
-  uint64_t reserve = kOwnUse + workers + shared_shard_links;
+  constexpr uint64_t kPerWorkerLoop = 2;
+  uint64_t reserve = kOwnUse + kPerWorkerLoop * workers + shared_shard_links;
   uint64_t plain = clientsThatFit(limit, in_use, reserve, 2);
   uint64_t routed = clientsThatFit(limit, in_use, reserve, 1);
   std::string room;
@@ -167,6 +168,7 @@ int main(int argc, char** argv) {
     spdlog::error("{}", server.message());
     return 1;
   }
-  logClientRoom(limit.soft, workers, any_plain, any_routed, shared_links);
+  logClientRoom(limit.soft, (*server)->openFilesAtStart(), workers, any_plain, any_routed,
+                shared_links);
   return (*server)->run();
 }

@@ -51,6 +51,25 @@ void RoutedSession::orphanRequests() {
   buffered_ = 0;
 }
 
+void RoutedSession::clearPubsub() {
+  monitoring_ = false;
+  first_monitor_ok_ = -1;
+  monitor_.reset();
+  channels_.clear();
+  patterns_.clear();
+  expected_.clear();
+  arrived_.clear();
+}
+
+void RoutedSession::clearMulti() {
+  in_multi_ = multi_dirty_ = multi_on_shard_ = watching_ = false;
+  multi_lost_ = watch_lost_ = false;
+  pin_shard_ = -1;
+  multi_queue_.clear();
+  multi_queue_.release();
+  multi_queued_ = 0;
+}
+
 void RoutedSession::abandon() {
   // Called from the connection's read or flush path, never from inside a
   // link's callback, so links may be deleted here.
@@ -59,13 +78,7 @@ void RoutedSession::abandon() {
   waiting_ = false;
   in_.clear();
   oob_.clear();
-  monitoring_ = false;
-  first_monitor_ok_ = -1;
-  monitor_.reset();
-  channels_.clear();
-  patterns_.clear();
-  expected_.clear();
-  arrived_.clear();
+  clearPubsub();
   stream_links_.clear();
   push_partial_.clear();
   private_.clear();
@@ -349,12 +362,7 @@ RoutedSession::Next RoutedSession::abortExec(std::string_view text) {
     resp::appendCommand(undo, {multi_on_shard_ && !multi_lost_ ? "DISCARD" : "UNWATCH"});
     privateLink(pin_shard_).send(undo.view(), nullptr, 0);
   }
-  in_multi_ = multi_dirty_ = multi_on_shard_ = watching_ = false;
-  multi_lost_ = watch_lost_ = false;
-  pin_shard_ = -1;
-  multi_queue_.clear();
-  multi_queue_.release();
-  multi_queued_ = 0;
+  clearMulti();
   replyError(text);
   return Next::kContinue;
 }

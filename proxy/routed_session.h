@@ -170,6 +170,10 @@ class RoutedSession {
     return stream_ || !channels_.empty() || !patterns_.empty() || !expected_.empty();
   }
   void endStream();
+  // Forget the pub/sub and MONITOR state (subscriptions, confirmations owed).
+  void clearPubsub();
+  // Forget MULTI/WATCH: queued commands, the pinned shard, lost-link flags.
+  void clearMulti();
   void stop();  // no more commands: QUIT, a protocol error, a broken reply
   // The proxy's own INFO fields (shardgate_*), added to the shards' sections.
   InfoAdditions ownInfo() const;

@@ -104,12 +104,7 @@ RoutedSession::Next RoutedSession::dispatchInMulti(const CommandInfo* cmd, std::
       } else {
         replySimple("OK");
       }
-      in_multi_ = multi_dirty_ = multi_on_shard_ = watching_ = false;
-      multi_lost_ = watch_lost_ = false;
-      pin_shard_ = -1;
-      multi_queue_.clear();
-      multi_queue_.release();
-      multi_queued_ = 0;
+      clearMulti();
       return Next::kContinue;
     }
     default:

@@ -531,13 +531,7 @@ void RoutedSession::endStream() {
   stream_links_.clear();
   Request* s = stream_;
   stream_ = nullptr;
-  monitoring_ = false;
-  first_monitor_ok_ = -1;
-  monitor_.reset();
-  channels_.clear();
-  patterns_.clear();
-  expected_.clear();
-  arrived_.clear();
+  clearPubsub();
   s->done = true;
   uncount(s);
   complete(s);

@@ -7,6 +7,7 @@
 
 #include "proxy/command_fetch.h"
 #include "proxy/command_route.h"
+#include "proxy/file_limit.h"
 #include "proxy/listener.h"
 #include "proxy/uv_handle.h"
 #include "proxy/logging.h"
@@ -155,6 +156,7 @@ Status Server::bindAndStart() {
       bindings[w].push_back({databases_[d].get(), *fd});
     }
   }
+  open_files_at_start_ = countOpenFiles();
   WorkerSettings settings{config_.tls.handshake_timeout_ms, config_.drain_timeout_ms};
   for (unsigned w = 0; w < n; ++w) {
     workers_.push_back(std::make_unique<Worker>(w, tls_store_, settings));

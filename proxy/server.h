@@ -33,6 +33,9 @@ class Server {
 
   // Runs the control loop until SIGTERM/SIGINT and the drain end. Returns the exit code.
   int run();
+  // Descriptors open once every listener was bound, before any worker ran:
+  // counted then, on one thread, so no client connection is among them.
+  uint64_t openFilesAtStart() const { return open_files_at_start_; }
 
  private:
   explicit Server(Config config);
@@ -60,6 +63,7 @@ class Server {
   uv_signal_t sighup_{};
   uv_timer_t finish_timer_{};
   bool shutting_down_ = false;
+  uint64_t open_files_at_start_ = 0;
 };
 
 }  // namespace shardgate::proxy

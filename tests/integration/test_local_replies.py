@@ -308,6 +308,9 @@ CASES: list[tuple[list[tuple], Differs | None]] = [
     ([("WATCH", "lr:w2"), ("MULTI",), ("SET", "lr:w2", "1"), ("EXEC", "x"), ("EXEC",),
       ("GET", "lr:w2")], None),
     ([("MULTI",), ("DEBUG", "SLEEP", "0"), ("EXEC",)], None),
+    # RESET inside MULTI forgets the commands queued before the shard was known.
+    ([("MULTI",), ("PING",), ("RESET",), ("MULTI",), ("PING",), ("SET", "lr:r", "v"),
+      ("EXEC",), ("GET", "lr:r"), ("PING",)], None),
     ([("MULTI",), ("WAIT", "0", "0"), ("EXEC",)], None),
     ([("MULTI",), ("SELECT", "0"), ("EXEC",)], IN_MULTI),
     ([("MULTI",), ("CLUSTER", "KEYSLOT", "a"), ("EXEC",)], IN_MULTI),
