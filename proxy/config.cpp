@@ -95,9 +95,11 @@ std::string slotRangeText(uint16_t first, uint16_t last) {
 
 // Two listeners collide on the same port when their hosts are equal or either
 // is a wildcard (binding 0.0.0.0:P fails once 127.0.0.1:P is taken).
+// Port 0 is a fresh port the kernel picks for each listener: never a collision.
 bool sameEndpoint(const SocketAddress& a, const SocketAddress& b) {
   auto wildcard = [](const std::string& h) { return h == "0.0.0.0" || h == "::"; };
-  return a.port == b.port && (a.host == b.host || wildcard(a.host) || wildcard(b.host));
+  return a.port != 0 && a.port == b.port &&
+         (a.host == b.host || wildcard(a.host) || wildcard(b.host));
 }
 
 class Parser {
@@ -205,9 +207,10 @@ class Parser {
     return value;
   }
 
-  SocketAddress address(const YAML::Node& node, const std::string& path) const {
+  SocketAddress address(const YAML::Node& node, const std::string& path,
+                        bool listen = false) const {
     std::string text = scalar(node, path, "HOST:PORT such as 127.0.0.1:6380");
-    Result<SocketAddress> parsed = parseSocketAddress(text);
+    Result<SocketAddress> parsed = parseSocketAddress(text, listen);
     if (!parsed) fail(node, path, parsed.message());
     return std::move(parsed).value();
   }
@@ -433,7 +436,7 @@ class Parser {
            "expected a name of letters, digits, '_' and '-', got " + quote(db.name));
     }
 
-    db.listen = address(f.require("listen"), f.path("listen"));
+    db.listen = address(f.require("listen"), f.path("listen"), true);
     if (const YAML::Node* n = f.find("tls")) db.tls = boolean(*n, f.path("tls"));
     if (const YAML::Node* n = f.find("client_auth")) {
       std::string mode = oneOf(*n, f.path("client_auth"), {"none", "optional", "required"});
@@ -604,7 +607,7 @@ class Parser {
     Fields f(*this, node, section, {"listen"});
     const std::string path = f.path("listen");
     const YAML::Node& listen = f.require("listen");
-    SocketAddress addr = address(listen, path);
+    SocketAddress addr = address(listen, path, true);
     for (size_t j = 0; j < config.databases.size(); ++j) {
       if (sameEndpoint(config.databases[j].listen, addr)) {
         fail(listen, path,

@@ -26,7 +26,8 @@ struct SocketAddress {
 
 // "127.0.0.1:6380", "[::1]:6380", "localhost:6380" (-> 127.0.0.1), ":6380"
 // (all interfaces, host "0.0.0.0"). Errors read "expected HOST:PORT such as ...".
-Result<SocketAddress> parseSocketAddress(std::string_view text);
+// any_port: port 0 is allowed (a listen address: the kernel picks a free port).
+Result<SocketAddress> parseSocketAddress(std::string_view text, bool any_port = false);
 
 struct SlotRange {
   uint16_t first = 0;

@@ -50,10 +50,22 @@ Result<int> bindListenSocket(const SocketAddress& address) {
   // SO_REUSEPORT would let us share the port with another running process
   // (a second shardgate, a stale test) and silently split its traffic. A probe
   // bound without it fails if anyone else holds the address.
-  auto probe = makeSocket(*ss, false, address.toString());
-  if (!probe) return probe;
-  ::close(*probe);
+  if (address.port != 0) {
+    auto probe = makeSocket(*ss, false, address.toString());
+    if (!probe) return probe;
+    ::close(*probe);
+  }
   return makeSocket(*ss, true, address.toString());
+}
+
+Result<uint16_t> boundPort(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    return makeError(std::string("cannot read the bound port: ") + std::strerror(errno));
+  }
+  if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+  return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
 }
 
 Result<Listener*> Listener::start(Worker& worker, const Database& db, int fd) {

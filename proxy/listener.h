@@ -32,7 +32,10 @@ class Worker;
 
 // Creates a socket bound to address with SO_REUSEPORT. Fails when another
 // process holds the address, naming the address and the reason.
+// Port 0: the kernel picks a free port (no probe needed: nobody holds it);
+// boundPort() tells which, for the other workers and the log.
 Result<int> bindListenSocket(const SocketAddress& address);
+Result<uint16_t> boundPort(int fd);
 
 class Listener {
  public:

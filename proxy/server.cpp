@@ -147,11 +147,25 @@ Status Server::bindAndStart() {
     }
   };
   for (size_t d = 0; d < databases_.size(); ++d) {
+    const std::string key = "databases[" + std::to_string(d) + "].listen";
+    SocketAddress& listen = config_.databases[d].listen;
     for (unsigned w = 0; w < n; ++w) {
-      auto fd = bindListenSocket(config_.databases[d].listen);
+      auto fd = bindListenSocket(listen);
+      if (fd && listen.port == 0) {
+        // The kernel picked a port for the first worker: every other worker
+        // shares it, and the log names it.
+        auto port = boundPort(*fd);
+        if (!port) {
+          ::close(*fd);
+          fd = port.error();
+        } else {
+          listen.port = *port;
+          databases_[d]->listen = listen.toString();
+        }
+      }
       if (!fd) {
         close_all();
-        return makeError("databases[" + std::to_string(d) + "].listen: " + fd.message());
+        return makeError(config_.where(key) + key + ": " + fd.message());
       }
       bindings[w].push_back({databases_[d].get(), *fd});
     }

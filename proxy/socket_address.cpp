@@ -37,7 +37,7 @@ std::string SocketAddress::toString() const {
   return host + ":" + std::to_string(port);
 }
 
-Result<SocketAddress> parseSocketAddress(std::string_view text) {
+Result<SocketAddress> parseSocketAddress(std::string_view text, bool any_port) {
   std::string_view host;
   std::string_view port;
   if (!text.empty() && text.front() == '[') {
@@ -66,8 +66,11 @@ Result<SocketAddress> parseSocketAddress(std::string_view text) {
     // Saturate instead of overflowing so "port 99999999999" still reads right.
     value = value > 100000 ? value : value * 10 + static_cast<uint32_t>(c - '0');
   }
-  if (value < 1 || value > 65535) {
-    return makeError("port " + std::string(port) + " is out of range 1-65535");
+  if (value == 0 && any_port) {
+    // Listen on a port the kernel picks; the start-up log says which.
+  } else if (value < 1 || value > 65535) {
+    return makeError("port " + std::string(port) + " is out of range " +
+                     (any_port ? "0-65535 (0: any free port)" : "1-65535"));
   }
 
   SocketAddress address;

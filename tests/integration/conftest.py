@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -33,7 +34,12 @@ STOP_TIMEOUT_S = 5.0
 
 
 def free_port() -> int:
-    """A loopback port nobody listens on right now (bind port 0, then close)."""
+    """A loopback port nobody listens on right now (bind port 0, then close).
+
+    Only for redis-server, which cannot listen on port 0: its starter retries
+    with another port if one is taken in between. shardgate listens on port 0
+    and the tests read its ports from its log; an address that must refuse
+    connections is `refused_address()`, held for the whole test."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -171,6 +177,30 @@ class RedisServer:
         return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, **kw)
 
 
+class PortTaken(Exception):
+    """redis-server could not bind its port: another process took it."""
+
+
+def wait_for_redis_ready(proc: subprocess.Popen, log_path: Path, port: int,
+                         timeout: float = STARTUP_TIMEOUT_S) -> None:
+    """Waits for redis-server's own "Ready to accept connections" (a connect
+    probe could reach whoever else holds the port); raises PortTaken when it
+    exits because the port was taken."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = log_path.read_text(errors="replace") if log_path.exists() else ""
+        if "Ready to accept connections" in log:
+            return
+        if proc.poll() is not None:
+            if "Address already in use" in log:
+                raise PortTaken(f"127.0.0.1:{port}")
+            pytest.fail(f"redis-server exited with code {proc.returncode} before "
+                        f"127.0.0.1:{port} was listening\n{log}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"redis-server on 127.0.0.1:{port} not ready after {timeout} s\n{log}")
+        time.sleep(0.02)
+
+
 def start_redis_on_port(procs, tmp_path: Path, port: int, *extra_args: str,
                         name: str | None = None) -> RedisServer:
     """Starts redis-server on 127.0.0.1:`port`, registered with `procs` (so the
@@ -187,7 +217,7 @@ def start_redis_on_port(procs, tmp_path: Path, port: int, *extra_args: str,
             "--save", "", "--appendonly", "no", "--daemonize", "no",
             "--dir", str(data_dir), *extra_args]
     proc = procs.start(args, log_path)
-    wait_for_port(port, proc, describe=lambda: log_path.read_text(errors="replace"))
+    wait_for_redis_ready(proc, log_path, port)
     password = None
     if "--requirepass" in extra_args:
         password = extra_args[list(extra_args).index("--requirepass") + 1]
@@ -200,8 +230,15 @@ def redis_server(procs, tmp_path):
     counter = iter(range(1000))
 
     def start(*extra_args: str) -> RedisServer:
-        return start_redis_on_port(procs, tmp_path, free_port(), *extra_args,
-                                   name=f"redis{next(counter)}")
+        # redis-server cannot listen on port 0: a port found free may be
+        # taken before it binds, so a taken port is retried with another.
+        name = f"redis{next(counter)}"
+        for _ in range(4):
+            try:
+                return start_redis_on_port(procs, tmp_path, free_port(), *extra_args, name=name)
+            except PortTaken:
+                continue
+        return start_redis_on_port(procs, tmp_path, free_port(), *extra_args, name=name)
 
     return start
 
@@ -303,6 +340,26 @@ class Shardgate:
                            ssl_ca_certs=str(self.ca), ssl_cert_reqs="required", **kw)
 
 
+_LISTENING = re.compile(r"\bdb (\S+) listening on (\S+):(\d+) ")
+
+
+def wait_for_listening(sg: Shardgate, names: list[str],
+                       timeout: float = STARTUP_TIMEOUT_S) -> dict[str, int]:
+    """Reads each database's port from shardgate's start-up log; fails early
+    if the process exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = {m.group(1): int(m.group(3)) for m in _LISTENING.finditer(sg.log())}
+        if all(n in found for n in names):
+            return {n: found[n] for n in names}
+        if sg.proc.poll() is not None:
+            pytest.fail(f"shardgate exited with code {sg.proc.returncode} before listening\n"
+                        f"shardgate log:\n{sg.log()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"shardgate not listening after {timeout} s\nshardgate log:\n{sg.log()}")
+        time.sleep(0.02)
+
+
 def require_binary() -> None:
     if not SHARDGATE_BIN.is_file() or not os.access(SHARDGATE_BIN, os.X_OK):
         pytest.fail(f"shardgate binary not found at {SHARDGATE_BIN} "
@@ -320,13 +377,27 @@ def shardgate(procs, tmp_path):
         log_path = tmp_path / "shardgate.log"
         # cwd is the repo, not the config dir: cert_dir must resolve against the file.
         proc = procs.start([SHARDGATE_BIN, "--config", config_path], log_path, cwd=REPO)
-        sg = Shardgate(proc=proc, config_path=config_path, log_path=log_path,
-                       ports={d["name"]: int(d["listen"].rsplit(":", 1)[1]) for d in databases})
-        for port in sg.ports.values():
-            wait_for_port(port, proc, describe=lambda: "shardgate log:\n" + sg.log())
+        sg = Shardgate(proc=proc, config_path=config_path, log_path=log_path)
+        # Ports come from shardgate itself: "db NAME listening on HOST:PORT"
+        # is logged once every worker listens (port 0 in the config: the
+        # kernel picked it), so no test races another process for a port.
+        sg.ports = wait_for_listening(sg, [d["name"] for d in databases])
         return sg
 
     return start
+
+
+@pytest.fixture
+def refused_address():
+    """An address that refuses connections for the whole test: a socket bound
+    to a loopback port and never listening holds the port, so no other
+    process can start listening there."""
+    held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    held.bind(("127.0.0.1", 0))
+    try:
+        yield f"127.0.0.1:{held.getsockname()[1]}"
+    finally:
+        held.close()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import redis
 
-from conftest import RedisServer, Shardgate, free_port, start_redis_on_port, tls_socket  # noqa: F401
+from conftest import RedisServer, Shardgate, start_redis_on_port, tls_socket  # noqa: F401
 
 SLOT_COUNT = 16384
 # The split `redis-cli --cluster create` makes for three masters.
@@ -331,7 +331,7 @@ def start_sharded(redis_server, shardgate, *, slots=THREE_SHARD_SLOTS,
     if shard_password is not None:
         args += ["--requirepass", shard_password]
     shards = [redis_server(*args) for _ in slots]
-    db: dict = {"name": "db1", "listen": f"127.0.0.1:{free_port()}", "tls": True}
+    db: dict = {"name": "db1", "listen": "127.0.0.1:0", "tls": True}
     if password is not None:
         db["password"] = password
     if shard_password is not None:

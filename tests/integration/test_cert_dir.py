@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from certs import CA, CERT_FILE, CHAIN_FILE, KEY_FILE, install_pair, place
-from conftest import database, free_port
+from conftest import database
 from test_rotation import (APPLY_WITHIN_S, WAIT_S, Rotating, populate, shardgate,  # noqa: F401
                            start_rotating)
 
@@ -45,7 +45,7 @@ def start_ca_signed(redis_server, shardgate, tmp_path: Path) -> Rotating:
     cert_dir = tmp_path / "certs"
     populate(cert_dir, first)
     backend = redis_server()
-    sg = shardgate([database("db1", free_port(), backend.address)], generate_self_signed=True)
+    sg = shardgate([database("db1", 0, backend.address)], generate_self_signed=True)
     rot = Rotating(sg=sg, ca=ca, cert_dir=cert_dir, first=first)
     assert rot.served_serial() == first.serial
     return rot

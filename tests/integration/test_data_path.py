@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 
-from conftest import (database, free_port, recv_until, recv_until_eof, run_shardgate,
+from conftest import (database, recv_until, recv_until_eof, run_shardgate,
                       s_client, tls_socket, write_config)
 
 
@@ -48,7 +48,7 @@ def test_slow_reader_keeps_proxy_memory_bounded(proxied):
 
 def test_half_close_still_gets_replies(redis_server, shardgate):
     backend = redis_server()
-    sg = shardgate([database("plain", free_port(), backend.address, tls=False)])
+    sg = shardgate([database("plain", 0, backend.address, tls=False)])
     sock = socket.create_connection(("127.0.0.1", sg.port()), timeout=5)
     sock.sendall(b"SET hc 1\r\nGET hc\r\n")
     sock.shutdown(socket.SHUT_WR)
@@ -70,7 +70,7 @@ def test_shard_last_error_before_hangup_reaches_client(redis_server, shardgate):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
-    sg = shardgate([database("db1", free_port(), backend.address)])
+    sg = shardgate([database("db1", 0, backend.address)])
     sock = tls_socket(sg.port(), sg.ca)
     sock.sendall(b"PING\r\n")
     data, closed = recv_until_eof(sock, timeout=5)
@@ -84,7 +84,7 @@ def test_shard_last_error_before_hangup_reaches_client(redis_server, shardgate):
 
 def test_request_in_flight_completes_during_sigterm_drain(redis_server, shardgate):
     backend = redis_server()
-    sg = shardgate([database("db1", free_port(), backend.address)], drain_timeout_ms=5000)
+    sg = shardgate([database("db1", 0, backend.address)], drain_timeout_ms=5000)
     sock = tls_socket(sg.port(), sg.ca, timeout=10)
     sock.sendall(b"BLPOP nothing-here 1\r\n")
     time.sleep(0.2)  # BLPOP is now blocked in redis-server
@@ -100,7 +100,7 @@ def test_request_in_flight_completes_during_sigterm_drain(redis_server, shardgat
 
 def test_several_workers_share_the_port(redis_server, shardgate):
     backend = redis_server()
-    sg = shardgate([database("db1", free_port(), backend.address)], workers=3)
+    sg = shardgate([database("db1", 0, backend.address)], workers=3)
     threads = len(os.listdir(f"/proc/{sg.proc.pid}/task"))
     assert threads >= 4, f"3 workers + the control thread expected, found {threads} threads"
     errors: list[str] = []
@@ -126,7 +126,7 @@ def test_several_workers_share_the_port(redis_server, shardgate):
 
 def test_tls1_0_client_served_when_min_version_is_1_0(redis_server, shardgate):
     backend = redis_server()
-    sg = shardgate([database("db1", free_port(), backend.address)], tls={"min_version": "1.0"})
+    sg = shardgate([database("db1", 0, backend.address)], tls={"min_version": "1.0"})
     rc, out = s_client(sg.port(), "-tls1", "-cipher", "DEFAULT:@SECLEVEL=0")
     assert "+PONG" in out, out
     assert "TLSv1" in out and "TLSv1.2" not in out.split("Protocol")[1][:20], out
@@ -134,13 +134,13 @@ def test_tls1_0_client_served_when_min_version_is_1_0(redis_server, shardgate):
 
 def test_keys_of_unbuilt_features_are_refused_by_name(tmp_path):
     for extra, key in [({"client_auth": "required"}, "databases[0].client_auth")]:
-        db = database("db1", free_port(), "127.0.0.1:7001")
+        db = database("db1", 0, "127.0.0.1:7001")
         db.update(extra)
         cfg = write_config(tmp_path, [db])
         result = run_shardgate(["--config", cfg, "--check-config"])
         assert result.returncode != 0
         assert key in result.stderr, result.stderr
-    cfg = write_config(tmp_path, [database("db1", free_port(), "127.0.0.1:7001")],
-                       metrics={"listen": f"127.0.0.1:{free_port()}"})
+    cfg = write_config(tmp_path, [database("db1", 0, "127.0.0.1:7001")],
+                       metrics={"listen": "127.0.0.1:0"})
     result = run_shardgate(["--config", cfg, "--check-config"])
     assert result.returncode != 0 and "metrics.listen" in result.stderr, result.stderr

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from conftest import (REPO, SHARDGATE_BIN, Shardgate, database, free_port, require_binary,
-                      wait_for_port, write_config)
+from conftest import (REPO, SHARDGATE_BIN, Shardgate, database, require_binary,
+                      wait_for_listening, write_config)
 
 CAP_SYS_RESOURCE = 24
 PR_CAPBSET_DROP = 24
@@ -63,10 +63,8 @@ def start_limited(procs, tmp_path: Path, databases: list[dict], nofile: int | No
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, hard), hard))
     proc = procs.start([SHARDGATE_BIN, "--config", config_path], log_path, cwd=REPO,
                        preexec_fn=preexec)
-    sg = Shardgate(proc=proc, config_path=config_path, log_path=log_path,
-                   ports={d["name"]: int(d["listen"].rsplit(":", 1)[1]) for d in databases})
-    for port in sg.ports.values():
-        wait_for_port(port, proc, describe=lambda: "shardgate log:\n" + sg.log())
+    sg = Shardgate(proc=proc, config_path=config_path, log_path=log_path)
+    sg.ports = wait_for_listening(sg, [d["name"] for d in databases])
     return sg
 
 
@@ -141,7 +139,7 @@ def test_out_of_descriptors_pauses_accepting_serves_clients_and_recovers(
     nofile = 256
     drain_ms = 1000
     backend = redis_server()
-    sg = start_limited(procs, tmp_path, [database("db1", free_port(), backend.address)], nofile,
+    sg = start_limited(procs, tmp_path, [database("db1", 0, backend.address)], nofile,
                        workers=2, drain_timeout_ms=drain_ms)
     flood: list[socket.socket] = []
     try:
@@ -205,7 +203,7 @@ def test_out_of_descriptors_pauses_accepting_serves_clients_and_recovers(
 def test_start_line_says_how_many_clients_fit_and_they_do(many_files, redis_server, procs, tmp_path):
     nofile = 256
     backend = redis_server()
-    sg = start_limited(procs, tmp_path, [database("db1", free_port(), backend.address)], nofile,
+    sg = start_limited(procs, tmp_path, [database("db1", 0, backend.address)], nofile,
                        workers=2)
     clients = []
     try:
@@ -245,7 +243,7 @@ def _has_cap_sys_resource() -> bool:
                     reason="raising a hard limit needs CAP_SYS_RESOURCE, which this machine's root lacks")
 def test_privileged_start_raises_the_hard_limit(redis_server, procs, tmp_path):
     backend = redis_server()
-    sg = start_limited(procs, tmp_path, [database("db1", free_port(), backend.address)], None,
+    sg = start_limited(procs, tmp_path, [database("db1", 0, backend.address)], None,
                        hard=4096, workers=1)
     try:
         room = wait_for_log(sg, ROOM.pattern, timeout=5)

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import time
 
-from conftest import database, free_port, recv_until_eof, tls_client_context, tls_socket
+from conftest import database, recv_until_eof, tls_client_context, tls_socket
 
 TLS_REQUIRED = b"-ERR this endpoint requires TLS (redis-cli: add --tls)\r\n"
 
@@ -21,8 +21,8 @@ def _database(name: str, port: int, shard: str, multiplex: bool) -> dict:
 
 def test_redis_cli_without_tls_is_told_to_add_tls(redis_server, shardgate):
     backend = redis_server()
-    sg = shardgate([_database("plain-forward", free_port(), backend.address, False),
-                    _database("multiplexed", free_port(), backend.address, True)])
+    sg = shardgate([_database("plain-forward", 0, backend.address, False),
+                    _database("multiplexed", 0, backend.address, True)])
     for name in ("plain-forward", "multiplexed"):
         out = subprocess.run(["redis-cli", "-p", str(sg.port(name)), "PING"],
                              capture_output=True, text=True, timeout=10)
@@ -48,7 +48,7 @@ def test_shard_closing_after_its_reply_is_a_clean_close(redis_server, shardgate)
     :1 and then the close (with TLS close_notify), as from redis-server itself,
     not an extra -ERR line that it would take for its next command's reply."""
     backend = redis_server()
-    sg = shardgate([database("db1", free_port(), backend.address)])
+    sg = shardgate([database("db1", 0, backend.address)])
     raw = socket.create_connection(("127.0.0.1", sg.port()), timeout=5)
     # Ragged EOFs raise instead of reading as b"": b"" proves a close_notify.
     conn = tls_client_context(sg.ca).wrap_socket(raw, server_hostname="localhost",

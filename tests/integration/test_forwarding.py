@@ -9,7 +9,7 @@ import time
 
 import redis
 
-from conftest import database, free_port, recv_until, tls_socket
+from conftest import database, recv_until, tls_socket
 
 
 def redis_cli(port: int, cacert, *command: str) -> subprocess.CompletedProcess:
@@ -158,7 +158,7 @@ def test_client_setname_getname(proxied):
 
 def test_auth_against_backend_with_requirepass(redis_server, shardgate):
     backend = redis_server("--requirepass", "s3cret")
-    sg = shardgate([database("db1", free_port(), backend.address)])
+    sg = shardgate([database("db1", 0, backend.address)])
 
     conn = tls_socket(sg.port(), sg.ca)
     conn.sendall(b"GET k\r\n")
@@ -175,8 +175,8 @@ def test_auth_against_backend_with_requirepass(redis_server, shardgate):
 
 def test_two_databases_tls_and_plaintext_listen_at_once(redis_server, shardgate):
     first, second = redis_server(), redis_server()
-    sg = shardgate([database("secure", free_port(), first.address),
-                    database("plain", free_port(), second.address, tls=False)])
+    sg = shardgate([database("secure", 0, first.address),
+                    database("plain", 0, second.address, tls=False)])
 
     assert sg.client("secure").set("where", "first") is True
     plain = redis.Redis(host="127.0.0.1", port=sg.port("plain"), socket_timeout=10)

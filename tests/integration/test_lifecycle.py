@@ -8,14 +8,15 @@ import ssl
 import subprocess
 import time
 
-from conftest import database, free_port, recv_until_eof, tls_socket
+from conftest import database, recv_until_eof, tls_socket
 
 
-def test_backend_down_gives_err_naming_the_shard_and_closes(redis_server, shardgate):
-    dead = f"127.0.0.1:{free_port()}"  # nothing listens there
+def test_backend_down_gives_err_naming_the_shard_and_closes(redis_server, shardgate,
+                                                           refused_address):
+    dead = refused_address
     live = redis_server()
-    sg = shardgate([database("down", free_port(), dead),
-                    database("up", free_port(), live.address)])
+    sg = shardgate([database("down", 0, dead),
+                    database("up", 0, live.address)])
 
     conn = tls_socket(sg.port("down"), sg.ca)
     # shardgate may dial the shard at accept or at the first command; only send
@@ -47,7 +48,7 @@ def test_backend_down_gives_err_naming_the_shard_and_closes(redis_server, shardg
 def test_sigterm_with_client_connected_exits_zero_within_drain_time(redis_server, shardgate):
     backend = redis_server()
     drain_ms = 1000
-    sg = shardgate([database("db1", free_port(), backend.address)], drain_timeout_ms=drain_ms)
+    sg = shardgate([database("db1", 0, backend.address)], drain_timeout_ms=drain_ms)
     client = sg.client(single_connection_client=True)
     assert client.set("before-sigterm", "1") is True  # connected, and idle from now on
 

@@ -25,7 +25,7 @@ from typing import Callable
 
 import pytest
 
-from conftest import database, free_port
+from conftest import database
 from sharding_env import RespClient, keyslot, start_sharded
 
 PASSWORD = "local-replies-pw"
@@ -390,7 +390,7 @@ def targets(redis_server, shardgate, which: str) -> Target:
     else:
         reference = redis_server(*DEBUG)
         shard = redis_server(*DEBUG)
-        config = database("one", free_port(), shard.address)
+        config = database("one", 0, shard.address)
         config["multiplex"] = True
         sg = shardgate([config])
         ca, port = sg.ca, sg.port()

@@ -7,7 +7,7 @@ import re
 import socket
 import time
 
-from conftest import database, free_port, recv_until
+from conftest import database, recv_until
 
 CLIENTS = 200
 MORE = re.compile(r"(\d+) more since the last line")
@@ -23,9 +23,10 @@ def unavailable_report(log: str, shard: str) -> tuple[int, int]:
     return len(lines), events
 
 
-def test_refused_shard_connections_log_a_line_a_second_with_the_count(shardgate):
-    dead = f"127.0.0.1:{free_port()}"  # nothing listens there: every connect is refused
-    sg = shardgate([database("down", free_port(), dead, tls=False)], workers=1)
+def test_refused_shard_connections_log_a_line_a_second_with_the_count(shardgate,
+                                                                      refused_address):
+    dead = refused_address  # every connect is refused
+    sg = shardgate([database("down", 0, dead, tls=False)], workers=1)
 
     started = time.monotonic()
     for i in range(CLIENTS):

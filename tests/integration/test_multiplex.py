@@ -11,7 +11,7 @@ import time
 import pytest
 import redis
 
-from conftest import database, free_port
+from conftest import database
 from sharding_env import RespClient
 from test_differential import run_differential
 
@@ -24,7 +24,7 @@ def shard_connections(backend) -> int:
 
 def start_one_shard(redis_server, shardgate, multiplex: bool | None, workers: int = 1):
     backend = redis_server()
-    db = database("db1", free_port(), backend.address)
+    db = database("db1", 0, backend.address)
     if multiplex is not None:
         db["multiplex"] = multiplex
     return shardgate([db], workers=workers), backend
@@ -173,14 +173,14 @@ def test_shard_with_requirepass_needs_shard_password(redis_server, shardgate):
     """The shared shard connections carry no client's AUTH: without
     shard_password the log says which key to set; with it clients need none."""
     backend = redis_server("--requirepass", "s3cret")
-    db = database("db1", free_port(), backend.address)
+    db = database("db1", 0, backend.address)
     db["multiplex"] = True
     sg = shardgate([db])
     assert "the shard has a password: set this database's shard_password" in sg.log(), sg.log()
     with sg.client() as c, pytest.raises(redis.exceptions.AuthenticationError):
         c.get("k")
 
-    db2 = database("db2", free_port(), backend.address)
+    db2 = database("db2", 0, backend.address)
     db2["shard_password"] = "s3cret"
     sg2 = shardgate([db2])
     with sg2.client() as c:

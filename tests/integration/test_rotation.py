@@ -26,7 +26,7 @@ import redis
 
 from certs import (CA, CERT_FILE, CHAIN_FILE, KEY_FILE, Pair, der_serial, install_pair,
                    place, run_openssl)
-from conftest import (Shardgate, database, free_port, negotiated_cipher, recv_until,
+from conftest import (Shardgate, database, negotiated_cipher, recv_until,
                       run_shardgate, s_client, tls_socket, write_config)
 
 # Settle time is ~100 ms after the last event; the stat() poll every 2 s is the
@@ -152,7 +152,7 @@ def start_rotating(redis_server, shardgate, tmp_path: Path, tls: dict | None = N
     cert_dir = tmp_path / "certs"  # write_config's cert_dir: ./certs beside the config
     layout(cert_dir, first)
     backend = redis_server()
-    sg = shardgate([database("db1", free_port(), backend.address)], tls=tls,
+    sg = shardgate([database("db1", 0, backend.address)], tls=tls,
                    generate_self_signed=False)
     rot = Rotating(sg=sg, ca=ca, cert_dir=cert_dir, first=first)
     assert rot.served_serial() == first.serial
@@ -620,7 +620,7 @@ def test_expiry_warning_logged_for_a_certificate_near_its_end(rotating):
 def test_audit_min_version_counts_handshakes_a_higher_minimum_would_refuse(redis_server,
                                                                            shardgate):
     backend = redis_server()
-    sg = shardgate([database("db1", free_port(), backend.address)],
+    sg = shardgate([database("db1", 0, backend.address)],
                    tls={"min_version": "1.2", "audit_min_version": "1.3"}, log_level="debug")
     ctx = ssl.create_default_context(cafile=str(sg.ca))
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2

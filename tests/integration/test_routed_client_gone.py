@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import database, free_port, tls_client_context
+from conftest import database, tls_client_context
 from sharding_env import RespClient, start_sharded
 
 # A freed client's state is gone within this long (the shard notices a closed
@@ -50,7 +50,7 @@ def routed(request, procs, redis_server, shardgate) -> RoutedDb:
         db = start_sharded(redis_server, shardgate)
         return RoutedDb(db.port, db.ca, db.shards, db.owner)
     backend = redis_server()
-    db = database("db1", free_port(), backend.address)
+    db = database("db1", 0, backend.address)
     db["multiplex"] = True
     sg = shardgate([db])
     return RoutedDb(sg.port(), sg.ca, [backend], lambda key: backend)

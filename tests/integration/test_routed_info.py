@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import database, free_port
+from conftest import database
 from sharding_env import RespClient, start_sharded
 
 
@@ -35,7 +35,7 @@ def db(request, procs, redis_server, shardgate) -> Db:
         sharded = start_sharded(redis_server, shardgate)
         return Db(sharded.port, sharded.ca, sharded.shards, sharded)
     shard = redis_server()
-    config = database("one", free_port(), shard.address)
+    config = database("one", 0, shard.address)
     config["multiplex"] = True
     sg = shardgate([config])
     return Db(sg.port(), sg.ca, [shard])

@@ -17,7 +17,7 @@ import re
 
 import pytest
 
-from conftest import database, free_port
+from conftest import database
 from sharding_env import Err, RespClient, start_sharded
 
 MARKER = "NO-SUCH-COMMAND"
@@ -153,7 +153,7 @@ def test_monitor_connection_answers_as_redis_server_on_three_shards(redis_server
 
 def test_monitor_connection_answers_as_redis_server_multiplexed(redis_server, shardgate):
     backend = redis_server()
-    config = database("db1", free_port(), backend.address)
+    config = database("db1", 0, backend.address)
     config["multiplex"] = True
     sg = shardgate([config])
     reference = redis_server()

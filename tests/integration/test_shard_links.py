@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import database, free_port, tls_socket
+from conftest import database, tls_socket
 from sharding_env import Err, RespClient, start_sharded
 
 TIMEOUT_MS = 800
@@ -125,7 +125,7 @@ def start_behind_relay(redis_server, shardgate, relays, **limits):
     link."""
     backend = redis_server()
     relay = relays(backend.port)
-    db = database("db1", free_port(), f"127.0.0.1:{relay.port}")
+    db = database("db1", 0, f"127.0.0.1:{relay.port}")
     db["multiplex"] = True
     sg = shardgate([db], workers=1, limits={"shard_timeout_ms": TIMEOUT_MS, **limits})
     return sg, backend, relay
@@ -286,7 +286,7 @@ def test_a_reply_nested_as_deep_as_lua_allows_is_relayed_and_the_link_serves_on(
         sg, shard, key = db.sg, db.shards[0], db.key_on(0, "after-deep")
     else:
         shard = redis_server()
-        spec = database("db1", free_port(), shard.address)
+        spec = database("db1", 0, shard.address)
         spec["multiplex"] = True
         sg, key = shardgate([spec], workers=1), "after-deep"
     shard.client().set(key, "still-served")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import time
 
-from conftest import database, free_port, negotiated_cipher, openssl, s_client
+from conftest import database, negotiated_cipher, openssl, s_client
 
 # OpenSSL 3 clients refuse TLS < 1.2 on their own at the default security level;
 # SECLEVEL=0 makes s_client really offer the old version, so any refusal we see
@@ -28,7 +28,7 @@ def assert_served(rc: int, output: str, protocol: str) -> None:
 
 def start_one(redis_server, shardgate, tls: dict | None = None):
     backend = redis_server()
-    return shardgate([database("db1", free_port(), backend.address)], tls=tls)
+    return shardgate([database("db1", 0, backend.address)], tls=tls)
 
 
 def test_tls1_1_client_refused_when_min_version_is_1_2(redis_server, shardgate):
@@ -117,7 +117,7 @@ def test_chain_served_leaf_then_intermediate(redis_server, shardgate, tmp_path):
         (cert_dir / name).write_bytes((pki / name).read_bytes())
     (cert_dir / "proxy_key.pem").chmod(0o600)
     backend = redis_server()
-    sg = shardgate([database("db1", free_port(), backend.address)],
+    sg = shardgate([database("db1", 0, backend.address)],
                    generate_self_signed=False)
     rc, out = s_client(sg.port(), "-showcerts", "-CAfile", str(pki / "root.pem"),
                        "-verify_return_error", "-verify_hostname", "localhost")

@@ -288,7 +288,7 @@ TEST_CASE("config: a database's listen, name, tls and client_auth") {
         "\"nope\"");
   checkError("databases:\n  - name: db1\n    listen: 127.0.0.1:70000\n    shards:\n"
              "      - address: 127.0.0.1:7001\n",
-             3, "databases[0].listen", "port 70000 is out of range 1-65535");
+             3, "databases[0].listen", "port 70000 is out of range 0-65535 (0: any free port)");
   checkError("databases:\n  - name: db 1\n    listen: 127.0.0.1:6380\n    shards:\n"
              "      - address: 127.0.0.1:7001\n",
              2, "databases[0].name", "expected a name of letters, digits, '_' and '-', got \"db 1\"");
@@ -581,4 +581,16 @@ TEST_CASE("config: where() gives the line of a key, its nearest parent, or line 
   CHECK(c.where("drain_timeout_ms") == "conf/x.yaml:1: ");
   // A prefix of a name is not its parent.
   CHECK(c.where("cert_dir_extra") == "conf/x.yaml:1: ");
+}
+
+TEST_CASE("config: listen port 0 asks for any free port, and never collides") {
+  Config c = parsed(
+      "databases:\n"
+      "  - name: a\n    listen: 127.0.0.1:0\n    shards: [{address: 127.0.0.1:7001}]\n"
+      "  - name: b\n    listen: 127.0.0.1:0\n    shards: [{address: 127.0.0.1:7001}]\n");
+  CHECK(c.databases[0].listen.port == 0);
+  CHECK(c.databases[1].listen.port == 0);
+  checkError("databases:\n  - name: db1\n    listen: 127.0.0.1:6380\n    shards:\n"
+             "      - address: 127.0.0.1:0\n",
+             5, "databases[0].shards[0].address", "port 0 is out of range 1-65535");
 }

@@ -57,6 +57,13 @@ TEST_CASE("parseSocketAddress: port bounds") {
   CHECK(errorOf("127.0.0.1:0") == "port 0 is out of range 1-65535");
   CHECK(errorOf("127.0.0.1:99999999999999999999").find("out of range 1-65535") !=
         std::string::npos);
+  // A listen address may ask for any free port; a shard's may not.
+  auto any = parseSocketAddress("127.0.0.1:0", true);
+  REQUIRE(any.ok());
+  CHECK(any->port == 0);
+  auto big = parseSocketAddress("127.0.0.1:70000", true);
+  REQUIRE_FALSE(big.ok());
+  CHECK(big.message() == "port 70000 is out of range 0-65535 (0: any free port)");
 }
 
 TEST_CASE("parseSocketAddress: malformed text says what was expected") {
