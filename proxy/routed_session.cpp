@@ -170,7 +170,12 @@ RoutedSession::Next RoutedSession::dispatch(std::string_view frame) {
   // command after a (P)(UN)SUBSCRIBE is answered after its confirmations, as
   // redis-server answers in order; only more (un)subscriptions go ahead
   // (their confirmations queue behind). Parsing resumes once they are out.
-  if (!expected_.empty() && !isSubscription(route)) return Next::kWaitIdle;
+  // A bare UNSUBSCRIBE / PUNSUBSCRIBE waits too: what it leaves is every
+  // subscription made before it, which channels_ / patterns_ hold only once
+  // confirmed.
+  if (!expected_.empty() && (!isSubscription(route) || args_.size() == 1)) {
+    return Next::kWaitIdle;
+  }
   if (cmd == nullptr) return refuse(unknownCommand(args_));
   if (Status call = db_.commands->checkCall(*cmd, args_); !call) {
     if (route == CommandRoute::kExec) return abortExec(call.message());
