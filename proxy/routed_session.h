@@ -138,6 +138,8 @@ class RoutedSession {
   Next auth();
   Next client();
   Next clientList();
+  // CLIENT subcommands refused on this path (KILL, PAUSE, REPLY, ...).
+  static bool clientActsOnSharedConnections(std::string_view sub);
   // CLIENT INFO / LIST's line for this client; cmd: "client|info", ...
   std::string clientLine(std::string_view cmd) const;
   // AUTH's and HELLO AUTH's check: the "default" user and the database's password.
