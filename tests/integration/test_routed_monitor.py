@@ -90,6 +90,8 @@ def run_steps(monitor: Monitor, worker: RespClient, keys: list[str], channel: st
     m.command("DBSIZE")
     m.command("KEYS", "*")
     m.command("GET")
+    m.command("AUTH")
+    m.command("RESET", "x")
     m.command("MONITOR")
     for key in keys:
         m.await_feed(worker, "SET", key, "v")
