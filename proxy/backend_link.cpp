@@ -83,7 +83,33 @@ void BackendLink::flush() {
   if (state_ != State::kReady || out_.empty()) return;
   int rc = socket_->queue.send(socket_->stream(), out_.data(), out_.size());
   out_.clear();
-  if (rc != 0) fail(std::string("write failed: ") + asciiLower(uv_strerror(rc)));
+  if (rc != 0) {
+    fail(std::string("write failed: ") + asciiLower(uv_strerror(rc)));
+    return;
+  }
+  shutdownIfDrained();
+}
+
+void BackendLink::closeWrite() {
+  if (!open() || write_closed_) return;
+  write_closed_ = true;
+  shutdownIfDrained();  // else from flush() or onDrained(), after the last bytes
+}
+
+void BackendLink::shutdownIfDrained() {
+  if (!write_closed_ || shutdown_sent_ || state_ != State::kReady || !out_.empty() ||
+      !socket_->queue.idle()) {
+    return;
+  }
+  shutdown_sent_ = true;
+  auto* req = new uv_shutdown_t;
+  // The callback only frees the request (it runs with ECANCELED if the
+  // socket closes first).
+  int rc = uv_shutdown(req, socket_->stream(), [](uv_shutdown_t* r, int) { delete r; });
+  if (rc != 0) {
+    delete req;
+    fail(std::string("shutdown failed: ") + asciiLower(uv_strerror(rc)));
+  }
 }
 
 void BackendLink::connect() {
@@ -139,6 +165,7 @@ void BackendLink::onConnected(int status) {
   if (!db_.shard_password) markAvailable();  // else once AUTH is accepted
   if (!out_.empty()) markDirty();
   if (!owner_ && !fifo_.empty()) startWatchdog();
+  shutdownIfDrained();  // closeWrite() while connecting, nothing left to write
 }
 
 void BackendLink::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
@@ -171,9 +198,12 @@ void BackendLink::dropIdle() {
 
 void BackendLink::onDrained(void* p, int status) {
   auto* socket = static_cast<Socket*>(p);
-  if (socket->link && status != 0) {
+  if (!socket->link) return;
+  if (status != 0) {
     socket->link->fail(std::string("write failed: ") + asciiLower(uv_strerror(status)));
+    return;
   }
+  socket->link->shutdownIfDrained();
 }
 
 void BackendLink::onData(const uint8_t* data, size_t len) {
@@ -231,7 +261,10 @@ void BackendLink::deliver(const uint8_t* data, size_t len, bool done) {
 
 void BackendLink::fail(const std::string& why) {
   failure_ = why;
-  if (!logged_down_) {
+  // After closeWrite() the shard's close is the answer asked for, not an outage.
+  const bool expected = write_closed_;
+  write_closed_ = shutdown_sent_ = false;
+  if (!logged_down_ && !expected) {
     // Once per outage for a shared link; private links (one per client in a
     // stateful mode) can fail by the thousand, hence the limit per worker.
     static thread_local RateLimitedLog down(spdlog::level::warn,
@@ -241,7 +274,7 @@ void BackendLink::fail(const std::string& why) {
     }
     logged_down_ = true;
   }
-  worker_.stats().backend_connect_failures.add();
+  if (!expected) worker_.stats().backend_connect_failures.add();
   failing_ = true;
   if (socket_) {
     socket_->close();

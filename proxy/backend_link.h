@@ -76,6 +76,16 @@ class BackendLink {
   void setOutOfBandPushes(bool on) { oob_pushes_ = on; }
   bool idle() const { return fifo_.empty() && out_.empty(); }
   uint64_t lastUsedMs() const { return last_used_ms_; }
+  // Connected or connecting: a close will be reported (onPrivateLinkLost).
+  bool open() const { return state_ == State::kConnecting || state_ == State::kReady; }
+  // Passes a client's EOF on (a private link's owner, once it sends nothing
+  // more here): the connection's write side is shut once what was queued
+  // has been written. The shard answers what it read before the EOF, then
+  // frees its client as it frees one of its own -- a blocked command ends
+  // without popping, subscriptions and MONITOR end -- and closes, which the
+  // owner hears as a lost link (not logged: it was asked for).
+  void closeWrite();
+  bool writeClosed() const { return write_closed_; }
 
   bool dirty = false;  // in the worker's flush list
 
@@ -99,6 +109,7 @@ class BackendLink {
   void scheduleRetry();
   void startWatchdog();
   bool repliesWaitingInSocket() const;
+  void shutdownIfDrained();  // closeWrite()'s shutdown, once out_ is written
   void dropIdle();
   void startTimer(uint64_t ms);
   void onTimer();
@@ -131,6 +142,8 @@ class BackendLink {
   // a long reply slowly is never taken for a stopped one.
   uint64_t last_progress_ms_ = 0;
   bool in_push_ = false;  // the frame being delivered is an out-of-band push
+  bool write_closed_ = false;   // closeWrite() was called on this connection
+  bool shutdown_sent_ = false;  // ... and its shutdown is under way
 };
 
 }  // namespace shardgate::proxy

@@ -276,10 +276,6 @@ void ClientConnection::replyReady() {
 void ClientConnection::flushReplies() {
   if (closing_ || !routed_) return;
   routed_->resume();
-  // A client that sent EOF and is now only blocked (or subscribed, or
-  // monitoring) is freed, as redis-server frees it: everything before is
-  // answered by now.
-  if (client_eof_ && routed_->headWaitsOnOthers()) routed_->abandon();
   size_t held = routed_->bufferedBytes() + reply_out_.size() + to_client_.queued();
   if (held > db_.max_client_output) {
     // Redis's client-output-buffer-limit: a client that does not read what
@@ -442,14 +438,12 @@ void ClientConnection::onClientEnd(bool clean) {
   }
   updateReading();
   if (routed_) {
-    // Replies still on their way are delivered first (a half-closed client
-    // may still read); flushReplies() closes once the session is idle. But
-    // redis-server frees a client at its EOF: a blocked command is unblocked
-    // without popping, subscriptions and MONITOR end. What only this client
-    // waits for ends now, closing its private shard connections, so a BLPOP
-    // cannot pop a job for a client that is gone.
-    routed_->dropPartialCommand();
-    if (client_dead_ || routed_->idle() || routed_->headWaitsOnOthers()) {
+    // A half-closed client may still read: what it sent before the EOF is
+    // answered, as redis-server answers it, then the shards free what only
+    // this client waited for (RoutedSession::endInput); flushReplies()
+    // closes once the session is idle.
+    routed_->endInput();
+    if (client_dead_ || routed_->idle()) {
       routed_->abandon();
       closeAfterFlush();
       return;

@@ -109,9 +109,37 @@ void RoutedSession::onBytes(const uint8_t* data, size_t len) {
 }
 
 void RoutedSession::resume() {
-  if (!waiting_ && (in_.empty() || in_flight_ >= kMaxInFlight)) return;
-  waiting_ = false;
-  parse();
+  if (waiting_ || (!in_.empty() && in_flight_ < kMaxInFlight)) {
+    waiting_ = false;
+    parse();
+  }
+  if (input_ended_) finishInput();
+}
+
+void RoutedSession::endInput() {
+  input_ended_ = true;
+  finishInput();
+}
+
+void RoutedSession::finishInput() {
+  // Stopped (QUIT): nothing more is dispatched, but a command sent before
+  // may still be blocked on its shard.
+  if (stopped_ || (!waiting_ && in_flight_ < kMaxInFlight)) {
+    in_.clear();  // a command the EOF cut short
+    // Indexed: a link that fails at once may end the stream, which moves
+    // stream links out of private_.
+    for (size_t s = 0; s < private_.size(); ++s) {
+      if (private_[s]) private_[s]->closeWrite();
+    }
+    return;
+  }
+  // Commands wait behind a blocked one: redis-server would leave them
+  // unread and free the client; whatever its shard answers before the close
+  // comes first, and lets them run.
+  if (head_ && head_->blocking && !head_->done && private_shard_ >= 0 &&
+      static_cast<size_t>(private_shard_) < private_.size() && private_[private_shard_]) {
+    private_[private_shard_]->closeWrite();
+  }
 }
 
 void RoutedSession::parse() {
@@ -170,7 +198,12 @@ RoutedSession::Next RoutedSession::dispatch(std::string_view frame) {
   // command after a (P)(UN)SUBSCRIBE is answered after its confirmations, as
   // redis-server answers in order; only more (un)subscriptions go ahead
   // (their confirmations queue behind). Parsing resumes once they are out.
-  if (!expected_.empty() && !isSubscription(route)) return Next::kWaitIdle;
+  // A bare UNSUBSCRIBE / PUNSUBSCRIBE waits too: what it leaves is every
+  // subscription made before it, which channels_ / patterns_ hold only once
+  // confirmed.
+  if (!expected_.empty() && (!isSubscription(route) || args_.size() == 1)) {
+    return Next::kWaitIdle;
+  }
   if (cmd == nullptr) return refuse(unknownCommand(args_));
   if (Status call = db_.commands->checkCall(*cmd, args_); !call) {
     if (route == CommandRoute::kExec) return abortExec(call.message());
@@ -399,6 +432,9 @@ BackendLink& RoutedSession::sharedLink(int shard) {
 BackendLink& RoutedSession::privateLink(int shard) {
   if (private_.empty()) private_.resize(db_.shards.size());
   auto& link = private_[static_cast<size_t>(shard)];
+  // Its shard was told of the client's EOF, but a blocked command it held
+  // was answered and what waited behind it runs: on a connection of its own.
+  if (link && link->writeClosed()) retired_.push_back(std::move(link));
   if (!link) {
     link = std::make_unique<BackendLink>(worker_, db_, static_cast<uint16_t>(shard), this);
     // The client's connection state goes first; the shard's answers to it
@@ -591,6 +627,18 @@ void RoutedSession::onPrivateLinkLost(BackendLink& link) {
     multi_lost_ = true;
   }
   if (watching_ && pin_shard_ == shard) watch_lost_ = true;
+  if (input_ended_ && subscribed() && link.shard() < stream_links_.size() &&
+      stream_links_[link.shard()]) {
+    // A shard freed the client at the EOF passed on; once every shard of the
+    // stream has, nothing more comes.
+    for (size_t s = 0; s < stream_links_.size() && s < private_.size(); ++s) {
+      if (stream_links_[s] && private_[s] && private_[s]->open()) return;
+    }
+    stop();
+    clearPubsub();
+    conn_.replyReady();
+    return;
+  }
   if (subscribed() && link.shard() < stream_links_.size() && stream_links_[link.shard()]) {
     std::string line = "-ERR shard " + link.address() + " unavailable: " + link.failure() +
                        (monitoring_ ? " (MONITOR ended)" : " (subscriptions on it are lost)") +
@@ -717,6 +765,17 @@ void RoutedSession::onReply(Request* r, uint16_t part, const uint8_t* data, size
 }
 
 void RoutedSession::onFailure(Request* r, uint16_t part, const std::string& line, bool partial) {
+  if (input_ended_ && (r->on_private || ownLinks())) {
+    // After the client's EOF a private link ends because its shard freed the
+    // client (or died): what it had not answered gets nothing, as from
+    // redis-server, and nothing after it is sent.
+    broken_ = true;
+    stop();
+    conn_.replyReady();
+    static constexpr uint8_t kNothing = 0;
+    onReply(r, part, &kNothing, 0, true);
+    return;
+  }
   if (partial && r->merge == ReplyMerge::kForward && r->streamed) {
     // Part of this reply already went out: the client's stream cannot be
     // repaired, so it ends here, after what it was sent; no error line

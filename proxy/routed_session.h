@@ -53,8 +53,9 @@ class RoutedSession {
   void onBytes(const uint8_t* data, size_t len);
   // Parses what an ordering wait or the in-flight limit held back.
   void resume();
-  // Nothing in flight, nothing parsed and waiting.
-  bool idle() const { return head_ == nullptr && in_.empty(); }
+  // Nothing in flight, nothing parsed and waiting, no subscription
+  // confirmation owed (RESP3's come outside the FIFO).
+  bool idle() const { return head_ == nullptr && in_.empty() && (expected_.empty() || stopped_); }
   // Whether the connection should read more from the client.
   bool acceptsInput() const { return in_flight_ < kMaxInFlight && !stopped_ && !waiting_; }
   bool stopped() const { return stopped_; }
@@ -65,22 +66,17 @@ class RoutedSession {
   // state the shard must keep (MULTI/WATCH, subscriptions, tracking), so a
   // client's one BLPOP does not cost the shard a connection for good.
   void closeIdleLinks(uint64_t now_ms);
-  // A client EOF: a command cut short will never be completed.
-  void dropPartialCommand() {
-    if (!waiting_) in_.clear();
-  }
-  // What the session waits for next is something only a connected client
-  // waits for: a blocked command (BLPOP, WAIT) or the pub/sub or MONITOR
-  // stream, at the head of the FIFO with nothing of its reply sent yet.
-  // Everything before it has been answered.
-  bool headWaitsOnOthers() const {
-    return head_ && !head_->done && (head_ == stream_ || (head_->blocking && !head_->streamed));
-  }
-  // The client is gone: ends the session at once, as redis-server frees a
-  // client that closes. Requests in flight are orphaned (their replies are
-  // dropped), private links are closed, so the shard unblocks the client's
-  // blocked command without popping and forgets its subscriptions and
-  // MONITOR now, not when a timer fires. Nothing is dispatched afterwards.
+  // The client's EOF (it may still read). redis-server answers every command
+  // it read before an EOF, then frees the client: a blocked command ends
+  // without a reply and without popping, subscriptions and MONITOR end. The
+  // session does the same by passing the EOF on: each private link's write
+  // side is shut after the last command it carries (BackendLink::closeWrite),
+  // its shard answers what it read and closes, and the session ends when the
+  // links it waits on have closed. Shared links' replies come as usual.
+  void endInput();
+  // The client is gone (it cannot read, or nothing is owed to it): ends the
+  // session at once. Requests in flight are orphaned (their replies are
+  // dropped), private links are closed. Nothing is dispatched afterwards.
   void abandon();
 
   // From links (through deliverReply / deliverFailure).
@@ -104,6 +100,10 @@ class RoutedSession {
 
   void parse();
   size_t parseFrom(std::string_view data);  // returns the bytes consumed
+  // After endInput(): once every command read is dispatched, the EOF goes to
+  // the private links; before that, only to the link of a blocked command
+  // the rest wait behind (it may never answer otherwise).
+  void finishInput();
   Next dispatch(std::string_view frame);
   Next dispatchInPubsub(const CommandInfo* cmd, std::string_view frame);
   Next dispatchInMulti(const CommandInfo* cmd, std::string_view frame);
@@ -125,7 +125,8 @@ class RoutedSession {
                                  : "a multiplexed database (multiplex: true)";
   }
 
-  // blocking: the command may wait for other clients (see headWaitsOnOthers).
+  // blocking: the command may wait for other clients (BLPOP, WAIT): after
+  // the client's EOF its shard is told at once (see finishInput).
   Next forward(int shard, std::string_view frame, LinkKind kind, bool blocking = false);
   // MGET/MSET/DEL/...: one shard -> the frame as is; several -> one command
   // per shard, merged in key order.
@@ -137,6 +138,8 @@ class RoutedSession {
   Next auth();
   Next client();
   Next clientList();
+  // CLIENT subcommands refused on this path (KILL, PAUSE, REPLY, ...).
+  static bool clientActsOnSharedConnections(std::string_view sub);
   // CLIENT INFO / LIST's line for this client; cmd: "client|info", ...
   std::string clientLine(std::string_view cmd) const;
   // AUTH's and HELLO AUTH's check: the "default" user and the database's password.
@@ -224,6 +227,7 @@ class RoutedSession {
   bool stopped_ = false;   // QUIT or protocol error: no more commands
   bool waiting_ = false;   // a command waits for in-flight requests to finish
   bool broken_ = false;    // a reply was cut mid-way: the client gets nothing more
+  bool input_ended_ = false;  // the client's EOF: see endInput()
   bool authenticated_;
   uint64_t id_;
   std::string name_;  // CLIENT SETNAME

@@ -298,11 +298,19 @@ RoutedSession::Next RoutedSession::client() {
   } else if (sub == "setinfo") {
     replySimple("OK");  // library name/version (Redis 7.2's shards): nothing to route
   } else {
-    // KILL, PAUSE, UNPAUSE, UNBLOCK, REPLY, NO-EVICT: they act on the shards'
-    // connections, which are shared by every client of the proxy.
+    // KILL, PAUSE, UNPAUSE, UNBLOCK, REPLY, NO-EVICT (clientActsOnSharedConnections).
     replyError("ERR shardgate: CLIENT " + sub + " is not supported on " + routedKind());
   }
   return Next::kContinue;
+}
+
+bool RoutedSession::clientActsOnSharedConnections(std::string_view sub) {
+  // They act on the shards' connections, which are shared by every client
+  // of the proxy, or (REPLY) on replies the proxy must match to commands.
+  for (std::string_view name : {"kill", "pause", "unpause", "unblock", "reply", "no-evict"}) {
+    if (equalsLower(sub, name)) return true;
+  }
+  return false;
 }
 
 RoutedSession::Next RoutedSession::clientList() {

@@ -301,10 +301,24 @@ RoutedSession::Next RoutedSession::dispatchInMonitor(const CommandInfo* cmd, std
     case CommandRoute::kMonitor:
       if (!arityAllows(*cmd, args_.size())) break;  // the shard's arity error
       return Next::kContinue;  // redis-server ignores it: no reply at all
+    case CommandRoute::kClient:
+    case CommandRoute::kUnsupported:
+      // What the proxy refuses on any connection it refuses here too: sent
+      // on, CLIENT KILL / PAUSE would act on the connections every client
+      // shares, CLIENT REPLY OFF / SKIP would swallow the sync marker (and
+      // the command waiting for it would never be answered), SHUTDOWN or
+      // REPLICAOF would reach one shard of the database.
+      if (route == CommandRoute::kClient &&
+          (args_.size() < 2 || !clientActsOnSharedConnections(args_[1]))) {
+        break;
+      }
+      [[fallthrough]];
     case CommandRoute::kQuit:
     case CommandRoute::kReset:
     case CommandRoute::kAuth:
     case CommandRoute::kHello: {
+      // A wrong argument count is the shard's to answer, in its turn.
+      if (!db_.commands->checkCall(*cmd, args_)) break;
       if (!m.synced) {
         if (!m.sync_sent) sendMonitorSync();
         return Next::kWaitIdle;  // parsed again when the marker is back
@@ -316,6 +330,12 @@ RoutedSession::Next RoutedSession::dispatchInMonitor(const CommandInfo* cmd, std
       }
       if (route == CommandRoute::kReset) return reset();
       if (route == CommandRoute::kAuth) return auth();
+      if (route == CommandRoute::kClient) return client();
+      if (route == CommandRoute::kUnsupported) {
+        replyError("ERR shardgate: " + asciiLower(args_[0]) + " is not supported on " +
+                   routedKind());
+        return Next::kContinue;
+      }
       Next next = hello();
       if (next == Next::kWaitIdle) {
         // It would switch protocols, which waits for an idle connection; a

@@ -325,6 +325,11 @@ CASES: list[tuple[list[tuple], Differs | None]] = [
     ([("PSUBSCRIBE", "lr:*"), ("SUBSCRIBE", "lr:a", "lr:b"), ("PING", "x"),
       ("UNSUBSCRIBE", "lr:a"), ("PING",)], None),
     ([("SUBSCRIBE", "lr:ch"), ("QUIT",)], None),
+    # A bare (P)UNSUBSCRIBE leaves what the earlier commands subscribed to,
+    # confirmed or not yet.
+    ([("SUBSCRIBE", "lr:ch"), ("UNSUBSCRIBE",), ("UNSUBSCRIBE",), ("PING",)], None),
+    ([("SUBSCRIBE", "lr:a"), ("PSUBSCRIBE", "lr:*"), ("PUNSUBSCRIBE",), ("UNSUBSCRIBE",),
+      ("PING", "x")], None),
     # Nothing to leave: a null name in the client's protocol.
     ([("UNSUBSCRIBE",)], None),
     ([("PUNSUBSCRIBE",)], None),

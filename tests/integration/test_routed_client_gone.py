@@ -8,9 +8,15 @@ Each case proves the state existed first (the shard reports the blocked client,
 or the subscription), makes the client vanish in one of the three ways a client
 can (TCP FIN without TLS close_notify, close_notify then FIN, TCP RST), and then
 polls the shard with a deadline well under the 5 s a closing connection may
-take to flush."""
+take to flush.
+
+A client that only half-closes (its FIN, still reading) first gets what
+redis-server sends such a client: the reply to every command before the FIN
+that does not wait for another client, compared byte for byte."""
 from __future__ import annotations
 
+import os
+import re
 import signal
 import socket
 import ssl
@@ -306,3 +312,96 @@ def test_monitor_of_a_vanished_client_ends_at_once(routed, how):
     client.vanish(how)
     wait_until(lambda: all(monitors(shard) == 0 for shard in routed.shards), GONE_WITHIN_S,
                lambda: f"monitors on the shards: {[monitors(s) for s in routed.shards]}")
+
+
+# ---------------------------------------------------------------- half-close: what was sent is answered
+
+
+FEED_LINE = re.compile(rb"\+\d+\.\d+ \[\d+ [^\]]+\] ")
+HELLO_ID = re.compile(rb"\$2\r\nid\r\n:\d+\r\n")
+
+
+def masked(data: bytes) -> bytes:
+    """A MONITOR feed line without its time and client address; HELLO without its id."""
+    return HELLO_ID.sub(b"$2\r\nid\r\n:ID\r\n", FEED_LINE.sub(b"+T ", data))
+
+
+def half_closed_direct(port: int, commands: list[tuple]) -> bytes:
+    """Everything redis-server sends a client that writes `commands` and its FIN."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"".join(RespClient.encode(*c) for c in commands))
+        sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def half_closed_through(routed: RoutedDb, commands: list[tuple]) -> bytes:
+    """The same through shardgate (TLS; the FIN without close_notify)."""
+    client = VanishingClient(routed.port, routed.ca)
+    client.tls.write(b"".join(RespClient.encode(*c) for c in commands))
+    client._flush()
+    client.half_close()
+    try:
+        return client.read_to_eof()
+    finally:
+        client.raw.close()
+
+
+HALF_CLOSE_SCRIPTS = [
+    [("SUBSCRIBE", "hc:a", "hc:b", "hc:c"), ("PING",)],
+    [("PSUBSCRIBE", "hc:*"), ("SUBSCRIBE", "hc:a"), ("PING", "x")],
+    [("SUBSCRIBE", "hc:a"), ("UNSUBSCRIBE", "hc:a"), ("GET", "hc:k")],
+    [("SUBSCRIBE", "hc:a"), ("QUIT",)],
+    [("HELLO", "3"), ("SUBSCRIBE", "hc:a")],
+    [("HELLO", "3"), ("SUBSCRIBE", "hc:a"), ("GET", "hc:k")],
+    [("MONITOR",)],
+    [("MONITOR",), ("PING",)],
+    [("MONITOR",), ("PING",), ("QUIT",)],
+    [("GET", "hc:k"), ("BLPOP", "hc:empty", "0")],
+    [("BLPOP", "hc:empty", "0"), ("QUIT",)],
+]
+
+
+def test_half_closed_client_gets_every_reply_redis_server_sends(routed, redis_server):
+    """A client that sends commands and its FIN at once (a script piping into
+    a client) reads, from redis-server, the reply to everything before the
+    FIN that does not wait for another client: the subscription
+    confirmations, MONITOR's +OK, the PING and QUIT after them, a GET after
+    an UNSUBSCRIBE. Through shardgate: the same bytes, then the close."""
+    reference = redis_server()
+    problems = []
+    for commands in HALF_CLOSE_SCRIPTS:
+        start = time.monotonic()
+        ours = masked(half_closed_through(routed, commands))
+        took = time.monotonic() - start
+        theirs = masked(half_closed_direct(reference.port, commands))
+        if ours != theirs:
+            problems.append(f"{commands}:\n    shardgate: {ours!r}\n    redis:     {theirs!r}")
+        elif took > GONE_WITHIN_S:
+            problems.append(f"{commands}: shardgate closed {took:.2f} s after the FIN")
+    assert not problems, "\n  ".join(problems)
+
+
+def test_half_closed_client_gets_what_its_blpop_popped(routed):
+    """BLPOP on a list that holds a job, then the FIN: redis-server pops the
+    job and answers before it reads the EOF. The shard is stopped until the
+    FIN has reached shardgate, so the pop comes after it: the job must reach
+    the client, not vanish with a shard connection closed under it."""
+    with routed.raw() as c:
+        assert c.call("RPUSH", "jobs", "job-1") == 1
+    shard = routed.owner_of("jobs")
+    client = VanishingClient(routed.port, routed.ca)
+    os.kill(shard.proc.pid, signal.SIGSTOP)
+    try:
+        client.send("BLPOP", "jobs", "0")
+        client.half_close()
+        time.sleep(0.2)  # shardgate reads the FIN while the shard cannot answer
+    finally:
+        os.kill(shard.proc.pid, signal.SIGCONT)
+    data = client.read_to_eof()
+    client.raw.close()
+    assert data == b"*2\r\n$4\r\njobs\r\n$5\r\njob-1\r\n", data
+    with routed.raw() as c:
+        assert c.call("LLEN", "jobs") == 0

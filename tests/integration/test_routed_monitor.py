@@ -90,6 +90,8 @@ def run_steps(monitor: Monitor, worker: RespClient, keys: list[str], channel: st
     m.command("DBSIZE")
     m.command("KEYS", "*")
     m.command("GET")
+    m.command("AUTH")
+    m.command("RESET", "x")
     m.command("MONITOR")
     for key in keys:
         m.await_feed(worker, "SET", key, "v")
@@ -185,3 +187,27 @@ def test_pipelined_commands_after_monitor_keep_their_order(redis_server, shardga
         got = run(conn)
     assert got == want
     assert want[0] == "OK" and want[-1] == "OK", want
+
+
+def test_monitor_connection_refuses_what_other_connections_refuse(redis_server, shardgate):
+    """A MONITOR connection sends the client's commands to a shard's
+    connection as they are, except what the proxy refuses on any connection:
+    CLIENT REPLY (OFF or SKIP swallowed the proxy's sync marker, and the QUIT
+    waiting for it was never answered), CLIENT KILL / PAUSE (the shards'
+    connections are every client's), SHUTDOWN / REPLICAOF (one shard of the
+    database). They get the refusal a normal connection gets, in order, and
+    the shards are untouched."""
+    db = start_sharded(redis_server, shardgate)
+    refused = [("CLIENT", "REPLY", "OFF"), ("CLIENT", "REPLY", "SKIP"),
+               ("CLIENT", "KILL", "TYPE", "normal"), ("CLIENT", "PAUSE", "100"),
+               ("SHUTDOWN",), ("REPLICAOF", "127.0.0.1", "1")]
+    with db.raw() as normal:
+        want = [normalize(normal.call(*c)) for c in refused]
+    assert all(w[0] == "error" and "shardgate" in w[1] for w in want), want
+    with db.raw(timeout=3) as conn:
+        m = Monitor(conn)
+        m.pipeline_to_close(("MONITOR",), *refused, ("PING",), ("QUIT",))
+        got = m.transcript[0][1]
+    assert got == ["OK", *want, "PONG", ("feed", "0", '"PING"'), "OK"], got
+    for shard in db.shards:
+        assert shard.client().ping()
