@@ -151,7 +151,10 @@ Status Server::bindAndStart() {
       auto fd = bindListenSocket(config_.databases[d].listen);
       if (!fd) {
         close_all();
-        return makeError("databases[" + std::to_string(d) + "].listen: " + fd.message());
+        // A port already taken is the most common start error: "FILE:LINE:
+        // key: problem" like every other, so the operator finds the line.
+        const std::string key = "databases[" + std::to_string(d) + "].listen";
+        return makeError(config_.where(key) + key + ": " + fd.message());
       }
       bindings[w].push_back({databases_[d].get(), *fd});
     }

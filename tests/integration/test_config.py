@@ -4,6 +4,7 @@ message "FILE:LINE: key: problem" naming the key and its line, both under
 from __future__ import annotations
 
 import re
+import socket
 
 import pytest
 
@@ -98,3 +99,28 @@ def test_valid_config_check_config_exits_zero(tmp_path):
     result = run_shardgate(["--config", config, "--check-config"])
     assert result.returncode == 0, result.stdout + result.stderr
 
+
+
+def test_listen_address_in_use_names_file_line_and_key(tmp_path):
+    """The start error met most often, a port another process holds, reads
+    FILE:LINE: key: problem like the validator's own errors, with the line of
+    the database's listen key (the second database here)."""
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write(tmp_path, "cert_dir: ./certs\n" + DATABASE + (
+            "  - name: db2\n"
+            "    tls: false\n"
+            f"    listen: 127.0.0.1:{port}\n"
+            "    shards:\n"
+            "      - address: 127.0.0.1:{backend}\n"))
+        result = run_shardgate(["--config", config])
+        message = result.stdout + result.stderr
+        assert result.returncode > 0, message
+        line = line_of(config.read_text(), f"listen: 127.0.0.1:{port}")
+        assert f"{config}:{line}: databases[1].listen: 127.0.0.1:{port}: cannot bind: " \
+               "Address already in use" in message, message
+    finally:
+        taken.close()
