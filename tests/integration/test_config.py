@@ -41,6 +41,12 @@ BAD_CONFIGS = {
     "admin_not_built": (DATABASE + "admin:\n  listen: 127.0.0.1:{admin}\n", "admin.listen"),
     "metrics_not_built": (DATABASE + "metrics:\n  listen: 127.0.0.1:{admin}\n",
                           "metrics.listen"),
+    # A value given by an alias is reported where the alias is used, not at
+    # its anchor (the other database's line).
+    "aliased_listen": ("cert_dir: ./certs\n" + DATABASE.replace(
+        "listen: 127.0.0.1:{listen}", "listen: &addr 127.0.0.1:{listen}") +
+        "  - name: db2\n    listen: *addr\n    shards:\n      - address: 127.0.0.1:{backend}\n",
+        "databases[1].listen"),
 }
 # The line each message must give: the line of this key in the file.
 EXPECTED_LINE_OF = {
@@ -53,6 +59,7 @@ EXPECTED_LINE_OF = {
     "client_auth_not_built": "client_auth:",
     "admin_not_built": "  listen: 127.0.0.1:",
     "metrics_not_built": "  listen: 127.0.0.1:",
+    "aliased_listen": "listen: *addr",
 }
 
 
