@@ -271,6 +271,7 @@ void BackendLink::fail(const std::string& why) {
                                            "failed shard connections (multiplexed or routed)");
     if (auto pass = down.admit(uv_now(worker_.loop()))) {
       spdlog::warn("db {}: shard {} unavailable: {}{}", db_.name, address(), why, pass);
+      said_down_ = true;
     }
     logged_down_ = true;
   }
@@ -302,8 +303,12 @@ void BackendLink::markAvailable() {
   if (!failing_) return;
   failing_ = false;
   backoff_ms_ = 0;
-  if (logged_down_) spdlog::info("db {}: shard {} is available again", db_.name, address());
+  // Said only when the outage was: a shard that accepts and drops every
+  // connection (maxclients reached) recovers as often as it fails, and the
+  // limiter above already holds most of those outages back.
+  if (said_down_) spdlog::info("db {}: shard {} is available again", db_.name, address());
   logged_down_ = false;
+  said_down_ = false;
 }
 
 void BackendLink::failWaiting(const std::string& line) {

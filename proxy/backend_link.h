@@ -124,7 +124,8 @@ class BackendLink {
   RoutedSession* owner_;
   State state_ = State::kIdle;
   bool failing_ = false;
-  bool logged_down_ = false;
+  bool logged_down_ = false;  // this outage was counted by the rate-limited warning
+  bool said_down_ = false;    // and its line was written: its end is said too
   std::string failure_;
   uint64_t backoff_ms_ = 0;
   Socket* socket_ = nullptr;

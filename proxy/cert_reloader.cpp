@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 
 #include "tls/preflight.h"
 
@@ -89,7 +90,14 @@ CertReloader::Outcome CertReloader::reload(const Config& config, const char* tri
   // Read only, never generate: a file missing at run time (mid-rename, or
   // deleted) is a failed attempt, and the next event or poll retries.
   auto bundle = tls::readProxyCertFiles(config.cert_dir);
-  if (!bundle) return fail(bundle.message());
+  if (!bundle) {
+    const int err = bundle.error().sys_errno;
+    if (err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS) {
+      fail(bundle.message() + "; trying again in " + std::to_string(kRetryMs) + " ms");
+      return Outcome::kRetryLater;
+    }
+    return fail(bundle.message());
+  }
   if (sameInputs(*bundle, config.tls.policy)) {
     if (last_attempt_failed_) {
       // The files went bad and came back as they were: nothing to apply, but

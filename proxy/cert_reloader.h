@@ -25,7 +25,12 @@ namespace shardgate::proxy {
 
 class CertReloader {
  public:
-  enum class Outcome { kApplied, kUnchanged, kFailed };
+  // kRetryLater: the files could not even be read because the process is
+  // short of descriptors or memory (a connection flood at the open-file
+  // limit); nothing is known about them, and no file event will come to say
+  // they are readable again, so the caller tries again after kRetryMs.
+  enum class Outcome { kApplied, kUnchanged, kFailed, kRetryLater };
+  static constexpr uint64_t kRetryMs = 1000;
 
   explicit CertReloader(tls::TlsContextStore& store);
 

@@ -108,10 +108,10 @@ class Parser {
 
   [[noreturn]] void fail(const YAML::Node& at, const std::string& path,
                          const std::string& problem) const {
-    throw Invalid{where(at) + (path.empty() ? "" : path + ": ") + problem};
+    throw Invalid{where(at, path) + (path.empty() ? "" : path + ": ") + problem};
   }
 
-  std::string where(const YAML::Node& at) const {
+  std::string where(const YAML::Node& at, const std::string& path) const {
     YAML::Mark mark = at.Mark();
     if (at.IsNull()) {
       for (const auto& [value, key_mark] : empty_values_) {
@@ -119,6 +119,12 @@ class Parser {
       }
     }
     int line = mark.is_null() ? 1 : mark.line + 1;
+    // A value never starts before its own key, unless it is an alias (`listen:
+    // *addr`): yaml-cpp marks an alias where its anchor is, which is another
+    // key's line. The key that uses it is where the operator must look.
+    for (const auto& [key_path, key_line] : key_lines_) {
+      if (key_path == path && key_line > line) line = key_line;
+    }
     return source_ + ":" + std::to_string(line) + ": ";
   }
 

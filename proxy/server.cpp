@@ -259,7 +259,7 @@ void Server::startCertMaintenance() {
   auto watcher = tls::CertWatcher::create(
       &loop_, config_.cert_dir, {tls::kProxyCertFile, tls::kProxyKeyFile, tls::kChainFile},
       kCertSettleMs, kCertPollMs, [this] {
-        if (!shutting_down_) reloader_.reload(config_, "file change");
+        if (!shutting_down_) reloadCerts("file change");
       });
   if (watcher) {
     cert_watcher_ = std::move(*watcher);
@@ -271,6 +271,8 @@ void Server::startCertMaintenance() {
     spdlog::error("not watching {} for certificate changes: {}; SIGHUP still reloads", config_.cert_dir,
                   watcher.message());
   }
+  uv_timer_init(&loop_, &cert_retry_timer_);
+  cert_retry_timer_.data = this;
   uv_timer_init(&loop_, &maintenance_timer_);
   maintenance_timer_.data = this;
   uv_timer_start(&maintenance_timer_, [](uv_timer_t* t) {
@@ -289,7 +291,10 @@ void Server::startCertMaintenance() {
 
 void Server::stopCertMaintenance() {
   if (cert_watcher_) cert_watcher_->close();
-  if (maintenance_started_) uv_close(asHandle(&maintenance_timer_), nullptr);
+  if (maintenance_started_) {
+    uv_close(asHandle(&maintenance_timer_), nullptr);
+    uv_close(asHandle(&cert_retry_timer_), nullptr);
+  }
   maintenance_started_ = false;
 }
 
@@ -306,7 +311,18 @@ void Server::reload() {
   config_.tls = fresh->tls;
   config_.log_level = fresh->log_level;
   if (auto st = setLogLevel(config_.log_level); !st) spdlog::error("{}", st.message());
-  if (anyTls(config_)) reloader_.reload(config_, "SIGHUP");
+  if (anyTls(config_)) reloadCerts("SIGHUP");
+}
+
+void Server::reloadCerts(const char* trigger) {
+  if (reloader_.reload(config_, trigger) != CertReloader::Outcome::kRetryLater) {
+    uv_timer_stop(&cert_retry_timer_);
+    return;
+  }
+  uv_timer_start(&cert_retry_timer_, [](uv_timer_t* t) {
+    auto* self = static_cast<Server*>(t->data);
+    if (!self->shutting_down_) self->reloadCerts("retry");
+  }, CertReloader::kRetryMs, 0);
 }
 
 void Server::logTotals() const {

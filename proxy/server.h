@@ -43,6 +43,9 @@ class Server {
   Status bindAndStart();
   void logListeners() const;
   void reload();
+  // One certificate reload, and a retry after CertReloader::kRetryMs when it
+  // could not read the files for want of descriptors or memory.
+  void reloadCerts(const char* trigger);
   void startCertMaintenance();
   void stopCertMaintenance();
   void beginShutdown(int signum);
@@ -54,6 +57,7 @@ class Server {
   CertReloader reloader_;
   std::unique_ptr<tls::CertWatcher> cert_watcher_;
   uv_timer_t maintenance_timer_{};  // expiry warnings, ticket key rotation
+  uv_timer_t cert_retry_timer_{};
   uint64_t ticket_keys_rotated_ms_ = 0;
   bool maintenance_started_ = false;
   std::vector<std::unique_ptr<Worker>> workers_;

@@ -72,7 +72,7 @@ Result<std::string> readCertDirFile(const std::string& path, bool missing_ok) {
         return makeError("cannot read " + path + ": the directory " + dir + " does not exist");
       }
     }
-    return makeError("cannot read " + path + ": " + std::strerror(err));
+    return Error{"cannot read " + path + ": " + std::strerror(err), err};
   }
   struct Closer {
     int fd;
@@ -101,7 +101,8 @@ Result<std::string> readCertDirFile(const std::string& path, bool missing_ok) {
     ssize_t n = ::read(fd, content.data() + done, content.size() - done);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return makeError("cannot read " + path + ": " + std::strerror(errno));
+      int err = errno;
+      return Error{"cannot read " + path + ": " + std::strerror(err), err};
     }
     if (n == 0) break;
     done += static_cast<size_t>(n);

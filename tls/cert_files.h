@@ -54,7 +54,8 @@ struct CertInfo {
 
 // Reads proxy_cert.pem, proxy_key.pem and, when present, chain_certs.pem from
 // dir. A missing or unreadable file, one that is not a regular file, or one
-// larger than kMaxCertFileBytes is an error naming the file (and its size).
+// larger than kMaxCertFileBytes is an error naming the file (and its size);
+// its sys_errno is the errno of a failed open() or read().
 Result<CertBundle> readProxyCertFiles(const std::string& dir);
 
 // True when dir has neither proxy_cert.pem nor proxy_key.pem.

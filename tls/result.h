@@ -12,6 +12,9 @@ namespace shardgate {
 
 struct Error {
   std::string message;
+  // The errno of the system call that failed, if one did: lets a caller tell
+  // a process short of descriptors or memory from a bad input.
+  int sys_errno = 0;
 };
 
 inline Error makeError(std::string message) { return Error{std::move(message)}; }

@@ -404,7 +404,7 @@ def refused_address():
 def proxied(redis_server, shardgate):
     """The common case: one redis-server behind one TLS database."""
     backend = redis_server()
-    sg = shardgate([database("db1", free_port(), backend.address)])
+    sg = shardgate([database("db1", 0, backend.address)])
     return sg, backend
 
 

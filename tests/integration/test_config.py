@@ -4,6 +4,7 @@ message "FILE:LINE: key: problem" naming the key and its line, both under
 from __future__ import annotations
 
 import re
+import socket
 
 import pytest
 
@@ -40,6 +41,13 @@ BAD_CONFIGS = {
     "admin_not_built": (DATABASE + "admin:\n  listen: 127.0.0.1:{admin}\n", "admin.listen"),
     "metrics_not_built": (DATABASE + "metrics:\n  listen: 127.0.0.1:{admin}\n",
                           "metrics.listen"),
+    # A value given by an alias is reported where the alias is used, not at
+    # its anchor (the other database's line). A fixed port: two databases on
+    # port 0 get two ports and do not clash (--check-config binds nothing).
+    "aliased_listen": ("cert_dir: ./certs\n" + DATABASE.replace(
+        "listen: 127.0.0.1:{listen}", "listen: &addr 127.0.0.1:16390") +
+        "  - name: db2\n    listen: *addr\n    shards:\n      - address: 127.0.0.1:{backend}\n",
+        "databases[1].listen"),
 }
 # The line each message must give: the line of this key in the file.
 EXPECTED_LINE_OF = {
@@ -52,6 +60,7 @@ EXPECTED_LINE_OF = {
     "client_auth_not_built": "client_auth:",
     "admin_not_built": "  listen: 127.0.0.1:",
     "metrics_not_built": "  listen: 127.0.0.1:",
+    "aliased_listen": "listen: *addr",
 }
 
 
@@ -101,3 +110,28 @@ def test_valid_config_check_config_exits_zero(tmp_path):
     result = run_shardgate(["--config", config, "--check-config"])
     assert result.returncode == 0, result.stdout + result.stderr
 
+
+
+def test_listen_address_in_use_names_file_line_and_key(tmp_path):
+    """The start error met most often, a port another process holds, reads
+    FILE:LINE: key: problem like the validator's own errors, with the line of
+    the database's listen key (the second database here)."""
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write(tmp_path, "cert_dir: ./certs\n" + DATABASE + (
+            "  - name: db2\n"
+            "    tls: false\n"
+            f"    listen: 127.0.0.1:{port}\n"
+            "    shards:\n"
+            "      - address: 127.0.0.1:{backend}\n"))
+        result = run_shardgate(["--config", config])
+        message = result.stdout + result.stderr
+        assert result.returncode > 0, message
+        line = line_of(config.read_text(), f"listen: 127.0.0.1:{port}")
+        assert f"{config}:{line}: databases[1].listen: 127.0.0.1:{port}: cannot bind: " \
+               "Address already in use" in message, message
+    finally:
+        taken.close()

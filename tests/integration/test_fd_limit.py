@@ -252,3 +252,55 @@ def test_privileged_start_raises_the_hard_limit(redis_server, procs, tmp_path):
         assert re.search(r"raised the open-file limit from \d+ \(hard 4096\) to \d+", sg.log()), sg.log()
     finally:
         kill(sg)
+
+
+def test_certificate_rotated_while_out_of_descriptors_is_served_once_they_are_free(
+        many_files, redis_server, procs, tmp_path):
+    """A new pair lands in cert_dir while a flood holds every descriptor: the
+    reload cannot even open the files. No file event will come when
+    descriptors are free again, so shardgate tries again by itself: the new
+    certificate is served soon after the flood ends, without a SIGHUP."""
+    from certs import CA, install_pair
+    from test_rotation import Rotating, populate
+
+    nofile = 200
+    ca = CA(tmp_path / "ca")
+    first = ca.issue(0x5EC000)
+    populate(tmp_path / "certs", first)
+    backend = redis_server()
+    sg = start_limited(procs, tmp_path, [database("db1", 0, backend.address)], nofile,
+                       workers=2, generate_self_signed=False)
+    rot = Rotating(sg=sg, ca=ca, cert_dir=tmp_path / "certs", first=first)
+    flood: list[socket.socket] = []
+    try:
+        assert rot.served_serial() == first.serial
+        flood = connect_flood(sg.port(), 2000, waves=4, gap_s=0.1)
+        deadline = time.monotonic() + 5
+        while open_files(sg.proc.pid) < nofile and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert open_files(sg.proc.pid) >= nofile, f"{open_files(sg.proc.pid)} descriptors open"
+
+        pair = rot.new_pair()
+        install_pair(pair, rot.cert_dir)
+        failed = wait_for_log(sg, r"certificate reload failed[^\n]*proxy_\w+\.pem: Too many open files",
+                              timeout=5)
+        assert failed, f"the rotation's reload did not meet the limit\n{sg.log()[-3000:]}"
+
+        for s in flood:
+            s.close()
+        flood = []
+        released = time.monotonic()
+        while True:
+            try:
+                if rot.served_serial() == pair.serial:
+                    break
+            except OSError:
+                pass  # descriptors not back yet
+            assert time.monotonic() - released < 5, \
+                f"new connections still served the old certificate 5 s after the flood ended\n" \
+                f"{sg.log()[-3000:]}"
+            time.sleep(0.1)
+    finally:
+        for s in flood:
+            s.close()
+        kill(sg)

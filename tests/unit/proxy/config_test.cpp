@@ -219,6 +219,28 @@ TEST_CASE("config: an empty value is reported on its key's line") {
              "expected true or false, got an empty value");
 }
 
+TEST_CASE("config: a value given by an alias is reported on the line of the key that uses it") {
+  // yaml-cpp marks an alias where its anchor is: databases[0]'s line 3.
+  const std::string shared_listen =
+      "databases:\n"
+      "  - name: db1\n"
+      "    listen: &addr 127.0.0.1:6380\n"
+      "    shards:\n"
+      "      - address: 127.0.0.1:7001\n"
+      "  - name: db2\n"
+      "    listen: *addr\n"
+      "    shards:\n"
+      "      - address: 127.0.0.1:7002\n";
+  checkError(shared_listen, 7, "databases[1].listen",
+             "127.0.0.1:6380 is also the listen address of databases[0] (db1)");
+  // The anchor's own key is still reported where it stands.
+  checkError("limits:\n  max_args: &n 1\n  shard_timeout_ms: *n\n" + std::string(kMinimal), 2,
+             "limits.max_args", "1 is out of range 16-1073741824");
+  checkError("tls:\n  handshake_timeout_ms: &t 500\ndrain_timeout_ms: *t\nworkers: *t\n" +
+                 std::string(kMinimal),
+             4, "workers", "500 is out of range 1-256");
+}
+
 TEST_CASE("config: a key given twice is an error naming both lines") {
   checkError(std::string("workers: 2\n") + kMinimal + "workers: 3\n", 7, "workers",
              "duplicate key (first given on line 1)");

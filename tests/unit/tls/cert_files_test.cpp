@@ -2,7 +2,11 @@
 #include "tls/cert_files.h"
 
 #include <doctest/doctest.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <cstdlib>
@@ -109,6 +113,29 @@ TEST_CASE("readProxyCertFiles names the missing file") {
   REQUIRE_FALSE(none.ok());
   CHECK(none.message() == "cannot read " + tmp.path + "/nope/proxy_cert.pem: the directory " +
                               tmp.path + "/nope does not exist");
+}
+
+TEST_CASE("readProxyCertFiles carries the errno, so a lack of descriptors is told from a bad file") {
+  TempDir tmp;
+  writeFile(tmp.path + "/proxy_cert.pem", "x");
+  auto missing = readProxyCertFiles(tmp.path);
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().sys_errno == ENOENT);
+
+  // The open-file limit at the lowest free descriptor: the next open() fails.
+  int lowest_free = ::dup(0);
+  REQUIRE(lowest_free >= 0);
+  ::close(lowest_free);
+  rlimit saved{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  rlimit tight = saved;
+  tight.rlim_cur = static_cast<rlim_t>(lowest_free);
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &tight) == 0);
+  auto r = readProxyCertFiles(tmp.path);
+  ::setrlimit(RLIMIT_NOFILE, &saved);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().sys_errno == EMFILE);
+  CHECK(r.message() == "cannot read " + tmp.path + "/proxy_cert.pem: Too many open files");
 }
 
 TEST_CASE("readProxyCertFiles refuses a file over the size bound, naming it, its size and the bound") {
