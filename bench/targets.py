@@ -355,7 +355,7 @@ TARGETS: list[TargetDef] = [
     TargetDef("nginx", True, True, start_nginx, "nginx master + 2 workers"),
     TargetDef("shardgate-1w", True, False, _start_shardgate("1"), "shardgate, workers: 1"),
     TargetDef("shardgate", True, False, _start_shardgate("auto"), "shardgate, workers: auto"),
-    # multiplex: true, the one-shard routed path: clients share pipelined
+    # multiplex: true, the one-shard multiplexed path: clients share pipelined
     # shard connections. Its TLS handshake is the same code as above's, so the
     # handshake workload leaves it out.
     TargetDef("shardgate-mux-1w", True, False, _start_shardgate("1", multiplex=True),

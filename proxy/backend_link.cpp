@@ -7,11 +7,11 @@
 #include <algorithm>
 #include <memory>
 
-#include "proxy/resp_encoder.h"
-#include "proxy/routed_session.h"
-#include "proxy/ascii.h"
-#include "proxy/rate_limited_log.h"
-#include "proxy/uv_handle.h"
+#include "redis/resp_encoder.h"
+#include "proxy/multiplex_session.h"
+#include "common/ascii.h"
+#include "common/rate_limited_log.h"
+#include "common/uv_handle.h"
 #include "proxy/worker.h"
 
 namespace shardgate::proxy {
@@ -38,7 +38,7 @@ struct BackendLink::Socket {
   explicit Socket(BackendLink* l) : link(l), queue(this, &BackendLink::onDrained) {}
   uv_tcp_t tcp{};
   BackendLink* link;
-  WriteQueue queue;
+  net::WriteQueue queue;
   uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp); }
   void close() {
     link = nullptr;
@@ -47,7 +47,7 @@ struct BackendLink::Socket {
   }
 };
 
-BackendLink::BackendLink(Worker& worker, const Database& db, uint16_t shard, RoutedSession* owner)
+BackendLink::BackendLink(Worker& worker, const Database& db, uint16_t shard, MultiplexSession* owner)
     : worker_(worker), db_(db), shard_(shard), owner_(owner) {}
 
 BackendLink::~BackendLink() {
@@ -155,7 +155,7 @@ void BackendLink::onConnected(int status) {
   if (db_.shard_password) {
     // AUTH goes first, ahead of everything queued while connecting.
     ByteBuffer auth;
-    resp::appendCommand(auth, {"AUTH", *db_.shard_password});
+    redis::resp::appendCommand(auth, {"AUTH", *db_.shard_password});
     fifo_.push_front(Pending{nullptr, 0, true, uv_now(worker_.loop())});
     ByteBuffer rest;
     rest.swap(out_);
@@ -191,7 +191,7 @@ void BackendLink::dropIdle() {
                 address());
   socket_->close();
   socket_ = nullptr;
-  scanner_ = ReplyScanner();
+  scanner_ = redis::ReplyScanner();
   state_ = State::kIdle;
   if (timer_) uv_timer_stop(timer_);
 }
@@ -268,7 +268,7 @@ void BackendLink::fail(const std::string& why) {
     // Once per outage for a shared link; private links (one per client in a
     // stateful mode) can fail by the thousand, hence the limit per worker.
     static thread_local RateLimitedLog down(spdlog::level::warn,
-                                           "failed shard connections (multiplexed or routed)");
+                                           "failed shard connections (shared links)");
     if (auto pass = down.admit(uv_now(worker_.loop()))) {
       spdlog::warn("db {}: shard {} unavailable: {}{}", db_.name, address(), why, pass);
       said_down_ = true;
@@ -281,7 +281,7 @@ void BackendLink::fail(const std::string& why) {
     socket_->close();
     socket_ = nullptr;
   }
-  scanner_ = ReplyScanner();
+  scanner_ = redis::ReplyScanner();
   in_push_ = false;
   out_.clear();
   out_.release();

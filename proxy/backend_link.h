@@ -4,7 +4,7 @@
 // syscall per event-loop turn, however many clients they came from; replies
 // come back in order and are matched to the FIFO of parts waiting for them.
 //
-//   RoutedSession ─send()─► out_ ──flush() at the end of the loop turn──► shard
+//   MultiplexSession ─send()─► out_ ──flush() at the end of the loop turn──► shard
 //   shard ─► ReplyScanner ─► frame pieces ─► fifo_.front().request's session
 //
 // States: idle (never connected) ─► connecting ─► ready; a failure (refused,
@@ -27,14 +27,14 @@
 
 #include "proxy/database.h"
 #include "proxy/request.h"
-#include "proxy/resp_decoder.h"
-#include "proxy/write_queue.h"
-#include "tls/byte_buffer.h"
+#include "redis/reply_scanner.h"
+#include "net/write_queue.h"
+#include "common/byte_buffer.h"
 
 namespace shardgate::proxy {
 
 class Worker;
-class RoutedSession;
+class MultiplexSession;
 
 class BackendLink {
  public:
@@ -43,7 +43,7 @@ class BackendLink {
   // pub/sub messages).
   // owner: the session of a private link (told when the link fails), or
   // nullptr for a shared one, which reconnects by itself.
-  BackendLink(Worker& worker, const Database& db, uint16_t shard, RoutedSession* owner);
+  BackendLink(Worker& worker, const Database& db, uint16_t shard, MultiplexSession* owner);
   ~BackendLink();
   BackendLink(const BackendLink&) = delete;
   BackendLink& operator=(const BackendLink&) = delete;
@@ -69,8 +69,8 @@ class BackendLink {
   // Requests waiting for a reply on this link.
   size_t inFlight() const { return fifo_.size(); }
   // Pub/sub: frames with no request waiting go to this session.
-  void setPushTarget(RoutedSession* s) { push_to_ = s; }
-  RoutedSession* pushTarget() const { return push_to_; }
+  void setPushTarget(MultiplexSession* s) { push_to_ = s; }
+  MultiplexSession* pushTarget() const { return push_to_; }
   // RESP3: push frames ('>') go to the push target even while replies are
   // awaited (CLIENT TRACKING invalidations arrive between replies).
   void setOutOfBandPushes(bool on) { oob_pushes_ = on; }
@@ -121,7 +121,7 @@ class BackendLink {
   Worker& worker_;
   const Database& db_;
   uint16_t shard_;
-  RoutedSession* owner_;
+  MultiplexSession* owner_;
   State state_ = State::kIdle;
   bool failing_ = false;
   bool logged_down_ = false;  // this outage was counted by the rate-limited warning
@@ -133,8 +133,8 @@ class BackendLink {
   ByteBuffer out_;
   std::deque<Pending> fifo_;
   size_t partial_bytes_ = 0;  // bytes of the front reply already delivered
-  ReplyScanner scanner_;
-  RoutedSession* push_to_ = nullptr;
+  redis::ReplyScanner scanner_;
+  MultiplexSession* push_to_ = nullptr;
   bool oob_pushes_ = false;
   uint64_t last_used_ms_ = 0;  // loop time of the last send
   // Loop time the shard last showed it is working for this link: it

@@ -6,9 +6,9 @@
 
 #include <cstring>
 
-#include "proxy/ascii.h"
-#include "proxy/rate_limited_log.h"
-#include "proxy/uv_handle.h"
+#include "common/ascii.h"
+#include "common/rate_limited_log.h"
+#include "common/uv_handle.h"
 #include "proxy/worker.h"
 
 namespace shardgate::proxy {
@@ -82,7 +82,7 @@ void ClientConnection::start() {
   } else {
     handshake_done_ = true;
   }
-  if (db_.routed) routed_ = std::make_unique<RoutedSession>(worker_, db_, *this);
+  if (db_.multiplex) multiplex_ = std::make_unique<MultiplexSession>(worker_, db_, *this);
 
   // The shard connection is opened when the client sends its first bytes of
   // plaintext: a flood of bare TCP connections, or of handshakes that never
@@ -141,7 +141,7 @@ void ClientConnection::onClientData(const uint8_t* data, size_t len) {
   last_activity_ms_ = uv_now(worker_.loop());
   worker_.stats().bytes_from_clients.add(len);
   if (!tls_) {
-    if (routed_) routed_->onBytes(data, len);
+    if (multiplex_) multiplex_->onBytes(data, len);
     else toBackend(data, len);
     return;
   }
@@ -172,7 +172,7 @@ void ClientConnection::onClientData(const uint8_t* data, size_t len) {
   if (result.handshake_completed) onHandshakeDone();
   if (closing_ || close_after_flush_) return;
   if (!plain.empty()) {
-    if (routed_) routed_->onBytes(plain.data(), plain.size());
+    if (multiplex_) multiplex_->onBytes(plain.data(), plain.size());
     else toBackend(plain.data(), plain.size());
   }
   if (tls_->state() == tls::TlsSession::State::kPeerClosed) onClientEnd(true);
@@ -274,9 +274,9 @@ void ClientConnection::replyReady() {
 }
 
 void ClientConnection::flushReplies() {
-  if (closing_ || !routed_) return;
-  routed_->resume();
-  size_t held = routed_->bufferedBytes() + reply_out_.size() + to_client_.queued();
+  if (closing_ || !multiplex_) return;
+  multiplex_->resume();
+  size_t held = multiplex_->bufferedBytes() + reply_out_.size() + to_client_.queued();
   if (held > db_.max_client_output) {
     // Redis's client-output-buffer-limit: a client that does not read what
     // it asked for is disconnected rather than allowed to hold the proxy's
@@ -296,7 +296,7 @@ void ClientConnection::flushReplies() {
     reply_out_.clear();
     worker_.takeBackBuffer(reply_out_);
   }
-  if (routed_->idle() && (routed_->stopped() || client_eof_)) {
+  if (multiplex_->idle() && (multiplex_->stopped() || client_eof_)) {
     closeAfterFlush();
     return;
   }
@@ -309,7 +309,7 @@ bool ClientConnection::clientReadAllowed() const {
   if (closing_ || close_after_flush_ || client_eof_) return false;
   // During the handshake the client must be read even before the shard answers.
   if (!handshake_done_) return true;
-  if (routed_) return to_client_.idle() && routed_->acceptsInput();
+  if (multiplex_) return to_client_.idle() && multiplex_->acceptsInput();
   return backend_connected_ ? to_backend_.idle() : to_backend_.queued() == 0;
 }
 
@@ -437,14 +437,14 @@ void ClientConnection::onClientEnd(bool clean) {
     return;
   }
   updateReading();
-  if (routed_) {
+  if (multiplex_) {
     // A half-closed client may still read: what it sent before the EOF is
     // answered, as redis-server answers it, then the shards free what only
-    // this client waited for (RoutedSession::endInput); flushReplies()
+    // this client waited for (MultiplexSession::endInput); flushReplies()
     // closes once the session is idle.
-    routed_->endInput();
-    if (client_dead_ || routed_->idle()) {
-      routed_->abandon();
+    multiplex_->endInput();
+    if (client_dead_ || multiplex_->idle()) {
+      multiplex_->abandon();
       closeAfterFlush();
       return;
     }
@@ -502,7 +502,7 @@ void ClientConnection::onBackendEnd(int status) {
 
 void ClientConnection::closeAfterFlush() {
   if (closing_) return;
-  if (routed_ && !reply_out_.empty() && !client_dead_) {
+  if (multiplex_ && !reply_out_.empty() && !client_dead_) {
     // Replies not yet written this loop turn go out before the close.
     ByteBuffer last;
     last.swap(reply_out_);
@@ -534,7 +534,7 @@ void ClientConnection::closeIfIdle(uint64_t now_ms) {
     closeNow();
     return;
   }
-  bool in_flight = routed_ ? !routed_->idle() : awaiting_reply_;
+  bool in_flight = multiplex_ ? !multiplex_->idle() : awaiting_reply_;
   if (!in_flight && to_client_.idle() && to_backend_.idle() &&
       now_ms - last_activity_ms_ >= kIdleQuietMs) {
     closeAfterFlush();
@@ -546,7 +546,7 @@ void ClientConnection::closeNow() {
   closing_ = true;
   // The session goes first: its requests are orphaned while the worker's
   // links still exist.
-  routed_.reset();
+  multiplex_.reset();
   if (dirty) worker_.forgetClient(this);
   worker_.remove(this);
   worker_.stats().connections_current.sub();

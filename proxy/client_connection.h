@@ -3,9 +3,9 @@
 // the handshake is done; each direction has a WriteQueue, and a direction
 // that cannot drain stops reading on the other side (backpressure).
 //
-// The shard connection is opened by the client's first command. A routed
+// The shard connection is opened by the client's first command. A multiplexed
 // database (several shards, or a password) has no shard socket here: its
-// plaintext goes to a RoutedSession, which uses the worker's shared links.
+// plaintext goes to a MultiplexSession, which uses the worker's shared links.
 //
 //   client ─► onClientRead ─► TlsSession::feed ─► to_backend_ ─► shard
 //   shard  ─► onBackendRead ─► TlsSession::encrypt ─► to_client_ ─► client
@@ -27,8 +27,8 @@
 #include <string>
 
 #include "proxy/database.h"
-#include "proxy/routed_session.h"
-#include "proxy/write_queue.h"
+#include "proxy/multiplex_session.h"
+#include "net/write_queue.h"
 #include "tls/tls_session.h"
 
 namespace shardgate::proxy {
@@ -48,7 +48,7 @@ class ClientConnection {
   ClientConnection* prev = nullptr;
   ClientConnection* next = nullptr;
 
-  // Routed path: replies are appended here, then replyReady() puts the
+  // Multiplexed path: replies are appended here, then replyReady() puts the
   // connection on the worker's flush list; flushReplies() encrypts and
   // writes them once per loop turn, however many replies arrived.
   ByteBuffer& replyOut() {
@@ -57,9 +57,9 @@ class ClientConnection {
   }
   void replyReady();
   void flushReplies();
-  // Periodic upkeep of the routed path (idle private shard connections).
+  // Periodic upkeep of the multiplexed path (idle private shard connections).
   void closeIdleLinks(uint64_t now_ms) {
-    if (routed_ && !closing_) routed_->closeIdleLinks(now_ms);
+    if (multiplex_ && !closing_) multiplex_->closeIdleLinks(now_ms);
   }
   bool dirty = false;  // on the worker's flush list
 
@@ -105,10 +105,10 @@ class ClientConnection {
   uv_tcp_t backend_{};
   uv_timer_t timer_{};  // handshake deadline, then the flush-before-close deadline
   std::unique_ptr<tls::TlsSession> tls_;
-  std::unique_ptr<RoutedSession> routed_;  // several shards or a password
+  std::unique_ptr<MultiplexSession> multiplex_;  // several shards or a password
   ByteBuffer reply_out_;
-  WriteQueue to_client_;
-  WriteQueue to_backend_;
+  net::WriteQueue to_client_;
+  net::WriteQueue to_backend_;
   uint64_t last_activity_ms_ = 0;
   int open_handles_ = 0;
 

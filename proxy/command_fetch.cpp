@@ -11,7 +11,8 @@
 #include <chrono>
 #include <cstring>
 
-#include "proxy/resp_encoder.h"
+#include "redis/reply_scanner.h"
+#include "redis/resp_encoder.h"
 
 namespace shardgate::proxy {
 
@@ -69,12 +70,12 @@ Result<ShardFacts> fetchShardFacts(const ShardEndpoint& shard,
   ByteBuffer request;
   size_t replies = 1;
   if (password) {
-    resp::appendCommand(request, {"AUTH", *password});
+    redis::resp::appendCommand(request, {"AUTH", *password});
     ++replies;
   }
-  resp::appendCommand(request, {"COMMAND"});
-  resp::appendCommand(request, {"CONFIG", "GET", "databases"});
-  resp::appendCommand(request, {"INFO", "server"});
+  redis::resp::appendCommand(request, {"COMMAND"});
+  redis::resp::appendCommand(request, {"CONFIG", "GET", "databases"});
+  redis::resp::appendCommand(request, {"INFO", "server"});
   replies += 2;
   size_t sent = 0;
   while (sent < request.size()) {
@@ -90,7 +91,7 @@ Result<ShardFacts> fetchShardFacts(const ShardEndpoint& shard,
   // Read until the last reply is complete; remember where each one starts.
   std::string in;
   std::vector<size_t> frame_end;
-  ReplyScanner scanner;
+  redis::ReplyScanner scanner;
   size_t scanned = 0;
   char buf[64 * 1024];
   while (frame_end.size() < replies) {
@@ -124,9 +125,9 @@ Result<ShardFacts> fetchShardFacts(const ShardEndpoint& shard,
     size_t start = i == 0 ? 0 : frame_end[i - 1];
     return std::string_view(in).substr(start, frame_end[i] - start);
   };
-  auto value = parseReply(frame(first));
+  auto value = redis::parseReply(frame(first));
   if (!value) return fail("malformed reply: " + value.message());
-  if (value->type == RespValue::Type::kError) {
+  if (value->type == redis::RespValue::Type::kError) {
     // The proxy's shared shard connections carry no client's AUTH: only
     // shard_password can open them.
     if (!password && value->str.starts_with("NOAUTH"))
@@ -134,18 +135,18 @@ Result<ShardFacts> fetchShardFacts(const ShardEndpoint& shard,
                   " (the shard has a password: set this database's shard_password)");
     return fail(std::string(value->str));
   }
-  auto table = CommandTable::fromCommandReply(*value);
+  auto table = redis::CommandTable::fromCommandReply(*value);
   if (!table) return fail(table.message());
   ShardFacts facts{std::move(*table)};
   // CONFIG may be renamed or refused by ACL: then Redis's default of 16.
-  if (auto config = parseReply(frame(first + 1));
-      config && config->type == RespValue::Type::kArray && config->elements.size() == 2) {
+  if (auto config = redis::parseReply(frame(first + 1));
+      config && config->type == redis::RespValue::Type::kArray && config->elements.size() == 2) {
     uint64_t n = 0;
     std::string_view text = config->elements[1].str;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
     if (ec == std::errc() && end == text.data() + text.size() && n > 0) facts.databases = n;
   }
-  if (auto info = parseReply(frame(first + 2)); info && !info->str.empty()) {
+  if (auto info = redis::parseReply(frame(first + 2)); info && !info->str.empty()) {
     std::string_view text = info->str;
     size_t at = text.find("redis_version:");
     if (at != std::string_view::npos) {

@@ -6,13 +6,13 @@
 #include <optional>
 #include <string>
 
-#include "proxy/command_table.h"
+#include "redis/command_table.h"
 #include "proxy/database.h"
 
 namespace shardgate::proxy {
 
 struct ShardFacts {
-  CommandTable commands;
+  redis::CommandTable commands;
   uint64_t databases = 16;          // CONFIG GET databases (16 if CONFIG is refused)
   std::string version = "7.0.0";    // INFO server: redis_version
 };

@@ -7,7 +7,7 @@
 
 namespace shardgate::proxy {
 
-Result<sockaddr_storage> toSockaddr(const SocketAddress& address) {
+Result<sockaddr_storage> toSockaddr(const net::SocketAddress& address) {
   sockaddr_storage ss{};
   std::string host = address.host == "localhost" ? "127.0.0.1" : address.host;
   auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
@@ -25,7 +25,7 @@ Result<sockaddr_storage> toSockaddr(const SocketAddress& address) {
   return makeError("\"" + address.host + "\" is not a numeric IPv4 or IPv6 address");
 }
 
-Result<Database> makeDatabase(const DatabaseConfig& config, const LimitsConfig& limits,
+Result<Database> makeDatabase(const config::DatabaseConfig& config, const config::LimitsConfig& limits,
                               size_t index) {
   Database db;
   db.name = config.name;
@@ -33,13 +33,13 @@ Result<Database> makeDatabase(const DatabaseConfig& config, const LimitsConfig& 
   db.tls = config.tls;
   db.password = config.password;
   db.shard_password = config.shard_password;
-  db.routed = config.multiplex;
+  db.multiplex = config.multiplex;
   db.limits.max_bulk_len = limits.max_bulk_len;
   db.limits.max_args = limits.max_args;
   db.shard_timeout_ms = limits.shard_timeout_ms;
   db.max_client_output = limits.max_client_output;
   db.private_idle_ms = limits.private_idle_ms;
-  auto owner = std::make_shared<std::array<uint16_t, kSlotCount>>();
+  auto owner = std::make_shared<std::array<uint16_t, config::kSlotCount>>();
   for (size_t i = 0; i < config.shards.size(); ++i) {
     ShardEndpoint shard;
     shard.address = config.shards[i].address.toString();
@@ -49,7 +49,7 @@ Result<Database> makeDatabase(const DatabaseConfig& config, const LimitsConfig& 
                        "].address: " + addr.message());
     }
     shard.addr = *addr;
-    for (const SlotRange& r : config.shards[i].slots) {
+    for (const config::SlotRange& r : config.shards[i].slots) {
       for (unsigned s = r.first; s <= r.last; ++s) (*owner)[s] = static_cast<uint16_t>(i);
     }
     db.shards.push_back(std::move(shard));

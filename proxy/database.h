@@ -5,7 +5,7 @@
 // for `multiplex`: its bytes are forwarded untouched over one shard
 // connection per client (every command works, MULTI and pub/sub included).
 // With several shards, a password the proxy must check, or `multiplex`, it is
-// "routed": each command is parsed and sent to the shard owning its key's
+// "multiplexed": each command is parsed and sent to the shard owning its key's
 // slot over pipelined connections shared by all the worker's clients.
 #pragma once
 
@@ -18,10 +18,10 @@
 #include <string>
 #include <vector>
 
-#include "proxy/command_table.h"
-#include "proxy/config.h"
-#include "proxy/hash_slot.h"
-#include "proxy/resp_decoder.h"
+#include "redis/command_table.h"
+#include "config/config.h"
+#include "redis/hash_slot.h"
+#include "redis/resp_limits.h"
 
 namespace shardgate::proxy {
 
@@ -34,21 +34,21 @@ struct Database {
   std::string name;
   std::string listen;        // "127.0.0.1:6380"
   bool tls = true;
-  bool routed = false;
+  bool multiplex = false;
   std::string shard;         // shards[0].address: the transparent path's one shard
   sockaddr_storage shard_addr{};
   std::vector<ShardEndpoint> shards;
-  // slot -> index into shards (routed only).
-  std::shared_ptr<const std::array<uint16_t, kSlotCount>> slot_owner;
+  // slot -> index into shards (multiplexed only).
+  std::shared_ptr<const std::array<uint16_t, config::kSlotCount>> slot_owner;
   std::optional<std::string> password;
   std::optional<std::string> shard_password;
-  RespLimits limits;
+  redis::RespLimits limits;
   uint64_t shard_timeout_ms = 10000;         // limits.shard_timeout_ms
   uint64_t max_client_output = 256u << 20;   // limits.max_client_output
   uint64_t private_idle_ms = 30000;          // limits.private_idle_ms
-  // Set by the server before workers start (routed only): from a shard's
+  // Set by the server before workers start (multiplexed only): from a shard's
   // COMMAND reply, or the built-in table when no shard answered.
-  std::shared_ptr<const CommandTable> commands;
+  std::shared_ptr<const redis::CommandTable> commands;
   // From the same shard: how many databases SELECT may choose from (its
   // `databases` setting), and its version, which HELLO reports.
   uint64_t shard_databases = 16;
@@ -57,15 +57,15 @@ struct Database {
   uint16_t shardOfSlot(uint16_t slot) const { return (*slot_owner)[slot]; }
   // With one shard (`multiplex: true`) every key belongs to shard 0: no CRC16.
   uint16_t shardOfKey(std::string_view key) const {
-    return shards.size() == 1 ? 0 : shardOfSlot(keyHashSlot(key));
+    return shards.size() == 1 ? 0 : shardOfSlot(redis::keyHashSlot(key));
   }
 };
 
 // Resolves the shard addresses and the slot map.
-Result<Database> makeDatabase(const DatabaseConfig& config, const LimitsConfig& limits,
+Result<Database> makeDatabase(const config::DatabaseConfig& config, const config::LimitsConfig& limits,
                               size_t index);
 
 // Fills a sockaddr from a numeric address ("localhost" means 127.0.0.1).
-Result<sockaddr_storage> toSockaddr(const SocketAddress& address);
+Result<sockaddr_storage> toSockaddr(const net::SocketAddress& address);
 
 }  // namespace shardgate::proxy

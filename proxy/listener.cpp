@@ -12,8 +12,8 @@
 #include <string>
 
 #include "proxy/client_connection.h"
-#include "proxy/rate_limited_log.h"
-#include "proxy/uv_handle.h"
+#include "common/rate_limited_log.h"
+#include "common/uv_handle.h"
 #include "proxy/worker.h"
 
 namespace shardgate::proxy {
@@ -44,7 +44,7 @@ Result<int> makeSocket(const sockaddr_storage& ss, bool reuse_port, const std::s
 
 }  // namespace
 
-Result<int> bindListenSocket(const SocketAddress& address) {
+Result<int> bindListenSocket(const net::SocketAddress& address) {
   auto ss = toSockaddr(address);
   if (!ss) return makeError(address.toString() + ": " + ss.message());
   // SO_REUSEPORT would let us share the port with another running process

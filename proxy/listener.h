@@ -22,9 +22,9 @@
 
 #include <uv.h>
 
-#include "proxy/config.h"
+#include "config/config.h"
 #include "proxy/database.h"
-#include "tls/result.h"
+#include "common/result.h"
 
 namespace shardgate::proxy {
 
@@ -34,7 +34,7 @@ class Worker;
 // process holds the address, naming the address and the reason.
 // Port 0: the kernel picks a free port (no probe needed: nobody holds it);
 // boundPort() tells which, for the other workers and the log.
-Result<int> bindListenSocket(const SocketAddress& address);
+Result<int> bindListenSocket(const net::SocketAddress& address);
 Result<uint16_t> boundPort(int fd);
 
 class Listener {

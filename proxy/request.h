@@ -1,7 +1,7 @@
-// Request: one client command on the routed path, from the moment it is
+// Request: one client command on the multiplexed path, from the moment it is
 // parsed until its reply has been handed to the client's output.
 //
-//   client FIFO (RoutedSession)          BackendLink FIFOs (one per shard)
+//   client FIFO (MultiplexSession)          BackendLink FIFOs (one per shard)
 //   head ─► [GET a] ─► [MGET a b] ─► …   shard 0: (GET a,0) (MGET a b,0) …
 //                                         shard 2: (MGET a b,1) …
 //
@@ -16,11 +16,11 @@
 #include <string>
 #include <vector>
 
-#include "tls/byte_buffer.h"
+#include "common/byte_buffer.h"
 
 namespace shardgate::proxy {
 
-class RoutedSession;
+class MultiplexSession;
 
 // How a request's parts become the client's one reply.
 enum class ReplyMerge : uint8_t {
@@ -40,7 +40,7 @@ enum class ReplyMerge : uint8_t {
 };
 
 struct Request {
-  RoutedSession* owner = nullptr;  // null once the client is gone
+  MultiplexSession* owner = nullptr;  // null once the client is gone
   Request* next = nullptr;         // the owner's FIFO
   ReplyMerge merge = ReplyMerge::kForward;
   uint16_t waiting = 0;  // parts not answered yet
@@ -64,7 +64,7 @@ class RequestPool {
   RequestPool(const RequestPool&) = delete;
   RequestPool& operator=(const RequestPool&) = delete;
 
-  Request* acquire(RoutedSession* owner, ReplyMerge merge) {
+  Request* acquire(MultiplexSession* owner, ReplyMerge merge) {
     Request* r;
     if (free_.empty()) {
       r = new Request;

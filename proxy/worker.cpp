@@ -6,7 +6,7 @@
 #include <algorithm>
 
 #include "proxy/client_connection.h"
-#include "proxy/uv_handle.h"
+#include "common/uv_handle.h"
 
 namespace shardgate::proxy {
 
@@ -45,7 +45,7 @@ Status Worker::start(std::vector<Binding> bindings) {
   upkeep_timer_.data = this;
   uint64_t every = kUpkeepIntervalMs;
   for (const auto& b : bindings) {
-    if (b.db->routed) every = std::min<uint64_t>(every, std::max<uint64_t>(b.db->private_idle_ms / 2, 50));
+    if (b.db->multiplex) every = std::min<uint64_t>(every, std::max<uint64_t>(b.db->private_idle_ms / 2, 50));
   }
   uv_timer_start(&upkeep_timer_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->upkeep(); },
                  every, every);

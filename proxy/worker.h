@@ -16,10 +16,10 @@
 #include "proxy/backend_link.h"
 #include "proxy/database.h"
 #include "proxy/listener.h"
-#include "proxy/rate_limited_log.h"
+#include "common/rate_limited_log.h"
 #include "proxy/request.h"
 #include "proxy/stats.h"
-#include "tls/byte_buffer.h"
+#include "common/byte_buffer.h"
 #include "tls/tls_context_store.h"
 
 namespace shardgate::proxy {
@@ -66,7 +66,7 @@ class Worker {
   // gives one back) resumes it.
   void listenerPaused() { listener_paused_ = true; }
 
-  // The routed path. Shared links: one per shard of each routed database,
+  // the multiplexed path. Shared links: one per shard of each multiplexed database,
   // created at first use. Dirty lists: links with commands to write and
   // clients with replies to write, flushed once per loop turn (uv_check),
   // so many clients' commands share one write to a shard.
@@ -77,7 +77,7 @@ class Worker {
   void forgetLink(BackendLink* link);
   void markDirty(ClientConnection* c);
   void forgetClient(ClientConnection* c);
-  // Reply buffers lent to routed clients only while they have replies to
+  // Reply buffers lent to multiplexed clients only while they have replies to
   // send: an idle client holds none, and a busy worker reuses them instead of
   // allocating per request.
   void lendBuffer(ByteBuffer& into) {

@@ -32,7 +32,7 @@
 #include <string>
 #include <vector>
 
-#include "tls/result.h"
+#include "common/result.h"
 
 namespace shardgate::tls {
 

@@ -5,7 +5,7 @@
 
 #include <memory>
 
-#include "tls/byte_buffer.h"
+#include "common/byte_buffer.h"
 #include "tls/tls_session.h"
 
 namespace shardgate::tls {

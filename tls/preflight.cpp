@@ -13,7 +13,7 @@
 
 #include <openssl/ssl.h>
 
-#include "tls/byte_buffer.h"
+#include "common/byte_buffer.h"
 #include "tls/memory_link.h"
 #include "tls/tls_session.h"
 

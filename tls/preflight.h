@@ -4,7 +4,7 @@
 // serving.
 #pragma once
 
-#include "tls/result.h"
+#include "common/result.h"
 #include "tls/tls_context.h"
 
 namespace shardgate::tls {

@@ -17,8 +17,8 @@
 #include <optional>
 #include <vector>
 
-#include "tls/result.h"
-#include "tls/shared_snapshot.h"
+#include "common/result.h"
+#include "common/shared_snapshot.h"
 
 struct ssl_ctx_st;  // SSL_CTX, kept opaque outside tls/
 

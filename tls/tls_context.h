@@ -12,7 +12,7 @@
 #include <string>
 
 #include "tls/cert_files.h"
-#include "tls/result.h"
+#include "common/result.h"
 #include "tls/tls_version.h"
 
 struct ssl_ctx_st;  // SSL_CTX, kept opaque outside tls/

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "tls/shared_snapshot.h"
+#include "common/shared_snapshot.h"
 #include "tls/tls_context.h"
 
 namespace shardgate::tls {

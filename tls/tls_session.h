@@ -14,8 +14,8 @@
 #include <optional>
 #include <string>
 
-#include "tls/byte_buffer.h"
-#include "tls/result.h"
+#include "common/byte_buffer.h"
+#include "common/result.h"
 #include "tls/tls_context.h"
 #include "tls/tls_version.h"
 

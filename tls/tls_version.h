@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-#include "tls/result.h"
+#include "common/result.h"
 
 namespace shardgate::tls {
 

@@ -1,4 +1,4 @@
-// Fuzz target for the RESP parsers (proxy/resp_decoder.h). Each input is
+// Fuzz target for the RESP parsers (redis/request_decoder.h, redis/reply_scanner.h, redis/resp_value.h). Each input is
 // read both as client requests and as a shard's reply stream, and the
 // parsers are held to the promises the proxy relies on; any broken promise
 // abort()s, which libFuzzer (resp_fuzz) and the replay driver
@@ -20,18 +20,23 @@
 #include <string_view>
 #include <vector>
 
-#include "proxy/resp_decoder.h"
-#include "proxy/resp_encoder.h"
+#include "redis/reply_scanner.h"
+#include "redis/request_decoder.h"
+#include "redis/resp_limits.h"
+#include "redis/resp_value.h"
+#include "redis/resp_encoder.h"
+
+using namespace shardgate;
 
 namespace {
 
 using shardgate::ByteBuffer;
-using shardgate::proxy::parseReply;
-using shardgate::proxy::ReplyScanner;
-using shardgate::proxy::RequestDecoder;
-using shardgate::proxy::RespLimits;
-using shardgate::proxy::RespValue;
-namespace resp = shardgate::proxy::resp;
+using shardgate::redis::parseReply;
+using shardgate::redis::ReplyScanner;
+using shardgate::redis::RequestDecoder;
+using shardgate::redis::RespLimits;
+using shardgate::redis::RespValue;
+namespace resp = shardgate::redis::resp;
 
 [[noreturn]] void broken(const char* promise) {
   std::fprintf(stderr, "resp fuzz: broken promise: %s\n", promise);
@@ -82,17 +87,17 @@ struct Decoded {
 
 // As a connection would: chunks append to one buffer; kCommand consumes its
 // frame; kNeedMore passes the same unconsumed bytes again once more arrive.
-Decoded decodeChunks(const std::vector<std::string_view>& chunks, RespLimits limits) {
-  RequestDecoder decoder(limits);
+Decoded decodeChunks(const std::vector<std::string_view>& chunks, redis::RespLimits limits) {
+  redis::RequestDecoder decoder(limits);
   Decoded out;
   std::string buffer;
   for (std::string_view chunk : chunks) {
     buffer.append(chunk);
     for (;;) {
       std::string_view pending = std::string_view(buffer).substr(out.consumed);
-      RequestDecoder::Status status = decoder.decode(pending);
-      if (status == RequestDecoder::Status::kNeedMore) break;
-      if (status == RequestDecoder::Status::kError) {
+      redis::RequestDecoder::Status status = decoder.decode(pending);
+      if (status == redis::RequestDecoder::Status::kNeedMore) break;
+      if (status == redis::RequestDecoder::Status::kError) {
         require(!decoder.errorText().empty(), "an error has a text");
         require(decoder.errorText().rfind("-ERR Protocol error: ", 0) == 0,
                 "errors are Redis protocol errors");
@@ -123,7 +128,7 @@ Decoded decodeChunks(const std::vector<std::string_view>& chunks, RespLimits lim
   return out;
 }
 
-void checkRequests(std::string_view input, RespLimits limits) {
+void checkRequests(std::string_view input, redis::RespLimits limits) {
   const uint64_t h = inputHash(input);
   const size_t n = input.size();
   Decoded whole = decodeChunks({input}, limits);
@@ -140,10 +145,10 @@ void checkRequests(std::string_view input, RespLimits limits) {
   // Every command, re-encoded as multibulk, decodes to itself.
   ByteBuffer encoded;
   for (const auto& args : whole.commands) {
-    resp::appendArrayHeader(encoded, args.size());
-    for (const std::string& a : args) resp::appendBulk(encoded, a);
+    redis::resp::appendArrayHeader(encoded, args.size());
+    for (const std::string& a : args) redis::resp::appendBulk(encoded, a);
   }
-  Decoded again = decodeChunks({encoded.view()}, RespLimits{});
+  Decoded again = decodeChunks({encoded.view()}, redis::RespLimits{});
   require(again.error.empty() && again.commands == whole.commands &&
               again.consumed == encoded.size(),
           "requests: re-encoded commands decode to themselves");
@@ -162,7 +167,7 @@ struct Scanned {
 };
 
 Scanned scanChunks(const std::vector<std::string_view>& chunks) {
-  ReplyScanner scanner;
+  redis::ReplyScanner scanner;
   Scanned out;
   size_t offset = 0;
   for (std::string_view chunk : chunks) {
@@ -194,8 +199,8 @@ Scanned scanChunks(const std::vector<std::string_view>& chunks) {
   return out;
 }
 
-bool sameTree(const RespValue& a, const RespValue& b) {
-  using T = RespValue::Type;
+bool sameTree(const redis::RespValue& a, const redis::RespValue& b) {
+  using T = redis::RespValue::Type;
   if (a.type != b.type || a.str != b.str) return false;
   if ((a.type == T::kInteger || a.type == T::kBoolean || a.type == T::kNull) &&
       a.integer != b.integer) {
@@ -210,26 +215,26 @@ bool sameTree(const RespValue& a, const RespValue& b) {
 
 // The two frames parseReply refuses by design: streamed strings (no single
 // view to return) and nesting deeper than the tree it builds may go.
-bool isRefusalByDesign(const shardgate::Result<RespValue>& r) {
+bool isRefusalByDesign(const shardgate::Result<redis::RespValue>& r) {
   return !r.ok() && (r.message().rfind("streamed string not supported", 0) == 0 ||
                      r.message().rfind("reply nested deeper than", 0) == 0);
 }
 
 void checkFrame(std::string_view frame) {
-  auto parsed = parseReply(frame);
+  auto parsed = redis::parseReply(frame);
   if (isRefusalByDesign(parsed)) return;
   require(parsed.ok(), "parseReply accepts every frame the scanner delimited");
 
   ByteBuffer encoded;
-  resp::appendValue(encoded, *parsed);
+  redis::resp::appendValue(encoded, *parsed);
   Scanned rescanned = scanChunks({encoded.view()});
   require(!rescanned.failed && rescanned.frame_ends == std::vector<size_t>{encoded.size()},
           "appendValue writes exactly one frame");
-  auto reparsed = parseReply(encoded.view());
+  auto reparsed = redis::parseReply(encoded.view());
   require(reparsed.ok() && sameTree(*parsed, *reparsed),
           "appendValue's frame parses back to the same value");
   ByteBuffer encoded_again;
-  resp::appendValue(encoded_again, *reparsed);
+  redis::resp::appendValue(encoded_again, *reparsed);
   require(encoded_again.view() == encoded.view(), "re-encoding is stable");
 }
 
@@ -254,7 +259,7 @@ void checkReplies(std::string_view input) {
     // What follows the last frame is malformed or incomplete: the parser
     // must not find a reply there either.
     require(whole.failed || !whole.idle, "bytes left over mean a partial or bad frame");
-    require(!parseReply(input.substr(from)).ok(),
+    require(!redis::parseReply(input.substr(from)).ok(),
             "parseReply refuses what the scanner refused or has not finished");
   }
 }
@@ -266,12 +271,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   // Small limits reach every limit error with small inputs; the defaults
   // are what production runs.
-  RespLimits small;
+  redis::RespLimits small;
   small.max_bulk_len = 16;
   small.max_args = 6;
   small.max_inline_len = 24;
   checkRequests(input, small);
-  checkRequests(input, RespLimits{});
+  checkRequests(input, redis::RespLimits{});
 
   checkReplies(input);
   return 0;

@@ -1,11 +1,11 @@
-"""Differential test of the commands a routed database answers itself (PING,
+"""Differential test of the commands a multiplexed database answers itself (PING,
 ECHO, QUIT, AUTH, HELLO, CLIENT ..., CLUSTER KEYSLOT, SELECT, RESET, MULTI/
 EXEC/DISCARD/WATCH/UNWATCH refusals, and every command's arity and unknown
 subcommands, which the proxy checks before routing): each case is a short
 script of command lines sent on a fresh connection both to a plain
 redis-server and through shardgate, and the replies must be the same bytes.
 
-Three routed databases are compared: three shards, one shard with
+Three multiplexed databases are compared: three shards, one shard with
 `multiplex: true`, and three shards behind a `password` (against a
 redis-server started with --requirepass; its cases run before AUTH). RESP2
 and RESP3 (after HELLO 3 on both sides) each run the whole table.
@@ -279,7 +279,7 @@ CASES: list[tuple[list[tuple], Differs | None]] = [
     ([("CLUSTER", "KEYSLOT", "somekey")],
      Differs("CLUSTER KEYSLOT answers the slot the proxy routes by",
              same_except(0, keyslot_of("somekey")))),
-    # INFO: an unknown section is empty (the rest: test_routed_info.py)
+    # INFO: an unknown section is empty (the rest: test_multiplexed_info.py)
     ([("INFO", "nosuchsection")], None),
     # transactions: arity and nesting
     ([("MULTI", "x")], None),

@@ -1,4 +1,4 @@
-"""The shared shard link of a routed database (several shards, or
+"""The shared shard link of a multiplexed database (several shards, or
 `multiplex: true`) under replies that are slow or deep:
 
 - the watchdog (`limits.shard_timeout_ms`) fails a link whose shard has been

@@ -1,0 +1,697 @@
+// The config validator: YAML text -> Config, or one message that names the
+// file, the line, the key path and what was expected.
+//
+// Inside this file a problem is thrown as `Invalid` so that each reader can
+// stop at the first bad key without threading a Result through thirty
+// functions; parseConfig() catches it, and every yaml-cpp exception, at the
+// boundary. Nothing thrown here ever leaves parseConfig()/loadConfig().
+#include "config/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <initializer_list>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace shardgate::config {
+namespace {
+
+constexpr unsigned kMaxWorkers = 256;
+constexpr uint32_t kMaxTimeoutMs = 600000;
+
+struct Invalid {
+  std::string message;  // complete: "source:line: key.path: problem"
+};
+
+std::string quote(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+// What a value is, for "expected X, got Y".
+std::string describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Scalar: return quote(node.Scalar());
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Null: return "an empty value";
+    case YAML::NodeType::Undefined: break;
+  }
+  return "nothing";
+}
+
+std::string child(const std::string& parent, std::string_view key) {
+  return parent.empty() ? std::string(key) : parent + "." + std::string(key);
+}
+
+std::string element(const std::string& parent, size_t index) {
+  return parent + "[" + std::to_string(index) + "]";
+}
+
+std::string joinNames(std::initializer_list<const char*> names) {
+  std::string out;
+  for (const char* name : names) {
+    if (!out.empty()) out += ", ";
+    out += name;
+  }
+  return out;
+}
+
+// Digits only; saturates rather than overflowing so huge values still report
+// as "out of range" instead of wrapping into range.
+std::optional<uint64_t> parseUnsigned(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  uint64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    value = value > (uint64_t{1} << 40) ? value : value * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return value;
+}
+
+std::string trim(std::string_view text) {
+  size_t b = text.find_first_not_of(" \t");
+  if (b == std::string_view::npos) return "";
+  size_t e = text.find_last_not_of(" \t");
+  return std::string(text.substr(b, e - b + 1));
+}
+
+std::string slotRangeText(uint16_t first, uint16_t last) {
+  return first == last ? std::to_string(first)
+                       : std::to_string(first) + "-" + std::to_string(last);
+}
+
+// Two listeners collide on the same port when their hosts are equal or either
+// is a wildcard (binding 0.0.0.0:P fails once 127.0.0.1:P is taken).
+// Port 0 is a fresh port the kernel picks for each listener: never a collision.
+bool sameEndpoint(const net::SocketAddress& a, const net::SocketAddress& b) {
+  auto wildcard = [](const std::string& h) { return h == "0.0.0.0" || h == "::"; };
+  return a.port != 0 && a.port == b.port &&
+         (a.host == b.host || wildcard(a.host) || wildcard(b.host));
+}
+
+class Parser {
+ public:
+  explicit Parser(std::string source) : source_(std::move(source)) {}
+
+  [[noreturn]] void fail(const YAML::Node& at, const std::string& path,
+                         const std::string& problem) const {
+    throw Invalid{where(at, path) + (path.empty() ? "" : path + ": ") + problem};
+  }
+
+  std::string where(const YAML::Node& at, const std::string& path) const {
+    YAML::Mark mark = at.Mark();
+    if (at.IsNull()) {
+      for (const auto& [value, key_mark] : empty_values_) {
+        if (value.is(at)) mark = key_mark;
+      }
+    }
+    int line = mark.is_null() ? 1 : mark.line + 1;
+    // A value never starts before its own key, unless it is an alias (`listen:
+    // *addr`): yaml-cpp marks an alias where its anchor is, which is another
+    // key's line. The key that uses it is where the operator must look.
+    for (const auto& [key_path, key_line] : key_lines_) {
+      if (key_path == path && key_line > line) line = key_line;
+    }
+    return source_ + ":" + std::to_string(line) + ": ";
+  }
+
+  // A mapping's entries, checked against the keys this level knows.
+  class Fields {
+   public:
+    Fields(const Parser& p, const YAML::Node& map, std::string path,
+           std::initializer_list<const char*> known)
+        : p_(p), map_(map), path_(std::move(path)) {
+      if (!map.IsMap()) {
+        p.fail(map, path_, "expected a mapping of keys (" + joinNames(known) + "), got " +
+                               describe(map));
+      }
+      for (const auto& entry : map) {
+        const YAML::Node& key = entry.first;
+        if (!key.IsScalar()) p.fail(key, path_, "expected a key name, got " + describe(key));
+        const std::string& name = key.Scalar();
+        if (std::find_if(known.begin(), known.end(),
+                         [&](const char* k) { return name == k; }) == known.end()) {
+          p.fail(key, child(path_, name), "unknown key (known keys: " + joinNames(known) + ")");
+        }
+        for (const auto& seen : entries_) {
+          if (seen.first == name) {
+            p.fail(key, child(path_, name),
+                   "duplicate key (first given on line " +
+                       std::to_string(seen.second.Mark().line + 1) + ")");
+          }
+        }
+        // yaml-cpp marks an empty value ("workers:") at the start of the
+        // next line; remember its key so errors point at the key's own line.
+        if (entry.second.IsNull()) p.empty_values_.emplace_back(entry.second, key.Mark());
+        entries_.emplace_back(name, entry.second);
+        p.key_lines_.emplace_back(child(path_, name), key.Mark().line + 1);
+      }
+    }
+
+    const YAML::Node* find(std::string_view key) const {
+      for (const auto& entry : entries_) {
+        if (entry.first == key) return &entry.second;
+      }
+      return nullptr;
+    }
+
+    const YAML::Node& require(const char* key, const std::string& why = "") const {
+      const YAML::Node* node = find(key);
+      if (node == nullptr) {
+        p_.fail(map_, path_, std::string("missing required key \"") + key + "\"" + why);
+      }
+      return *node;
+    }
+
+    std::string path(std::string_view key) const { return child(path_, key); }
+    const std::string& path() const { return path_; }
+    const YAML::Node& node() const { return map_; }
+
+   private:
+    const Parser& p_;
+    YAML::Node map_;
+    std::string path_;
+    std::vector<std::pair<std::string, YAML::Node>> entries_;
+  };
+
+  std::string scalar(const YAML::Node& node, const std::string& path,
+                     const std::string& expected) const {
+    if (!node.IsScalar()) fail(node, path, "expected " + expected + ", got " + describe(node));
+    return node.Scalar();
+  }
+
+  uint64_t integer(const YAML::Node& node, const std::string& path, uint64_t min,
+                   uint64_t max) const {
+    const std::string range = std::to_string(min) + "-" + std::to_string(max);
+    std::string text = scalar(node, path, "an integer in " + range);
+    std::optional<uint64_t> value = parseUnsigned(text);
+    if (!value) fail(node, path, "expected an integer in " + range + ", got " + quote(text));
+    if (*value < min || *value > max) fail(node, path, text + " is out of range " + range);
+    return *value;
+  }
+
+  bool boolean(const YAML::Node& node, const std::string& path) const {
+    std::string text = scalar(node, path, "true or false");
+    bool value = false;
+    // yaml-cpp's YAML 1.1 spellings (true/false, yes/no, on/off).
+    if (!YAML::convert<bool>::decode(node, value)) {
+      fail(node, path, "expected true or false, got " + quote(text));
+    }
+    return value;
+  }
+
+  net::SocketAddress address(const YAML::Node& node, const std::string& path,
+                        bool listen = false) const {
+    std::string text = scalar(node, path, "HOST:PORT such as 127.0.0.1:6380");
+    Result<net::SocketAddress> parsed = net::parseSocketAddress(text, listen);
+    if (!parsed) fail(node, path, parsed.message());
+    return std::move(parsed).value();
+  }
+
+  tls::TlsVersion version(const YAML::Node& node, const std::string& path) const {
+    std::string text = scalar(node, path, "one of \"1.0\", \"1.1\", \"1.2\", \"1.3\"");
+    Result<tls::TlsVersion> parsed = tls::parseTlsVersion(text);
+    if (!parsed) fail(node, path, parsed.message());
+    return *parsed;
+  }
+
+  std::string oneOf(const YAML::Node& node, const std::string& path,
+                    std::initializer_list<const char*> allowed) const {
+    std::string expected = "one of " + joinNames(allowed);
+    std::string text = scalar(node, path, expected);
+    for (const char* a : allowed) {
+      if (text == a) return text;
+    }
+    fail(node, path, "expected " + expected + ", got " + quote(text));
+  }
+
+  Config parse(const YAML::Node& root, std::string_view base_dir) const {
+    Config config;
+    if (!root.IsDefined() || root.IsNull()) {
+      throw Invalid{source_ + ":1: the file is empty; expected a mapping with at least a "
+                              "\"databases\" list"};
+    }
+    Fields top(*this, root, "",
+               {"workers", "log_level", "cert_dir", "generate_self_signed", "tls", "databases",
+                "admin", "metrics", "drain_timeout_ms", "limits"});
+
+    if (const YAML::Node* n = top.find("workers")) config.workers = workers(*n);
+    if (const YAML::Node* n = top.find("log_level")) {
+      config.log_level =
+          oneOf(*n, "log_level", {"trace", "debug", "info", "warn", "error"});
+    }
+    if (const YAML::Node* n = top.find("cert_dir")) {
+      config.cert_dir = scalar(*n, "cert_dir", "a directory path");
+      if (config.cert_dir.empty()) fail(*n, "cert_dir", "expected a directory path, got \"\"");
+    }
+    config.cert_dir = absoluteDir(config.cert_dir, base_dir);
+    if (const YAML::Node* n = top.find("generate_self_signed")) {
+      config.generate_self_signed = boolean(*n, "generate_self_signed");
+    }
+    if (const YAML::Node* n = top.find("tls"); n != nullptr && !n->IsNull()) {
+      config.tls = tlsSection(*n);
+    }
+    if (const YAML::Node* n = top.find("drain_timeout_ms")) {
+      config.drain_timeout_ms =
+          static_cast<uint32_t>(integer(*n, "drain_timeout_ms", 0, kMaxTimeoutMs));
+    }
+
+    if (const YAML::Node* n = top.find("limits"); n != nullptr && !n->IsNull()) {
+      config.limits = limitsSection(*n);
+    }
+
+    const YAML::Node& dbs = top.require("databases", " (a list of at least one database)");
+    config.databases = databases(dbs);
+
+    if (const YAML::Node* n = top.find("admin"); n != nullptr && !n->IsNull()) {
+      config.admin_listen = listenSection(*n, "admin", config);
+    }
+    if (const YAML::Node* n = top.find("metrics"); n != nullptr && !n->IsNull()) {
+      config.metrics_listen = listenSection(*n, "metrics", config);
+      if (config.admin_listen && sameEndpoint(*config.admin_listen, *config.metrics_listen)) {
+        fail(*n, "metrics.listen",
+             config.metrics_listen->toString() + " is also admin.listen; each needs its own port");
+      }
+    }
+    return config;
+  }
+
+ private:
+  unsigned workers(const YAML::Node& node) const {
+    const std::string expected = "expected \"auto\" or a positive integer";
+    std::string text = scalar(node, "workers", "\"auto\" or a positive integer");
+    if (text == "auto") return 0;
+    std::optional<uint64_t> value = parseUnsigned(text);
+    if (!value || *value == 0) fail(node, "workers", expected + ", got " + quote(text));
+    if (*value > kMaxWorkers) {
+      fail(node, "workers", text + " is out of range 1-" + std::to_string(kMaxWorkers) +
+                                " (or \"auto\")");
+    }
+    return static_cast<unsigned>(*value);
+  }
+
+  static std::string absoluteDir(const std::string& dir, std::string_view base_dir) {
+    namespace fs = std::filesystem;
+    fs::path p(dir);
+    if (p.is_relative() && !base_dir.empty()) p = fs::path(base_dir) / p;
+    std::error_code ec;
+    fs::path abs = fs::absolute(p, ec);
+    if (ec) abs = p;
+    abs = abs.lexically_normal();
+    // "/a/certs/" normalizes with a trailing separator; drop it for tidy messages.
+    if (!abs.has_filename() && abs.has_parent_path() && abs != abs.root_path()) {
+      abs = abs.parent_path();
+    }
+    return abs.string();
+  }
+
+  TlsConfig tlsSection(const YAML::Node& node) const {
+    TlsConfig out;
+    Fields f(*this, node, "tls",
+             {"min_version", "ciphers", "ciphersuites", "handshake_timeout_ms",
+              "audit_min_version"});
+    if (const YAML::Node* n = f.find("min_version")) {
+      out.policy.min_version = version(*n, "tls.min_version");
+    }
+    if (const YAML::Node* n = f.find("audit_min_version")) {
+      out.policy.audit_min_version = version(*n, "tls.audit_min_version");
+    }
+    if (const YAML::Node* n = f.find("handshake_timeout_ms")) {
+      out.handshake_timeout_ms =
+          static_cast<uint32_t>(integer(*n, "tls.handshake_timeout_ms", 100, kMaxTimeoutMs));
+    }
+    // Each cipher string is checked with the other left at its default, so the
+    // error points at the line of the string that is actually bad.
+    const YAML::Node* ciphers = f.find("ciphers");
+    const YAML::Node* suites = f.find("ciphersuites");
+    auto checkAlone = [&](const YAML::Node& at, std::string tls::TlsPolicy::*field,
+                          const std::string& key, const char* expected) {
+      out.policy.*field = scalar(at, key, expected);
+      tls::TlsPolicy alone;
+      alone.min_version = out.policy.min_version;
+      alone.*field = out.policy.*field;
+      checkPolicy(alone, at, key);
+    };
+    if (ciphers != nullptr) {
+      checkAlone(*ciphers, &tls::TlsPolicy::ciphers, "tls.ciphers", "an OpenSSL cipher list");
+    }
+    if (suites != nullptr) {
+      checkAlone(*suites, &tls::TlsPolicy::ciphersuites, "tls.ciphersuites",
+                 "a TLS 1.3 ciphersuite list");
+    }
+    if (ciphers != nullptr || suites != nullptr) {
+      checkPolicy(out.policy, ciphers != nullptr ? *ciphers : *suites, "tls");
+    }
+    // The default list is TLS 1.2 AEAD only; an operator who lowers the
+    // minimum wants the older clients to connect, so add their CBC suites.
+    if (ciphers == nullptr && out.policy.min_version < tls::TlsVersion::k1_2) {
+      out.policy.ciphers = std::string(tls::kDefaultCiphers) + ":" + tls::kLegacyCiphers;
+    }
+    return out;
+  }
+
+  void checkPolicy(const tls::TlsPolicy& policy, const YAML::Node& at,
+                   const std::string& path) const {
+    Status status = tls::validatePolicy(policy);
+    if (status) return;
+    // validatePolicy names the key itself ("tls.ciphers: ..."); don't repeat it.
+    std::string message = status.message();
+    if (message.rfind("tls.", 0) == 0) fail(at, "", message);
+    fail(at, path, message);
+  }
+
+  std::vector<DatabaseConfig> databases(const YAML::Node& node) const {
+    if (!node.IsSequence() || node.size() == 0) {
+      fail(node, "databases",
+           "expected a list of at least one database, got " +
+               (node.IsSequence() ? std::string("an empty list") : describe(node)));
+    }
+    std::vector<DatabaseConfig> out;
+    for (size_t i = 0; i < node.size(); ++i) {
+      const std::string path = element("databases", i);
+      const YAML::Node item = node[i];
+      DatabaseConfig db = database(item, path);
+      for (size_t j = 0; j < out.size(); ++j) {
+        if (out[j].name == db.name) {
+          fail(item["name"], path + ".name",
+               quote(db.name) + " is already the name of " + element("databases", j) +
+                   "; names must be unique");
+        }
+        if (sameEndpoint(out[j].listen, db.listen)) {
+          fail(item["listen"], path + ".listen",
+               db.listen.toString() + " is also the listen address of " +
+                   element("databases", j) + " (" + out[j].name +
+                   "); each database needs its own port");
+        }
+      }
+      out.push_back(std::move(db));
+    }
+    return out;
+  }
+
+  LimitsConfig limitsSection(const YAML::Node& node) const {
+    LimitsConfig limits;
+    Fields f(*this, node, "limits",
+             {"max_bulk_len", "max_args", "shard_timeout_ms", "max_client_output",
+              "private_idle_ms"});
+    if (const YAML::Node* n = f.find("max_bulk_len")) {
+      limits.max_bulk_len = integer(*n, f.path("max_bulk_len"), 1024, 4ull << 30);
+    }
+    if (const YAML::Node* n = f.find("max_args")) {
+      limits.max_args = integer(*n, f.path("max_args"), 16, 1ull << 30);
+    }
+    if (const YAML::Node* n = f.find("shard_timeout_ms")) {
+      limits.shard_timeout_ms = integer(*n, f.path("shard_timeout_ms"), 100, kMaxTimeoutMs);
+    }
+    if (const YAML::Node* n = f.find("private_idle_ms")) {
+      limits.private_idle_ms = integer(*n, f.path("private_idle_ms"), 100, 24ull * 3600 * 1000);
+    }
+    if (const YAML::Node* n = f.find("max_client_output")) {
+      limits.max_client_output = integer(*n, f.path("max_client_output"), 64 * 1024, 64ull << 30);
+    }
+    return limits;
+  }
+
+  DatabaseConfig database(const YAML::Node& node, const std::string& path) const {
+    DatabaseConfig db;
+    Fields f(*this, node, path,
+             {"name", "listen", "tls", "client_auth", "password", "shard_password", "multiplex",
+              "shards"});
+
+    const YAML::Node& name = f.require("name");
+    db.name = scalar(name, f.path("name"), "a name of letters, digits, '_' and '-'");
+    bool good = !db.name.empty() && std::all_of(db.name.begin(), db.name.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             c == '_' || c == '-';
+    });
+    if (!good) {
+      fail(name, f.path("name"),
+           "expected a name of letters, digits, '_' and '-', got " + quote(db.name));
+    }
+
+    db.listen = address(f.require("listen"), f.path("listen"), true);
+    if (const YAML::Node* n = f.find("tls")) db.tls = boolean(*n, f.path("tls"));
+    if (const YAML::Node* n = f.find("client_auth")) {
+      std::string mode = oneOf(*n, f.path("client_auth"), {"none", "optional", "required"});
+      db.client_auth = mode == "none"       ? ClientAuth::kNone
+                       : mode == "optional" ? ClientAuth::kOptional
+                                            : ClientAuth::kRequired;
+      if (!db.tls && db.client_auth != ClientAuth::kNone) {
+        fail(*n, f.path("client_auth"),
+             quote(mode) + " needs a TLS endpoint, but this database has tls: false");
+      }
+    }
+    if (const YAML::Node* n = f.find("password")) {
+      db.password = scalar(*n, f.path("password"), "a password string");
+      if (db.password->empty()) fail(*n, f.path("password"), "expected a password, got \"\"");
+    }
+    if (const YAML::Node* n = f.find("shard_password")) {
+      db.shard_password = scalar(*n, f.path("shard_password"), "a password string");
+      if (db.shard_password->empty()) {
+        fail(*n, f.path("shard_password"), "expected a password, got \"\"");
+      }
+    }
+    db.shards = shards(f.require("shards"), f.path("shards"));
+    if (const YAML::Node* n = f.find("multiplex")) {
+      db.multiplex = boolean(*n, f.path("multiplex"));
+      // false cannot be honoured: routing by slot and checking a password
+      // both need the proxy to read every command.
+      if (!db.multiplex && db.shards.size() > 1) {
+        fail(*n, f.path("multiplex"),
+             "false needs a database of one shard; this one has " +
+                 std::to_string(db.shards.size()) + ", and several shards are always multiplexed");
+      }
+      if (!db.multiplex && (db.password || db.shard_password)) {
+        const char* key = db.password ? "password" : "shard_password";
+        fail(*n, f.path("multiplex"),
+             std::string("false cannot be combined with ") + key +
+                 ": the proxy authenticates for the client, so it reads every command and "
+                 "multiplexes");
+      }
+    }
+    if (db.shards.size() > 1 || db.password || db.shard_password) db.multiplex = true;
+    return db;
+  }
+
+  std::vector<ShardConfig> shards(const YAML::Node& node, const std::string& path) const {
+    if (!node.IsSequence() || node.size() == 0) {
+      fail(node, path,
+           "expected a list of at least one shard such as - { address: 127.0.0.1:7001 }, got " +
+               (node.IsSequence() ? std::string("an empty list") : describe(node)));
+    }
+    const bool several = node.size() > 1;
+    std::vector<ShardConfig> out;
+    std::vector<YAML::Node> slot_nodes;
+    for (size_t i = 0; i < node.size(); ++i) {
+      const std::string shard_path = element(path, i);
+      Fields f(*this, node[i], shard_path, {"address", "slots"});
+      ShardConfig shard;
+      shard.address = address(f.require("address"), f.path("address"));
+      const YAML::Node* slots = f.find("slots");
+      if (slots == nullptr) {
+        if (several) {
+          f.require("slots", " (each shard needs its slots when a database has several)");
+        }
+        shard.slots.push_back(SlotRange{0, kSlotCount - 1});
+        slot_nodes.push_back(node[i]);
+      } else {
+        shard.slots = slotRanges(*slots, f.path("slots"));
+        slot_nodes.push_back(*slots);
+      }
+      out.push_back(std::move(shard));
+    }
+    checkCoverage(node, path, out, slot_nodes);
+    return out;
+  }
+
+  // Slots: "0-8191", "0-100,200-16383", 5, or a list of such.
+  std::vector<SlotRange> slotRanges(const YAML::Node& node, const std::string& path) const {
+    std::vector<SlotRange> out;
+    if (node.IsSequence()) {
+      if (node.size() == 0) fail(node, path, "expected slot ranges such as \"0-8191\", got an empty list");
+      for (size_t i = 0; i < node.size(); ++i) slotText(node[i], element(path, i), out);
+    } else {
+      slotText(node, path, out);
+    }
+    return out;
+  }
+
+  void slotText(const YAML::Node& node, const std::string& path,
+                std::vector<SlotRange>& out) const {
+    const std::string expected = "slot ranges such as \"0-8191\" or \"0-100,200-16383\"";
+    std::string text = scalar(node, path, expected);
+    size_t start = 0;
+    while (true) {
+      size_t comma = text.find(',', start);
+      std::string piece = trim(std::string_view(text).substr(
+          start, comma == std::string::npos ? std::string::npos : comma - start));
+      size_t dash = piece.find('-');
+      std::optional<uint64_t> first = parseUnsigned(trim(piece.substr(0, dash)));
+      std::optional<uint64_t> last =
+          dash == std::string::npos ? first : parseUnsigned(trim(piece.substr(dash + 1)));
+      if (!first || !last) fail(node, path, "expected " + expected + ", got " + quote(text));
+      for (uint64_t v : {*first, *last}) {
+        if (v >= kSlotCount) {
+          fail(node, path,
+               "slot " + std::to_string(v) + " is out of range 0-" +
+                   std::to_string(kSlotCount - 1));
+        }
+      }
+      if (*first > *last) {
+        fail(node, path,
+             "range " + quote(piece) + " runs backwards; write the lower slot first");
+      }
+      out.push_back(SlotRange{static_cast<uint16_t>(*first), static_cast<uint16_t>(*last)});
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
+
+  // Every slot 0..16383 owned by exactly one shard: the router indexes a table
+  // by slot, so a gap would be an unroutable key and an overlap an ambiguity.
+  void checkCoverage(const YAML::Node& shards_node, const std::string& path,
+                     const std::vector<ShardConfig>& shards,
+                     const std::vector<YAML::Node>& slot_nodes) const {
+    std::vector<int> owner(kSlotCount, -1);
+    for (size_t i = 0; i < shards.size(); ++i) {
+      for (const SlotRange& r : shards[i].slots) {
+        for (int s = r.first; s <= r.last; ++s) {
+          if (owner[static_cast<size_t>(s)] < 0) {
+            owner[static_cast<size_t>(s)] = static_cast<int>(i);
+            continue;
+          }
+          // Report the whole run of this range that the same shard already owns.
+          const int other = owner[static_cast<size_t>(s)];
+          int end = s;
+          while (end < r.last && owner[static_cast<size_t>(end + 1)] == other) ++end;
+          const std::string slots = slotRangeText(static_cast<uint16_t>(s),
+                                                  static_cast<uint16_t>(end));
+          const std::string what = s == end ? "slot " + slots + " is" : "slots " + slots + " are";
+          const std::string shard_path = element(path, i) + ".slots";
+          if (static_cast<size_t>(other) == i) {
+            fail(slot_nodes[i], shard_path, what + " listed twice for this shard");
+          }
+          fail(slot_nodes[i], shard_path,
+               what + " also owned by " + element(path, static_cast<size_t>(other)) + " (" +
+                   shards[static_cast<size_t>(other)].address.toString() + ")");
+        }
+      }
+    }
+    std::vector<std::string> gaps;
+    for (int s = 0; s < kSlotCount; ++s) {
+      if (owner[static_cast<size_t>(s)] >= 0) continue;
+      int end = s;
+      while (end + 1 < kSlotCount && owner[static_cast<size_t>(end + 1)] < 0) ++end;
+      gaps.push_back(slotRangeText(static_cast<uint16_t>(s), static_cast<uint16_t>(end)));
+      s = end;
+    }
+    if (gaps.empty()) return;
+    std::string list;
+    for (const std::string& g : gaps) list += (list.empty() ? "" : ", ") + g;
+    const bool one = gaps.size() == 1 && gaps[0].find('-') == std::string::npos;
+    fail(shards_node, path,
+         (one ? "slot " + list + " is" : "slots " + list + " are") +
+             " owned by no shard; together the shards must cover 0-" +
+             std::to_string(kSlotCount - 1));
+  }
+
+  net::SocketAddress listenSection(const YAML::Node& node, const char* section,
+                              const Config& config) const {
+    Fields f(*this, node, section, {"listen"});
+    const std::string path = f.path("listen");
+    const YAML::Node& listen = f.require("listen");
+    net::SocketAddress addr = address(listen, path, true);
+    for (size_t j = 0; j < config.databases.size(); ++j) {
+      if (sameEndpoint(config.databases[j].listen, addr)) {
+        fail(listen, path,
+             addr.toString() + " is also the listen address of " + element("databases", j) +
+                 " (" + config.databases[j].name + "); each needs its own port");
+      }
+    }
+    return addr;
+  }
+
+  std::string source_;
+  mutable std::vector<std::pair<YAML::Node, YAML::Mark>> empty_values_;
+
+ public:
+  mutable std::vector<std::pair<std::string, int>> key_lines_;
+};
+
+}  // namespace
+
+std::string Config::where(std::string_view key_path) const {
+  int line = 1;
+  size_t best = 0;
+  for (const auto& [path, key_line] : key_lines) {
+    // The key itself, or a parent of it ("databases[0]" for "databases[0].tls").
+    bool parent = key_path.size() > path.size() && key_path.substr(0, path.size()) == path &&
+                  (key_path[path.size()] == '.' || key_path[path.size()] == '[');
+    if ((path == key_path || parent) && path.size() >= best) {
+      best = path.size();
+      line = key_line;
+    }
+  }
+  return source + ":" + std::to_string(line) + ": ";
+}
+
+unsigned Config::effectiveWorkers() const {
+  if (workers != 0) return workers;
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+Result<Config> parseConfig(std::string_view yaml_text, std::string_view source,
+                           std::string_view base_dir) {
+  const std::string src(source);
+  try {
+    YAML::Node root = YAML::Load(std::string(yaml_text));
+    Parser parser(src);
+    Config config = parser.parse(root, base_dir);
+    config.source = src;
+    config.key_lines = std::move(parser.key_lines_);
+    return config;
+  } catch (const Invalid& invalid) {
+    return makeError(invalid.message);
+  } catch (const YAML::Exception& e) {
+    // ParserException and friends: yaml-cpp's marks are 0-based.
+    if (e.mark.is_null()) return makeError(src + ": invalid YAML: " + e.msg);
+    return makeError(src + ":" + std::to_string(e.mark.line + 1) + ":" +
+                     std::to_string(e.mark.column + 1) + ": invalid YAML: " + e.msg);
+  } catch (const std::exception& e) {
+    return makeError(src + ": cannot parse config: " + e.what());
+  }
+}
+
+Result<Config> loadConfig(const std::string& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) {
+    return makeError("cannot read config file " + path + ": " + std::strerror(errno));
+  }
+  std::string text;
+  char buf[8192];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, file)) > 0) text.append(buf, n);
+  const bool failed = std::ferror(file) != 0;
+  const int err = errno;
+  std::fclose(file);
+  if (failed) return makeError("cannot read config file " + path + ": " + std::strerror(err));
+
+  std::error_code ec;
+  std::filesystem::path dir = std::filesystem::absolute(path, ec).parent_path();
+  return parseConfig(text, path, ec ? std::string(".") : dir.string());
+}
+
+}  // namespace shardgate::config

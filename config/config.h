@@ -1,0 +1,108 @@
+// Config: the whole YAML configuration as one struct. Every
+// key has its default here and nowhere else; parseConfig() is the one
+// validator, and --check-config runs exactly it. Errors name the key, its
+// line in the file, and what was expected.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "tls/tls_context.h"
+#include "tls/tls_version.h"
+#include "net/socket_address.h"
+
+namespace shardgate::config {
+
+inline constexpr int kSlotCount = 16384;
+
+struct SlotRange {
+  uint16_t first = 0;
+  uint16_t last = 0;  // inclusive
+};
+
+struct ShardConfig {
+  net::SocketAddress address;
+  std::vector<SlotRange> slots;  // one shard without `slots`: 0-16383
+};
+
+enum class ClientAuth { kNone, kOptional, kRequired };
+
+struct DatabaseConfig {
+  std::string name;
+  net::SocketAddress listen;
+  bool tls = true;
+  ClientAuth client_auth = ClientAuth::kNone;
+  // Several shards only: clients must AUTH with it before any command.
+  std::optional<std::string> password;
+  // What shardgate's own shard connections AUTH with (a multiplexed database:
+  // several shards, a password or multiplex; plain forwarding passes the
+  // client's own AUTH untouched).
+  std::optional<std::string> shard_password;
+  // One shard: share a few pipelined shard connections among all clients
+  // (the multiplexed path) instead of forwarding each client's bytes over a
+  // connection of its own. Several shards or a password always multiplex.
+  bool multiplex = false;
+  std::vector<ShardConfig> shards;
+};
+
+struct TlsConfig {
+  tls::TlsPolicy policy;
+  uint32_t handshake_timeout_ms = 10000;
+};
+
+// Protocol limits of a multiplexed database, as redis-server's
+// proto-max-bulk-len and its argument cap: beyond them a request is answered
+// with Redis's protocol error and the connection closed.
+struct LimitsConfig {
+  uint64_t max_bulk_len = 512ull * 1024 * 1024;
+  uint64_t max_args = 1024 * 1024;
+  // A shared shard connection with a request unanswered this long is failed
+  // (its requests get an error); blocking commands use private links and
+  // are not timed.
+  uint64_t shard_timeout_ms = 10000;
+  // Replies one client may have waiting in the proxy (not read yet, or
+  // behind an earlier slow one) before it is disconnected, as Redis's
+  // client-output-buffer-limit.
+  uint64_t max_client_output = 256ull << 20;
+  // A client's own shard connection (opened for a blocking command, say)
+  // idle this long, holding no MULTI/WATCH/pub/sub/tracking state, is closed.
+  uint64_t private_idle_ms = 30000;
+};
+
+struct Config {
+  unsigned workers = 0;  // 0 = auto: one per core
+  std::string log_level = "info";
+  std::string cert_dir = "./certs";  // made absolute, relative to the config file
+  bool generate_self_signed = true;
+  TlsConfig tls;
+  std::vector<DatabaseConfig> databases;
+  std::optional<net::SocketAddress> admin_listen;
+  std::optional<net::SocketAddress> metrics_listen;
+  uint32_t drain_timeout_ms = 10000;  // SIGTERM: how long connections may finish
+  LimitsConfig limits;
+
+  std::string source;  // the file it came from
+  // Where each key given in the file was: its path ("databases[0].listen")
+  // and line, so checks made after parsing (is the key built? does cert_dir
+  // hold a servable pair?) name the line as the parser's own errors do.
+  std::vector<std::pair<std::string, int>> key_lines;
+
+  unsigned effectiveWorkers() const;  // resolves auto
+  // "FILE:LINE: " for a key path: the line of the key, else of its nearest
+  // given parent; line 1 for a key left at its default.
+  std::string where(std::string_view key_path) const;
+};
+
+// Parses and validates YAML text. base_dir resolves a relative cert_dir;
+// source names the file in messages ("conf/shardgate.yaml:12: ...").
+Result<Config> parseConfig(std::string_view yaml_text, std::string_view source,
+                           std::string_view base_dir);
+
+// Reads and parses a file; a missing or unreadable file is an error naming it.
+Result<Config> loadConfig(const std::string& path);
+
+}  // namespace shardgate::config

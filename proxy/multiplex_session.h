@@ -1,0 +1,296 @@
+// MultiplexSession: the multiplexed path of one client connection (a database with
+// several shards or a password). It turns the client's plaintext into
+// commands, sends each to the shard owning its key (or answers it, or fans it
+// out), and hands replies back strictly in request order.
+//
+//   plaintext ─► RequestDecoder ─► dispatch ─┬─► local reply
+//                                            ├─► shared BackendLink (per worker, per shard)
+//                                            └─► private BackendLink (MULTI/WATCH,
+//                                                blocking commands, pub/sub)
+//   replies  ─► onReply ─► FIFO head complete ─► ClientConnection::replyOut()
+//
+// The session never writes to a socket: it appends to the connection's reply
+// buffer and marks it dirty; the worker encrypts and writes once per loop
+// turn. Ordering across links: a command bound for a different kind of link
+// (shared <-> private) than the requests still in flight waits until they are
+// answered, so a client's commands reach the shards in the order it sent them.
+//
+// Files: multiplex_session.cpp (parsing, dispatch, sending, replies),
+// multiplex_session_local.cpp (commands the proxy answers or combines),
+// multiplex_session_multi.cpp (MULTI/WATCH), multiplex_session_pubsub.cpp
+// (pub/sub, MONITOR, RESP3 pushes).
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proxy/backend_link.h"
+#include "redis/command_route.h"
+#include "proxy/database.h"
+#include "proxy/request.h"
+#include "redis/request_decoder.h"
+#include "proxy/worker.h"
+#include "common/byte_buffer.h"
+
+namespace shardgate::redis {
+struct InfoAdditions;
+}  // namespace shardgate::redis
+
+namespace shardgate::proxy {
+
+class ClientConnection;
+
+class MultiplexSession {
+ public:
+  MultiplexSession(Worker& worker, const Database& db, ClientConnection& conn);
+  ~MultiplexSession();
+  MultiplexSession(const MultiplexSession&) = delete;
+  MultiplexSession& operator=(const MultiplexSession&) = delete;
+
+  // Plaintext from the client.
+  void onBytes(const uint8_t* data, size_t len);
+  // Parses what an ordering wait or the in-flight limit held back.
+  void resume();
+  // Nothing in flight, nothing parsed and waiting, no subscription
+  // confirmation owed (RESP3's come outside the FIFO).
+  bool idle() const { return head_ == nullptr && in_.empty() && (expected_.empty() || stopped_); }
+  // Whether the connection should read more from the client.
+  bool acceptsInput() const { return in_flight_ < kMaxInFlight && !stopped_ && !waiting_; }
+  bool stopped() const { return stopped_; }
+  // Reply bytes held for this client inside the session (behind an earlier
+  // reply still on its way); the connection adds what it has not written.
+  size_t bufferedBytes() const { return buffered_; }
+  // Closes private links idle for limits.private_idle_ms that hold no
+  // state the shard must keep (MULTI/WATCH, subscriptions, tracking), so a
+  // client's one BLPOP does not cost the shard a connection for good.
+  void closeIdleLinks(uint64_t now_ms);
+  // The client's EOF (it may still read). redis-server answers every command
+  // it read before an EOF, then frees the client: a blocked command ends
+  // without a reply and without popping, subscriptions and MONITOR end. The
+  // session does the same by passing the EOF on: each private link's write
+  // side is shut after the last command it carries (BackendLink::closeWrite),
+  // its shard answers what it read and closes, and the session ends when the
+  // links it waits on have closed. Shared links' replies come as usual.
+  void endInput();
+  // The client is gone (it cannot read, or nothing is owed to it): ends the
+  // session at once. Requests in flight are orphaned (their replies are
+  // dropped), private links are closed. Nothing is dispatched afterwards.
+  void abandon();
+
+  // From links (through deliverReply / deliverFailure).
+  void onReply(Request* r, uint16_t part, const uint8_t* data, size_t len, bool done);
+  void onFailure(Request* r, uint16_t part, const std::string& line, bool partial);
+  // Pub/sub frames from a private link.
+  void onPush(BackendLink& link, const uint8_t* data, size_t len, bool done);
+  // One of this session's private links failed (after its waiting requests
+  // were answered with the error).
+  void onPrivateLinkLost(BackendLink& link);
+
+  // Requests in flight at most; beyond it the client is not read.
+  static constexpr size_t kMaxInFlight = 1024;
+  // Bytes of one command beyond its largest argument: the rest of its
+  // arguments and their framing.
+  static constexpr size_t kQueryBufferSlack = 1024 * 1024;
+
+ private:
+  enum class Next : uint8_t { kContinue, kWaitIdle, kStop };
+  enum class LinkKind : uint8_t { kShared, kPrivate };
+
+  void parse();
+  size_t parseFrom(std::string_view data);  // returns the bytes consumed
+  // After endInput(): once every command read is dispatched, the EOF goes to
+  // the private links; before that, only to the link of a blocked command
+  // the rest wait behind (it may never answer otherwise).
+  void finishInput();
+  Next dispatch(std::string_view frame);
+  Next dispatchInPubsub(const redis::CommandInfo* cmd, std::string_view frame);
+  Next dispatchInMulti(const redis::CommandInfo* cmd, std::string_view frame);
+
+  // A command refused before it runs (unknown, wrong arity, NOAUTH): the
+  // error, and inside MULTI an EXEC that will abort.
+  Next refuse(std::string_view text);
+  // EXEC refused before it runs: the transaction and WATCH end, as Redis's do.
+  Next abortExec(std::string_view text);
+  Status findKeys(const redis::CommandInfo& cmd);
+  // The one shard keys_ live on (-1: no keys); false, with -CROSSSLOT sent,
+  // when they span shards.
+  bool singleShard(int* shard);
+  bool orderedAfterInFlight(LinkKind kind, int shard) const;
+  // What refusal messages call this database: why a command the shard would
+  // take is refused here.
+  const char* multiplexKind() const {
+    return db_.shards.size() > 1 ? "a database with several shards"
+                                 : "a multiplexed database (multiplex: true)";
+  }
+
+  // blocking: the command may wait for other clients (BLPOP, WAIT): after
+  // the client's EOF its shard is told at once (see finishInput).
+  Next forward(int shard, std::string_view frame, LinkKind kind, bool blocking = false);
+  // MGET/MSET/DEL/...: one shard -> the frame as is; several -> one command
+  // per shard, merged in key order.
+  Next split(redis::CommandRoute route, std::string_view frame);
+  Next fanOut(std::string_view frame, ReplyMerge merge);
+  Next scan();
+  Next info();
+  Next hello();
+  Next auth();
+  Next client();
+  Next clientList();
+  // CLIENT subcommands refused on this path (KILL, PAUSE, REPLY, ...).
+  static bool clientActsOnSharedConnections(std::string_view sub);
+  // CLIENT INFO / LIST's line for this client; cmd: "client|info", ...
+  std::string clientLine(std::string_view cmd) const;
+  // AUTH's and HELLO AUTH's check: the "default" user and the database's password.
+  bool passwordMatches(std::string_view user, std::string_view pass) const;
+  Next select();
+  Next reset();
+  Next watch(const redis::CommandInfo& cmd, std::string_view frame);
+  void startMultiOn(int shard);
+  Next subscribe(redis::CommandRoute route, std::string_view frame);
+  Next monitor(std::string_view frame);
+  Next dispatchInMonitor(const redis::CommandInfo* cmd, std::string_view frame);
+  void onMonitorFrame(BackendLink& link, const ByteBuffer& frame);
+  void sendMonitorSync();
+  // confirms: whether this shard's confirmations are the ones the client hears.
+  void sendPubsub(int shard, std::string_view frame, bool confirms,
+                  const std::vector<std::string>& names, const std::string& kind);
+  void emitConfirmations();
+  void appendToStream(const uint8_t* data, size_t len);
+  void deliverOutOfBand(const ByteBuffer& frame);
+  void useForStream(int shard, BackendLink& link);
+  void endPubsubIfDone();
+  // A null in the client's protocol: RESP3's "_", RESP2's null bulk.
+  void appendNull(ByteBuffer& out) const {
+    out.append(std::string_view(resp3_ ? "_\r\n" : "$-1\r\n"));
+  }
+  static bool isSubscription(redis::CommandRoute route) {
+    return route == redis::CommandRoute::kSubscribe || route == redis::CommandRoute::kPsubscribe ||
+           route == redis::CommandRoute::kUnsubscribe || route == redis::CommandRoute::kPunsubscribe;
+  }
+  bool subscribed() const {
+    return stream_ || !channels_.empty() || !patterns_.empty() || !expected_.empty();
+  }
+  void endStream();
+  // Forget the pub/sub and MONITOR state (subscriptions, confirmations owed).
+  void clearPubsub();
+  // Forget MULTI/WATCH: queued commands, the pinned shard, lost-link flags.
+  void clearMulti();
+  void stop();  // no more commands: QUIT, a protocol error, a broken reply
+  // The proxy's own INFO fields (shardgate_*), added to the shards' sections.
+  redis::InfoAdditions ownInfo() const;
+
+  // Replies from the proxy itself, in order behind what is in flight.
+  void replyLocal(std::string_view bytes);
+  void replyError(std::string_view text);  // "ERR ..." (no '-', no CRLF)
+  void replySimple(std::string_view text);
+  void replyInteger(int64_t value);
+  void replyBulk(std::string_view value);
+  void replyText(std::string_view text);  // RESP3 verbatim text, else bulk
+
+  Request* newRequest(ReplyMerge merge, LinkKind kind, uint16_t parts);
+  void countInFlight(Request* r);
+  void uncount(Request* r);
+  void push(Request* r);
+  void orphanRequests();
+  void complete(Request* r);
+  void flushHead();
+  void finishMerge(Request* r);
+
+  BackendLink& sharedLink(int shard);
+  BackendLink& privateLink(int shard);
+  BackendLink& linkFor(int shard, LinkKind kind);
+  bool ownLinks() const { return db_index_ != 0 || resp3_; }
+  void dropPrivateLinks();
+  std::string unavailableLine(int shard);
+  // *N, the command's name, then args_[index[i]] for each i.
+  void appendArgs(ByteBuffer& out, size_t count, const uint32_t* index);
+
+  Worker& worker_;
+  const Database& db_;
+  ClientConnection& conn_;
+  const Worker::LinkSet& shared_links_;
+  redis::RequestDecoder decoder_;
+  ByteBuffer in_;  // bytes of commands not dispatched yet
+  std::vector<std::string_view> args_;
+  std::string_view frame_;  // the command being dispatched, as the client sent it
+  std::vector<uint32_t> keys_;  // indices into args_ of the command's keys
+  std::vector<int> key_shard_;  // split(): the shard of each of keys_
+  Request* head_ = nullptr;
+  Request* tail_ = nullptr;
+  size_t in_flight_ = 0;
+  size_t buffered_ = 0;  // bytes in Request::reply / parts of this session's requests
+  size_t on_shared_ = 0;   // requests waiting on shared links
+  size_t on_private_ = 0;  // ... on private links
+  int private_shard_ = -1; // the shard of the last private request
+  bool stopped_ = false;   // QUIT or protocol error: no more commands
+  bool waiting_ = false;   // a command waits for in-flight requests to finish
+  bool broken_ = false;    // a reply was cut mid-way: the client gets nothing more
+  bool input_ended_ = false;  // the client's EOF: see endInput()
+  bool authenticated_;
+  uint64_t id_;
+  std::string name_;  // CLIENT SETNAME
+  uint32_t db_index_ = 0;  // SELECT
+  bool resp3_ = false;     // HELLO 3
+  bool tracking_ = false;  // CLIENT TRACKING was sent: its state lives on the links
+
+  // Private links, one per shard at most, opened when first needed.
+  std::vector<std::unique_ptr<BackendLink>> private_;
+  std::vector<std::unique_ptr<BackendLink>> retired_;  // pub/sub links, deleted soon
+
+  // MULTI/WATCH: the transaction's shard once a key named it.
+  bool in_multi_ = false;
+  bool multi_dirty_ = false;      // an error was queued: EXEC aborts
+  bool multi_on_shard_ = false;   // MULTI has been sent to pin_shard_
+  bool watching_ = false;
+  bool multi_lost_ = false;       // the link holding MULTI failed
+  bool watch_lost_ = false;       // the link holding WATCH failed
+  int pin_shard_ = -1;
+  ByteBuffer multi_queue_;        // keyless commands queued before the shard is known
+  size_t multi_queued_ = 0;
+
+  // Pub/sub: one request that stays at the FIFO's tail and carries every
+  // frame of every subscribed shard, whole frames only.
+  Request* stream_ = nullptr;
+  std::set<std::string, std::less<>> channels_;
+  std::set<std::string, std::less<>> patterns_;
+  std::vector<ByteBuffer> push_partial_;  // per shard: a frame being received
+  std::vector<bool> stream_links_;        // per shard: its private link carries the stream
+  ByteBuffer oob_;  // RESP3 pushes waiting for a reply being streamed to finish
+  struct Confirm {
+    std::string kind;  // "subscribe", "punsubscribe", ...
+    std::string name;
+    bool null_name;
+  };
+  bool monitoring_ = false;      // the stream carries MONITOR feeds
+  // While monitoring: the shard whose +OK the client hears first and whose
+  // connection answers the commands the client sends (multiplex_session_pubsub.cpp).
+  int first_monitor_ok_ = -1;
+  struct MonitorState {
+    ByteBuffer held;  // other shards' lines that arrived before the client's +OK
+    std::vector<bool> ok_due;  // per shard: its +OK to MONITOR has not arrived
+    // Per shard other than first_monitor_ok_: the feed lines its own copy of
+    // the client's (P)(UN)SUBSCRIBE commands will produce, to be dropped.
+    std::vector<std::vector<std::string>> echoes;
+    bool acked = false;      // the client has heard its +OK
+    bool sync_sent = false;  // a sync marker is on its way to the answering shard
+    bool synced = false;     // ... and came back: the proxy may answer now
+  };
+  std::unique_ptr<MonitorState> monitor_;  // only while monitoring
+  // Confirmations owed, in the client's order. A list: it costs nothing
+  // until a client subscribes (a deque allocates on construction).
+  std::list<Confirm> expected_;
+  std::vector<Confirm> arrived_;  // arrived before their turn
+};
+
+// A link's reply piece for request r (whose session may be gone).
+void deliverReply(Worker& worker, Request* r, uint16_t part, const uint8_t* data, size_t len,
+                  bool done);
+// A link failed with part `part` of r waiting; partial: some of its reply was delivered.
+void deliverFailure(Worker& worker, Request* r, uint16_t part, const std::string& line, bool partial);
+
+}  // namespace shardgate::proxy

@@ -1,0 +1,174 @@
+// shardgate: a TLS-terminating endpoint proxy for Redis databases.
+//   shardgate --config FILE [--check-config]
+#include <spdlog/spdlog.h>
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "server/check_certs.h"
+#include "config/config.h"
+#include "server/file_limit.h"
+#include "common/logging.h"
+#include "server/server.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: shardgate --config FILE [--check-config]\n"
+    "       shardgate --check-certs DIR [--config FILE]\n"
+    "       shardgate --version | --help\n"
+    "\n"
+    "  -c, --config FILE   YAML configuration (see conf/examples/annotated.yaml)\n"
+    "  -t, --check-config  validate the configuration, print what is wrong, exit 0 or 1\n"
+    "      --check-certs DIR  validate a certificate directory (pair, chain, dates,\n"
+    "                      a TLS handshake in memory) and print what would be served;\n"
+    "                      with --config, under that file's TLS policy. Touches nothing.\n"
+    "  -V, --version       print the version\n"
+    "  -h, --help          print this help\n"
+    "\n"
+    "Signals: SIGHUP re-reads the TLS settings and certificates (file changes in\n"
+    "cert_dir are picked up by themselves); SIGTERM/SIGINT stop\n"
+    "accepting, let connections finish (drain_timeout_ms), and exit 0.\n";
+
+// A client of plain forwarding holds two descriptors (its socket and its
+// shard connection), so the usual soft limit of 1024 would cap the proxy near
+// 500 clients: raise the limits at start and say how many clients fit.
+void logFileLimitChange(const shardgate::server::FileLimitChange& c) {
+  if (c.hard_wanted != 0 && c.hard_errno == 0) {
+    spdlog::info("raised the open-file limit from {} (hard {}) to {}", c.soft_before, c.hard_before,
+                 c.hard);
+    return;
+  }
+  if (c.hard_wanted != 0) {
+    bool root = geteuid() == 0;
+    std::string hint;
+    if (c.hard_errno == EPERM) {
+      hint = root ? " (running as root without CAP_SYS_RESOURCE, as in most containers: raise it where "
+                    "shardgate is started, e.g. LimitNOFILE= in its systemd unit or --ulimit nofile= "
+                    "for docker run)"
+                  : " (only root may raise it: LimitNOFILE= in the systemd unit, or ulimit -Hn as root)";
+    }
+    spdlog::log(root ? spdlog::level::warn : spdlog::level::info,
+                "could not raise the hard open-file limit from {} to {}: {}{}", c.hard_before,
+                c.hard_wanted, std::strerror(c.hard_errno), hint);
+  }
+  if (c.soft_errno != 0) {
+    spdlog::warn("could not raise the open-file limit from {} to {}: {}", c.soft_before, c.hard_before,
+                 std::strerror(c.soft_errno));
+  } else if (c.soft != c.soft_before) {
+    spdlog::info("raised the open-file limit from {} to {}", c.soft_before, c.soft);
+  }
+}
+
+// After the listeners are open: how many clients the open-file limit leaves
+// room for, as the descriptors they take differ by database kind.
+void logClientRoom(uint64_t limit, uint64_t in_use, unsigned workers, bool any_plain,
+                   bool any_multiplex, uint64_t shared_shard_links) {
+  using shardgate::server::clientsThatFit;
+  // Kept for the proxy itself: what each worker's loop opens when it starts
+  // (its epoll and wake-up descriptors, counted before the workers ran), the
+  // workers' shared shard connections, and a few for certificate reloads and
+  // the like.
+  constexpr uint64_t kOwnUse = 16;
+  constexpr uint64_t kPerWorkerLoop = 2;
+  uint64_t reserve = kOwnUse + kPerWorkerLoop * workers + shared_shard_links;
+  uint64_t plain = clientsThatFit(limit, in_use, reserve, 2);
+  uint64_t multiplexed = clientsThatFit(limit, in_use, reserve, 1);
+  std::string room;
+  if (any_plain && any_multiplex) {
+    room = fmt::format("about {} clients of plain forwarding (2 descriptors each: the client's socket "
+                       "and its shard connection), or {} multiplexed ones (1 each)", plain, multiplexed);
+  } else if (any_plain) {
+    room = fmt::format("about {} clients (2 descriptors each: the client's socket and its shard "
+                       "connection)", plain);
+  } else {
+    room = fmt::format("about {} clients (1 descriptor each: shard connections are shared)", multiplexed);
+  }
+  spdlog::info("open-file limit {}, {} in use at start: room for {}; beyond that, new connections "
+               "wait until descriptors are free", limit, in_use, room);
+}
+
+int usageError(const std::string& message) {
+  std::fprintf(stderr, "shardgate: %s\n%s", message.c_str(), kUsage);
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path;
+  std::string check_certs_dir;
+  bool check_only = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (arg == "-V" || arg == "--version") {
+      std::printf("shardgate %s\n", SHARDGATE_VERSION);
+      return 0;
+    }
+    if (arg == "-t" || arg == "--check-config") {
+      check_only = true;
+    } else if (arg == "-c" || arg == "--config") {
+      if (i + 1 >= argc) return usageError(std::string(arg) + " needs a file name");
+      config_path = argv[++i];
+    } else if (arg == "--check-certs") {
+      if (i + 1 >= argc) return usageError("--check-certs needs a directory");
+      check_certs_dir = argv[++i];
+    } else if (arg.rfind("--config=", 0) == 0) {
+      config_path = std::string(arg.substr(9));
+    } else {
+      return usageError("unknown argument \"" + std::string(arg) + "\"");
+    }
+  }
+  if (config_path.empty() && check_certs_dir.empty()) return usageError("--config FILE is required");
+  if (!check_certs_dir.empty() && config_path.empty()) {
+    return shardgate::server::checkCertDir(check_certs_dir, shardgate::tls::TlsPolicy{}, stdout, stderr);
+  }
+
+  auto config = shardgate::config::loadConfig(config_path);
+  if (!config) {
+    std::fprintf(stderr, "shardgate: %s\n", config.message().c_str());
+    return 1;
+  }
+  if (!check_certs_dir.empty()) {
+    return shardgate::server::checkCertDir(check_certs_dir, config->tls.policy, stdout, stderr);
+  }
+  if (check_only) {
+    if (auto st = shardgate::server::checkServable(*config); !st) {
+      std::fprintf(stderr, "shardgate: %s\n", st.message().c_str());  // "FILE:LINE: key: problem"
+      return 1;
+    }
+    std::printf("%s: configuration is valid\n", config_path.c_str());
+    return 0;
+  }
+  if (auto st = shardgate::setupLogging(config->log_level); !st) {
+    std::fprintf(stderr, "shardgate: %s\n", st.message().c_str());
+    return 1;
+  }
+  spdlog::info("shardgate {} starting with {}", SHARDGATE_VERSION, config_path);
+  auto limit = shardgate::server::raiseOpenFileLimit();
+  logFileLimitChange(limit);
+  unsigned workers = config->effectiveWorkers();
+  bool any_plain = false, any_multiplex = false;
+  uint64_t shared_links = 0;
+  for (const auto& db : config->databases) {
+    (db.multiplex ? any_multiplex : any_plain) = true;
+    if (db.multiplex) shared_links += uint64_t{workers} * db.shards.size();
+  }
+  auto server = shardgate::server::Server::create(std::move(*config));
+  if (!server) {
+    spdlog::error("{}", server.message());
+    return 1;
+  }
+  logClientRoom(limit.soft, (*server)->openFilesAtStart(), workers, any_plain, any_multiplex,
+                shared_links);
+  return (*server)->run();
+}

@@ -1,0 +1,351 @@
+#include "server/server.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <csignal>
+
+#include "proxy/command_fetch.h"
+#include "redis/command_route.h"
+#include "server/file_limit.h"
+#include "proxy/listener.h"
+#include "common/uv_handle.h"
+#include "common/logging.h"
+#include "tls/cert_files.h"
+#include "tls/preflight.h"
+
+namespace shardgate::server {
+
+namespace {
+
+
+constexpr uint64_t kFinishPollMs = 20;
+// A burst of file events (a pair written file by file, a Kubernetes swap)
+// settles this long after the last event before one reload.
+constexpr uint32_t kCertSettleMs = 100;
+// Fallback for lost watches and filesystems without events.
+constexpr uint32_t kCertPollMs = 2000;
+constexpr uint64_t kMaintenanceIntervalMs = 60 * 1000;
+// Session ticket keys live apart from certificates, on their own clock; two
+// previous keys stay valid for resumption.
+constexpr uint64_t kTicketKeyRotationMs = 12ull * 3600 * 1000;
+
+bool anyTls(const config::Config& config) {
+  for (const auto& db : config.databases) {
+    if (db.tls) return true;
+  }
+  return false;
+}
+
+// Keys the configuration accepts whose feature is not built yet.
+// Refusing them is better than starting without what the operator asked for.
+Status checkBuilt(const config::Config& config) {
+  auto later = [&config](const std::string& key, const std::string& what) {
+    return makeError(config.where(key) + key + ": " + what +
+                     " is not built yet in this version of shardgate; remove the key");
+  };
+  for (size_t i = 0; i < config.databases.size(); ++i) {
+    if (config.databases[i].client_auth != config::ClientAuth::kNone) {
+      return later("databases[" + std::to_string(i) + "].client_auth", "client certificate authentication");
+    }
+  }
+  if (config.admin_listen) return later("admin.listen", "the admin API");
+  if (config.metrics_listen) return later("metrics.listen", "the metrics endpoint");
+  return {};
+}
+
+// A multiplexed database's command table: from the first shard that answers
+// COMMAND, or the built-in table (common Redis 7.0 commands) if none does.
+void loadShardFacts(proxy::Database& db) {
+  constexpr int kFetchTimeoutMs = 2000;
+  std::string why;
+  for (const proxy::ShardEndpoint& shard : db.shards) {
+    auto facts = proxy::fetchShardFacts(shard, db.shard_password, kFetchTimeoutMs);
+    if (facts) {
+      redis::annotateRoutes(facts->commands);
+      spdlog::info("db {}: {} commands known, from shard {} (redis {}, {} databases)", db.name,
+                   facts->commands.size(), shard.address, facts->version, facts->databases);
+      db.shard_databases = facts->databases;
+      db.shard_version = facts->version;
+      db.commands = std::make_shared<const redis::CommandTable>(std::move(facts->commands));
+      return;
+    }
+    why += (why.empty() ? "" : "; ") + facts.message();
+  }
+  redis::CommandTable table = redis::CommandTable::builtin();
+  redis::annotateRoutes(table);
+  spdlog::warn("db {}: no shard answered COMMAND ({}); routing with the {} built-in commands",
+               db.name, why, table.size());
+  db.commands = std::make_shared<const redis::CommandTable>(std::move(table));
+}
+
+}  // namespace
+
+Status checkServable(const config::Config& config) {
+  if (auto st = checkBuilt(config); !st) return st;
+  for (size_t i = 0; i < config.databases.size(); ++i) {
+    if (auto db = proxy::makeDatabase(config.databases[i], config.limits, i); !db) {
+      return makeError(config.where("databases[" + std::to_string(i) + "]") + db.message());
+    }
+  }
+  if (!anyTls(config)) return {};
+  if (config.generate_self_signed && tls::proxyCertFilesAbsent(config.cert_dir)) return {};
+  const std::string cert_dir = config.where("cert_dir") + "cert_dir: ";
+  auto bundle = tls::readProxyCertFiles(config.cert_dir);
+  if (!bundle) return makeError(cert_dir + bundle.message());
+  auto ctx = tls::TlsContext::createServer(*bundle, config.tls.policy, 1);
+  if (!ctx) return makeError(cert_dir + ctx.message());
+  if (auto st = tls::preflight(*ctx); !st) return makeError(cert_dir + st.message());
+  return {};
+}
+
+Server::Server(config::Config config) : config_(std::move(config)), reloader_(tls_store_) {
+  uv_loop_init(&loop_);
+  loop_.data = this;
+}
+
+Server::~Server() {
+  for (auto& w : workers_) w->join();
+  // Only reached after run() closed every handle, or when create() failed
+  // before any handle existed.
+  uv_loop_close(&loop_);
+}
+
+Result<std::unique_ptr<Server>> Server::create(config::Config config) {
+  if (auto st = checkBuilt(config); !st) return makeError(st.message());
+  std::unique_ptr<Server> server(new Server(std::move(config)));
+  for (size_t i = 0; i < server->config_.databases.size(); ++i) {
+    auto db = proxy::makeDatabase(server->config_.databases[i], server->config_.limits, i);
+    if (!db) {
+      return makeError(server->config_.where("databases[" + std::to_string(i) + "]") + db.message());
+    }
+    server->databases_.push_back(std::make_unique<proxy::Database>(std::move(*db)));
+  }
+  for (auto& db : server->databases_) {
+    if (db->multiplex) loadShardFacts(*db);
+  }
+  if (anyTls(server->config_)) {
+    if (auto st = server->loadTls(); !st) {
+      return makeError(server->config_.where("cert_dir") + "cert_dir: " + st.message());
+    }
+  }
+  if (auto st = server->bindAndStart(); !st) return makeError(st.message());
+  server->logListeners();
+  return server;
+}
+
+Status Server::loadTls() { return reloader_.loadInitial(config_); }
+
+Status Server::bindAndStart() {
+  unsigned n = config_.effectiveWorkers();
+  // Bind everything before starting any thread, so a taken port fails the
+  // start cleanly with its name.
+  std::vector<std::vector<proxy::Worker::Binding>> bindings(n);
+  auto close_all = [&] {
+    for (auto& per_worker : bindings) {
+      for (auto& b : per_worker) ::close(b.fd);
+    }
+  };
+  for (size_t d = 0; d < databases_.size(); ++d) {
+    const std::string key = "databases[" + std::to_string(d) + "].listen";
+    net::SocketAddress& listen = config_.databases[d].listen;
+    for (unsigned w = 0; w < n; ++w) {
+      auto fd = proxy::bindListenSocket(listen);
+      if (fd && listen.port == 0) {
+        // The kernel picked a port for the first worker: every other worker
+        // shares it, and the log names it.
+        auto port = proxy::boundPort(*fd);
+        if (!port) {
+          ::close(*fd);
+          fd = port.error();
+        } else {
+          listen.port = *port;
+          databases_[d]->listen = listen.toString();
+        }
+      }
+      if (!fd) {
+        close_all();
+        return makeError(config_.where(key) + key + ": " + fd.message());
+      }
+      bindings[w].push_back({databases_[d].get(), *fd});
+    }
+  }
+  open_files_at_start_ = countOpenFiles();
+  proxy::WorkerSettings settings{config_.tls.handshake_timeout_ms, config_.drain_timeout_ms};
+  for (unsigned w = 0; w < n; ++w) {
+    workers_.push_back(std::make_unique<proxy::Worker>(w, tls_store_, settings));
+  }
+  for (unsigned w = 0; w < n; ++w) {
+    if (auto st = workers_[w]->start(std::move(bindings[w])); !st) {
+      for (unsigned rest = w + 1; rest < n; ++rest) {
+        for (auto& b : bindings[rest]) ::close(b.fd);
+      }
+      for (unsigned started = 0; started < w; ++started) workers_[started]->requestDrain();
+      return st;
+    }
+  }
+  return {};
+}
+
+void Server::logListeners() const {
+  auto ctx = tls_store_.current();
+  for (const auto& db : databases_) {
+    std::string behind;
+    if (db->multiplex && db->shards.size() == 1) {
+      behind = "shard " + db->shards[0].address + " multiplexed";
+      if (db->password) behind += ", AUTH required";
+    } else if (db->multiplex) {
+      behind = std::to_string(db->shards.size()) + " shard(s) by hash slot (";
+      for (size_t i = 0; i < db->shards.size(); ++i) behind += (i ? ", " : "") + db->shards[i].address;
+      behind += db->password ? "), AUTH required" : ")";
+    } else {
+      behind = "shard " + db->shard;
+    }
+    if (db->tls && ctx) {
+      const auto& info = ctx->certInfo();
+      spdlog::info(
+          "db {} listening on {} (TLS, min {}, certificate {} not after {} sha256 {}) -> {}, {} worker(s)",
+          db->name, db->listen, tls::toString(ctx->policy().min_version), info.subject, info.not_after,
+          info.sha256_fingerprint, behind, workers_.size());
+    } else {
+      spdlog::info("db {} listening on {} (plaintext) -> {}, {} worker(s)", db->name, db->listen,
+                   behind, workers_.size());
+    }
+  }
+}
+
+int Server::run() {
+  std::signal(SIGPIPE, SIG_IGN);
+  auto on_stop = [](uv_signal_t* h, int signum) { static_cast<Server*>(h->data)->beginShutdown(signum); };
+  for (auto* h : {&sigterm_, &sigint_, &sighup_}) {
+    uv_signal_init(&loop_, h);
+    h->data = this;
+  }
+  uv_signal_start(&sigterm_, on_stop, SIGTERM);
+  uv_signal_start(&sigint_, on_stop, SIGINT);
+  uv_signal_start(&sighup_, [](uv_signal_t* h, int) { static_cast<Server*>(h->data)->reload(); }, SIGHUP);
+  uv_timer_init(&loop_, &finish_timer_);
+  finish_timer_.data = this;
+  startCertMaintenance();
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  for (auto& w : workers_) w->join();
+  logTotals();
+  spdlog::info("stopped");
+  return 0;
+}
+
+void Server::beginShutdown(int signum) {
+  if (shutting_down_) {
+    spdlog::info("{} again: still draining (at most {} ms in all)", strsignal(signum), config_.drain_timeout_ms);
+    return;
+  }
+  shutting_down_ = true;
+  spdlog::info("{}: no longer accepting; draining connections for at most {} ms", strsignal(signum),
+               config_.drain_timeout_ms);
+  for (auto& w : workers_) w->requestDrain();
+  uv_timer_start(&finish_timer_, [](uv_timer_t* t) {
+    auto* self = static_cast<Server*>(t->data);
+    for (auto& w : self->workers_) {
+      if (!w->finished()) return;
+    }
+    for (auto* h : {&self->sigterm_, &self->sigint_, &self->sighup_}) uv_close(asHandle(h), nullptr);
+    uv_close(asHandle(&self->finish_timer_), nullptr);
+    self->stopCertMaintenance();
+  }, kFinishPollMs, kFinishPollMs);
+}
+
+void Server::startCertMaintenance() {
+  if (!anyTls(config_)) return;
+  auto watcher = tls::CertWatcher::create(
+      &loop_, config_.cert_dir, {tls::kProxyCertFile, tls::kProxyKeyFile, tls::kChainFile},
+      kCertSettleMs, kCertPollMs, [this] {
+        if (!shutting_down_) reloadCerts("file change");
+      });
+  if (watcher) {
+    cert_watcher_ = std::move(*watcher);
+    if (!cert_watcher_->eventError().empty()) {
+      spdlog::warn("{}: no file events ({}); polling every {} ms instead", config_.cert_dir,
+                   cert_watcher_->eventError(), kCertPollMs);
+    }
+  } else {
+    spdlog::error("not watching {} for certificate changes: {}; SIGHUP still reloads", config_.cert_dir,
+                  watcher.message());
+  }
+  uv_timer_init(&loop_, &cert_retry_timer_);
+  cert_retry_timer_.data = this;
+  uv_timer_init(&loop_, &maintenance_timer_);
+  maintenance_timer_.data = this;
+  uv_timer_start(&maintenance_timer_, [](uv_timer_t* t) {
+    auto* self = static_cast<Server*>(t->data);
+    self->reloader_.checkExpiry(static_cast<int64_t>(::time(nullptr)));
+    uint64_t now = uv_now(&self->loop_);
+    if (now - self->ticket_keys_rotated_ms_ >= kTicketKeyRotationMs) {
+      self->reloader_.ticketKeys().rotate();
+      self->ticket_keys_rotated_ms_ = now;
+      spdlog::debug("session ticket keys rotated");
+    }
+  }, kMaintenanceIntervalMs, kMaintenanceIntervalMs);
+  ticket_keys_rotated_ms_ = uv_now(&loop_);
+  maintenance_started_ = true;
+}
+
+void Server::stopCertMaintenance() {
+  if (cert_watcher_) cert_watcher_->close();
+  if (maintenance_started_) {
+    uv_close(asHandle(&maintenance_timer_), nullptr);
+    uv_close(asHandle(&cert_retry_timer_), nullptr);
+  }
+  maintenance_started_ = false;
+}
+
+void Server::reload() {
+  if (shutting_down_) return;
+  spdlog::info("SIGHUP: re-reading {} and the certificates in {}", config_.source, config_.cert_dir);
+  auto fresh = config::loadConfig(config_.source);
+  if (!fresh) {
+    spdlog::error("reload failed, still serving the previous configuration: {}", fresh.message());
+    return;
+  }
+  // Listeners and shards need a restart to change; TLS policy, certificates
+  // and the log level apply to what comes next.
+  config_.tls = fresh->tls;
+  config_.log_level = fresh->log_level;
+  if (auto st = setLogLevel(config_.log_level); !st) spdlog::error("{}", st.message());
+  if (anyTls(config_)) reloadCerts("SIGHUP");
+}
+
+void Server::reloadCerts(const char* trigger) {
+  if (reloader_.reload(config_, trigger) != CertReloader::Outcome::kRetryLater) {
+    uv_timer_stop(&cert_retry_timer_);
+    return;
+  }
+  uv_timer_start(&cert_retry_timer_, [](uv_timer_t* t) {
+    auto* self = static_cast<Server*>(t->data);
+    if (!self->shutting_down_) self->reloadCerts("retry");
+  }, CertReloader::kRetryMs, 0);
+}
+
+void Server::logTotals() const {
+  uint64_t total = 0, ok = 0, resumed = 0, backend_fail = 0, audit = 0;
+  std::array<uint64_t, static_cast<size_t>(proxy::HandshakeFailure::kCount)> failed{};
+  for (const auto& w : workers_) {
+    const proxy::Stats& s = w->stats();
+    total += s.connections_total.get();
+    ok += s.handshakes_ok.get();
+    resumed += s.handshakes_resumed.get();
+    backend_fail += s.backend_connect_failures.get();
+    audit += s.audit_below_min.get();
+    for (size_t i = 0; i < failed.size(); ++i) failed[i] += s.handshake_failures[i].get();
+  }
+  std::string failures;
+  for (size_t i = 0; i < failed.size(); ++i) {
+    if (failed[i] == 0) continue;
+    if (!failures.empty()) failures += ", ";
+    failures += std::string(toString(static_cast<proxy::HandshakeFailure>(i))) + " " + std::to_string(failed[i]);
+  }
+  spdlog::info("totals: {} connections, {} TLS handshakes ({} resumed), failed handshakes: {}, "
+               "shard connect failures: {}, handshakes below tls.audit_min_version: {}",
+               total, ok, resumed, failures.empty() ? "none" : failures, backend_fail, audit);
+}
+
+}  // namespace shardgate::server

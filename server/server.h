@@ -1,0 +1,73 @@
+// Server: the process. The control thread (this object's loop) owns the
+// configuration, the certificate store and the signals; the workers own the
+// data path. Certificates and TLS policy change here, never on a worker:
+// build a new context, then publish it.
+#pragma once
+
+#include <uv.h>
+
+#include <memory>
+#include <vector>
+
+#include "server/cert_reloader.h"
+#include "config/config.h"
+#include "proxy/database.h"
+#include "proxy/worker.h"
+#include "common/result.h"
+#include "tls/cert_watcher.h"
+#include "tls/tls_context_store.h"
+
+namespace shardgate::server {
+
+// What --check-config checks beyond the YAML: every database can be served,
+// and the certificate directory holds a valid proxy pair (or may generate one).
+// Touches nothing.
+Status checkServable(const config::Config& config);
+
+class Server {
+ public:
+  // Loads (or generates) certificates, binds every listener and starts the
+  // workers. Any failure is an error naming the file, key or address.
+  static Result<std::unique_ptr<Server>> create(config::Config config);
+  ~Server();
+
+  // Runs the control loop until SIGTERM/SIGINT and the drain end. Returns the exit code.
+  int run();
+  // Descriptors open once every listener was bound, before any worker ran:
+  // counted then, on one thread, so no client connection is among them.
+  uint64_t openFilesAtStart() const { return open_files_at_start_; }
+
+ private:
+  explicit Server(config::Config config);
+  Status loadTls();
+  Status bindAndStart();
+  void logListeners() const;
+  void reload();
+  // One certificate reload, and a retry after CertReloader::kRetryMs when it
+  // could not read the files for want of descriptors or memory.
+  void reloadCerts(const char* trigger);
+  void startCertMaintenance();
+  void stopCertMaintenance();
+  void beginShutdown(int signum);
+  void logTotals() const;
+
+  config::Config config_;
+  std::vector<std::unique_ptr<proxy::Database>> databases_;
+  tls::TlsContextStore tls_store_;
+  CertReloader reloader_;
+  std::unique_ptr<tls::CertWatcher> cert_watcher_;
+  uv_timer_t maintenance_timer_{};  // expiry warnings, ticket key rotation
+  uv_timer_t cert_retry_timer_{};
+  uint64_t ticket_keys_rotated_ms_ = 0;
+  bool maintenance_started_ = false;
+  std::vector<std::unique_ptr<proxy::Worker>> workers_;
+  uv_loop_t loop_{};
+  uv_signal_t sigterm_{};
+  uv_signal_t sigint_{};
+  uv_signal_t sighup_{};
+  uv_timer_t finish_timer_{};
+  bool shutting_down_ = false;
+  uint64_t open_files_at_start_ = 0;
+};
+
+}  // namespace shardgate::server
