@@ -177,6 +177,21 @@ class RedisServer:
         return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, **kw)
 
 
+def wait_for_blocked_clients(backend_client, count: int = 1, timeout: float = 5.0) -> None:
+    """Polls redis-server's INFO clients until `count` clients are blocked
+    (BLPOP and friends): a test that wakes a blocked command proves it
+    blocked first instead of hoping a sleep was long enough."""
+    deadline = time.monotonic() + timeout
+    while True:
+        blocked = backend_client.info("clients")["blocked_clients"]
+        if blocked >= count:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"{blocked} blocked client(s) in redis-server after {timeout} s, "
+                        f"expected {count}")
+        time.sleep(0.01)
+
+
 class PortTaken(Exception):
     """redis-server could not bind its port: another process took it."""
 

@@ -19,7 +19,7 @@ import time
 import pytest
 import redis
 
-from conftest import free_port
+from conftest import free_port, wait_for_blocked_clients
 from sharding_env import (CROSSSLOT, Err, RespClient, crc16, describe_command, keyslot,
                           redis_cli, start_redis_on_port, start_sharded)
 
@@ -299,7 +299,7 @@ def test_blpop_woken_by_lpush_from_another_client(db):
 
     thread = threading.Thread(target=wait)
     thread.start()
-    time.sleep(0.3)  # let BLPOP block on the shard first
+    wait_for_blocked_clients(db.owner(queue).client())  # BLPOP blocks on the shard first
     pushed = db.client().lpush(queue, "job-1")
     thread.join(timeout=15)
     assert not thread.is_alive(), "BLPOP still blocked 15 s after the LPUSH"
