@@ -192,6 +192,10 @@ def wait_for_blocked_clients(backend_client, count: int = 1, timeout: float = 5.
         time.sleep(0.01)
 
 
+# In redis_server(...)'s arguments: a port picked afresh on every attempt.
+FREE_PORT = object()
+
+
 class PortTaken(Exception):
     """redis-server could not bind its port: another process took it."""
 
@@ -247,13 +251,19 @@ def redis_server(procs, tmp_path):
     def start(*extra_args: str) -> RedisServer:
         # redis-server cannot listen on port 0: a port found free may be
         # taken before it binds, so a taken port is retried with another.
+        # FREE_PORT in extra_args (a second port, such as --cluster-port)
+        # gets a fresh free port on each attempt too.
         name = f"redis{next(counter)}"
+
+        def args() -> list[str]:
+            return [str(free_port()) if a is FREE_PORT else a for a in extra_args]
+
         for _ in range(4):
             try:
-                return start_redis_on_port(procs, tmp_path, free_port(), *extra_args, name=name)
+                return start_redis_on_port(procs, tmp_path, free_port(), *args(), name=name)
             except PortTaken:
                 continue
-        return start_redis_on_port(procs, tmp_path, free_port(), *extra_args, name=name)
+        return start_redis_on_port(procs, tmp_path, free_port(), *args(), name=name)
 
     return start
 
