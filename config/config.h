@@ -1,7 +1,10 @@
 // Config: the whole YAML configuration as one struct. Every
-// key has its default here and nowhere else; parseConfig() is the one
-// validator, and --check-config runs exactly it. Errors name the key, its
-// line in the file, and what was expected.
+// key has its default here and nowhere else (the TLS policy's are the
+// tls::TlsPolicy this struct holds); the structs the proxy builds from it
+// (Database, WorkerSettings, redis::RespLimits) take their values from a
+// Config and restate none. parseConfig() is the one validator, and
+// --check-config runs exactly it. Errors name the key, its line in the file,
+// and what was expected.
 #pragma once
 
 #include <cstdint>
@@ -14,10 +17,12 @@
 #include "tls/tls_context.h"
 #include "tls/tls_version.h"
 #include "net/socket_address.h"
+#include "redis/hash_slot.h"
+#include "redis/resp_limits.h"
 
 namespace shardgate::config {
 
-inline constexpr int kSlotCount = 16384;
+inline constexpr int kSlotCount = redis::kHashSlots;
 
 struct SlotRange {
   uint16_t first = 0;
@@ -71,6 +76,15 @@ struct LimitsConfig {
   // A client's own shard connection (opened for a blocking command, say)
   // idle this long, holding no MULTI/WATCH/pub/sub/tracking state, is closed.
   uint64_t private_idle_ms = 30000;
+  // Not a key: the longest inline command line, Redis's PROTO_INLINE_MAX_SIZE,
+  // which redis-server does not let an operator change either.
+  static constexpr uint64_t kMaxInlineLen = 64 * 1024;
+
+  // The request decoder's share of these limits.
+  redis::RespLimits requestLimits() const {
+    return redis::RespLimits{static_cast<size_t>(max_bulk_len), static_cast<size_t>(max_args),
+                             static_cast<size_t>(kMaxInlineLen)};
+  }
 };
 
 struct Config {

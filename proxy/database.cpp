@@ -34,8 +34,7 @@ Result<Database> makeDatabase(const config::DatabaseConfig& config, const config
   db.password = config.password;
   db.shard_password = config.shard_password;
   db.multiplex = config.multiplex;
-  db.limits.max_bulk_len = limits.max_bulk_len;
-  db.limits.max_args = limits.max_args;
+  db.limits = limits.requestLimits();
   db.shard_timeout_ms = limits.shard_timeout_ms;
   db.max_client_output = limits.max_client_output;
   db.private_idle_ms = limits.private_idle_ms;

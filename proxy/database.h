@@ -30,10 +30,12 @@ struct ShardEndpoint {
   sockaddr_storage addr{};
 };
 
+// Built by makeDatabase from the config: no field restates a config default
+// (zero means "not set yet").
 struct Database {
   std::string name;
   std::string listen;        // "127.0.0.1:6380"
-  bool tls = true;
+  bool tls = false;
   bool multiplex = false;
   std::string shard;         // shards[0].address: the transparent path's one shard
   sockaddr_storage shard_addr{};
@@ -42,10 +44,10 @@ struct Database {
   std::shared_ptr<const std::array<uint16_t, config::kSlotCount>> slot_owner;
   std::optional<std::string> password;
   std::optional<std::string> shard_password;
-  redis::RespLimits limits;
-  uint64_t shard_timeout_ms = 10000;         // limits.shard_timeout_ms
-  uint64_t max_client_output = 256u << 20;   // limits.max_client_output
-  uint64_t private_idle_ms = 30000;          // limits.private_idle_ms
+  redis::RespLimits limits{};
+  uint64_t shard_timeout_ms = 0;   // limits.shard_timeout_ms
+  uint64_t max_client_output = 0;  // limits.max_client_output
+  uint64_t private_idle_ms = 0;    // limits.private_idle_ms
   // Set by the server before workers start (multiplexed only): from a shard's
   // COMMAND reply, or the built-in table when no shard answered.
   std::shared_ptr<const redis::CommandTable> commands;

@@ -26,9 +26,11 @@ namespace shardgate::proxy {
 
 class ClientConnection;
 
+// Built by the server from the config: tls.handshake_timeout_ms and
+// drain_timeout_ms; zero means "not set yet", never a default of its own.
 struct WorkerSettings {
-  uint32_t handshake_timeout_ms = 10000;
-  uint32_t drain_timeout_ms = 10000;
+  uint32_t handshake_timeout_ms = 0;
+  uint32_t drain_timeout_ms = 0;
 };
 
 class Worker {

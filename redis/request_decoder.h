@@ -24,7 +24,7 @@ class RequestDecoder {
     kError,     // protocol error: errorText() is Redis's own text; close after replying
   };
 
-  explicit RequestDecoder(RespLimits limits = {}) : limits_(limits) {}
+  explicit RequestDecoder(RespLimits limits) : limits_(limits) {}
 
   // data: the unconsumed input, starting at the first byte of the command
   // being parsed. After kCommand the caller consumes frameLength() bytes and

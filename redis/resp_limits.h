@@ -1,5 +1,6 @@
-// Protocol limits of a multiplexed database's requests, from the config
-// (the defaults live in config/config.h with the other keys).
+// Protocol limits of a multiplexed database's requests. Plain values with no
+// defaults of their own: they come from the config (config::LimitsConfig,
+// requestLimits()), where the defaults live with the other keys.
 #pragma once
 
 #include <cstddef>
@@ -7,9 +8,9 @@
 namespace shardgate::redis {
 
 struct RespLimits {
-  size_t max_bulk_len = 512u * 1024 * 1024;  // Redis's proto-max-bulk-len default
-  size_t max_args = 1024 * 1024;             // arguments per command
-  size_t max_inline_len = 64 * 1024;         // Redis's PROTO_INLINE_MAX_SIZE
+  size_t max_bulk_len;    // limits.max_bulk_len: longest bulk argument
+  size_t max_args;        // limits.max_args: arguments per command
+  size_t max_inline_len;  // longest inline command line
 };
 
 }  // namespace shardgate::redis

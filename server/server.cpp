@@ -11,6 +11,7 @@
 #include "proxy/listener.h"
 #include "common/uv_handle.h"
 #include "common/logging.h"
+#include "config/config_diff.h"
 #include "tls/cert_files.h"
 #include "tls/preflight.h"
 
@@ -307,8 +308,12 @@ void Server::reload() {
     return;
   }
   // Listeners and shards need a restart to change; TLS policy, certificates
-  // and the log level apply to what comes next.
-  config_.tls = fresh->tls;
+  // and the log level apply to what comes next. What cannot apply is named,
+  // so an edit is never ignored silently.
+  for (const config::ConfigChange& change : config::diffConfigs(config_, *fresh)) {
+    if (change.needs_restart) spdlog::warn("{} changed: needs a restart", change.key);
+  }
+  config_.tls.policy = fresh->tls.policy;
   config_.log_level = fresh->log_level;
   if (auto st = setLogLevel(config_.log_level); !st) spdlog::error("{}", st.message());
   if (anyTls(config_)) reloadCerts("SIGHUP");

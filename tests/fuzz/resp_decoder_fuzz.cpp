@@ -25,6 +25,7 @@
 #include "redis/resp_limits.h"
 #include "redis/resp_value.h"
 #include "redis/resp_encoder.h"
+#include "config/config.h"
 
 using namespace shardgate;
 
@@ -37,6 +38,9 @@ using shardgate::redis::RequestDecoder;
 using shardgate::redis::RespLimits;
 using shardgate::redis::RespValue;
 namespace resp = shardgate::redis::resp;
+
+// What production runs when the config leaves `limits` out.
+const RespLimits kDefaultLimits = shardgate::config::LimitsConfig{}.requestLimits();
 
 [[noreturn]] void broken(const char* promise) {
   std::fprintf(stderr, "resp fuzz: broken promise: %s\n", promise);
@@ -148,7 +152,7 @@ void checkRequests(std::string_view input, redis::RespLimits limits) {
     redis::resp::appendArrayHeader(encoded, args.size());
     for (const std::string& a : args) redis::resp::appendBulk(encoded, a);
   }
-  Decoded again = decodeChunks({encoded.view()}, redis::RespLimits{});
+  Decoded again = decodeChunks({encoded.view()}, kDefaultLimits);
   require(again.error.empty() && again.commands == whole.commands &&
               again.consumed == encoded.size(),
           "requests: re-encoded commands decode to themselves");
@@ -276,7 +280,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   small.max_args = 6;
   small.max_inline_len = 24;
   checkRequests(input, small);
-  checkRequests(input, redis::RespLimits{});
+  checkRequests(input, kDefaultLimits);
 
   checkReplies(input);
   return 0;

@@ -177,6 +177,25 @@ class RedisServer:
         return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, **kw)
 
 
+def wait_for_blocked_clients(backend_client, count: int = 1, timeout: float = 5.0) -> None:
+    """Polls redis-server's INFO clients until `count` clients are blocked
+    (BLPOP and friends): a test that wakes a blocked command proves it
+    blocked first instead of hoping a sleep was long enough."""
+    deadline = time.monotonic() + timeout
+    while True:
+        blocked = backend_client.info("clients")["blocked_clients"]
+        if blocked >= count:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"{blocked} blocked client(s) in redis-server after {timeout} s, "
+                        f"expected {count}")
+        time.sleep(0.01)
+
+
+# In redis_server(...)'s arguments: a port picked afresh on every attempt.
+FREE_PORT = object()
+
+
 class PortTaken(Exception):
     """redis-server could not bind its port: another process took it."""
 
@@ -232,13 +251,19 @@ def redis_server(procs, tmp_path):
     def start(*extra_args: str) -> RedisServer:
         # redis-server cannot listen on port 0: a port found free may be
         # taken before it binds, so a taken port is retried with another.
+        # FREE_PORT in extra_args (a second port, such as --cluster-port)
+        # gets a fresh free port on each attempt too.
         name = f"redis{next(counter)}"
+
+        def args() -> list[str]:
+            return [str(free_port()) if a is FREE_PORT else a for a in extra_args]
+
         for _ in range(4):
             try:
-                return start_redis_on_port(procs, tmp_path, free_port(), *extra_args, name=name)
+                return start_redis_on_port(procs, tmp_path, free_port(), *args(), name=name)
             except PortTaken:
                 continue
-        return start_redis_on_port(procs, tmp_path, free_port(), *extra_args, name=name)
+        return start_redis_on_port(procs, tmp_path, free_port(), *args(), name=name)
 
     return start
 

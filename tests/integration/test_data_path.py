@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 
-from conftest import (database, recv_until, recv_until_eof, run_shardgate,
+from conftest import (database, recv_until, recv_until_eof, run_shardgate, wait_for_blocked_clients,
                       s_client, tls_socket, write_config)
 
 
@@ -87,7 +87,7 @@ def test_request_in_flight_completes_during_sigterm_drain(redis_server, shardgat
     sg = shardgate([database("db1", 0, backend.address)], drain_timeout_ms=5000)
     sock = tls_socket(sg.port(), sg.ca, timeout=10)
     sock.sendall(b"BLPOP nothing-here 1\r\n")
-    time.sleep(0.2)  # BLPOP is now blocked in redis-server
+    wait_for_blocked_clients(backend.client())  # BLPOP is blocked in redis-server
     started = time.monotonic()
     sg.proc.send_signal(signal.SIGTERM)
     data, closed = recv_until_eof(sock, timeout=8)

@@ -9,7 +9,7 @@ import time
 
 import redis
 
-from conftest import database, recv_until, tls_socket
+from conftest import database, recv_until, tls_socket, wait_for_blocked_clients
 
 
 def redis_cli(port: int, cacert, *command: str) -> subprocess.CompletedProcess:
@@ -83,7 +83,7 @@ def test_multi_exec(proxied):
 
 
 def test_blpop_woken_by_push_from_another_client(proxied):
-    sg, _ = proxied
+    sg, backend = proxied
     waiter = sg.client(socket_timeout=15)
     result: dict = {}
 
@@ -94,7 +94,7 @@ def test_blpop_woken_by_push_from_another_client(proxied):
 
     thread = threading.Thread(target=wait)
     thread.start()
-    time.sleep(0.3)  # let BLPOP block on the server first
+    wait_for_blocked_clients(backend.client())  # BLPOP blocks on the server first
     assert sg.client().rpush("queue", "job-1") == 1
     thread.join(timeout=15)
     assert not thread.is_alive()

@@ -11,7 +11,7 @@ import time
 import pytest
 import redis
 
-from conftest import database
+from conftest import database, wait_for_blocked_clients
 from sharding_env import RespClient
 from test_differential import run_differential
 
@@ -110,7 +110,7 @@ def test_concurrent_pipelines_each_get_their_own_replies(redis_server, shardgate
 
 
 def test_stateful_commands_work_multiplexed(redis_server, shardgate):
-    sg, _ = start_one_shard(redis_server, shardgate, True)
+    sg, backend = start_one_shard(redis_server, shardgate, True)
     with sg.client() as a, sg.client() as b:
         # MULTI/EXEC and WATCH.
         p = a.pipeline(transaction=True)
@@ -129,12 +129,15 @@ def test_stateful_commands_work_multiplexed(redis_server, shardgate):
         got: list = []
         t = threading.Thread(target=lambda: got.append(a.blpop(["q"], timeout=10)))
         t.start()
-        time.sleep(0.3)
+        with backend.client() as r:
+            wait_for_blocked_clients(r)
+        # The shared link is not held by the blocked client: b is answered
+        # while a is still blocked.
+        assert b.ping()
+        assert t.is_alive(), "BLPOP returned before anything was pushed"
         assert b.rpush("q", "x") == 1
         t.join(timeout=10)
         assert got == [(b"q", b"x")]
-        # The shared link was not held by the blocked client: b answered meanwhile.
-        assert b.ping()
 
         # SELECT keeps its database for this client only.
         with sg.client(db=1) as c1:

@@ -19,7 +19,7 @@ import time
 import pytest
 import redis
 
-from conftest import free_port
+from conftest import FREE_PORT, wait_for_blocked_clients
 from sharding_env import (CROSSSLOT, Err, RespClient, crc16, describe_command, keyslot,
                           redis_cli, start_redis_on_port, start_sharded)
 
@@ -75,8 +75,9 @@ def test_keyslot_helper_known_values():
 def test_keyslot_helper_matches_redis_cluster_keyslot(redis_server):
     """The oracle every other test trusts, checked once against Redis itself."""
     # An explicit bus port: the default (port + 10000) does not exist for
-    # ports above 55535, which free_port() may hand out.
-    cluster_node = redis_server("--cluster-enabled", "yes", "--cluster-port", str(free_port()))
+    # ports above 55535, which free_port() may hand out; FREE_PORT is picked
+    # again with the main port when redis-server finds either one taken.
+    cluster_node = redis_server("--cluster-enabled", "yes", "--cluster-port", FREE_PORT)
     rng = random.Random(16384)
     alphabet = string.ascii_letters + string.digits + "{}{}{}:._-"
     keys: list[bytes] = [b"foo", b"{user1000}.following", b"foo{}{bar}", b"foo{{bar}}zap",
@@ -299,7 +300,7 @@ def test_blpop_woken_by_lpush_from_another_client(db):
 
     thread = threading.Thread(target=wait)
     thread.start()
-    time.sleep(0.3)  # let BLPOP block on the shard first
+    wait_for_blocked_clients(db.owner(queue).client())  # BLPOP blocks on the shard first
     pushed = db.client().lpush(queue, "job-1")
     thread.join(timeout=15)
     assert not thread.is_alive(), "BLPOP still blocked 15 s after the LPUSH"

@@ -25,7 +25,12 @@ def test_wait_does_not_stall_other_clients_on_the_shard(db):
     key = db.key_on(0, "after-wait")
     with db.raw() as waiter, db.raw() as other:
         waiter.send("WAIT", "1", "0")  # no replica will ever acknowledge: blocks forever
-        time.sleep(0.2)
+        # Proven blocked on a shard (redis counts WAIT in blocked_clients),
+        # not hoped to be after a sleep.
+        deadline = time.monotonic() + 5
+        while sum(s.client().info("clients")["blocked_clients"] for s in db.shards) < 1:
+            assert time.monotonic() < deadline, "WAIT never blocked on any shard"
+            time.sleep(0.01)
         start = time.monotonic()
         assert other.call("SET", key, "v") == "OK"
         assert other.call("GET", key) == b"v"
