@@ -27,11 +27,15 @@ inline constexpr int kSlotCount = redis::kHashSlots;
 struct SlotRange {
   uint16_t first = 0;
   uint16_t last = 0;  // inclusive
+
+  bool operator==(const SlotRange&) const = default;
 };
 
 struct ShardConfig {
   net::SocketAddress address;
   std::vector<SlotRange> slots;  // one shard without `slots`: 0-16383
+
+  bool operator==(const ShardConfig&) const = default;
 };
 
 enum class ClientAuth { kNone, kOptional, kRequired };

@@ -13,25 +13,6 @@ bool sameOptionalListen(const std::optional<net::SocketAddress>& before,
   return !before || sameListen(*before, *after);
 }
 
-bool sameShards(const std::vector<ShardConfig>& before, const std::vector<ShardConfig>& after) {
-  if (before.size() != after.size()) return false;
-  for (size_t i = 0; i < before.size(); ++i) {
-    const ShardConfig& a = before[i];
-    const ShardConfig& b = after[i];
-    if (a.address.host != b.address.host || a.address.port != b.address.port) return false;
-    if (a.slots.size() != b.slots.size()) return false;
-    for (size_t r = 0; r < a.slots.size(); ++r) {
-      if (a.slots[r].first != b.slots[r].first || a.slots[r].last != b.slots[r].last) return false;
-    }
-  }
-  return true;
-}
-
-bool samePolicy(const tls::TlsPolicy& a, const tls::TlsPolicy& b) {
-  return a.min_version == b.min_version && a.ciphers == b.ciphers &&
-         a.ciphersuites == b.ciphersuites && a.audit_min_version == b.audit_min_version;
-}
-
 }  // namespace
 
 std::vector<ConfigChange> diffConfigs(const Config& before, const Config& after) {
@@ -43,7 +24,7 @@ std::vector<ConfigChange> diffConfigs(const Config& before, const Config& after)
   changed(before.log_level == after.log_level, "log_level", false);
   changed(before.cert_dir == after.cert_dir, "cert_dir", true);
   changed(before.generate_self_signed == after.generate_self_signed, "generate_self_signed", true);
-  changed(samePolicy(before.tls.policy, after.tls.policy), "tls", false);
+  changed(before.tls.policy == after.tls.policy, "tls", false);
   changed(before.tls.handshake_timeout_ms == after.tls.handshake_timeout_ms,
           "tls.handshake_timeout_ms", true);
   if (before.databases.size() != after.databases.size()) {
@@ -60,7 +41,7 @@ std::vector<ConfigChange> diffConfigs(const Config& before, const Config& after)
       changed(a.password == b.password, at + "password", true);
       changed(a.shard_password == b.shard_password, at + "shard_password", true);
       changed(a.multiplex == b.multiplex, at + "multiplex", true);
-      changed(sameShards(a.shards, b.shards), at + "shards", true);
+      changed(a.shards == b.shards, at + "shards", true);
     }
   }
   changed(sameOptionalListen(before.admin_listen, after.admin_listen), "admin.listen", true);

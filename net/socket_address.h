@@ -15,6 +15,8 @@ struct SocketAddress {
   std::string host;  // numeric IPv4 or IPv6 (no brackets); "localhost" parses as 127.0.0.1
   uint16_t port = 0;
   std::string toString() const;  // "127.0.0.1:6380", "[::1]:6380"
+
+  bool operator==(const SocketAddress&) const = default;
 };
 
 // "127.0.0.1:6380", "[::1]:6380", "localhost:6380" (-> 127.0.0.1), ":6380"

@@ -19,11 +19,6 @@ std::string hostName() {
   return buf;
 }
 
-bool samePolicy(const tls::TlsPolicy& a, const tls::TlsPolicy& b) {
-  return a.min_version == b.min_version && a.ciphers == b.ciphers && a.ciphersuites == b.ciphersuites &&
-         a.audit_min_version == b.audit_min_version;
-}
-
 bool sameBundle(const tls::CertBundle& a, const tls::CertBundle& b) {
   return a.cert_pem == b.cert_pem && a.key_pem == b.key_pem && a.chain_pem == b.chain_pem;
 }
@@ -59,7 +54,7 @@ Result<tls::TlsContextPtr> CertReloader::build(const config::Config& config, con
 }
 
 bool CertReloader::sameInputs(const tls::CertBundle& bundle, const tls::TlsPolicy& policy) const {
-  return sameBundle(bundle, applied_bundle_) && samePolicy(policy, applied_policy_);
+  return sameBundle(bundle, applied_bundle_) && policy == applied_policy_;
 }
 
 Status CertReloader::loadInitial(const config::Config& config) {
@@ -113,7 +108,7 @@ CertReloader::Outcome CertReloader::reload(const config::Config& config, const c
     last_attempt_failed_ = false;
     return Outcome::kUnchanged;
   }
-  if (have_failed_input_ && sameBundle(*bundle, failed_bundle_) && samePolicy(config.tls.policy, failed_policy_)) {
+  if (have_failed_input_ && sameBundle(*bundle, failed_bundle_) && config.tls.policy == failed_policy_) {
     spdlog::debug("{}: same input as the last failed reload, still waiting for a change", trigger);
     return Outcome::kUnchanged;
   }

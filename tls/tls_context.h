@@ -39,6 +39,8 @@ struct TlsPolicy {
   // Handshakes below this version are counted and logged (not refused), so
   // an operator sees who a higher min_version would turn away.
   std::optional<TlsVersion> audit_min_version;
+
+  bool operator==(const TlsPolicy&) const = default;
 };
 
 // Checks the cipher strings against OpenSSL without building a server context.

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import time
 
-from conftest import database, recv_until_eof, tls_client_context, tls_socket
+from conftest import database, recv_until_eof, tls_client_context, tls_socket, wait_for_blocked_clients
 
 TLS_REQUIRED = b"-ERR this endpoint requires TLS (redis-cli: add --tls)\r\n"
 
@@ -72,10 +72,7 @@ def test_shard_closing_after_its_reply_is_a_clean_close(redis_server, shardgate)
     assert conn.recv(64) == b"+PONG\r\n"
     backend_client = backend.client()
     conn.sendall(b"*3\r\n$5\r\nBLPOP\r\n$7\r\nnothing\r\n$1\r\n0\r\n")
-    deadline = time.monotonic() + 5
-    while int(backend_client.info("clients")["blocked_clients"]) < 1:
-        assert time.monotonic() < deadline, "BLPOP never blocked on the shard"
-        time.sleep(0.05)
+    wait_for_blocked_clients(backend_client)  # the BLPOP waits on the shard
     backend_client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
     data, closed = recv_until_eof(conn, timeout=5)
     conn.close()
