@@ -4,23 +4,19 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <array>
 #include <cerrno>
-
-#include "tls/preflight.h"
+#include <ctime>
 
 namespace shardgate::server {
 
 namespace {
 
+using tls::CertName;
+
 std::string hostName() {
   char buf[256] = {};
   if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
   return buf;
-}
-
-bool sameBundle(const tls::CertBundle& a, const tls::CertBundle& b) {
-  return a.cert_pem == b.cert_pem && a.key_pem == b.key_pem && a.chain_pem == b.chain_pem;
 }
 
 // First start only: a directory with neither file of the pair gets a
@@ -40,38 +36,45 @@ Status generateIfAbsent(const config::Config& config) {
   return {};
 }
 
+// Why a certificate other than proxy is held but not used: said wherever it
+// appears, so nobody mistakes it for served.
+const char* notServedYet(CertName name) {
+  return name == CertName::kMtlsTrustedCa
+             ? "not used yet: client certificate authentication is not built in this version"
+             : "not served yet: this version has no listener for it";
+}
+
 }  // namespace
 
-CertReloader::CertReloader(tls::TlsContextStore& store)
-    : store_(store), ticket_keys_(tls::TicketKeys::create()) {}
-
-Result<tls::TlsContextPtr> CertReloader::build(const config::Config& config, const tls::CertBundle& bundle) {
-  auto ctx = tls::TlsContext::createServer(bundle, config.tls.policy, store_.nextGeneration(),
-                                           ticket_keys_);
-  if (!ctx) return ctx.error();
-  if (auto st = tls::preflight(*ctx); !st) return makeError(st.message());
-  return std::move(*ctx);
-}
-
-bool CertReloader::sameInputs(const tls::CertBundle& bundle, const tls::TlsPolicy& policy) const {
-  return sameBundle(bundle, applied_bundle_) && policy == applied_policy_;
-}
+CertReloader::CertReloader(tls::CertStore& store) : store_(store) {}
 
 Status CertReloader::loadInitial(const config::Config& config) {
   if (auto st = generateIfAbsent(config); !st) return st;
-  auto bundle = tls::readProxyCertFiles(config.cert_dir);
-  if (!bundle) return bundle.error();
-  auto ctx = build(config, *bundle);
-  if (!ctx) return ctx.error();
-  store_.publish(*ctx);
-  applied_bundle_ = std::move(*bundle);
-  applied_policy_ = config.tls.policy;
+  auto inputs = tls::readCertDir(config.cert_dir);
+  if (!inputs) return inputs.error();
+  tls::CertTransaction txn = store_.begin();
+  txn.stageAll(std::move(*inputs));
+  txn.setPolicy(config.tls.policy);
+  auto changes = txn.commit();
+  if (!changes) return changes.error();
+  for (const tls::CertChange& change : *changes) {
+    // The proxy certificate is told by each database's listening line.
+    if (change.name == CertName::kProxy) continue;
+    if (change.context) {
+      const auto& info = change.context->certInfo();
+      spdlog::info("certificate {}: {} serial {} not after {} sha256 {}; {}", tls::toString(change.name),
+                   info.subject, info.serial, info.not_after, info.sha256_fingerprint, notServedYet(change.name));
+    } else if (change.configured) {
+      spdlog::info("certificate {}: {} CA certificate(s) from {}; {}", tls::toString(change.name),
+                   change.ca_certificates, txn.input(change.name)->cert_source, notServedYet(change.name));
+    }
+  }
   checkExpiry(static_cast<int64_t>(::time(nullptr)));
   return {};
 }
 
 CertReloader::Outcome CertReloader::reload(const config::Config& config, const char* trigger) {
-  auto old = store_.current();
+  auto old = store_.current(CertName::kProxy);
   uint64_t old_generation = old ? old->generation() : 0;
   auto fail = [&](const std::string& why) {
     ++failed_;
@@ -84,16 +87,19 @@ CertReloader::Outcome CertReloader::reload(const config::Config& config, const c
 
   // Read only, never generate: a file missing at run time (mid-rename, or
   // deleted) is a failed attempt, and the next event or poll retries.
-  auto bundle = tls::readProxyCertFiles(config.cert_dir);
-  if (!bundle) {
-    const int err = bundle.error().sys_errno;
+  auto inputs = tls::readCertDir(config.cert_dir);
+  if (!inputs) {
+    const int err = inputs.error().sys_errno;
     if (err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS) {
-      fail(bundle.message() + "; trying again in " + std::to_string(kRetryMs) + " ms");
+      fail(inputs.message() + "; trying again in " + std::to_string(kRetryMs) + " ms");
       return Outcome::kRetryLater;
     }
-    return fail(bundle.message());
+    return fail(inputs.message());
   }
-  if (sameInputs(*bundle, config.tls.policy)) {
+  tls::CertTransaction txn = store_.begin();
+  txn.stageAll(std::move(*inputs));
+  txn.setPolicy(config.tls.policy);
+  if (txn.unchanged()) {
     if (last_attempt_failed_) {
       // The files went bad and came back as they were: nothing to apply, but
       // the operator watching the failures should hear that they are over.
@@ -108,50 +114,81 @@ CertReloader::Outcome CertReloader::reload(const config::Config& config, const c
     last_attempt_failed_ = false;
     return Outcome::kUnchanged;
   }
-  if (have_failed_input_ && sameBundle(*bundle, failed_bundle_) && config.tls.policy == failed_policy_) {
+  if (have_failed_input_ && tls::sameInputs(txn.inputs(), failed_inputs_) &&
+      txn.policy() == failed_policy_) {
     spdlog::debug("{}: same input as the last failed reload, still waiting for a change", trigger);
     return Outcome::kUnchanged;
   }
-  auto ctx = build(config, *bundle);
-  if (!ctx) {
-    failed_bundle_ = std::move(*bundle);
-    failed_policy_ = config.tls.policy;
+  auto changes = txn.commit();
+  if (!changes) {
+    failed_inputs_ = txn.inputs();
+    failed_policy_ = txn.policy();
     have_failed_input_ = true;
-    return fail(ctx.message());
+    return fail(changes.message());
   }
   have_failed_input_ = false;
   last_attempt_failed_ = false;
-  store_.publish(*ctx);
   ++ok_;
-  const auto& info = (*ctx)->certInfo();
-  spdlog::info(
-      "certificate reload #{} ({}): generation {} -> {}: {} serial {} not after {} sha256 {}, TLS min {} "
-      "(reloads ok {}, failed {}; generation {} keeps {} live connection(s))",
-      ok_, trigger, old_generation, (*ctx)->generation(), info.subject, info.serial, info.not_after,
-      info.sha256_fingerprint, tls::toString(config.tls.policy.min_version), ok_, failed_, old_generation,
-      old ? old->liveSessions() : 0);
-  applied_bundle_ = std::move(*bundle);
-  applied_policy_ = config.tls.policy;
+  for (const tls::CertChange& change : *changes) logChange(change, config, trigger);
   checkExpiry(static_cast<int64_t>(::time(nullptr)));
   return Outcome::kApplied;
 }
 
+void CertReloader::logChange(const tls::CertChange& change, const config::Config& config,
+                             const char* trigger) const {
+  const uint64_t old_generation = change.before ? change.before->generation() : 0;
+  const char* name = tls::toString(change.name);
+  if (change.name == CertName::kProxy) {
+    const auto& info = change.context->certInfo();
+    spdlog::info(
+        "certificate reload #{} ({}): generation {} -> {}: {} serial {} not after {} sha256 {}, TLS min {} "
+        "(reloads ok {}, failed {}; generation {} keeps {} live connection(s))",
+        ok_, trigger, old_generation, change.context->generation(), info.subject, info.serial,
+        info.not_after, info.sha256_fingerprint, tls::toString(config.tls.policy.min_version), ok_, failed_,
+        old_generation, change.before ? change.before->liveSessions() : 0);
+  } else if (change.context) {
+    const auto& info = change.context->certInfo();
+    spdlog::info("certificate reload #{} ({}): {}: generation {} -> {}: {} serial {} not after {} sha256 {} "
+                 "(reloads ok {}, failed {}); {}",
+                 ok_, trigger, name, old_generation, change.context->generation(), info.subject, info.serial,
+                 info.not_after, info.sha256_fingerprint, ok_, failed_, notServedYet(change.name));
+  } else if (change.configured) {
+    spdlog::info("certificate reload #{} ({}): {}: {} CA certificate(s) from {}/{} (reloads ok {}, failed {}); {}",
+                 ok_, trigger, name, change.ca_certificates, config.cert_dir, tls::infoOf(change.name).cert_file,
+                 ok_, failed_, notServedYet(change.name));
+  } else {
+    spdlog::info("certificate reload #{} ({}): {}: not configured any more, its files are gone from {} "
+                 "(reloads ok {}, failed {})",
+                 ok_, trigger, name, config.cert_dir, ok_, failed_);
+  }
+}
+
 void CertReloader::checkExpiry(int64_t now_epoch) {
-  auto ctx = store_.current();
-  if (!ctx) return;
-  const auto& info = ctx->certInfo();
-  int64_t left = info.not_after_epoch - now_epoch;
   constexpr std::array<int, 3> kWarnDays{1, 7, 30};
-  for (int days : kWarnDays) {
-    if (left > static_cast<int64_t>(days) * 86400) continue;
-    // Warn once per threshold per generation: the tightest threshold reached.
-    if (expiry_warned_generation_ == ctx->generation() && expiry_warned_days_ <= days) return;
-    expiry_warned_generation_ = ctx->generation();
-    expiry_warned_days_ = days;
-    spdlog::warn("the served certificate {} (serial {}) expires within {} day(s), on {}: replace {} in the "
-                 "certificate directory",
-                 info.subject, info.serial, days, info.not_after, tls::kProxyCertFile);
-    return;
+  for (CertName name : tls::kCertNames) {
+    auto ctx = store_.current(name);
+    if (!ctx) continue;
+    const size_t i = tls::indexOf(name);
+    const auto& info = ctx->certInfo();
+    int64_t left = info.not_after_epoch - now_epoch;
+    for (int days : kWarnDays) {
+      if (left > static_cast<int64_t>(days) * 86400) continue;
+      // Warn once per threshold per generation: the tightest threshold reached.
+      if (expiry_warned_generation_[i] == ctx->generation() && expiry_warned_days_[i] <= days) break;
+      expiry_warned_generation_[i] = ctx->generation();
+      expiry_warned_days_[i] = days;
+      if (name == CertName::kProxy) {
+        spdlog::warn("the served certificate {} (serial {}) expires within {} day(s), on {}: replace {} in the "
+                     "certificate directory",
+                     info.subject, info.serial, days, info.not_after, tls::kProxyCertFile);
+      } else {
+        spdlog::warn("the {} certificate {} (serial {}) expires within {} day(s), on {}: replace {} in the "
+                     "certificate directory",
+                     tls::toString(name), info.subject, info.serial, days, info.not_after,
+                     tls::infoOf(name).cert_file);
+      }
+      break;
+    }
   }
 }
 

@@ -1,25 +1,26 @@
-// CertReloader: the one path by which a TLS context becomes the served one,
-// whatever asked for it (startup, a file event in cert_dir, SIGHUP, later the
-// admin API). It is a transaction (as HAProxy's ssl_ckch):
+// CertReloader: what the certificate directory means to a running proxy.
+// It turns the start, a file event in cert_dir and SIGHUP into transactions
+// of the certificate store (tls/cert_store.h), which does the one path every
+// change takes:
 //
-//   read cert_dir ─► unchanged? stop ─► validate pair, chain, dates
-//        ─► build SSL_CTX ─► preflight handshake in memory ─► publish (swap)
+//   read cert_dir (every named certificate) ─► unchanged? stop
+//        ─► CertStore transaction: validate, build, preflight each name
+//           that changed ─► commit (all or nothing)
 //
-// Any failing step leaves the last good context serving, counts a failed
-// reload and logs the reason naming the file; a file missing at run time is
-// such a failure (a self-signed pair is generated at the first start only).
-// When the files come back equal to what is served, that is logged too.
-// Runs on the control thread only.
+// Any failing step leaves every last good context in place, counts a failed
+// reload and logs the reason naming the file (and the certificate, when it
+// is not proxy); a file missing at run time is such a failure (a self-signed
+// pair is generated at the first start only). When the files come back equal
+// to what is served, that is logged too. Runs on the control thread only.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
 
 #include "config/config.h"
-#include "tls/cert_files.h"
-#include "tls/ticket_keys.h"
-#include "tls/tls_context_store.h"
+#include "tls/cert_store.h"
 
 namespace shardgate::server {
 
@@ -32,34 +33,28 @@ class CertReloader {
   enum class Outcome { kApplied, kUnchanged, kFailed, kRetryLater };
   static constexpr uint64_t kRetryMs = 1000;
 
-  explicit CertReloader(tls::TlsContextStore& store);
+  explicit CertReloader(tls::CertStore& store);
 
-  // Startup: generates a self-signed pair if allowed and none exists, then
-  // applies. A failure is returned, not just logged: the process cannot serve.
+  // Startup: generates a self-signed proxy pair if allowed and none exists,
+  // then commits. A failure is returned, not just logged: the process cannot serve.
   Status loadInitial(const config::Config& config);
-  // A change was noticed (trigger: "file change", "SIGHUP"); applies it if it
-  // is whole and valid, otherwise keeps serving the last good context. Only
+  // A change was noticed (trigger: "file change", "SIGHUP"); commits it if it
+  // is whole and valid, otherwise keeps serving the last good contexts. Only
   // reads cert_dir: never generates a pair.
   Outcome reload(const config::Config& config, const char* trigger);
-  // Warns once per generation as the served certificate nears its end (30, 7, 1 days).
+  // Warns once per generation as a certificate nears its end (30, 7, 1 days).
   void checkExpiry(int64_t now_epoch);
 
   uint64_t reloadsOk() const { return ok_; }
   uint64_t reloadsFailed() const { return failed_; }
   const std::string& lastFailure() const { return last_failure_; }
-  tls::TicketKeys& ticketKeys() { return *ticket_keys_; }
 
  private:
-  Result<tls::TlsContextPtr> build(const config::Config& config, const tls::CertBundle& bundle);
-  bool sameInputs(const tls::CertBundle& bundle, const tls::TlsPolicy& policy) const;
+  void logChange(const tls::CertChange& change, const config::Config& config, const char* trigger) const;
 
-  tls::TlsContextStore& store_;
-  std::shared_ptr<tls::TicketKeys> ticket_keys_;
-  // What the served context was built from, to skip reloads that change nothing.
-  tls::CertBundle applied_bundle_;
-  tls::TlsPolicy applied_policy_;
+  tls::CertStore& store_;
   // The last input that failed, so an unrelated event does not count it again.
-  tls::CertBundle failed_bundle_;
+  tls::CertInputs failed_inputs_;
   tls::TlsPolicy failed_policy_;
   bool have_failed_input_ = false;
   // The last reload attempt failed (for whatever reason), so files equal to
@@ -68,8 +63,9 @@ class CertReloader {
   uint64_t ok_ = 0;
   uint64_t failed_ = 0;
   std::string last_failure_;
-  uint64_t expiry_warned_generation_ = 0;
-  int expiry_warned_days_ = 0;
+  // Per certificate name: the generation and the tightest threshold warned of.
+  std::array<uint64_t, tls::kCertNameCount> expiry_warned_generation_{};
+  std::array<int, tls::kCertNameCount> expiry_warned_days_{};
 };
 
 }  // namespace shardgate::server

@@ -1,6 +1,8 @@
 // --check-certs DIR: the dry run. Validates a certificate directory exactly
-// as a reload would (pair, chain, dates, preflight handshake) and prints what
-// would be served, or each problem. Touches nothing, talks to no process.
+// as a reload would (the certificate store's transaction for every named
+// certificate there: pair, chain, dates, preflight handshake) and prints what
+// would be served, or the first problem, naming the file and, when it is not
+// proxy, the certificate. Touches nothing, talks to no process.
 #pragma once
 
 #include <cstdio>

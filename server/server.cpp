@@ -13,7 +13,6 @@
 #include "common/logging.h"
 #include "config/config_diff.h"
 #include "tls/cert_files.h"
-#include "tls/preflight.h"
 
 namespace shardgate::server {
 
@@ -92,15 +91,14 @@ Status checkServable(const config::Config& config) {
   if (!anyTls(config)) return {};
   if (config.generate_self_signed && tls::proxyCertFilesAbsent(config.cert_dir)) return {};
   const std::string cert_dir = config.where("cert_dir") + "cert_dir: ";
-  auto bundle = tls::readProxyCertFiles(config.cert_dir);
-  if (!bundle) return makeError(cert_dir + bundle.message());
-  auto ctx = tls::TlsContext::createServer(*bundle, config.tls.policy, 1);
-  if (!ctx) return makeError(cert_dir + ctx.message());
-  if (auto st = tls::preflight(*ctx); !st) return makeError(cert_dir + st.message());
+  auto inputs = tls::readCertDir(config.cert_dir);
+  if (!inputs) return makeError(cert_dir + inputs.message());
+  auto changes = tls::CertStore::check(std::move(*inputs), config.tls.policy);
+  if (!changes) return makeError(cert_dir + changes.message());
   return {};
 }
 
-Server::Server(config::Config config) : config_(std::move(config)), reloader_(tls_store_) {
+Server::Server(config::Config config) : config_(std::move(config)), reloader_(cert_store_) {
   uv_loop_init(&loop_);
   loop_.data = this;
 }
@@ -174,7 +172,8 @@ Status Server::bindAndStart() {
   open_files_at_start_ = countOpenFiles();
   proxy::WorkerSettings settings{config_.tls.handshake_timeout_ms, config_.drain_timeout_ms};
   for (unsigned w = 0; w < n; ++w) {
-    workers_.push_back(std::make_unique<proxy::Worker>(w, tls_store_, settings));
+    workers_.push_back(
+        std::make_unique<proxy::Worker>(w, cert_store_.published(tls::CertName::kProxy), settings));
   }
   for (unsigned w = 0; w < n; ++w) {
     if (auto st = workers_[w]->start(std::move(bindings[w])); !st) {
@@ -189,7 +188,7 @@ Status Server::bindAndStart() {
 }
 
 void Server::logListeners() const {
-  auto ctx = tls_store_.current();
+  auto ctx = cert_store_.current(tls::CertName::kProxy);
   for (const auto& db : databases_) {
     std::string behind;
     if (db->multiplex && db->shards.size() == 1) {
@@ -258,8 +257,7 @@ void Server::beginShutdown(int signum) {
 void Server::startCertMaintenance() {
   if (!anyTls(config_)) return;
   auto watcher = tls::CertWatcher::create(
-      &loop_, config_.cert_dir, {tls::kProxyCertFile, tls::kProxyKeyFile, tls::kChainFile},
-      kCertSettleMs, kCertPollMs, [this] {
+      &loop_, config_.cert_dir, tls::certDirFileNames(), kCertSettleMs, kCertPollMs, [this] {
         if (!shutting_down_) reloadCerts("file change");
       });
   if (watcher) {
@@ -281,7 +279,7 @@ void Server::startCertMaintenance() {
     self->reloader_.checkExpiry(static_cast<int64_t>(::time(nullptr)));
     uint64_t now = uv_now(&self->loop_);
     if (now - self->ticket_keys_rotated_ms_ >= kTicketKeyRotationMs) {
-      self->reloader_.ticketKeys().rotate();
+      self->cert_store_.rotateTicketKeys();
       self->ticket_keys_rotated_ms_ = now;
       spdlog::debug("session ticket keys rotated");
     }

@@ -14,13 +14,14 @@
 #include "proxy/database.h"
 #include "proxy/worker.h"
 #include "common/result.h"
+#include "tls/cert_store.h"
 #include "tls/cert_watcher.h"
-#include "tls/tls_context_store.h"
 
 namespace shardgate::server {
 
 // What --check-config checks beyond the YAML: every database can be served,
-// and the certificate directory holds a valid proxy pair (or may generate one).
+// and the certificate directory holds a valid proxy pair (or may generate
+// one) and valid files for every other certificate it holds.
 // Touches nothing.
 Status checkServable(const config::Config& config);
 
@@ -53,7 +54,8 @@ class Server {
 
   config::Config config_;
   std::vector<std::unique_ptr<proxy::Database>> databases_;
-  tls::TlsContextStore tls_store_;
+  // Every named certificate; workers serve cert_store_.published(kProxy).
+  tls::CertStore cert_store_;
   CertReloader reloader_;
   std::unique_ptr<tls::CertWatcher> cert_watcher_;
   uv_timer_t maintenance_timer_{};  // expiry warnings, ticket key rotation

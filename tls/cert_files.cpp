@@ -1,6 +1,7 @@
-// cert_files: reading, describing, validating and generating the proxy
-// certificate pair. Every error names the file it is about and says what is
-// wrong in words; none ever contains key material.
+// cert_files: reading, describing and validating the files of the named
+// certificates, and generating the proxy's self-signed pair. Every error
+// names the file it is about and says what is wrong in words; none ever
+// contains key material.
 #include "tls/cert_files.h"
 
 #include <arpa/inet.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -306,23 +308,65 @@ std::string bioText(BIO* bio) {
 
 }  // namespace
 
-Result<CertBundle> readProxyCertFiles(const std::string& dir) {
+bool samePem(const CertBundle& a, const CertBundle& b) {
+  return a.cert_pem == b.cert_pem && a.key_pem == b.key_pem && a.chain_pem == b.chain_pem;
+}
+
+bool sameInputs(const CertInputs& a, const CertInputs& b) {
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].has_value() != b[i].has_value()) return false;
+    if (a[i] && !samePem(*a[i], *b[i])) return false;
+  }
+  return true;
+}
+
+Result<std::optional<CertBundle>> readCertFiles(const std::string& dir, CertName name) {
+  const CertNameInfo& files = infoOf(name);
   CertBundle b;
-  b.cert_source = joinPath(dir, kProxyCertFile);
-  b.key_source = joinPath(dir, kProxyKeyFile);
-  b.chain_source = joinPath(dir, kChainFile);
+  b.cert_source = joinPath(dir, files.cert_file);
+  if (files.key_file != nullptr) b.key_source = joinPath(dir, files.key_file);
+  if (files.chain_file != nullptr) b.chain_source = joinPath(dir, files.chain_file);
+
+  if (!files.required) {
+    // Not configured only when none of its own files is there; one half of a
+    // pair is read below, and the missing half named as for the proxy pair.
+    struct stat st {};
+    bool cert = ::stat(b.cert_source.c_str(), &st) == 0 || errno != ENOENT;
+    bool key = files.key_file != nullptr && (::stat(b.key_source.c_str(), &st) == 0 || errno != ENOENT);
+    if (!cert && !key) return std::optional<CertBundle>();
+  }
 
   auto cert = readCertDirFile(b.cert_source, false);
   if (!cert) return cert.error();
-  auto key = readCertDirFile(b.key_source, false);
-  if (!key) return key.error();
-  auto chain = readCertDirFile(b.chain_source, true);
-  if (!chain) return chain.error();
-
   b.cert_pem = std::move(*cert);
-  b.key_pem = std::move(*key);
-  b.chain_pem = std::move(*chain);
-  return b;
+  if (files.key_file != nullptr) {
+    auto key = readCertDirFile(b.key_source, false);
+    if (!key) return key.error();
+    b.key_pem = std::move(*key);
+  }
+  if (files.chain_file != nullptr) {
+    auto chain = readCertDirFile(b.chain_source, true);
+    if (!chain) return chain.error();
+    b.chain_pem = std::move(*chain);
+  }
+  return std::optional<CertBundle>(std::move(b));
+}
+
+Result<CertBundle> readProxyCertFiles(const std::string& dir) {
+  auto bundle = readCertFiles(dir, CertName::kProxy);
+  if (!bundle) return bundle.error();
+  assert(bundle->has_value());  // the proxy certificate is required
+  return std::move(**bundle);
+}
+
+Result<CertInputs> readCertDir(const std::string& dir) {
+  CertInputs inputs;
+  for (CertName name : kCertNames) {
+    auto bundle = readCertFiles(dir, name);
+    if (!bundle) return Error{namedReason(name, bundle.message()), bundle.error().sys_errno};
+    inputs[indexOf(name)] = std::move(*bundle);
+  }
+  return inputs;
 }
 
 bool proxyCertFilesAbsent(const std::string& dir) {
@@ -471,6 +515,15 @@ Result<CertInfo> generateSelfSigned(const std::string& dir,
   }
   OPENSSL_cleanse(bundle.key_pem.data(), bundle.key_pem.size());
   return info;
+}
+
+Result<size_t> validateCaBundle(const CertBundle& bundle) {
+  const std::string src = bundle.cert_source.empty() ? "CA bundle" : bundle.cert_source;
+  // The file's byte bound (kMaxCertFileBytes) is what limits the count here.
+  ParsedCerts cas = parseCerts(bundle.cert_pem, kMaxCertFileBytes);
+  if (!cas.error.empty()) return makeError(src + ": " + cas.error);
+  if (cas.certs.empty()) return makeError(src + ": no PEM certificate found");
+  return cas.certs.size();
 }
 
 Result<CertInfo> validateCertBundle(const CertBundle& bundle) {

@@ -1,21 +1,20 @@
 // cert_files: the certificate directory as operators know it:
-// reading the proxy pair, describing a certificate, generating a self-signed
-// pair, and writing key material atomically with mode 0600.
+// reading the files of each named certificate (cert_name.h), describing a
+// certificate, generating a self-signed pair, and writing key material
+// atomically with mode 0600.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/result.h"
+#include "tls/cert_name.h"
 
 namespace shardgate::tls {
-
-inline constexpr const char* kProxyCertFile = "proxy_cert.pem";
-inline constexpr const char* kProxyKeyFile = "proxy_key.pem";
-inline constexpr const char* kChainFile = "chain_certs.pem";
-inline constexpr const char* kMtlsCaFile = "mtls_trusted_ca.pem";
 
 // What is read and parsed from the certificate directory is bounded, so a
 // file put there by mistake (a CA bundle, a log, 10 MB of certificates)
@@ -52,11 +51,31 @@ struct CertInfo {
   size_t chain_length = 0;          // intermediates served after the leaf
 };
 
-// Reads proxy_cert.pem, proxy_key.pem and, when present, chain_certs.pem from
-// dir. A missing or unreadable file, one that is not a regular file, or one
-// larger than kMaxCertFileBytes is an error naming the file (and its size);
-// its sys_errno is the errno of a failed open() or read().
+// The PEM of the two bundles is the same (where it came from aside).
+bool samePem(const CertBundle& a, const CertBundle& b);
+
+// What the certificate directory holds for every named certificate, indexed
+// by indexOf(CertName): nullopt for an optional certificate that is not
+// configured. A CA bundle's PEM is in cert_pem, with no key.
+using CertInputs = std::array<std::optional<CertBundle>, kCertNameCount>;
+bool sameInputs(const CertInputs& a, const CertInputs& b);
+
+// Reads the files of one named certificate from dir: its certificate, its key
+// (unless a CA bundle) and, when present, its chain file. An optional
+// certificate none of whose files exist reads as nullopt (not configured);
+// one of a pair without the other is an error. A missing or unreadable file,
+// one that is not a regular file, or one larger than kMaxCertFileBytes is an
+// error naming the file (and its size); its sys_errno is the errno of a
+// failed open() or read().
+Result<std::optional<CertBundle>> readCertFiles(const std::string& dir, CertName name);
+
+// readCertFiles for the proxy certificate, which is always configured:
+// proxy_cert.pem, proxy_key.pem and, when present, chain_certs.pem.
 Result<CertBundle> readProxyCertFiles(const std::string& dir);
+
+// readCertFiles for every name, in kCertNames order; the first error wins,
+// worded by namedReason (so it names its certificate), errno kept.
+Result<CertInputs> readCertDir(const std::string& dir);
 
 // True when dir has neither proxy_cert.pem nor proxy_key.pem.
 bool proxyCertFilesAbsent(const std::string& dir);
@@ -73,6 +92,11 @@ Result<CertInfo> generateSelfSigned(const std::string& dir,
 // within the leaf's validity period.
 // Errors name the source (file) and the problem in words.
 Result<CertInfo> validateCertBundle(const CertBundle& bundle);
+
+// Parses a CA bundle (bundle.cert_pem, named by bundle.cert_source): at least
+// one certificate, each of which parses. Returns how many it holds. Dates are
+// not checked: a trust store may keep an expired root beside its successor.
+Result<size_t> validateCaBundle(const CertBundle& bundle);
 
 // Writes content to path through a temporary file in the same directory and
 // rename(), so a reader sees the old file or the new one, never half of one.

@@ -1,11 +1,13 @@
 // The floor servers' shared start: CERT_DIR PORT from the command line, and
-// shardgate's own server TlsContext for the certificate in CERT_DIR.
+// shardgate's own proxy TlsContext for the certificates in CERT_DIR, built
+// by the certificate store exactly as the proxy builds it (validated,
+// preflighted, committed).
 #pragma once
 
 #include <cstdio>
 
 #include "tls/cert_files.h"
-#include "tls/tls_context.h"
+#include "tls/cert_store.h"
 
 namespace shardgate::bench {
 
@@ -15,17 +17,21 @@ inline tls::TlsContextPtr contextFromArgs(int argc, char** argv, const char* pro
     std::fprintf(stderr, "usage: %s CERT_DIR PORT\n", program);
     return nullptr;
   }
-  auto bundle = tls::readProxyCertFiles(argv[1]);
-  if (!bundle) {
-    std::fprintf(stderr, "%s\n", bundle.message().c_str());
+  auto inputs = tls::readCertDir(argv[1]);
+  if (!inputs) {
+    std::fprintf(stderr, "%s\n", inputs.message().c_str());
     return nullptr;
   }
-  auto ctx = tls::TlsContext::createServer(*bundle, tls::TlsPolicy{}, 1);
-  if (!ctx) {
-    std::fprintf(stderr, "%s\n", ctx.message().c_str());
+  // OpenSSL's own ticket keys, as before: a floor server never rotates.
+  tls::CertStore store(tls::CertStore::TicketKeyMode::kPerContext);
+  tls::CertTransaction txn = store.begin();
+  txn.stageAll(std::move(*inputs));
+  auto committed = txn.commit();
+  if (!committed) {
+    std::fprintf(stderr, "%s\n", committed.message().c_str());
     return nullptr;
   }
-  return *ctx;
+  return store.current(tls::CertName::kProxy);
 }
 
 }  // namespace shardgate::bench

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from certs import CA, CERT_FILE, CHAIN_FILE, KEY_FILE, install_pair, place
-from conftest import database
+from conftest import database, run_shardgate
 from test_rotation import (APPLY_WITHIN_S, WAIT_S, Rotating, populate, shardgate,  # noqa: F401
                            start_rotating)
 
@@ -250,3 +250,51 @@ def test_files_put_back_as_served_log_valid_again(rotating):
 @pytest.fixture
 def rotating(redis_server, shardgate, tmp_path):
     return start_rotating(redis_server, shardgate, tmp_path)
+
+
+# ---------------------------------------------------------------- other named certificates
+
+
+API_CERT_FILE = "api_cert.pem"
+API_KEY_FILE = "api_key.pem"
+GARBAGE_PEM = b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n"
+
+
+def test_invalid_api_certificate_is_reported_naming_api_proxy_keeps_serving(rotating, tmp_path):
+    """An invalid api_cert.pem (with its key) dropped into cert_dir: the
+    certificate store checks every named certificate, so --check-certs and
+    the running proxy's reload both name `api`, while the proxy certificate
+    keeps being served. A valid api pair then commits without touching the
+    proxy's generation."""
+    rot = rotating
+    ok0, failed0 = rot.counters()
+    api = rot.new_pair()
+    place(api.key, rot.cert_dir, API_KEY_FILE)
+    place(GARBAGE_PEM, rot.cert_dir, API_CERT_FILE)
+
+    fail = wait_failure(rot, failed0, str(rot.cert_dir / API_CERT_FILE))
+    assert fail.group("reason").startswith(f"certificate api: {rot.cert_dir / API_CERT_FILE}: "), \
+        fail.group(0)
+    assert fail.group("gen") == "1", fail.group(0)
+    rot.assert_still_serving(rot.first.serial, for_s=0.3)
+    assert rot.counters()[0] == ok0, rot.sg.log()[-3000:]
+
+    result = run_shardgate(["--check-certs", rot.cert_dir])
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert f"certificate api: {rot.cert_dir / API_CERT_FILE}: " in result.stderr, \
+        result.stdout + result.stderr
+
+    # A good api pair: committed as api, the proxy's context untouched.
+    place(api.cert, rot.cert_dir, API_CERT_FILE)
+    deadline = time.monotonic() + WAIT_S
+    while "certificate reload #" not in rot.sg.log() or ": api: generation 0 -> 1:" not in rot.sg.log():
+        assert time.monotonic() < deadline, rot.sg.log()[-3000:]
+        time.sleep(0.02)
+    assert "not served yet" in rot.sg.log()
+    rot.assert_still_serving(rot.first.serial, for_s=0.2)
+    assert not [m for m in rot.successes() if m.group("serial") == rot.first.serial and
+                m.group("old") != "0"], "the proxy certificate was rebuilt"
+    result = run_shardgate(["--check-certs", rot.cert_dir])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "would be served" in result.stdout and "valid as the api certificate" in result.stdout, \
+        result.stdout

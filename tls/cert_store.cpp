@@ -1,0 +1,123 @@
+// CertStore: stage, validate, build, preflight, commit. The commit itself is
+// a series of pointer swaps that cannot fail, so once prepare() succeeded
+// nothing can leave the store half changed.
+#include "tls/cert_store.h"
+
+#include <utility>
+
+#include "tls/preflight.h"
+#include "tls/ticket_keys.h"
+
+namespace shardgate::tls {
+namespace {
+
+bool sameInput(const std::optional<CertBundle>& a, const std::optional<CertBundle>& b) {
+  if (a.has_value() != b.has_value()) return false;
+  return !a || samePem(*a, *b);
+}
+
+}  // namespace
+
+CertTransaction::CertTransaction(CertStore& store)
+    : store_(&store), inputs_(store.committed_), policy_(store.policy_), base_commit_(store.commits_) {}
+
+void CertTransaction::stage(CertName name, std::optional<CertBundle> bundle) {
+  inputs_[indexOf(name)] = std::move(bundle);
+}
+
+void CertTransaction::stageAll(CertInputs inputs) { inputs_ = std::move(inputs); }
+
+void CertTransaction::setPolicy(TlsPolicy policy) { policy_ = std::move(policy); }
+
+bool CertTransaction::unchanged() const {
+  if (store_->commits_ == 0) return false;  // nothing committed yet: the first commit always builds
+  return sameInputs(inputs_, store_->committed_) && policy_ == store_->policy_;
+}
+
+Error CertTransaction::fail(CertName name, const std::string& reason) const {
+  failed_ = name;
+  return makeError(namedReason(name, reason));
+}
+
+Result<std::vector<CertChange>> CertTransaction::prepare() const {
+  failed_.reset();
+  if (base_commit_ != store_->commits_) {
+    return makeError("the certificates changed while this change was prepared; try it again");
+  }
+  const bool policy_changed = store_->commits_ == 0 || policy_ != store_->policy_;
+  std::vector<CertChange> changes;
+  for (CertName name : kCertNames) {
+    const size_t i = indexOf(name);
+    const std::optional<CertBundle>& staged = inputs_[i];
+    if (!staged && infoOf(name).required) {
+      return fail(name, std::string("the ") + toString(name) + " certificate is required and cannot be removed");
+    }
+    // A CA bundle does not depend on the TLS policy; a server context does.
+    const bool rebuild = staged && hasServerContext(name) && policy_changed;
+    if (sameInput(staged, store_->committed_[i]) && !rebuild) continue;
+
+    CertChange change;
+    change.name = name;
+    change.before = store_->published_[i].current();
+    if (!staged) {
+      change.configured = false;
+    } else if (!hasServerContext(name)) {
+      auto count = validateCaBundle(*staged);
+      if (!count) return fail(name, count.message());
+      change.ca_certificates = *count;
+    } else {
+      auto ctx = TlsContext::createServer(*staged, policy_, store_->published_[i].nextGeneration(),
+                                          store_->ticket_keys_[i]);
+      if (!ctx) return fail(name, ctx.message());
+      if (Status st = preflight(*ctx); !st) return fail(name, st.message());
+      change.context = std::move(*ctx);
+    }
+    changes.push_back(std::move(change));
+  }
+  return changes;
+}
+
+Result<std::vector<CertChange>> CertTransaction::commit() {
+  auto changes = prepare();
+  if (!changes) return changes;
+  if (changes->empty()) return changes;
+  // From here nothing can fail: swaps and assignments only.
+  for (const CertChange& change : *changes) {
+    TlsContextStore& slot = store_->published_[indexOf(change.name)];
+    if (change.context) {
+      slot.publish(change.context);
+    } else if (!change.configured) {
+      slot.withdraw();
+    }
+  }
+  store_->committed_ = inputs_;
+  store_->policy_ = policy_;
+  ++store_->commits_;
+  base_commit_ = store_->commits_;
+  return changes;
+}
+
+CertStore::CertStore(TicketKeyMode mode) {
+  if (mode != TicketKeyMode::kShared) return;
+  for (CertName name : kCertNames) {
+    if (hasServerContext(name)) ticket_keys_[indexOf(name)] = TicketKeys::create();
+  }
+}
+
+CertTransaction CertStore::begin() { return CertTransaction(*this); }
+
+void CertStore::rotateTicketKeys() {
+  for (const auto& keys : ticket_keys_) {
+    if (keys) keys->rotate();
+  }
+}
+
+Result<std::vector<CertChange>> CertStore::check(CertInputs inputs, const TlsPolicy& policy) {
+  CertStore scratch(TicketKeyMode::kPerContext);
+  CertTransaction txn = scratch.begin();
+  txn.stageAll(std::move(inputs));
+  txn.setPolicy(policy);
+  return txn.prepare();
+}
+
+}  // namespace shardgate::tls
