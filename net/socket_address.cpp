@@ -91,4 +91,22 @@ Result<SocketAddress> parseSocketAddress(std::string_view text, bool any_port) {
   return address;
 }
 
+Result<sockaddr_storage> toSockaddr(const SocketAddress& address) {
+  sockaddr_storage ss{};
+  std::string host = address.host == "localhost" ? "127.0.0.1" : address.host;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(address.port);
+    return ss;
+  }
+  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(address.port);
+    return ss;
+  }
+  return makeError("\"" + address.host + "\" is not a numeric IPv4 or IPv6 address");
+}
+
 }  // namespace shardgate::net

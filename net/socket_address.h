@@ -3,6 +3,8 @@
 // DNS would make the config's meaning depend on the resolver at start time.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -23,5 +25,8 @@ struct SocketAddress {
 // (all interfaces, host "0.0.0.0"). Errors read "expected HOST:PORT such as ...".
 // any_port: port 0 is allowed (a listen address: the kernel picks a free port).
 Result<SocketAddress> parseSocketAddress(std::string_view text, bool any_port = false);
+
+// Fills a sockaddr from a numeric address ("localhost" means 127.0.0.1).
+Result<sockaddr_storage> toSockaddr(const SocketAddress& address);
 
 }  // namespace shardgate::net

@@ -2,8 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <sys/ioctl.h>
-
 #include <algorithm>
 #include <memory>
 
@@ -26,26 +24,11 @@ constexpr uint64_t kMaxBackoffMs = 1000;
 // A connect that neither succeeds nor fails (a host that drops SYNs) fails
 // the link after this long, so waiting requests get their error.
 constexpr uint64_t kConnectTimeoutMs = 2000;
+// A shard host that vanishes without a FIN or RST is noticed by the
+// kernel, not only by the request watchdog.
 constexpr unsigned kKeepaliveDelayS = 30;
 
-
-
 }  // namespace
-
-// One TCP connection of the link. It outlives the link if need be: a closing
-// socket's write callbacks (ECANCELED) and close callback only touch it.
-struct BackendLink::Socket {
-  explicit Socket(BackendLink* l) : link(l), queue(this, &BackendLink::onDrained) {}
-  uv_tcp_t tcp{};
-  BackendLink* link;
-  net::WriteQueue queue;
-  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp); }
-  void close() {
-    link = nullptr;
-    tcp.data = this;
-    uv_close(asHandle(&tcp), [](uv_handle_t* h) { delete static_cast<Socket*>(h->data); });
-  }
-};
 
 BackendLink::BackendLink(Worker& worker, const Database& db, uint16_t shard, MultiplexSession* owner)
     : worker_(worker), db_(db), shard_(shard), owner_(owner) {}
@@ -81,7 +64,7 @@ void BackendLink::markDirty() {
 
 void BackendLink::flush() {
   if (state_ != State::kReady || out_.empty()) return;
-  int rc = socket_->queue.send(socket_->stream(), out_.data(), out_.size());
+  int rc = socket_->write(out_.data(), out_.size());
   out_.clear();
   if (rc != 0) {
     fail(std::string("write failed: ") + asciiLower(uv_strerror(rc)));
@@ -98,38 +81,26 @@ void BackendLink::closeWrite() {
 
 void BackendLink::shutdownIfDrained() {
   if (!write_closed_ || shutdown_sent_ || state_ != State::kReady || !out_.empty() ||
-      !socket_->queue.idle()) {
+      !socket_->writeIdle()) {
     return;
   }
   shutdown_sent_ = true;
-  auto* req = new uv_shutdown_t;
-  // The callback only frees the request (it runs with ECANCELED if the
-  // socket closes first).
-  int rc = uv_shutdown(req, socket_->stream(), [](uv_shutdown_t* r, int) { delete r; });
-  if (rc != 0) {
-    delete req;
+  // Its result is not waited for: the shard's close is the answer.
+  if (int rc = socket_->shutdownWrite(); rc != 0) {
     fail(std::string("shutdown failed: ") + asciiLower(uv_strerror(rc)));
   }
 }
 
 void BackendLink::connect() {
   state_ = State::kConnecting;
-  socket_ = new Socket(this);
-  uv_tcp_init(worker_.loop(), &socket_->tcp);
-  socket_->tcp.data = socket_;
-  auto* req = new uv_connect_t;
-  req->data = socket_;
-  int rc = uv_tcp_connect(req, &socket_->tcp, reinterpret_cast<const sockaddr*>(&db_.shards[shard_].addr),
-                          [](uv_connect_t* r, int status) {
-                            std::unique_ptr<uv_connect_t> done(r);
-                            auto* socket = static_cast<Socket*>(r->data);
-                            if (socket->link) socket->link->onConnected(status);
-                          });
+  const auto& addr = reinterpret_cast<const sockaddr&>(db_.shards[shard_].addr);
+  net::Stream* stream = nullptr;
+  int rc = worker_.io().connect(addr, this, net::ConnectOptions{kKeepaliveDelayS}, &stream);
   if (rc != 0) {
-    delete req;
     onConnected(rc);
     return;
   }
+  socket_ = stream;
   startTimer(kConnectTimeoutMs);
 }
 
@@ -142,16 +113,8 @@ void BackendLink::onConnected(int status) {
   state_ = State::kReady;
   // Requests queued while connecting could not have been answered sooner.
   last_progress_ms_ = uv_now(worker_.loop());
-  uv_tcp_nodelay(&socket_->tcp, 1);
-  // A shard host that vanishes without a FIN or RST is noticed by the
-  // kernel, not only by the request watchdog.
-  uv_tcp_keepalive(&socket_->tcp, 1, kKeepaliveDelayS);
-  uv_read_start(
-      socket_->stream(),
-      [](uv_handle_t* h, size_t, uv_buf_t* buf) {
-        *buf = static_cast<Worker*>(h->loop->data)->readBuffer();
-      },
-      &BackendLink::onRead);
+  // TCP_NODELAY and keepalive are set by the stream.
+  socket_->setReading(true);
   if (db_.shard_password) {
     // AUTH goes first, ahead of everything queued while connecting.
     ByteBuffer auth;
@@ -168,22 +131,15 @@ void BackendLink::onConnected(int status) {
   shutdownIfDrained();  // closeWrite() while connecting, nothing left to write
 }
 
-void BackendLink::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-  auto* socket = static_cast<Socket*>(s->data);
-  BackendLink* self = socket->link;
-  if (!self || nread == 0) return;
-  if (nread < 0) {
-    if (!self->owner_ && self->fifo_.empty() && self->out_.empty()) {
-      // An idle shared link closed by the shard (its `timeout`, CLIENT
-      // KILL): nothing was lost, the shard is not down; connect again when
-      // next needed.
-      self->dropIdle();
-      return;
-    }
-    self->fail(nread == UV_EOF ? "the shard closed the connection" : asciiLower(uv_strerror(static_cast<int>(nread))));
+void BackendLink::onStreamEnd(int status) {
+  if (!owner_ && fifo_.empty() && out_.empty()) {
+    // An idle shared link closed by the shard (its `timeout`, CLIENT
+    // KILL): nothing was lost, the shard is not down; connect again when
+    // next needed.
+    dropIdle();
     return;
   }
-  self->onData(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread));
+  fail(status == UV_EOF ? "the shard closed the connection" : asciiLower(uv_strerror(status)));
 }
 
 void BackendLink::dropIdle() {
@@ -196,20 +152,18 @@ void BackendLink::dropIdle() {
   if (timer_) uv_timer_stop(timer_);
 }
 
-void BackendLink::onDrained(void* p, int status) {
-  auto* socket = static_cast<Socket*>(p);
-  if (!socket->link) return;
+void BackendLink::onStreamDrained(int status) {
   if (status != 0) {
-    socket->link->fail(std::string("write failed: ") + asciiLower(uv_strerror(status)));
+    fail(std::string("write failed: ") + asciiLower(uv_strerror(status)));
     return;
   }
-  socket->link->shutdownIfDrained();
+  shutdownIfDrained();
 }
 
 void BackendLink::onData(const uint8_t* data, size_t len) {
   worker_.stats().bytes_from_backends.add(len);
   last_progress_ms_ = uv_now(worker_.loop());
-  Socket* socket = socket_;
+  net::Stream* socket = socket_;
   while (len > 0) {
     bool done = false;
     size_t n = scanner_.feed(data, len, &done);
@@ -387,12 +341,7 @@ void BackendLink::onTimer() {
 
 // One ioctl, only when the watchdog is about to fail the link.
 bool BackendLink::repliesWaitingInSocket() const {
-  uv_os_fd_t fd;
-  if (!socket_ || uv_fileno(reinterpret_cast<const uv_handle_t*>(&socket_->tcp), &fd) != 0) {
-    return false;
-  }
-  int bytes = 0;
-  return ioctl(fd, FIONREAD, &bytes) == 0 && bytes > 0;
+  return socket_ != nullptr && socket_->bytesWaiting() > 0;
 }
 
 }  // namespace shardgate::proxy

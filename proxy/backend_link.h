@@ -14,8 +14,8 @@
 // backoff; while failing, send() is refused so callers answer
 // "-ERR shard … unavailable" without waiting.
 //
-// Lifetime: the owner deletes a link directly; its socket and timer are
-// separate handles that close (and free themselves) in the background.
+// Lifetime: the owner deletes a link directly; its stream (net/) and timer
+// close, and free themselves, in the background.
 #pragma once
 
 #include <uv.h>
@@ -25,18 +25,18 @@
 #include <string>
 #include <string_view>
 
+#include "common/byte_buffer.h"
+#include "net/stream.h"
 #include "proxy/database.h"
 #include "proxy/request.h"
 #include "redis/reply_scanner.h"
-#include "net/write_queue.h"
-#include "common/byte_buffer.h"
 
 namespace shardgate::proxy {
 
 class Worker;
 class MultiplexSession;
 
-class BackendLink {
+class BackendLink : private net::StreamOwner {
  public:
   // shared: owned by the worker, reconnects by itself; otherwise private to
   // one session (push_to, if set, receives frames no request waits for:
@@ -44,7 +44,7 @@ class BackendLink {
   // owner: the session of a private link (told when the link fails), or
   // nullptr for a shared one, which reconnects by itself.
   BackendLink(Worker& worker, const Database& db, uint16_t shard, MultiplexSession* owner);
-  ~BackendLink();
+  ~BackendLink() override;
   BackendLink(const BackendLink&) = delete;
   BackendLink& operator=(const BackendLink&) = delete;
 
@@ -90,7 +90,6 @@ class BackendLink {
   bool dirty = false;  // in the worker's flush list
 
  private:
-  struct Socket;
   struct Pending {
     Request* request;  // null: the proxy's own command, reply dropped
     uint16_t part;
@@ -115,8 +114,11 @@ class BackendLink {
   void onTimer();
   void markDirty();
 
-  static void onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
-  static void onDrained(void* socket, int status);
+  // The shard stream.
+  void onStreamData(const uint8_t* data, size_t len) override { onData(data, len); }
+  void onStreamEnd(int status) override;
+  void onStreamDrained(int status) override;
+  void onStreamConnected(int status) override { onConnected(status); }
 
   Worker& worker_;
   const Database& db_;
@@ -128,7 +130,7 @@ class BackendLink {
   bool said_down_ = false;    // and its line was written: its end is said too
   std::string failure_;
   uint64_t backoff_ms_ = 0;
-  Socket* socket_ = nullptr;
+  net::Stream* socket_ = nullptr;  // one connection at a time; a new one after a failure
   uv_timer_t* timer_ = nullptr;  // connect deadline, retry backoff, or request watchdog
   ByteBuffer out_;
   std::deque<Pending> fifo_;

@@ -1,8 +1,6 @@
 #include "proxy/client_connection.h"
 
-#include <arpa/inet.h>
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
 #include <cstring>
 
@@ -22,8 +20,6 @@ constexpr uint64_t kFlushBeforeCloseMs = 5000;
 // flight counts as idle.
 constexpr uint64_t kIdleQuietMs = 100;
 
-void allocFromWorker(uv_handle_t* handle, size_t, uv_buf_t* buf);
-
 // A TLS client's first byte is 0x16 (a handshake record). A Redis client that
 // forgot --tls starts with '*' (RESP) or a letter (an inline command).
 bool looksLikePlaintextRedis(uint8_t first) {
@@ -37,48 +33,43 @@ constexpr std::string_view kTlsRequiredLine =
 
 // ---- setup ----------------------------------------------------------------
 
-ClientConnection::ClientConnection(Worker& worker, const Database& db)
-    : worker_(worker),
-      db_(db),
-      to_client_(this, &ClientConnection::onToClientDrained),
-      to_backend_(this, &ClientConnection::onToBackendDrained) {}
+ClientConnection::ClientConnection(Worker& worker, const Database& db) : worker_(worker), db_(db) {}
 
 void ClientConnection::accept(Worker& worker, const Database& db, int fd) {
   auto* c = new ClientConnection(worker, db);
-  uv_tcp_init(worker.loop(), &c->client_);
-  uv_tcp_init(worker.loop(), &c->backend_);
   uv_timer_init(worker.loop(), &c->timer_);
-  c->client_.data = c->backend_.data = c->timer_.data = c;
-  c->open_handles_ = 3;
+  c->timer_.data = c;
   worker.add(c);
   worker.stats().connections_total.add();
   worker.stats().connections_current.add();
-  int rc = uv_tcp_open(&c->client_, fd);
-  if (rc != 0) {
-    ::close(fd);
+  net::Stream* stream = nullptr;
+  if (int rc = worker.io().adopt(fd, c, &stream); rc != 0) {
     spdlog::debug("{}: accept: {}", db.listen, uv_strerror(rc));
     c->closeNow();
     return;
   }
+  c->client_ = stream;
+  // Bytes as read from the socket: over TLS, ciphertext and handshakes.
+  stream->countBytesIn(&worker.stats().bytes_from_clients);
   c->start();
 }
 
 void ClientConnection::start() {
   last_activity_ms_ = uv_now(worker_.loop());
-  // TCP_NODELAY came with the socket from the listening one (Listener::start).
 
   if (db_.tls) {
-    tls_ = tls::TlsSession::create(worker_.tlsContext(), tls::TlsSession::Role::kServer);
-    if (!tls_) {
+    auto tls = net::TlsStream::create(worker_.io(), client_, worker_.tlsContext(), this);
+    if (!tls) {
       static thread_local RateLimitedLog failed(spdlog::level::err, "TLS sessions not created");
       if (auto pass = failed.admit(uv_now(worker_.loop()))) {
-        spdlog::error("{}: cannot create a TLS session (out of memory?){}", db_.listen, pass);
+        spdlog::error("{}: {}{}", db_.listen, tls.message(), pass);
       }
       closeNow();
       return;
     }
-    uv_timer_start(&timer_, [](uv_timer_t* t) { static_cast<ClientConnection*>(t->data)->onTimer(); },
-                   worker_.settings().handshake_timeout_ms, 0);
+    tls_ = *tls;
+    client_ = tls_;
+    startTimer(worker_.settings().handshake_timeout_ms);
   } else {
     handshake_done_ = true;
   }
@@ -90,95 +81,58 @@ void ClientConnection::start() {
   updateReading();
 }
 
+void ClientConnection::startTimer(uint64_t ms) {
+  uv_timer_start(&timer_, [](uv_timer_t* t) { static_cast<ClientConnection*>(t->data)->onTimer(); },
+                 ms, 0);
+}
+
 void ClientConnection::connectBackend() {
   backend_connecting_ = true;
-  // Requests are allocated for their one use rather than kept in every
-  // connection: an idle connection's memory is what the proxy scales by.
-  auto* req = new uv_connect_t;
-  req->data = this;
-  int rc = uv_tcp_connect(req, &backend_, reinterpret_cast<const sockaddr*>(&db_.shard_addr),
-                          [](uv_connect_t* r, int status) {
-                            std::unique_ptr<uv_connect_t> done(r);
-                            static_cast<ClientConnection*>(r->data)->onConnected(status);
-                          });
-  if (rc != 0) {
-    delete req;
+  const auto& addr = reinterpret_cast<const sockaddr&>(db_.shard_addr);
+  if (int rc = worker_.io().connect(addr, &shard_side_, net::ConnectOptions{}, &backend_); rc != 0) {
+    backend_ = nullptr;
     onConnected(rc);
   }
 }
 
 // ---- reading ----------------------------------------------------------------
 
-namespace {
-void allocFromWorker(uv_handle_t* handle, size_t, uv_buf_t* buf) {
-  // Every read lands in the worker's one read buffer: it is consumed before
-  // the read callback returns, so no connection holds read memory while idle.
-  *buf = static_cast<Worker*>(handle->loop->data)->readBuffer();
-}
-}  // namespace
-
-void ClientConnection::onClientRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-  auto* self = static_cast<ClientConnection*>(s->data);
-  if (self->closing_ || nread == 0) return;
-  if (nread < 0) {
-    self->onClientEnd(nread == UV_EOF);
-    return;
-  }
-  self->onClientData(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread));
-}
-
-void ClientConnection::onBackendRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-  auto* self = static_cast<ClientConnection*>(s->data);
-  if (self->closing_ || nread == 0) return;
-  if (nread < 0) {
-    self->onBackendEnd(static_cast<int>(nread));
-    return;
-  }
-  self->onBackendData(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread));
-}
-
-void ClientConnection::onClientData(const uint8_t* data, size_t len) {
+bool ClientConnection::onStreamFirstBytes(const uint8_t* data, size_t) {
   last_activity_ms_ = uv_now(worker_.loop());
-  worker_.stats().bytes_from_clients.add(len);
-  if (!tls_) {
-    if (multiplex_) multiplex_->onBytes(data, len);
-    else toBackend(data, len);
-    return;
-  }
-  if (!handshake_done_ && !tls_started_) {
-    tls_started_ = true;
-    if (looksLikePlaintextRedis(data[0])) {
-      refusePlaintext();
-      return;
-    }
-  }
-  ByteBuffer& plain = worker_.plainScratch();
-  ByteBuffer& cipher = worker_.cipherScratch();
-  plain.clear();
-  cipher.clear();
-  auto result = tls_->feed(data, len, plain, cipher);
-  if (!cipher.empty()) sendToClient(cipher.data(), cipher.size());
-  if (closing_) return;
-  if (tls_->state() == tls::TlsSession::State::kFailed) {
-    if (!handshake_done_) {
-      onHandshakeFailed(tls_->failureCode());
-    } else {
-      spdlog::debug("{}: TLS error from {}: {}", db_.listen, peerName(), tls_->failureReason());
-      client_dead_ = true;
-      closeAfterFlush();
-    }
-    return;
-  }
-  if (result.handshake_completed) onHandshakeDone();
+  if (!looksLikePlaintextRedis(data[0])) return false;
+  refusePlaintext();
+  return true;
+}
+
+void ClientConnection::onStreamData(const uint8_t* data, size_t len) {
+  last_activity_ms_ = uv_now(worker_.loop());
+  // A TLS stream hands over what it decrypted even after a failed write of
+  // its own made this connection close: it is dropped.
   if (closing_ || close_after_flush_) return;
-  if (!plain.empty()) {
-    if (multiplex_) multiplex_->onBytes(plain.data(), plain.size());
-    else toBackend(plain.data(), plain.size());
+  if (multiplex_) multiplex_->onBytes(data, len);
+  else toBackend(data, len);
+}
+
+void ClientConnection::onStreamEnd(int status) {
+  // A TLS stream reports the client's close_notify after the data before
+  // it, which may have made this connection close already.
+  if (closing_ || close_after_flush_) return;
+  onClientEnd(status == UV_EOF);
+}
+
+void ClientConnection::onStreamTlsFailed() {
+  if (closing_) return;
+  if (!handshake_done_) {
+    onHandshakeFailed(tls_->session().failureCode());
+    return;
   }
-  if (tls_->state() == tls::TlsSession::State::kPeerClosed) onClientEnd(true);
+  spdlog::debug("{}: TLS error from {}: {}", db_.listen, peerName(), tls_->session().failureReason());
+  client_dead_ = true;
+  closeAfterFlush();
 }
 
 void ClientConnection::onBackendData(const uint8_t* data, size_t len) {
+  if (closing_) return;
   last_activity_ms_ = uv_now(worker_.loop());
   awaiting_reply_ = false;
   worker_.stats().bytes_from_backends.add(len);
@@ -191,9 +145,10 @@ void ClientConnection::toBackend(const uint8_t* data, size_t len) {
   if (backend_failed_ || backend_eof_) return;  // the client is being told; drop
   awaiting_reply_ = true;
   if (!backend_connected_) {
-    to_backend_.hold(data, len);
     if (!backend_connecting_) connectBackend();
-  } else if (int rc = to_backend_.send(backendStream(), data, len); rc != 0) {
+    // Held by the stream until it connects; dropped if it failed at once.
+    if (backend_ && !backend_failed_) backend_->write(data, len);
+  } else if (int rc = backend_->write(data, len); rc != 0) {
     onBackendEnd(rc);
     return;
   }
@@ -202,71 +157,61 @@ void ClientConnection::toBackend(const uint8_t* data, size_t len) {
 
 void ClientConnection::toClient(const uint8_t* data, size_t len) {
   if (client_dead_) return;
-  if (!tls_) {
-    sendToClient(data, len);
-  } else {
-    ByteBuffer& cipher = worker_.cipherScratch();
-    cipher.clear();
-    if (auto st = tls_->encrypt(data, len, cipher); !st) {
-      spdlog::debug("{}: cannot encrypt for {}: {}", db_.listen, peerName(), st.message());
-      client_dead_ = true;
-      closeAfterFlush();
-      return;
-    }
-    sendToClient(cipher.data(), cipher.size());
-  }
+  writeToClient(data, len);
   updateReading();
 }
 
-void ClientConnection::sendToClient(const uint8_t* data, size_t len) {
+void ClientConnection::writeToClient(const uint8_t* data, size_t len) {
   if (client_dead_ || closing_) return;
-  if (int rc = to_client_.send(clientStream(), data, len); rc != 0) {
-    spdlog::debug("{}: write to {} failed: {}", db_.listen, peerName(), uv_strerror(rc));
-    client_dead_ = true;
-    to_client_.discard();
-    closeAfterFlush();
-  }
+  if (int rc = client_->write(data, len); rc != 0) clientWriteFailed(rc);
+}
+
+void ClientConnection::clientWriteFailed(int rc) {
+  // UV_EPROTO: the TLS session can no longer encrypt (the client sent its
+  // close_notify, or the session failed).
+  spdlog::debug("{}: write to {} failed: {}", db_.listen, peerName(), uv_strerror(rc));
+  client_dead_ = true;
+  client_->discardWrites();
+  closeAfterFlush();
 }
 
 void ClientConnection::sendErrorLine(const std::string& line) {
   toClient(reinterpret_cast<const uint8_t*>(line.data()), line.size());
 }
 
-void ClientConnection::onToClientDrained(void* p, int status) {
-  auto* self = static_cast<ClientConnection*>(p);
-  if (self->closing_) return;
+void ClientConnection::onStreamDrained(int status) {
+  if (closing_) return;
   if (status != 0) {
-    self->client_dead_ = true;
-    self->closeAfterFlush();
+    client_dead_ = true;
+    closeAfterFlush();
     return;
   }
-  if (self->close_after_flush_) {
-    if (self->to_backend_.idle() || self->backend_eof_) self->closeNow();
+  if (close_after_flush_) {
+    if (backendWriteIdle() || backend_eof_) closeNow();
     return;
   }
-  self->updateReading();
+  updateReading();
 }
 
-void ClientConnection::onToBackendDrained(void* p, int status) {
-  auto* self = static_cast<ClientConnection*>(p);
-  if (self->closing_) return;
+void ClientConnection::onToBackendDrained(int status) {
+  if (closing_) return;
   if (status != 0) {
-    self->onBackendEnd(status);
+    onBackendEnd(status);
     return;
   }
-  if (self->close_after_flush_) {
-    if (self->to_client_.idle()) self->closeNow();
+  if (close_after_flush_) {
+    if (clientWriteIdle()) closeNow();
     return;
   }
-  if (self->client_eof_) {
-    if (self->client_dead_) {
-      self->closeNow();  // nobody to reply to; what the client sent is delivered
+  if (client_eof_) {
+    if (client_dead_) {
+      closeNow();  // nobody to reply to; what the client sent is delivered
     } else {
-      self->shutdownBackend();
+      shutdownBackend();
     }
     return;
   }
-  self->updateReading();
+  updateReading();
 }
 
 void ClientConnection::replyReady() {
@@ -276,7 +221,7 @@ void ClientConnection::replyReady() {
 void ClientConnection::flushReplies() {
   if (closing_ || !multiplex_) return;
   multiplex_->resume();
-  size_t held = multiplex_->bufferedBytes() + reply_out_.size() + to_client_.queued();
+  size_t held = multiplex_->bufferedBytes() + reply_out_.size() + client_->writeQueued();
   if (held > db_.max_client_output) {
     // Redis's client-output-buffer-limit: a client that does not read what
     // it asked for is disconnected rather than allowed to hold the proxy's
@@ -309,32 +254,26 @@ bool ClientConnection::clientReadAllowed() const {
   if (closing_ || close_after_flush_ || client_eof_) return false;
   // During the handshake the client must be read even before the shard answers.
   if (!handshake_done_) return true;
-  if (multiplex_) return to_client_.idle() && multiplex_->acceptsInput();
-  return backend_connected_ ? to_backend_.idle() : to_backend_.queued() == 0;
+  if (multiplex_) return client_->writeIdle() && multiplex_->acceptsInput();
+  // Before the shard connects, what the client sent is held: one read's worth.
+  return backendWriteIdle();
 }
 
 bool ClientConnection::backendReadAllowed() const {
   return !closing_ && !close_after_flush_ && backend_connected_ && handshake_done_ &&
-         !backend_eof_ && to_client_.idle();
+         !backend_eof_ && client_->writeIdle();
 }
 
 void ClientConnection::updateReading() {
+  if (closing_) return;
   bool want_client = clientReadAllowed();
   if (want_client != client_reading_) {
-    if (want_client) {
-      uv_read_start(clientStream(), allocFromWorker, &ClientConnection::onClientRead);
-    } else {
-      uv_read_stop(clientStream());
-    }
+    client_->setReading(want_client);
     client_reading_ = want_client;
   }
   bool want_backend = backendReadAllowed();
-  if (want_backend != backend_reading_) {
-    if (want_backend) {
-      uv_read_start(backendStream(), allocFromWorker, &ClientConnection::onBackendRead);
-    } else {
-      uv_read_stop(backendStream());
-    }
+  if (backend_ && want_backend != backend_reading_) {
+    backend_->setReading(want_backend);
     backend_reading_ = want_backend;
   }
 }
@@ -350,34 +289,32 @@ void ClientConnection::onConnected(int status) {
     if (auto pass = refused.admit(uv_now(worker_.loop()))) {
       spdlog::warn("db {}: shard {} unavailable: {}{}", db_.name, db_.shard, uv_strerror(status), pass);
     }
-    to_backend_.discard();
+    if (backend_) backend_->discardWrites();
     sendErrorLine("-ERR shard " + db_.shard + " unavailable: " + asciiLower(uv_strerror(status)) + "\r\n");
     closeAfterFlush();
     return;
   }
+  // TCP_NODELAY is set by the stream; what was held went out before this.
   backend_connected_ = true;
-  uv_tcp_nodelay(&backend_, 1);
-  if (int rc = to_backend_.flush(backendStream()); rc != 0) {
-    onBackendEnd(rc);
-    return;
-  }
-  if (client_eof_ && to_backend_.idle()) shutdownBackend();
+  if (client_eof_ && backend_->writeIdle()) shutdownBackend();
   updateReading();
 }
 
 void ClientConnection::onHandshakeDone() {
   handshake_done_ = true;
+  last_activity_ms_ = uv_now(worker_.loop());
   uv_timer_stop(&timer_);
+  const tls::TlsSession& session = tls_->session();
   Stats& stats = worker_.stats();
   stats.handshakes_ok.add();
-  if (tls_->sessionReused()) stats.handshakes_resumed.add();
-  std::string_view proto = tls_->protocolName();
+  if (session.sessionReused()) stats.handshakes_resumed.add();
+  std::string_view proto = session.protocolName();
   if (proto == "TLSv1.3") stats.connections_by_version[3].add();
   else if (proto == "TLSv1.2") stats.connections_by_version[2].add();
   else if (proto == "TLSv1.1") stats.connections_by_version[1].add();
   else stats.connections_by_version[0].add();
-  if (const auto& audit = tls_->context().policy().audit_min_version) {
-    auto version = tls_->negotiatedVersion();
+  if (const auto& audit = session.context().policy().audit_min_version) {
+    auto version = session.negotiatedVersion();
     if (version && *version < *audit) {
       stats.audit_below_min.add();
       static thread_local RateLimitedLog below(spdlog::level::debug,
@@ -390,7 +327,7 @@ void ClientConnection::onHandshakeDone() {
   }
   if (spdlog::should_log(spdlog::level::trace)) {
     spdlog::trace("{}: handshake with {}: {} {}{} generation {}", db_.listen, peerName(), proto,
-                  tls_->cipherName(), tls_->sessionReused() ? " (resumed)" : "", tls_->generation());
+                  session.cipherName(), session.sessionReused() ? " (resumed)" : "", session.generation());
   }
   updateReading();
 }
@@ -401,7 +338,8 @@ void ClientConnection::refusePlaintext() {
   worker_.stats().handshake_failures[static_cast<size_t>(HandshakeFailure::kNotTls)].add();
   spdlog::debug("{}: plaintext from {} on a TLS endpoint: told it to use TLS", db_.listen, peerName());
   const auto* line = reinterpret_cast<const uint8_t*>(kTlsRequiredLine.data());
-  sendToClient(line, kTlsRequiredLine.size());
+  if (int rc = tls_->writeClear(line, kTlsRequiredLine.size()); rc != 0) clientWriteFailed(rc);
+  if (closing_) return;
   closeAfterFlush();  // no close_notify: the handshake never began
 }
 
@@ -410,7 +348,7 @@ void ClientConnection::onHandshakeFailed(std::string_view reason) {
   worker_.stats().handshake_failures[static_cast<size_t>(kind)].add();
   if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug("{}: TLS handshake from {} failed ({}): {}", db_.listen, peerName(), toString(kind),
-                  tls_ ? tls_->failureReason() : std::string(reason));
+                  tls_ ? tls_->session().failureReason() : std::string(reason));
   }
   closeAfterFlush();  // the alert OpenSSL produced goes out first
 }
@@ -429,7 +367,7 @@ void ClientConnection::onClientEnd(bool clean) {
   client_eof_ = true;
   if (!clean) {
     client_dead_ = true;
-    to_client_.discard();
+    client_->discardWrites();
   }
   if (!handshake_done_) {
     onHandshakeFailed("peer closed");
@@ -449,9 +387,9 @@ void ClientConnection::onClientEnd(bool clean) {
       return;
     }
   } else if (!backend_connected_) {
-    if (backend_failed_ || to_backend_.queued() == 0) closeAfterFlush();
+    if (backend_failed_ || backend_ == nullptr || backend_->writeQueued() == 0) closeAfterFlush();
     // else: the held request goes out once the shard connects, then we half-close
-  } else if (to_backend_.idle()) {
+  } else if (backend_->writeIdle()) {
     if (client_dead_) {
       closeNow();
       return;
@@ -460,31 +398,24 @@ void ClientConnection::onClientEnd(bool clean) {
   }
   // Bounded: a shard that never answers the half-close does not keep us forever.
   if (!closing_ && !close_after_flush_) {
-    uv_timer_start(&timer_, [](uv_timer_t* t) { static_cast<ClientConnection*>(t->data)->onTimer(); },
-                   kFlushBeforeCloseMs, 0);
+    startTimer(kFlushBeforeCloseMs);
   }
 }
 
 void ClientConnection::shutdownBackend() {
   if (backend_shutdown_ || closing_) return;
   backend_shutdown_ = true;
-  auto* req = new uv_shutdown_t;
-  req->data = this;
-  int rc = uv_shutdown(req, backendStream(), [](uv_shutdown_t* r, int status) {
-    std::unique_ptr<uv_shutdown_t> done(r);
-    auto* self = static_cast<ClientConnection*>(r->data);
-    if (!self->closing_ && status != 0) self->closeAfterFlush();
-  });
-  if (rc != 0) {
-    delete req;
-    closeAfterFlush();
-  }
+  if (backend_->shutdownWrite() != 0) closeAfterFlush();
+}
+
+void ClientConnection::onBackendShutdown(int status) {
+  if (!closing_ && status != 0) closeAfterFlush();
 }
 
 void ClientConnection::onBackendEnd(int status) {
   if (backend_eof_) return;
   backend_eof_ = true;
-  to_backend_.discard();
+  if (backend_) backend_->discardWrites();
   if (status != UV_EOF) {
     spdlog::debug("db {}: shard {} connection error: {}", db_.name, db_.shard, uv_strerror(status));
   }
@@ -512,19 +443,15 @@ void ClientConnection::closeAfterFlush() {
   if (!close_after_flush_) {
     close_after_flush_ = true;
     updateReading();
-    if (tls_ && handshake_done_ && !client_dead_ &&
-        tls_->state() != tls::TlsSession::State::kFailed) {
-      ByteBuffer& cipher = worker_.cipherScratch();
-      cipher.clear();
-      tls_->shutdown(cipher);
-      sendToClient(cipher.data(), cipher.size());
+    // TLS: our close_notify, unless the session failed (or never opened).
+    if (handshake_done_ && !client_dead_) {
+      if (int rc = client_->closeNotify(); rc != 0) clientWriteFailed(rc);
     }
     if (closing_) return;
-    uv_timer_start(&timer_, [](uv_timer_t* t) { static_cast<ClientConnection*>(t->data)->onTimer(); },
-                   kFlushBeforeCloseMs, 0);
+    startTimer(kFlushBeforeCloseMs);
   }
-  bool client_flushed = to_client_.idle() || client_dead_;
-  bool backend_flushed = to_backend_.idle() || backend_eof_ || !backend_connected_;
+  bool client_flushed = clientWriteIdle() || client_dead_;
+  bool backend_flushed = backendWriteIdle() || backend_eof_ || !backend_connected_;
   if (client_flushed && backend_flushed) closeNow();
 }
 
@@ -535,7 +462,7 @@ void ClientConnection::closeIfIdle(uint64_t now_ms) {
     return;
   }
   bool in_flight = multiplex_ ? !multiplex_->idle() : awaiting_reply_;
-  if (!in_flight && to_client_.idle() && to_backend_.idle() &&
+  if (!in_flight && clientWriteIdle() && backendWriteIdle() &&
       now_ms - last_activity_ms_ >= kIdleQuietMs) {
     closeAfterFlush();
   }
@@ -550,31 +477,11 @@ void ClientConnection::closeNow() {
   if (dirty) worker_.forgetClient(this);
   worker_.remove(this);
   worker_.stats().connections_current.sub();
-  auto on_closed = [](uv_handle_t* h) {
-    auto* self = static_cast<ClientConnection*>(h->data);
-    if (--self->open_handles_ == 0) delete self;
-  };
-  uv_close(asHandle(&client_), on_closed);
-  uv_close(asHandle(&backend_), on_closed);
-  uv_close(asHandle(&timer_), on_closed);
-}
-
-std::string ClientConnection::peerName() {
-  sockaddr_storage ss{};
-  int len = sizeof ss;
-  if (uv_tcp_getpeername(&client_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
-  char host[INET6_ADDRSTRLEN] = "?";
-  int port = 0;
-  if (ss.ss_family == AF_INET) {
-    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-    inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-    port = ntohs(a->sin_port);
-    return fmt::format("{}:{}", host, port);
-  }
-  auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-  inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-  port = ntohs(a->sin6_port);
-  return fmt::format("[{}]:{}", host, port);
+  // The streams free themselves once their sockets are closed; from here
+  // on they call nobody.
+  if (client_) client_->close();
+  if (backend_) backend_->close();
+  uv_close(asHandle(&timer_), [](uv_handle_t* h) { delete static_cast<ClientConnection*>(h->data); });
 }
 
 }  // namespace shardgate::proxy

@@ -1,18 +1,19 @@
-// ClientConnection: one client socket (TLS or plain) and, for a one-shard
-// database, the backend socket it is forwarded to. Bytes flow both ways once
-// the handshake is done; each direction has a WriteQueue, and a direction
+// ClientConnection: the session of one client: its stream (TLS or plain,
+// from net/) and, for a one-shard database, the shard stream its bytes are
+// forwarded to. Bytes flow both ways once the handshake is done; a direction
 // that cannot drain stops reading on the other side (backpressure).
 //
 // The shard connection is opened by the client's first command. A multiplexed
-// database (several shards, or a password) has no shard socket here: its
+// database (several shards, or a password) has no shard stream here: its
 // plaintext goes to a MultiplexSession, which uses the worker's shared links.
 //
-//   client ─► onClientRead ─► TlsSession::feed ─► to_backend_ ─► shard
-//   shard  ─► onBackendRead ─► TlsSession::encrypt ─► to_client_ ─► client
+//   client stream ─► onStreamData (plaintext) ─► shard stream
+//   shard stream  ─► ShardSide::onStreamData ─► client stream (encrypts)
 //
-// Lifetime: the object owns itself. closeNow() closes its three handles and
-// the object is deleted in the last close callback, nowhere else; callbacks
-// that arrive while closing see closing_ and do nothing.
+// Lifetime: the object owns itself. closeNow() closes both streams (which
+// free themselves once their sockets are closed, and tell nobody) and its
+// timer; the object is deleted in the timer's close callback, nowhere else;
+// callbacks that arrive while closing see closing_ and do nothing.
 //
 // Ending: when one side ends, everything it sent before is delivered to the
 // other side, then the other side is closed. A client EOF half-closes the
@@ -26,16 +27,17 @@
 #include <memory>
 #include <string>
 
+#include "common/byte_buffer.h"
+#include "net/stream.h"
+#include "net/tls_stream.h"
 #include "proxy/database.h"
 #include "proxy/multiplex_session.h"
-#include "net/write_queue.h"
-#include "tls/tls_session.h"
 
 namespace shardgate::proxy {
 
 class Worker;
 
-class ClientConnection {
+class ClientConnection : private net::StreamOwner {
  public:
   // Serves fd, a socket just accepted (non-blocking); on failure nothing leaks.
   static void accept(Worker& worker, const Database& db, int fd);
@@ -64,27 +66,47 @@ class ClientConnection {
   bool dirty = false;  // on the worker's flush list
 
  private:
-  ClientConnection(Worker& worker, const Database& db);
-  ~ClientConnection() = default;
+  // The owner of the shard stream (a stream has one owner; the client
+  // stream's is the connection itself).
+  struct ShardSide final : net::StreamOwner {
+    explicit ShardSide(ClientConnection& c) : conn(c) {}
+    void onStreamData(const uint8_t* data, size_t len) override { conn.onBackendData(data, len); }
+    void onStreamEnd(int status) override { conn.onBackendEnd(status); }
+    void onStreamDrained(int status) override { conn.onToBackendDrained(status); }
+    void onStreamConnected(int status) override { conn.onConnected(status); }
+    void onStreamShutdown(int status) override { conn.onBackendShutdown(status); }
+    ClientConnection& conn;
+  };
 
-  uv_stream_t* clientStream() { return reinterpret_cast<uv_stream_t*>(&client_); }
-  uv_stream_t* backendStream() { return reinterpret_cast<uv_stream_t*>(&backend_); }
+  ClientConnection(Worker& worker, const Database& db);
+  ~ClientConnection() override = default;
+
+  // The client stream.
+  void onStreamData(const uint8_t* data, size_t len) override;
+  void onStreamEnd(int status) override;
+  void onStreamDrained(int status) override;
+  bool onStreamFirstBytes(const uint8_t* data, size_t len) override;
+  void onStreamHandshake() override { onHandshakeDone(); }
+  void onStreamTlsFailed() override;
 
   void start();
   void connectBackend();
-  void onClientData(const uint8_t* data, size_t len);
   void onClientEnd(bool clean);
   void onBackendData(const uint8_t* data, size_t len);
   void onBackendEnd(int status);
+  void onToBackendDrained(int status);
+  void onBackendShutdown(int status);
   void onConnected(int status);
   void onHandshakeDone();
   void onHandshakeFailed(std::string_view reason);
   void refusePlaintext();
   void onTimer();
+  void startTimer(uint64_t ms);
 
   void toBackend(const uint8_t* data, size_t len);
   void toClient(const uint8_t* data, size_t len);
-  void sendToClient(const uint8_t* data, size_t len);
+  void writeToClient(const uint8_t* data, size_t len);
+  void clientWriteFailed(int rc);
   void sendErrorLine(const std::string& line);
   void shutdownBackend();
   void closeAfterFlush();
@@ -92,28 +114,22 @@ class ClientConnection {
   void updateReading();
   bool clientReadAllowed() const;
   bool backendReadAllowed() const;
-  std::string peerName();
-
-  static void onClientRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
-  static void onBackendRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
-  static void onToClientDrained(void* self, int status);
-  static void onToBackendDrained(void* self, int status);
+  bool clientWriteIdle() const { return client_ == nullptr || client_->writeIdle(); }
+  bool backendWriteIdle() const { return backend_ == nullptr || backend_->writeIdle(); }
+  std::string peerName() const { return client_ ? client_->peerName() : "?"; }
 
   Worker& worker_;
   const Database& db_;
-  uv_tcp_t client_{};
-  uv_tcp_t backend_{};
+  net::Stream* client_ = nullptr;
+  net::TlsStream* tls_ = nullptr;   // client_, when the database speaks TLS
+  net::Stream* backend_ = nullptr;  // transparent path, from the first command on
+  ShardSide shard_side_{*this};
   uv_timer_t timer_{};  // handshake deadline, then the flush-before-close deadline
-  std::unique_ptr<tls::TlsSession> tls_;
   std::unique_ptr<MultiplexSession> multiplex_;  // several shards or a password
   ByteBuffer reply_out_;
-  net::WriteQueue to_client_;
-  net::WriteQueue to_backend_;
   uint64_t last_activity_ms_ = 0;
-  int open_handles_ = 0;
 
   bool handshake_done_ = false;
-  bool tls_started_ = false;  // the client's first bytes were looked at
   bool backend_connecting_ = false;
   bool backend_connected_ = false;
   bool backend_failed_ = false;

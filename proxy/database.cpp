@@ -1,29 +1,8 @@
 #include "proxy/database.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include <cstring>
 
 namespace shardgate::proxy {
-
-Result<sockaddr_storage> toSockaddr(const net::SocketAddress& address) {
-  sockaddr_storage ss{};
-  std::string host = address.host == "localhost" ? "127.0.0.1" : address.host;
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
-  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(address.port);
-    return ss;
-  }
-  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(address.port);
-    return ss;
-  }
-  return makeError("\"" + address.host + "\" is not a numeric IPv4 or IPv6 address");
-}
 
 Result<Database> makeDatabase(const config::DatabaseConfig& config, const config::LimitsConfig& limits,
                               size_t index) {
@@ -42,7 +21,7 @@ Result<Database> makeDatabase(const config::DatabaseConfig& config, const config
   for (size_t i = 0; i < config.shards.size(); ++i) {
     ShardEndpoint shard;
     shard.address = config.shards[i].address.toString();
-    auto addr = toSockaddr(config.shards[i].address);
+    auto addr = net::toSockaddr(config.shards[i].address);
     if (!addr) {
       return makeError("databases[" + std::to_string(index) + "].shards[" + std::to_string(i) +
                        "].address: " + addr.message());

@@ -67,7 +67,4 @@ struct Database {
 Result<Database> makeDatabase(const config::DatabaseConfig& config, const config::LimitsConfig& limits,
                               size_t index);
 
-// Fills a sockaddr from a numeric address ("localhost" means 127.0.0.1).
-Result<sockaddr_storage> toSockaddr(const net::SocketAddress& address);
-
 }  // namespace shardgate::proxy

@@ -8,17 +8,11 @@
 #include <cstdint>
 #include <string_view>
 
+#include "common/counter.h"
+
 namespace shardgate::proxy {
 
-class Counter {
- public:
-  void add(uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
-  void sub(uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
-  uint64_t get() const { return v_.load(std::memory_order_relaxed); }
-
- private:
-  std::atomic<uint64_t> v_{0};
-};
+using shardgate::Counter;
 
 // Why a handshake failed, as a small closed set usable as a metric label.
 enum class HandshakeFailure {

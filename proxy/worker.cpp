@@ -19,7 +19,7 @@ constexpr uint64_t kUpkeepIntervalMs = 5000;
 }  // namespace
 
 Worker::Worker(unsigned index, tls::TlsContextStore& tls_store, WorkerSettings settings)
-    : index_(index), tls_store_(tls_store), settings_(settings), read_buf_(new char[kReadBufferSize]) {}
+    : index_(index), tls_store_(tls_store), settings_(settings) {}
 
 Worker::~Worker() { join(); }
 
@@ -51,17 +51,19 @@ Status Worker::start(std::vector<Binding> bindings) {
                  every, every);
   uv_unref(reinterpret_cast<uv_handle_t*>(&upkeep_timer_));
   for (auto& b : bindings) {
-    auto listener = Listener::start(*this, *b.db, b.fd);
+    auto acceptor = std::make_unique<Acceptor>(*this, *b.db);
+    auto listener = net::Listener::start(&loop_, b.fd, b.db->listen, *acceptor);
     if (!listener) {
       // Listener::start closed the fd; the loop is not running yet, so close
       // what was opened and let run() finish at once.
-      for (auto* l : listeners_) l->close();
+      for (auto& a : listeners_) a->listener->close();
       listeners_.clear();
       drain_requested_ = true;
       thread_ = std::thread([this] { run(); });
       return makeError(listener.message());
     }
-    listeners_.push_back(*listener);
+    acceptor->listener = *listener;
+    listeners_.push_back(std::move(acceptor));
   }
   thread_ = std::thread([this] { run(); });
   return {};
@@ -83,6 +85,8 @@ void Worker::requestDrain() {
 void Worker::join() {
   if (thread_.joinable()) thread_.join();
 }
+
+void Worker::Acceptor::onAccepted(int fd) { ClientConnection::accept(worker, db, fd); }
 
 void Worker::add(ClientConnection* c) {
   c->prev = nullptr;
@@ -106,13 +110,14 @@ void Worker::resumeListeners() {
   // Called before the connection's sockets are closed; a resumed listener
   // only polls again, and accepts in the next loop turn, when they are.
   listener_paused_ = false;
-  for (auto* l : listeners_) l->resume();
+  for (auto& a : listeners_) a->listener->resume();
 }
 
 void Worker::beginDrain() {
   if (draining_) return;
   draining_ = true;
-  for (auto* l : listeners_) l->close();
+  // A closed listener calls its acceptor no more: both can go now.
+  for (auto& a : listeners_) a->listener->close();
   listeners_.clear();
   uv_timer_start(&drain_timer_, [](uv_timer_t* t) {
     auto* self = static_cast<Worker*>(t->data);

@@ -13,9 +13,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "net/listener.h"
+#include "net/uv_io_driver.h"
 #include "proxy/backend_link.h"
 #include "proxy/database.h"
-#include "proxy/listener.h"
 #include "common/rate_limited_log.h"
 #include "proxy/request.h"
 #include "proxy/stats.h"
@@ -54,9 +55,8 @@ class Worker {
 
   // For connections, on this worker's thread only.
   uv_loop_t* loop() { return &loop_; }
-  uv_buf_t readBuffer() { return uv_buf_init(read_buf_.get(), kReadBufferSize); }
-  ByteBuffer& plainScratch() { return plain_scratch_; }
-  ByteBuffer& cipherScratch() { return cipher_scratch_; }
+  // Every socket of this worker: client streams, shard streams.
+  net::IoDriver& io() { return io_; }
   tls::TlsContextPtr tlsContext() const { return tls_store_.current(); }
   const WorkerSettings& settings() const { return settings_; }
   Stats& stats() { return stats_; }
@@ -95,9 +95,18 @@ class Worker {
     return scratch_ints_;
   }
 
-  static constexpr unsigned kReadBufferSize = 64 * 1024;
-
  private:
+  // One database's listener on this worker: what it accepts becomes a
+  // client of that database.
+  struct Acceptor final : net::AcceptHandler {
+    Acceptor(Worker& w, const Database& d) : worker(w), db(d) {}
+    void onAccepted(int fd) override;
+    void onAcceptPaused() override { worker.listenerPaused(); }
+    Worker& worker;
+    const Database& db;
+    net::Listener* listener = nullptr;
+  };
+
   void run();
   void beginDrain();
   void sweepIdle();
@@ -117,10 +126,8 @@ class Worker {
   uv_check_t flush_check_{};
   uv_timer_t upkeep_timer_{};  // idle private shard connections
   std::thread thread_;
-  std::unique_ptr<char[]> read_buf_;
-  ByteBuffer plain_scratch_;
-  ByteBuffer cipher_scratch_;
-  std::vector<Listener*> listeners_;
+  net::UvIoDriver io_{&loop_};
+  std::vector<std::unique_ptr<Acceptor>> listeners_;
   ClientConnection* connections_ = nullptr;
   size_t connection_count_ = 0;
   Stats stats_;

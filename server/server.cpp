@@ -8,7 +8,7 @@
 #include "proxy/command_fetch.h"
 #include "redis/command_route.h"
 #include "server/file_limit.h"
-#include "proxy/listener.h"
+#include "net/listen_socket.h"
 #include "common/uv_handle.h"
 #include "common/logging.h"
 #include "config/config_diff.h"
@@ -149,11 +149,11 @@ Status Server::bindAndStart() {
     const std::string key = "databases[" + std::to_string(d) + "].listen";
     net::SocketAddress& listen = config_.databases[d].listen;
     for (unsigned w = 0; w < n; ++w) {
-      auto fd = proxy::bindListenSocket(listen);
+      auto fd = net::bindListenSocket(listen);
       if (fd && listen.port == 0) {
         // The kernel picked a port for the first worker: every other worker
         // shares it, and the log names it.
-        auto port = proxy::boundPort(*fd);
+        auto port = net::boundPort(*fd);
         if (!port) {
           ::close(*fd);
           fd = port.error();

@@ -6,6 +6,11 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
 #include "tls/openssl_ptr.h"
 #include "tls/ticket_keys.h"
 
@@ -58,6 +63,58 @@ void applyCommonOptions(SSL_CTX* ctx) {
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
 }
 
+// Loads the same PEM that validateCertBundle accepted into ctx: leaf
+// first, then any extra certificates from the certificate file, then the
+// chain file, then the key.
+Status useCertBundle(SSL_CTX* ctx, const CertBundle& bundle) {
+  std::vector<X509Ptr> certs;
+  for (const std::string* pem : {&bundle.cert_pem, &bundle.chain_pem}) {
+    if (pem->empty()) continue;
+    BioPtr bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
+    while (X509* x = PEM_read_bio_X509(bio.get(), nullptr, noPassphrase, nullptr)) {
+      certs.emplace_back(x);
+    }
+    ERR_clear_error();  // the end of the PEM text is reported as an error
+  }
+  EvpPkeyPtr key;
+  {
+    BioPtr bio(BIO_new_mem_buf(bundle.key_pem.data(), static_cast<int>(bundle.key_pem.size())));
+    key.reset(PEM_read_bio_PrivateKey(bio.get(), nullptr, noPassphrase, nullptr));
+  }
+  if (certs.empty() || !key) return openSslError("cannot load the validated certificate pair");
+
+  if (SSL_CTX_use_certificate(ctx, certs[0].get()) != 1) {
+    return openSslError(bundle.cert_source + ": the TLS library refused the certificate");
+  }
+  for (size_t i = 1; i < certs.size(); ++i) {
+    // SSL_CTX_add1_chain_cert() is a macro with a C cast; this is its body.
+    if (SSL_CTX_ctrl(ctx, SSL_CTRL_CHAIN_CERT, 1, static_cast<void*>(certs[i].get())) != 1) {
+      return openSslError("cannot add chain certificate " + std::to_string(i) + " to the context");
+    }
+  }
+  // The chain served is exactly the one given above. Without this, OpenSSL
+  // tries to build one from the context's (empty) trust store on every
+  // handshake: an X509_STORE_CTX and a failing X509_verify_cert per client.
+  SSL_CTX_set_mode(ctx, SSL_MODE_NO_AUTO_CHAIN);
+  if (SSL_CTX_use_PrivateKey(ctx, key.get()) != 1) {
+    return openSslError(bundle.key_source + ": the TLS library refused the private key");
+  }
+  if (SSL_CTX_check_private_key(ctx) != 1) {
+    return openSslError(bundle.key_source + ": private key does not match the certificate in " +
+                        bundle.cert_source);
+  }
+
+  return Status();
+}
+
+Result<std::string> readFile(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return makeError(std::string(what) + " " + path + ": cannot open: " + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 }  // namespace
 
 Status validatePolicy(const TlsPolicy& policy) {
@@ -102,44 +159,7 @@ Result<TlsContextPtr> TlsContext::createServer(const CertBundle& bundle,
     if (Status s = ticket_keys->attachTo(ctx.get()); !s) return Error{s.message()};
   }
 
-  // Load the same PEM that validateCertBundle accepted: leaf first, then any
-  // extra certificates from the certificate file, then the chain file.
-  std::vector<X509Ptr> certs;
-  for (const std::string* pem : {&bundle.cert_pem, &bundle.chain_pem}) {
-    if (pem->empty()) continue;
-    BioPtr bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
-    while (X509* x = PEM_read_bio_X509(bio.get(), nullptr, noPassphrase, nullptr)) {
-      certs.emplace_back(x);
-    }
-    ERR_clear_error();  // the end of the PEM text is reported as an error
-  }
-  EvpPkeyPtr key;
-  {
-    BioPtr bio(BIO_new_mem_buf(bundle.key_pem.data(), static_cast<int>(bundle.key_pem.size())));
-    key.reset(PEM_read_bio_PrivateKey(bio.get(), nullptr, noPassphrase, nullptr));
-  }
-  if (certs.empty() || !key) return openSslError("cannot load the validated certificate pair");
-
-  if (SSL_CTX_use_certificate(ctx.get(), certs[0].get()) != 1) {
-    return openSslError(bundle.cert_source + ": the TLS library refused the certificate");
-  }
-  for (size_t i = 1; i < certs.size(); ++i) {
-    // SSL_CTX_add1_chain_cert() is a macro with a C cast; this is its body.
-    if (SSL_CTX_ctrl(ctx.get(), SSL_CTRL_CHAIN_CERT, 1, static_cast<void*>(certs[i].get())) != 1) {
-      return openSslError("cannot add chain certificate " + std::to_string(i) + " to the context");
-    }
-  }
-  // The chain served is exactly the one given above. Without this, OpenSSL
-  // tries to build one from the context's (empty) trust store on every
-  // handshake: an X509_STORE_CTX and a failing X509_verify_cert per client.
-  SSL_CTX_set_mode(ctx.get(), SSL_MODE_NO_AUTO_CHAIN);
-  if (SSL_CTX_use_PrivateKey(ctx.get(), key.get()) != 1) {
-    return openSslError(bundle.key_source + ": the TLS library refused the private key");
-  }
-  if (SSL_CTX_check_private_key(ctx.get()) != 1) {
-    return openSslError(bundle.key_source + ": private key does not match the certificate in " +
-                        bundle.cert_source);
-  }
+  if (Status s = useCertBundle(ctx.get(), bundle); !s) return Error{s.message()};
 
   ERR_clear_error();
   auto* context = new TlsContext(ctx.release(), std::move(info).value(), policy, generation, true);
@@ -149,7 +169,14 @@ Result<TlsContextPtr> TlsContext::createServer(const CertBundle& bundle,
 
 Result<TlsContextPtr> TlsContext::createClient(const TlsPolicy& policy,
                                                const std::string& trusted_ca_pem,
-                                               std::optional<TlsVersion> max_version) {
+                                               std::optional<TlsVersion> max_version,
+                                               const CertBundle* client_cert) {
+  CertInfo info;
+  if (client_cert != nullptr) {
+    Result<CertInfo> checked = validateCertBundle(*client_cert);
+    if (!checked) return checked.error();
+    info = std::move(checked).value();
+  }
   SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
   if (!ctx) return openSslError("cannot create a TLS client context");
   if (Status s = applyPolicy(ctx.get(), policy); !s) return Error{s.message()};
@@ -179,9 +206,42 @@ Result<TlsContextPtr> TlsContext::createClient(const TlsPolicy& policy,
     if (added == 0) return makeError("trusted CA: no PEM certificate found");
     SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
   }
+  if (client_cert != nullptr) {
+    if (Status s = useCertBundle(ctx.get(), *client_cert); !s) return Error{s.message()};
+  }
 
   ERR_clear_error();
-  return TlsContextPtr(new TlsContext(ctx.release(), CertInfo{}, policy, 0, false));
+  return TlsContextPtr(new TlsContext(ctx.release(), std::move(info), policy, 0, false));
+}
+
+Result<TlsContextPtr> TlsContext::createClientFromFiles(const TlsPolicy& policy,
+                                                        const std::string& ca_file,
+                                                        const std::string& cert_file,
+                                                        const std::string& key_file) {
+  if (ca_file.empty()) return makeError("TLS client: a CA file is needed to verify the server");
+  if (cert_file.empty() != key_file.empty()) {
+    return makeError("TLS client: a client certificate needs both a certificate file and a key file");
+  }
+  Result<std::string> ca = readFile(ca_file, "CA file");
+  if (!ca) return ca.error();
+  // Errors about the CA text name the file it came from.
+  auto nameCaFile = [&](Result<TlsContextPtr> made) -> Result<TlsContextPtr> {
+    if (!made && made.message().rfind("trusted CA", 0) == 0) {
+      return makeError(ca_file + ": " + made.message());
+    }
+    return made;
+  };
+  if (cert_file.empty()) return nameCaFile(createClient(policy, *ca));
+  CertBundle bundle;
+  Result<std::string> cert = readFile(cert_file, "certificate file");
+  if (!cert) return cert.error();
+  Result<std::string> key = readFile(key_file, "key file");
+  if (!key) return key.error();
+  bundle.cert_pem = std::move(cert).value();
+  bundle.key_pem = std::move(key).value();
+  bundle.cert_source = cert_file;
+  bundle.key_source = key_file;
+  return nameCaFile(createClient(policy, *ca, std::nullopt, &bundle));
 }
 
 }  // namespace shardgate::tls

@@ -58,11 +58,22 @@ class TlsContext {
       const CertBundle& bundle, const TlsPolicy& policy, uint64_t generation,
       std::shared_ptr<TicketKeys> ticket_keys = nullptr);
 
-  // A client context (tests, preflight). trusted_ca_pem empty: no verification.
-  // max_version caps what the client offers (preflight's TLS 1.2 handshake).
+  // A client context. trusted_ca_pem empty: no verification (tests,
+  // preflight); otherwise the peer's chain must lead to one of its
+  // certificates. max_version caps what the client offers (preflight's TLS
+  // 1.2 handshake). client_cert, if given, is presented when the server asks
+  // for one (validated like a server bundle first).
   static Result<std::shared_ptr<const TlsContext>> createClient(
       const TlsPolicy& policy, const std::string& trusted_ca_pem,
-      std::optional<TlsVersion> max_version = std::nullopt);
+      std::optional<TlsVersion> max_version = std::nullopt,
+      const CertBundle* client_cert = nullptr);
+
+  // The same from files: a CA file to verify the server against, and an
+  // optional certificate and key (both or neither) to present. Errors name
+  // the file.
+  static Result<std::shared_ptr<const TlsContext>> createClientFromFiles(
+      const TlsPolicy& policy, const std::string& ca_file, const std::string& cert_file = "",
+      const std::string& key_file = "");
 
   ~TlsContext();
   TlsContext(const TlsContext&) = delete;

@@ -134,6 +134,24 @@ TlsSession::~TlsSession() {
   ctx_->live_sessions_.fetch_sub(1, std::memory_order_relaxed);
 }
 
+bool TlsSession::setServerName(const std::string& name) {
+  const bool verifying = (SSL_get_verify_mode(ssl_) & SSL_VERIFY_PEER) != 0;
+  X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
+  bool ok = true;
+  if (X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str()) == 1) {
+    // An IP literal: checked against the certificate's IP SANs. Set on the
+    // parameter even when not verifying; it only matters when verifying.
+  } else {
+    ERR_clear_error();
+    // SSL_set_tlsext_host_name() is a macro with a C cast; this is its body.
+    ok = SSL_ctrl(ssl_, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                  const_cast<char*>(name.c_str())) == 1;
+    if (ok && verifying) ok = SSL_set1_host(ssl_, name.c_str()) == 1;
+  }
+  ERR_clear_error();
+  return ok;
+}
+
 void TlsSession::startHandshake(ByteBuffer& cipher_out) {
   if (state_ != State::kHandshaking) return;
   clearErrors();
@@ -265,6 +283,16 @@ const char* TlsSession::cipherName() const {
 }
 
 bool TlsSession::sessionReused() const { return SSL_session_reused(ssl_) == 1; }
+
+std::string TlsSession::serverName() const {
+  const char* name = SSL_get_servername(ssl_, TLSEXT_NAMETYPE_host_name);
+  return name != nullptr ? std::string(name) : std::string();
+}
+
+bool TlsSession::peerPresentedCertificate() const {
+  X509Ptr cert(SSL_get1_peer_certificate(ssl_));
+  return cert != nullptr;
+}
 
 std::string TlsSession::exportSession() const {
   SslSessionPtr session(SSL_get1_session(ssl_));

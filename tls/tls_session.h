@@ -39,6 +39,11 @@ class TlsSession {
   TlsSession(const TlsSession&) = delete;
   TlsSession& operator=(const TlsSession&) = delete;
 
+  // Client role, before startHandshake: the name the server is asked for
+  // (SNI, RFC 6066 section 3) and, when the context verifies, the name (or
+  // IP address) its certificate must carry. An IP address is verified but
+  // not sent: SNI carries host names only. False when OpenSSL refuses it.
+  bool setServerName(const std::string& name);
   // Client role: writes the ClientHello to cipher_out.
   void startHandshake(ByteBuffer& cipher_out);
 
@@ -68,6 +73,10 @@ class TlsSession {
   std::optional<TlsVersion> negotiatedVersion() const;
   const char* cipherName() const;
   bool sessionReused() const;
+  // Server role: the name the client asked for (SNI), empty when none.
+  std::string serverName() const;
+  // The peer sent a certificate (a server always does; a client when asked).
+  bool peerPresentedCertificate() const;
 
   // Client-side resumption: the DER of the session to resume (empty when
   // there is none yet; with TLS 1.3 the ticket arrives after the handshake,

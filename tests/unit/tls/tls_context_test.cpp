@@ -6,6 +6,9 @@
 #include <openssl/ssl.h>
 
 #include "tests/unit/tls/test_certs.h"
+#include "tests/unit/temp_dir.h"
+
+#include <cstdio>
 
 using namespace shardgate::tls;
 using namespace shardgate::tls::testing;
@@ -122,4 +125,45 @@ TEST_CASE("createClient caps the version it offers") {
   auto impossible = TlsContext::createClient(strict, "", TlsVersion::k1_2);
   REQUIRE_FALSE(impossible.ok());
   CHECK(impossible.message() == "TLS client: maximum version 1.2 is below the minimum 1.3");
+}
+
+TEST_CASE("createClientFromFiles: a CA file, optionally a certificate and key") {
+  shardgate::testing::TempDir dir;
+  ThreeLevelChain chain;
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::string path = dir.path + "/" + name;
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    REQUIRE(f != nullptr);
+    std::fwrite(text.data(), 1, text.size(), f);
+    std::fclose(f);
+    return path;
+  };
+  std::string ca = write("ca.pem", certPem(chain.root.get()));
+  CertBundle b = chain.bundle();
+  std::string cert = write("client.pem", b.cert_pem + b.chain_pem);
+  std::string key = write("client.key", b.key_pem);
+  std::string junk = write("junk.pem", "junk");
+
+  auto verify_only = TlsContext::createClientFromFiles(TlsPolicy{}, ca);
+  REQUIRE_MESSAGE(verify_only.ok(), (verify_only.ok() ? "" : verify_only.message()));
+  CHECK_FALSE((*verify_only)->isServer());
+
+  auto mutual = TlsContext::createClientFromFiles(TlsPolicy{}, ca, cert, key);
+  REQUIRE_MESSAGE(mutual.ok(), (mutual.ok() ? "" : mutual.message()));
+  CHECK((*mutual)->certInfo().subject.find("localhost") != std::string::npos);
+
+  auto missing = TlsContext::createClientFromFiles(TlsPolicy{}, dir.path + "/none.pem");
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.message().find("none.pem") != std::string::npos);
+
+  auto not_pem = TlsContext::createClientFromFiles(TlsPolicy{}, junk);
+  REQUIRE_FALSE(not_pem.ok());
+  CHECK(not_pem.message().find("junk.pem") != std::string::npos);
+
+  auto half = TlsContext::createClientFromFiles(TlsPolicy{}, ca, cert, "");
+  REQUIRE_FALSE(half.ok());
+  CHECK(half.message().find("both") != std::string::npos);
+
+  auto wrong_key = TlsContext::createClientFromFiles(TlsPolicy{}, ca, cert, ca);
+  CHECK_FALSE(wrong_key.ok());
 }

@@ -438,3 +438,56 @@ TEST_CASE("TlsContext: liveSessions counts the sessions holding the context") {
   CHECK(peak.load() >= 100);
   CHECK(sctx->liveSessions() == 0);
 }
+
+TEST_CASE("TlsSession: the client role sends SNI and checks the server's name") {
+  ThreeLevelChain chain;
+  TlsContextPtr sctx = serverCtx({}, chain.bundle());
+  TlsContextPtr cctx = clientCtx({}, certPem(chain.root.get()));
+  for (const char* name : {"localhost", "127.0.0.1", "other.example"}) {
+    CAPTURE(name);
+    Peer client;
+    Peer server;
+    client.session = TlsSession::create(cctx, TlsSession::Role::kClient);
+    server.session = TlsSession::create(sctx, TlsSession::Role::kServer);
+    REQUIRE(client.session->setServerName(name));
+    client.session->startHandshake(client.out);
+    pump(client, server);
+    const bool good = std::string(name) != "other.example";
+    CHECK(client.session->isOpen() == good);
+    // SNI carries host names only, never an IP address (RFC 6066 section 3).
+    CHECK(server.session->serverName() == (std::string(name) == "127.0.0.1" ? "" : name));
+    if (!good) {
+      CHECK(client.session->failureReason().find("certificate verify failed") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("TlsSession: a client presents its certificate when the server asks for one") {
+  ThreeLevelChain server_chain;
+  ThreeLevelChain client_chain;
+  TlsContextPtr sctx = serverCtx({}, server_chain.bundle());
+  // Server side of mutual TLS, set up by hand: the product does not serve it.
+  SSL_CTX* raw = sctx->sslCtx();
+  SSL_CTX_set_verify(raw, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  X509_STORE_add_cert(SSL_CTX_get_cert_store(raw), client_chain.root.get());
+
+  CertBundle client_cert = client_chain.bundle();
+  auto with_cert = TlsContext::createClient({}, certPem(server_chain.root.get()), std::nullopt,
+                                            &client_cert);
+  REQUIRE_MESSAGE(with_cert.ok(), (with_cert.ok() ? "" : with_cert.message()));
+  CHECK((*with_cert)->certInfo().subject.find("localhost") != std::string::npos);
+  {
+    Pair p(*with_cert, sctx);
+    p.run();
+    CHECK(p.client.session->isOpen());
+    CHECK(p.server.session->isOpen());
+    CHECK(p.server.session->peerPresentedCertificate());
+    CHECK(p.client.session->peerPresentedCertificate());
+  }
+  {
+    // Without one the server refuses the handshake.
+    Pair p(clientCtx({}, certPem(server_chain.root.get())), sctx);
+    p.run();
+    CHECK(p.server.session->state() == TlsSession::State::kFailed);
+  }
+}

@@ -1,4 +1,4 @@
-#include "proxy/listener.h"
+#include "net/listener.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -11,81 +11,35 @@
 #include <cstring>
 #include <string>
 
-#include "proxy/client_connection.h"
 #include "common/rate_limited_log.h"
 #include "common/uv_handle.h"
-#include "proxy/worker.h"
 
-namespace shardgate::proxy {
+namespace shardgate::net {
 
 namespace {
-
 constexpr int kBacklog = 1024;
-
-Result<int> makeSocket(const sockaddr_storage& ss, bool reuse_port, const std::string& name) {
-  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return makeError(name + ": cannot create socket: " + std::strerror(errno));
-  int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
-    int err = errno;
-    ::close(fd);
-    return makeError(name + ": cannot set SO_REUSEPORT: " + std::strerror(err));
-  }
-  if (ss.ss_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  socklen_t len = ss.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-  if (::bind(fd, reinterpret_cast<const sockaddr*>(&ss), len) != 0) {
-    int err = errno;
-    ::close(fd);
-    return makeError(name + ": cannot bind: " + std::strerror(err));
-  }
-  return fd;
-}
-
 }  // namespace
 
-Result<int> bindListenSocket(const net::SocketAddress& address) {
-  auto ss = toSockaddr(address);
-  if (!ss) return makeError(address.toString() + ": " + ss.message());
-  // SO_REUSEPORT would let us share the port with another running process
-  // (a second shardgate, a stale test) and silently split its traffic. A probe
-  // bound without it fails if anyone else holds the address.
-  if (address.port != 0) {
-    auto probe = makeSocket(*ss, false, address.toString());
-    if (!probe) return probe;
-    ::close(*probe);
-  }
-  return makeSocket(*ss, true, address.toString());
-}
 
-Result<uint16_t> boundPort(int fd) {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
-    return makeError(std::string("cannot read the bound port: ") + std::strerror(errno));
-  }
-  if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
-  return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-}
-
-Result<Listener*> Listener::start(Worker& worker, const Database& db, int fd) {
+Result<Listener*> Listener::start(uv_loop_t* loop, int fd, std::string name, AcceptHandler& handler) {
   if (::listen(fd, kBacklog) != 0) {
     int err = errno;
     ::close(fd);
-    return makeError(db.listen + ": cannot listen: " + std::strerror(err));
+    return makeError(name + ": cannot listen: " + std::strerror(err));
   }
   // Accepted sockets inherit TCP_NODELAY from the listening one (Linux), so
   // no connection needs a setsockopt of its own: requests and replies are
   // small and must not wait for Nagle.
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  auto* self = new Listener(worker, db, fd);
-  if (int rc = uv_poll_init(worker.loop(), &self->poll_, fd); rc != 0) {
+  auto* self = new Listener(loop, fd, std::move(name), handler);
+  if (int rc = uv_poll_init(loop, &self->poll_, fd); rc != 0) {
     ::close(fd);
+    std::string what = self->name_;
     delete self;
-    return makeError(db.listen + ": cannot watch the listening socket: " + uv_strerror(rc));
+    return makeError(what + ": cannot watch the listening socket: " + uv_strerror(rc));
   }
-  uv_timer_init(worker.loop(), &self->retry_timer_);
+  uv_timer_init(loop, &self->retry_timer_);
   self->poll_.data = self->retry_timer_.data = self;
   self->open_handles_ = 2;
   uv_poll_start(&self->poll_, UV_READABLE, &Listener::onReadable);
@@ -123,7 +77,8 @@ void Listener::acceptBatch() {
   for (int n = 0; n < kAcceptBatch; ++n) {
     int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      ClientConnection::accept(worker_, db_, fd);
+      handler_.onAccepted(fd);
+      if (closing_) return;  // the handler closed us
       continue;
     }
     switch (errno) {
@@ -143,8 +98,8 @@ void Listener::acceptBatch() {
       case EOPNOTSUPP:
       case ENETUNREACH: {
         static thread_local RateLimitedLog aborted(spdlog::level::debug, "connections lost before accept");
-        if (auto pass = aborted.admit(uv_now(worker_.loop()))) {
-          spdlog::debug("{}: accept: {}{}", db_.listen, std::strerror(errno), pass);
+        if (auto pass = aborted.admit(uv_now(loop_))) {
+          spdlog::debug("{}: accept: {}{}", name_, std::strerror(errno), pass);
         }
         continue;
       }
@@ -162,9 +117,9 @@ void Listener::pause(int err) {
   uv_poll_stop(&poll_);
   uv_timer_start(&retry_timer_, [](uv_timer_t* t) { static_cast<Listener*>(t->data)->resume(); },
                  kRetryMs, 0);
-  worker_.listenerPaused();
+  handler_.onAcceptPaused();
   static thread_local RateLimitedLog failed(spdlog::level::warn, "failed accepts");
-  if (auto pass = failed.admit(uv_now(worker_.loop()))) {
+  if (auto pass = failed.admit(uv_now(loop_))) {
     std::string why;
     if (err == EMFILE) {
       rlimit lim{};
@@ -175,7 +130,7 @@ void Listener::pause(int err) {
       why = " (the system-wide limit fs.file-max is reached)";
     }
     spdlog::warn("{}: accept failed: {}{}; accepting again when a connection closes, or in {} ms{}",
-                 db_.listen, std::strerror(err), why, kRetryMs, pass);
+                 name_, std::strerror(err), why, kRetryMs, pass);
   }
 }
 
@@ -186,4 +141,4 @@ void Listener::resume() {
   uv_poll_start(&poll_, UV_READABLE, &Listener::onReadable);
 }
 
-}  // namespace shardgate::proxy
+}  // namespace shardgate::net

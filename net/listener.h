@@ -1,6 +1,7 @@
-// Listener: one database's listening socket on one worker. Every worker binds
-// its own socket to the same address with SO_REUSEPORT, so the kernel spreads
-// new connections across workers and no accept lock is shared.
+// Listener: one listening socket on one loop, handing each accepted socket
+// to its handler. Every worker binds its own socket to the same address
+// with SO_REUSEPORT (listen_socket.h), so the kernel spreads new
+// connections across workers and no accept lock is shared.
 //
 // The listener accepts by itself (a uv_poll_t on the socket, accept4 in
 // bounded batches) instead of through uv_listen, for the descriptor limit:
@@ -14,28 +15,30 @@
 // worker closes and gives a descriptor back. New connections wait in the
 // kernel's backlog meanwhile; the clients being served are not touched.
 //
-//   readable ─► accept4 ×≤kAcceptBatch ─► ClientConnection::accept(fd)
+//   readable ─► accept4 ×≤kAcceptBatch ─► AcceptHandler::onAccepted(fd)
 //                  │ EMFILE/ENFILE
 //                  ▼
-//               paused ──(kRetryMs, or a connection of the worker closed)──► polling again
+//               paused ──(kRetryMs, or resume(): a connection of the loop closed)──► polling again
 #pragma once
 
 #include <uv.h>
 
-#include "config/config.h"
-#include "proxy/database.h"
+#include <cstdint>
+#include <string>
+
 #include "common/result.h"
 
-namespace shardgate::proxy {
+namespace shardgate::net {
 
-class Worker;
-
-// Creates a socket bound to address with SO_REUSEPORT. Fails when another
-// process holds the address, naming the address and the reason.
-// Port 0: the kernel picks a free port (no probe needed: nobody holds it);
-// boundPort() tells which, for the other workers and the log.
-Result<int> bindListenSocket(const net::SocketAddress& address);
-Result<uint16_t> boundPort(int fd);
+class AcceptHandler {
+ public:
+  virtual ~AcceptHandler() = default;
+  // fd: an accepted non-blocking socket, the handler's from here on.
+  virtual void onAccepted(int fd) = 0;
+  // Accepting paused for want of descriptors: call resume() on the
+  // listener when one is given back (a connection closed).
+  virtual void onAcceptPaused() {}
+};
 
 class Listener {
  public:
@@ -45,24 +48,27 @@ class Listener {
   // returns to the loop (its timers, its other sockets) between batches.
   static constexpr int kAcceptBatch = 64;
 
-  // Listens on fd and takes ownership of it. The Listener frees itself after close().
-  static Result<Listener*> start(Worker& worker, const Database& db, int fd);
+  // Listens on fd and takes ownership of it; name ("127.0.0.1:6380") is for
+  // log lines. handler must outlive close(). The Listener frees itself after close().
+  static Result<Listener*> start(uv_loop_t* loop, int fd, std::string name, AcceptHandler& handler);
   // Stops accepting at once (the socket is closed here); frees itself later.
   void close();
 
-  // A descriptor was given back on this worker: a paused listener polls again.
+  // A descriptor was given back on this loop: a paused listener polls again.
   void resume();
   bool paused() const { return paused_; }
 
  private:
-  Listener(Worker& worker, const Database& db, int fd) : worker_(worker), db_(db), fd_(fd) {}
+  Listener(uv_loop_t* loop, int fd, std::string name, AcceptHandler& handler)
+      : loop_(loop), fd_(fd), name_(std::move(name)), handler_(handler) {}
   static void onReadable(uv_poll_t* poll, int status, int events);
   void acceptBatch();
   void pause(int err);
 
-  Worker& worker_;
-  const Database& db_;
+  uv_loop_t* loop_;
   int fd_;
+  std::string name_;
+  AcceptHandler& handler_;
   uv_poll_t poll_{};
   uv_timer_t retry_timer_{};
   int open_handles_ = 0;
@@ -70,4 +76,4 @@ class Listener {
   bool closing_ = false;
 };
 
-}  // namespace shardgate::proxy
+}  // namespace shardgate::net
