@@ -47,8 +47,9 @@ struct BackendLink::Socket {
   }
 };
 
-BackendLink::BackendLink(Worker& worker, const Database& db, uint16_t shard, MultiplexSession* owner)
-    : worker_(worker), db_(db), shard_(shard), owner_(owner) {}
+BackendLink::BackendLink(Worker& worker, const Database& db, std::shared_ptr<const ShardMap> map,
+                         uint16_t shard, MultiplexSession* owner)
+    : ShardLink(shard), worker_(worker), db_(db), map_(std::move(map)), owner_(owner) {}
 
 BackendLink::~BackendLink() {
   if (dirty) worker_.forgetLink(this);
@@ -119,7 +120,7 @@ void BackendLink::connect() {
   socket_->tcp.data = socket_;
   auto* req = new uv_connect_t;
   req->data = socket_;
-  int rc = uv_tcp_connect(req, &socket_->tcp, reinterpret_cast<const sockaddr*>(&db_.shards[shard_].addr),
+  int rc = uv_tcp_connect(req, &socket_->tcp, reinterpret_cast<const sockaddr*>(&map_->shard(shard_).addr),
                           [](uv_connect_t* r, int status) {
                             std::unique_ptr<uv_connect_t> done(r);
                             auto* socket = static_cast<Socket*>(r->data);
@@ -256,7 +257,7 @@ void BackendLink::deliver(const uint8_t* data, size_t len, bool done) {
     if (done) markAvailable();
     return;
   }
-  if (p.request) deliverReply(worker_, p.request, p.part, data, len, done);
+  if (p.request) deliverReply(worker_.requestPool(), p.request, p.part, data, len, done);
 }
 
 void BackendLink::fail(const std::string& why) {
@@ -319,7 +320,7 @@ void BackendLink::failWaiting(const std::string& line) {
   bool first = true;
   for (const Pending& p : waiting) {
     if (p.request) {
-      deliverFailure(worker_, p.request, p.part, line, first && partial_bytes_ > 0);
+      deliverFailure(worker_.requestPool(), p.request, p.part, line, first && partial_bytes_ > 0);
     }
     first = false;
   }

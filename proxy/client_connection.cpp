@@ -269,8 +269,10 @@ void ClientConnection::onToBackendDrained(void* p, int status) {
   self->updateReading();
 }
 
-void ClientConnection::replyReady() {
-  if (!dirty && !closing_) worker_.markDirty(this);
+void ClientConnection::lendReplyBuffer(ByteBuffer& into) { worker_.lendBuffer(into); }
+
+void ClientConnection::onReplyReady() {
+  if (!closing_) worker_.markDirty(this);
 }
 
 void ClientConnection::flushReplies() {

@@ -28,6 +28,7 @@
 
 #include "proxy/database.h"
 #include "proxy/multiplex_session.h"
+#include "proxy/reply_sink.h"
 #include "net/write_queue.h"
 #include "tls/tls_session.h"
 
@@ -35,7 +36,7 @@ namespace shardgate::proxy {
 
 class Worker;
 
-class ClientConnection {
+class ClientConnection final : public ReplySink {
  public:
   // Serves fd, a socket just accepted (non-blocking); on failure nothing leaks.
   static void accept(Worker& worker, const Database& db, int fd);
@@ -48,22 +49,21 @@ class ClientConnection {
   ClientConnection* prev = nullptr;
   ClientConnection* next = nullptr;
 
-  // Multiplexed path: replies are appended here, then replyReady() puts the
-  // connection on the worker's flush list; flushReplies() encrypts and
-  // writes them once per loop turn, however many replies arrived.
-  ByteBuffer& replyOut() {
-    if (reply_out_.capacity() == 0) worker_.lendBuffer(reply_out_);
-    return reply_out_;
-  }
-  void replyReady();
+  // Multiplexed path (ReplySink): replies are appended to replyOut(), then
+  // replyReady() puts the connection on the worker's flush list;
+  // flushReplies() encrypts and writes them once per loop turn, however many
+  // replies arrived.
   void flushReplies();
   // Periodic upkeep of the multiplexed path (idle private shard connections).
   void closeIdleLinks(uint64_t now_ms) {
     if (multiplex_ && !closing_) multiplex_->closeIdleLinks(now_ms);
   }
-  bool dirty = false;  // on the worker's flush list
 
  private:
+  // ReplySink: a lent buffer only while replies wait; the flush list.
+  void lendReplyBuffer(ByteBuffer& into) override;
+  void onReplyReady() override;
+
   ClientConnection(Worker& worker, const Database& db);
   ~ClientConnection() = default;
 
@@ -106,7 +106,6 @@ class ClientConnection {
   uv_timer_t timer_{};  // handshake deadline, then the flush-before-close deadline
   std::unique_ptr<tls::TlsSession> tls_;
   std::unique_ptr<MultiplexSession> multiplex_;  // several shards or a password
-  ByteBuffer reply_out_;
   net::WriteQueue to_client_;
   net::WriteQueue to_backend_;
   uint64_t last_activity_ms_ = 0;
