@@ -30,8 +30,9 @@ constexpr unsigned kKeepaliveDelayS = 30;
 
 }  // namespace
 
-BackendLink::BackendLink(Worker& worker, const Database& db, uint16_t shard, MultiplexSession* owner)
-    : worker_(worker), db_(db), shard_(shard), owner_(owner) {}
+BackendLink::BackendLink(Worker& worker, const Database& db, std::shared_ptr<const ShardMap> map,
+                         uint16_t shard, MultiplexSession* owner)
+    : ShardLink(shard), worker_(worker), db_(db), map_(std::move(map)), owner_(owner) {}
 
 BackendLink::~BackendLink() {
   if (dirty) worker_.forgetLink(this);
@@ -93,7 +94,7 @@ void BackendLink::shutdownIfDrained() {
 
 void BackendLink::connect() {
   state_ = State::kConnecting;
-  const auto& addr = reinterpret_cast<const sockaddr&>(db_.shards[shard_].addr);
+  const auto& addr = reinterpret_cast<const sockaddr&>(map_->shard(shard_).addr);
   net::Stream* stream = nullptr;
   int rc = worker_.io().connect(addr, this, net::ConnectOptions{kKeepaliveDelayS}, &stream);
   if (rc != 0) {
@@ -210,7 +211,7 @@ void BackendLink::deliver(const uint8_t* data, size_t len, bool done) {
     if (done) markAvailable();
     return;
   }
-  if (p.request) deliverReply(worker_, p.request, p.part, data, len, done);
+  if (p.request) deliverReply(worker_.requestPool(), p.request, p.part, data, len, done);
 }
 
 void BackendLink::fail(const std::string& why) {
@@ -273,7 +274,7 @@ void BackendLink::failWaiting(const std::string& line) {
   bool first = true;
   for (const Pending& p : waiting) {
     if (p.request) {
-      deliverFailure(worker_, p.request, p.part, line, first && partial_bytes_ > 0);
+      deliverFailure(worker_.requestPool(), p.request, p.part, line, first && partial_bytes_ > 0);
     }
     first = false;
   }

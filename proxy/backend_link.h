@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -29,6 +30,8 @@
 #include "net/stream.h"
 #include "proxy/database.h"
 #include "proxy/request.h"
+#include "proxy/shard_link.h"
+#include "proxy/shard_map.h"
 #include "redis/reply_scanner.h"
 
 namespace shardgate::proxy {
@@ -36,56 +39,54 @@ namespace shardgate::proxy {
 class Worker;
 class MultiplexSession;
 
-class BackendLink : private net::StreamOwner {
+class BackendLink final : public ShardLink, private net::StreamOwner {
  public:
   // shared: owned by the worker, reconnects by itself; otherwise private to
   // one session (push_to, if set, receives frames no request waits for:
   // pub/sub messages).
   // owner: the session of a private link (told when the link fails), or
   // nullptr for a shared one, which reconnects by itself.
-  BackendLink(Worker& worker, const Database& db, uint16_t shard, MultiplexSession* owner);
+  BackendLink(Worker& worker, const Database& db, std::shared_ptr<const ShardMap> map, uint16_t shard,
+              MultiplexSession* owner);
   ~BackendLink() override;
   BackendLink(const BackendLink&) = delete;
   BackendLink& operator=(const BackendLink&) = delete;
 
-  // False while the shard is known to be down: answer the client at once.
-  bool available() const { return !failing_; }
-  const std::string& address() const { return db_.shards[shard_].address; }
-  uint16_t shard() const { return shard_; }
+  const std::string& address() const override { return map_->shard(shard_).address; }
   // Why the last connection failed ("connection refused"), for error lines.
-  const std::string& failure() const { return failure_; }
+  const std::string& failure() const override { return failure_; }
 
   // Queues one command (bytes of a complete RESP request) whose reply is part
   // `part` of request r; r == nullptr: the reply is dropped (the proxy's own).
-  void send(std::string_view frame, Request* r, uint16_t part);
+  void send(std::string_view frame, Request* r, uint16_t part) override;
   // Queues a command whose replies nobody waits for: they reach the push
   // target (pub/sub subscriptions, whose confirmations are push frames).
-  void sendUnmatched(std::string_view frame);
+  void sendUnmatched(std::string_view frame) override;
   // One more reply on the way that is dropped (commands sent inside one
   // send() frame beyond its first).
-  void expectDropped() { fifo_.push_back(Pending{nullptr, 0, false, 0}); }
+  void expectDropped() override { fifo_.push_back(Pending{nullptr, 0, false, 0}); }
   // Writes what send() queued; the worker calls it once per loop turn.
   void flush();
   // Requests waiting for a reply on this link.
   size_t inFlight() const { return fifo_.size(); }
   // Pub/sub: frames with no request waiting go to this session.
-  void setPushTarget(MultiplexSession* s) { push_to_ = s; }
+  void setPushTarget(MultiplexSession* s) override { push_to_ = s; }
   MultiplexSession* pushTarget() const { return push_to_; }
   // RESP3: push frames ('>') go to the push target even while replies are
   // awaited (CLIENT TRACKING invalidations arrive between replies).
-  void setOutOfBandPushes(bool on) { oob_pushes_ = on; }
-  bool idle() const { return fifo_.empty() && out_.empty(); }
-  uint64_t lastUsedMs() const { return last_used_ms_; }
+  void setOutOfBandPushes(bool on) override { oob_pushes_ = on; }
+  bool idle() const override { return fifo_.empty() && out_.empty(); }
+  uint64_t lastUsedMs() const override { return last_used_ms_; }
   // Connected or connecting: a close will be reported (onPrivateLinkLost).
-  bool open() const { return state_ == State::kConnecting || state_ == State::kReady; }
+  bool open() const override { return state_ == State::kConnecting || state_ == State::kReady; }
   // Passes a client's EOF on (a private link's owner, once it sends nothing
   // more here): the connection's write side is shut once what was queued
   // has been written. The shard answers what it read before the EOF, then
   // frees its client as it frees one of its own -- a blocked command ends
   // without popping, subscriptions and MONITOR end -- and closes, which the
   // owner hears as a lost link (not logged: it was asked for).
-  void closeWrite();
-  bool writeClosed() const { return write_closed_; }
+  void closeWrite() override;
+  bool writeClosed() const override { return write_closed_; }
 
   bool dirty = false;  // in the worker's flush list
 
@@ -122,10 +123,9 @@ class BackendLink : private net::StreamOwner {
 
   Worker& worker_;
   const Database& db_;
-  uint16_t shard_;
+  std::shared_ptr<const ShardMap> map_;  // the map shard_ indexes
   MultiplexSession* owner_;
   State state_ = State::kIdle;
-  bool failing_ = false;
   bool logged_down_ = false;  // this outage was counted by the rate-limited warning
   bool said_down_ = false;    // and its line was written: its end is said too
   std::string failure_;

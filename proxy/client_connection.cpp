@@ -214,8 +214,10 @@ void ClientConnection::onToBackendDrained(int status) {
   updateReading();
 }
 
-void ClientConnection::replyReady() {
-  if (!dirty && !closing_) worker_.markDirty(this);
+void ClientConnection::lendReplyBuffer(ByteBuffer& into) { worker_.lendBuffer(into); }
+
+void ClientConnection::onReplyReady() {
+  if (!closing_) worker_.markDirty(this);
 }
 
 void ClientConnection::flushReplies() {

@@ -32,12 +32,13 @@
 #include "net/tls_stream.h"
 #include "proxy/database.h"
 #include "proxy/multiplex_session.h"
+#include "proxy/reply_sink.h"
 
 namespace shardgate::proxy {
 
 class Worker;
 
-class ClientConnection : private net::StreamOwner {
+class ClientConnection final : public ReplySink, private net::StreamOwner {
  public:
   // Serves fd, a socket just accepted (non-blocking); on failure nothing leaks.
   static void accept(Worker& worker, const Database& db, int fd);
@@ -50,20 +51,15 @@ class ClientConnection : private net::StreamOwner {
   ClientConnection* prev = nullptr;
   ClientConnection* next = nullptr;
 
-  // Multiplexed path: replies are appended here, then replyReady() puts the
-  // connection on the worker's flush list; flushReplies() encrypts and
-  // writes them once per loop turn, however many replies arrived.
-  ByteBuffer& replyOut() {
-    if (reply_out_.capacity() == 0) worker_.lendBuffer(reply_out_);
-    return reply_out_;
-  }
-  void replyReady();
+  // Multiplexed path (ReplySink): replies are appended to replyOut(), then
+  // replyReady() puts the connection on the worker's flush list;
+  // flushReplies() encrypts and writes them once per loop turn, however many
+  // replies arrived.
   void flushReplies();
   // Periodic upkeep of the multiplexed path (idle private shard connections).
   void closeIdleLinks(uint64_t now_ms) {
     if (multiplex_ && !closing_) multiplex_->closeIdleLinks(now_ms);
   }
-  bool dirty = false;  // on the worker's flush list
 
  private:
   // The owner of the shard stream (a stream has one owner; the client
@@ -77,6 +73,10 @@ class ClientConnection : private net::StreamOwner {
     void onStreamShutdown(int status) override { conn.onBackendShutdown(status); }
     ClientConnection& conn;
   };
+
+  // ReplySink: a lent buffer only while replies wait; the flush list.
+  void lendReplyBuffer(ByteBuffer& into) override;
+  void onReplyReady() override;
 
   ClientConnection(Worker& worker, const Database& db);
   ~ClientConnection() override = default;
@@ -126,7 +126,6 @@ class ClientConnection : private net::StreamOwner {
   ShardSide shard_side_{*this};
   uv_timer_t timer_{};  // handshake deadline, then the flush-before-close deadline
   std::unique_ptr<MultiplexSession> multiplex_;  // several shards or a password
-  ByteBuffer reply_out_;
   uint64_t last_activity_ms_ = 0;
 
   bool handshake_done_ = false;

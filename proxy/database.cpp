@@ -17,7 +17,8 @@ Result<Database> makeDatabase(const config::DatabaseConfig& config, const config
   db.shard_timeout_ms = limits.shard_timeout_ms;
   db.max_client_output = limits.max_client_output;
   db.private_idle_ms = limits.private_idle_ms;
-  auto owner = std::make_shared<std::array<uint16_t, config::kSlotCount>>();
+  ShardMap::SlotOwners owners{};
+  std::vector<ShardEndpoint> shards;
   for (size_t i = 0; i < config.shards.size(); ++i) {
     ShardEndpoint shard;
     shard.address = config.shards[i].address.toString();
@@ -28,13 +29,15 @@ Result<Database> makeDatabase(const config::DatabaseConfig& config, const config
     }
     shard.addr = *addr;
     for (const config::SlotRange& r : config.shards[i].slots) {
-      for (unsigned s = r.first; s <= r.last; ++s) (*owner)[s] = static_cast<uint16_t>(i);
+      for (unsigned s = r.first; s <= r.last; ++s) owners[s] = static_cast<uint16_t>(i);
     }
-    db.shards.push_back(std::move(shard));
+    shards.push_back(std::move(shard));
   }
-  db.slot_owner = std::move(owner);
-  db.shard = db.shards[0].address;
-  db.shard_addr = db.shards[0].addr;
+  db.shard = shards[0].address;
+  db.shard_addr = shards[0].addr;
+  auto map = ShardMap::create(std::move(shards), owners);
+  if (!map) return makeError("databases[" + std::to_string(index) + "].shards: " + map.message());
+  db.shard_map = std::make_shared<ShardMapSource>(std::move(*map));
   return db;
 }
 

@@ -20,15 +20,11 @@
 
 #include "redis/command_table.h"
 #include "config/config.h"
-#include "redis/hash_slot.h"
+#include "proxy/shard_map.h"
+#include "proxy/shard_map_source.h"
 #include "redis/resp_limits.h"
 
 namespace shardgate::proxy {
-
-struct ShardEndpoint {
-  std::string address;  // "127.0.0.1:7001", as error lines and logs name it
-  sockaddr_storage addr{};
-};
 
 // Built by makeDatabase from the config: no field restates a config default
 // (zero means "not set yet").
@@ -39,9 +35,9 @@ struct Database {
   bool multiplex = false;
   std::string shard;         // shards[0].address: the transparent path's one shard
   sockaddr_storage shard_addr{};
-  std::vector<ShardEndpoint> shards;
-  // slot -> index into shards (multiplexed only).
-  std::shared_ptr<const std::array<uint16_t, config::kSlotCount>> slot_owner;
+  // The shards and which slots each owns. Replaceable at run time: the
+  // multiplexed path routes each pipeline batch by the map current then.
+  std::shared_ptr<ShardMapSource> shard_map;
   std::optional<std::string> password;
   std::optional<std::string> shard_password;
   redis::RespLimits limits{};
@@ -55,12 +51,6 @@ struct Database {
   // `databases` setting), and its version, which HELLO reports.
   uint64_t shard_databases = 16;
   std::string shard_version = "7.0.0";
-
-  uint16_t shardOfSlot(uint16_t slot) const { return (*slot_owner)[slot]; }
-  // With one shard (`multiplex: true`) every key belongs to shard 0: no CRC16.
-  uint16_t shardOfKey(std::string_view key) const {
-    return shards.size() == 1 ? 0 : shardOfSlot(redis::keyHashSlot(key));
-  }
 };
 
 // Resolves the shard addresses and the slot map.

@@ -7,13 +7,11 @@
 #include <charconv>
 
 #include "common/ascii.h"
-#include "proxy/client_connection.h"
 #include "redis/hash_slot.h"
 #include "redis/info_merge.h"
 #include "redis/redis_text.h"
 #include "redis/reply_merge.h"
 #include "redis/resp_encoder.h"
-#include "proxy/worker.h"
 
 namespace shardgate::proxy {
 
@@ -22,11 +20,17 @@ namespace {
 std::atomic<uint64_t> next_client_id{1};
 }  // namespace
 
-MultiplexSession::MultiplexSession(Worker& worker, const Database& db, ClientConnection& conn)
-    : worker_(worker),
+MultiplexSession::MultiplexSession(LinkFactory& links, const Database& db, ReplySink& sink)
+    : links_host_(links),
       db_(db),
-      conn_(conn),
-      shared_links_(worker.sharedLinks(db)),
+      conn_(sink),
+      pool_(links.requestPool()),
+      frame_scratch_(links.frameScratch()),
+      reply_scratch_(links.replyScratch()),
+      int_scratch_(links.intScratch()),
+      shared_(links.sharedLinks(db)),
+      links_(shared_.current),
+      map_(links_->map.get()),
       decoder_(db.limits),
       authenticated_(!db.password),
       id_(next_client_id.fetch_add(1, std::memory_order_relaxed)) {}
@@ -42,7 +46,7 @@ void MultiplexSession::orphanRequests() {
   for (Request* r = head_; r;) {
     Request* next = r->next;
     r->owner = nullptr;
-    if (r->waiting == 0) worker_.requestPool().release(r);
+    if (r->waiting == 0) pool_.release(r);
     r = next;
   }
   head_ = tail_ = nullptr;
@@ -153,6 +157,7 @@ void MultiplexSession::parse() {
 }
 
 size_t MultiplexSession::parseFrom(std::string_view data) {
+  refreshMap();
   size_t used = 0;
   while (!stopped_ && used < data.size() && in_flight_ < kMaxInFlight) {
     std::string_view rest = data.substr(used);
@@ -180,6 +185,21 @@ size_t MultiplexSession::parseFrom(std::string_view data) {
     if (next == Next::kStop) stop();
   }
   return used;
+}
+
+void MultiplexSession::adoptMap() {
+  // Requests in flight on the old map's links finish there (the set lives
+  // while they wait). State a shard keeps for this client -- a transaction,
+  // WATCH, subscriptions, MONITOR, tracking -- stays on the old map until it
+  // ends, and so does a command waiting on a private link.
+  if (in_multi_ || watching_ || stream_ || tracking_ || on_private_ > 0) return;
+  for (const auto& link : private_) {
+    if (link && !link->idle()) return;
+  }
+  // Idle private links hold only SELECT / HELLO 3, which a new one is sent first.
+  private_.clear();
+  links_ = shared_.current;
+  map_ = links_->map.get();
 }
 
 // ---- dispatch ----------------------------------------------------------------
@@ -346,7 +366,7 @@ MultiplexSession::Next MultiplexSession::dispatch(std::string_view frame) {
       return subscribe(route, frame);
     case redis::CommandRoute::kPublish: {
       if (auto st = findKeys(*cmd); !st) break;
-      int shard = db_.shardOfKey(args_[1]);
+      int shard = map_->shardOfKey(args_[1]);
       return forward(shard, frame, LinkKind::kShared);
     }
     case redis::CommandRoute::kMonitor:
@@ -389,7 +409,7 @@ MultiplexSession::Next MultiplexSession::abortExec(std::string_view text) {
   const bool on_shard = (multi_on_shard_ && !multi_lost_) || (watching_ && !watch_lost_);
   if (on_shard && !orderedAfterInFlight(LinkKind::kPrivate, pin_shard_)) return Next::kWaitIdle;
   if (on_shard) {
-    ByteBuffer& undo = worker_.frameScratch();
+    ByteBuffer& undo = frame_scratch_;
     undo.clear();
     // DISCARD also unwatches; UNWATCH alone when only WATCH reached the shard.
     redis::resp::appendCommand(undo, {multi_on_shard_ && !multi_lost_ ? "DISCARD" : "UNWATCH"});
@@ -408,7 +428,7 @@ Status MultiplexSession::findKeys(const redis::CommandInfo& cmd) {
 bool MultiplexSession::singleShard(int* shard) {
   *shard = -1;
   for (uint32_t k : keys_) {
-    int s = db_.shardOfKey(args_[k]);
+    int s = map_->shardOfKey(args_[k]);
     if (*shard >= 0 && s != *shard) {
       replyError(redis::kCrossSlot);
       return false;
@@ -425,21 +445,17 @@ bool MultiplexSession::orderedAfterInFlight(LinkKind kind, int shard) const {
 
 // ---- sending -----------------------------------------------------------------
 
-BackendLink& MultiplexSession::sharedLink(int shard) {
-  return *shared_links_[static_cast<size_t>(shard)];
-}
-
-BackendLink& MultiplexSession::privateLink(int shard) {
-  if (private_.empty()) private_.resize(db_.shards.size());
+ShardLink& MultiplexSession::privateLink(int shard) {
+  if (private_.empty()) private_.resize(map_->shardCount());
   auto& link = private_[static_cast<size_t>(shard)];
   // Its shard was told of the client's EOF, but a blocked command it held
   // was answered and what waited behind it runs: on a connection of its own.
   if (link && link->writeClosed()) retired_.push_back(std::move(link));
   if (!link) {
-    link = std::make_unique<BackendLink>(worker_, db_, static_cast<uint16_t>(shard), this);
+    link = links_host_.openPrivateLink(db_, links_->map, static_cast<uint16_t>(shard), this);
     // The client's connection state goes first; the shard's answers to it
     // are the proxy's, dropped.
-    ByteBuffer& prelude = worker_.replyScratch();
+    ByteBuffer& prelude = reply_scratch_;
     if (resp3_) {
       link->setPushTarget(this);
       link->setOutOfBandPushes(true);
@@ -457,7 +473,7 @@ BackendLink& MultiplexSession::privateLink(int shard) {
   return *link;
 }
 
-BackendLink& MultiplexSession::linkFor(int shard, LinkKind kind) {
+ShardLink& MultiplexSession::linkFor(int shard, LinkKind kind) {
   // A client whose connection state differs from the shared links' (another
   // database, RESP3) sends everything on links of its own.
   if (kind == LinkKind::kPrivate || ownLinks()) return privateLink(shard);
@@ -465,7 +481,7 @@ BackendLink& MultiplexSession::linkFor(int shard, LinkKind kind) {
 }
 
 std::string MultiplexSession::unavailableLine(int shard) {
-  BackendLink& link = sharedLink(shard);
+  ShardLink& link = sharedLink(shard);
   return "-ERR shard " + link.address() + " unavailable: " + link.failure() + "\r\n";
 }
 
@@ -481,7 +497,7 @@ MultiplexSession::Next MultiplexSession::forward(int shard, std::string_view fra
   r->blocking = blocking;
   if (kind == LinkKind::kPrivate) private_shard_ = shard;
   push(r);
-  BackendLink& link = linkFor(shard, kind);
+  ShardLink& link = linkFor(shard, kind);
   link.send(frame, r, 0);
   return Next::kContinue;
 }
@@ -498,7 +514,7 @@ MultiplexSession::Next MultiplexSession::split(redis::CommandRoute route, std::s
   key_shard_.clear();
   bool one_shard = true;
   for (uint32_t k : keys_) {
-    key_shard_.push_back(db_.shardOfKey(args_[k]));
+    key_shard_.push_back(map_->shardOfKey(args_[k]));
     one_shard = one_shard && key_shard_.back() == key_shard_.front();
   }
   if (one_shard) return forward(key_shard_.front(), frame, LinkKind::kShared);
@@ -506,9 +522,10 @@ MultiplexSession::Next MultiplexSession::split(redis::CommandRoute route, std::s
   const bool pairs = route == redis::CommandRoute::kMset;
   // PUBSUB NUMSUB: "PUBSUB NUMSUB" before each shard's channels.
   const size_t prefix = route == redis::CommandRoute::kPubsubInfo ? 2 : 1;
-  const size_t shards = db_.shards.size();
+  const size_t shards = map_->shardCount();
   // part_of_shard: -1 until the shard's first key; parts in order of first key.
-  auto& part_of_shard = worker_.scratchInts(shards);
+  std::vector<int>& part_of_shard = int_scratch_;
+  part_of_shard.assign(shards, -1);
   std::vector<int> shard_of_part;
   std::vector<std::vector<uint32_t>> part_args;
   ReplyMerge merge = route == redis::CommandRoute::kMget         ? ReplyMerge::kMget
@@ -535,7 +552,7 @@ MultiplexSession::Next MultiplexSession::split(redis::CommandRoute route, std::s
   r->waiting = static_cast<uint16_t>(shard_of_part.size());
   countInFlight(r);
   push(r);
-  ByteBuffer& cmd_bytes = worker_.frameScratch();
+  ByteBuffer& cmd_bytes = frame_scratch_;
   for (size_t p = 0; p < shard_of_part.size(); ++p) {
     int s = shard_of_part[p];
     if (!sharedLink(s).available()) {
@@ -555,7 +572,7 @@ MultiplexSession::Next MultiplexSession::split(redis::CommandRoute route, std::s
 
 MultiplexSession::Next MultiplexSession::fanOut(std::string_view frame, ReplyMerge merge) {
   if (!orderedAfterInFlight(LinkKind::kShared, 0)) return Next::kWaitIdle;
-  const size_t shards = db_.shards.size();
+  const size_t shards = map_->shardCount();
   Request* r = newRequest(merge, LinkKind::kShared, 0);
   r->parts.resize(shards);
   r->waiting = static_cast<uint16_t>(shards);
@@ -576,7 +593,7 @@ MultiplexSession::Next MultiplexSession::fanOut(std::string_view frame, ReplyMer
 
 MultiplexSession::Next MultiplexSession::scan() {
   if (!orderedAfterInFlight(LinkKind::kShared, 0)) return Next::kWaitIdle;
-  const auto shards = static_cast<uint32_t>(db_.shards.size());
+  const auto shards = static_cast<uint32_t>(map_->shardCount());
   auto pos = redis::decodeScanCursor(args_[1], shards);
   if (!pos) {
     replyError("ERR invalid cursor");
@@ -593,7 +610,7 @@ MultiplexSession::Next MultiplexSession::scan() {
   r->scan_shard = pos->shard;
   countInFlight(r);
   push(r);
-  ByteBuffer& cmd_bytes = worker_.frameScratch();
+  ByteBuffer& cmd_bytes = frame_scratch_;
   cmd_bytes.clear();
   char digits[24];
   auto [end, ec] = std::to_chars(digits, digits + sizeof digits, pos->cursor);
@@ -618,7 +635,7 @@ void MultiplexSession::closeIdleLinks(uint64_t now_ms) {
   }
 }
 
-void MultiplexSession::onPrivateLinkLost(BackendLink& link) {
+void MultiplexSession::onPrivateLinkLost(ShardLink& link) {
   // A private link holds connection state the shard has now forgotten; a
   // fresh connection must not silently stand in for it.
   const int shard = link.shard();
@@ -675,7 +692,7 @@ void MultiplexSession::replyLocal(std::string_view bytes) {
 }
 
 void MultiplexSession::replyError(std::string_view text) {
-  ByteBuffer& out = worker_.replyScratch();
+  ByteBuffer& out = reply_scratch_;
   out.clear();
   redis::resp::appendError(out, text);
   // A client's argument quoted in an error (an unknown subcommand, a HELLO
@@ -689,28 +706,28 @@ void MultiplexSession::replyError(std::string_view text) {
 }
 
 void MultiplexSession::replySimple(std::string_view text) {
-  ByteBuffer& out = worker_.replyScratch();
+  ByteBuffer& out = reply_scratch_;
   out.clear();
   redis::resp::appendSimple(out, text);
   replyLocal(out.view());
 }
 
 void MultiplexSession::replyInteger(int64_t value) {
-  ByteBuffer& out = worker_.replyScratch();
+  ByteBuffer& out = reply_scratch_;
   out.clear();
   redis::resp::appendInteger(out, value);
   replyLocal(out.view());
 }
 
 void MultiplexSession::replyBulk(std::string_view value) {
-  ByteBuffer& out = worker_.replyScratch();
+  ByteBuffer& out = reply_scratch_;
   out.clear();
   redis::resp::appendBulk(out, value);
   replyLocal(out.view());
 }
 
 Request* MultiplexSession::newRequest(ReplyMerge merge, LinkKind kind, uint16_t parts) {
-  Request* r = worker_.requestPool().acquire(this, merge);
+  Request* r = pool_.acquire(this, merge);
   r->on_private = kind == LinkKind::kPrivate;
   r->waiting = parts;
   if (parts > 0) countInFlight(r);
@@ -815,7 +832,7 @@ void MultiplexSession::flushHead() {
     head_ = r->next;
     if (!head_) tail_ = nullptr;
     --in_flight_;
-    worker_.requestPool().release(r);
+    pool_.release(r);
     changed = true;
   }
   if (changed) conn_.replyReady();
@@ -836,7 +853,7 @@ void MultiplexSession::finishMerge(Request* r) {
     case ReplyMerge::kSameReply: redis::mergeSameReply(r->parts, out); break;
     case ReplyMerge::kAndArrays: redis::mergeAndArrays(r->parts, out); break;
     case ReplyMerge::kScan:
-      redis::rewriteScanReply(r->parts[0], r->scan_shard, static_cast<uint32_t>(db_.shards.size()), out);
+      redis::rewriteScanReply(r->parts[0], r->scan_shard, static_cast<uint32_t>(map_->shardCount()), out);
       break;
     case ReplyMerge::kInfo: redis::mergeInfo(r->parts, ownInfo(), out); break;
     case ReplyMerge::kForward:
@@ -847,21 +864,21 @@ void MultiplexSession::finishMerge(Request* r) {
 
 // ---- from links --------------------------------------------------------------
 
-void deliverReply(Worker& worker, Request* r, uint16_t part, const uint8_t* data, size_t len,
+void deliverReply(RequestPool& pool, Request* r, uint16_t part, const uint8_t* data, size_t len,
                   bool done) {
   if (r->owner) {
     r->owner->onReply(r, part, data, len, done);
     return;
   }
-  if (done && --r->waiting == 0) worker.requestPool().release(r);
+  if (done && --r->waiting == 0) pool.release(r);
 }
 
-void deliverFailure(Worker& worker, Request* r, uint16_t part, const std::string& line, bool partial) {
+void deliverFailure(RequestPool& pool, Request* r, uint16_t part, const std::string& line, bool partial) {
   if (r->owner) {
     r->owner->onFailure(r, part, line, partial);
     return;
   }
-  if (--r->waiting == 0) worker.requestPool().release(r);
+  if (--r->waiting == 0) pool.release(r);
 }
 
 }  // namespace shardgate::proxy

@@ -7,11 +7,13 @@
 //                                            ├─► shared BackendLink (per worker, per shard)
 //                                            └─► private BackendLink (MULTI/WATCH,
 //                                                blocking commands, pub/sub)
-//   replies  ─► onReply ─► FIFO head complete ─► ClientConnection::replyOut()
+//   replies  ─► onReply ─► FIFO head complete ─► ReplySink::replyOut()
 //
-// The session never writes to a socket: it appends to the connection's reply
-// buffer and marks it dirty; the worker encrypts and writes once per loop
-// turn. Ordering across links: a command bound for a different kind of link
+// The session never writes to a socket: it appends to its sink's reply
+// buffer (the client connection's) and marks it dirty; the worker encrypts
+// and writes once per loop turn. Links come from a LinkFactory (the worker),
+// so the session runs with fake links and no loop in tests. Each pipeline
+// batch is routed by the database's shard map current when it starts. Ordering across links: a command bound for a different kind of link
 // (shared <-> private) than the requests still in flight waits until they are
 // answered, so a client's commands reach the shards in the order it sent them.
 //
@@ -29,13 +31,15 @@
 #include <string_view>
 #include <vector>
 
-#include "proxy/backend_link.h"
-#include "redis/command_route.h"
-#include "proxy/database.h"
-#include "proxy/request.h"
-#include "redis/request_decoder.h"
-#include "proxy/worker.h"
 #include "common/byte_buffer.h"
+#include "proxy/database.h"
+#include "proxy/link_factory.h"
+#include "proxy/reply_sink.h"
+#include "proxy/request.h"
+#include "proxy/shard_link.h"
+#include "proxy/shard_map.h"
+#include "redis/command_route.h"
+#include "redis/request_decoder.h"
 
 namespace shardgate::redis {
 struct InfoAdditions;
@@ -43,11 +47,9 @@ struct InfoAdditions;
 
 namespace shardgate::proxy {
 
-class ClientConnection;
-
 class MultiplexSession {
  public:
-  MultiplexSession(Worker& worker, const Database& db, ClientConnection& conn);
+  MultiplexSession(LinkFactory& links, const Database& db, ReplySink& sink);
   ~MultiplexSession();
   MultiplexSession(const MultiplexSession&) = delete;
   MultiplexSession& operator=(const MultiplexSession&) = delete;
@@ -86,10 +88,10 @@ class MultiplexSession {
   void onReply(Request* r, uint16_t part, const uint8_t* data, size_t len, bool done);
   void onFailure(Request* r, uint16_t part, const std::string& line, bool partial);
   // Pub/sub frames from a private link.
-  void onPush(BackendLink& link, const uint8_t* data, size_t len, bool done);
+  void onPush(ShardLink& link, const uint8_t* data, size_t len, bool done);
   // One of this session's private links failed (after its waiting requests
   // were answered with the error).
-  void onPrivateLinkLost(BackendLink& link);
+  void onPrivateLinkLost(ShardLink& link);
 
   // Requests in flight at most; beyond it the client is not read.
   static constexpr size_t kMaxInFlight = 1024;
@@ -102,6 +104,13 @@ class MultiplexSession {
   enum class LinkKind : uint8_t { kShared, kPrivate };
 
   void parse();
+  // Before a pipeline batch: the database's current shard map, if it was
+  // replaced and this session holds no state on the old map's links.
+  void refreshMap() {
+    if (shared_.generation != db_.shard_map->generation()) links_host_.refreshSharedLinks(db_, shared_);
+    if (shared_.current != links_) adoptMap();
+  }
+  void adoptMap();
   size_t parseFrom(std::string_view data);  // returns the bytes consumed
   // After endInput(): once every command read is dispatched, the EOF goes to
   // the private links; before that, only to the link of a blocked command
@@ -124,7 +133,7 @@ class MultiplexSession {
   // What refusal messages call this database: why a command the shard would
   // take is refused here.
   const char* multiplexKind() const {
-    return db_.shards.size() > 1 ? "a database with several shards"
+    return map_->shardCount() > 1 ? "a database with several shards"
                                  : "a multiplexed database (multiplex: true)";
   }
 
@@ -154,7 +163,7 @@ class MultiplexSession {
   Next subscribe(redis::CommandRoute route, std::string_view frame);
   Next monitor(std::string_view frame);
   Next dispatchInMonitor(const redis::CommandInfo* cmd, std::string_view frame);
-  void onMonitorFrame(BackendLink& link, const ByteBuffer& frame);
+  void onMonitorFrame(ShardLink& link, const ByteBuffer& frame);
   void sendMonitorSync();
   // confirms: whether this shard's confirmations are the ones the client hears.
   void sendPubsub(int shard, std::string_view frame, bool confirms,
@@ -162,7 +171,7 @@ class MultiplexSession {
   void emitConfirmations();
   void appendToStream(const uint8_t* data, size_t len);
   void deliverOutOfBand(const ByteBuffer& frame);
-  void useForStream(int shard, BackendLink& link);
+  void useForStream(int shard, ShardLink& link);
   void endPubsubIfDone();
   // A null in the client's protocol: RESP3's "_", RESP2's null bulk.
   void appendNull(ByteBuffer& out) const {
@@ -201,19 +210,25 @@ class MultiplexSession {
   void flushHead();
   void finishMerge(Request* r);
 
-  BackendLink& sharedLink(int shard);
-  BackendLink& privateLink(int shard);
-  BackendLink& linkFor(int shard, LinkKind kind);
+  ShardLink& sharedLink(int shard) { return *links_->links[static_cast<size_t>(shard)]; }
+  ShardLink& privateLink(int shard);
+  ShardLink& linkFor(int shard, LinkKind kind);
   bool ownLinks() const { return db_index_ != 0 || resp3_; }
   void dropPrivateLinks();
   std::string unavailableLine(int shard);
   // *N, the command's name, then args_[index[i]] for each i.
   void appendArgs(ByteBuffer& out, size_t count, const uint32_t* index);
 
-  Worker& worker_;
+  LinkFactory& links_host_;
   const Database& db_;
-  ClientConnection& conn_;
-  const Worker::LinkSet& shared_links_;
+  ReplySink& conn_;
+  RequestPool& pool_;
+  ByteBuffer& frame_scratch_;
+  ByteBuffer& reply_scratch_;
+  std::vector<int>& int_scratch_;
+  SharedLinks& shared_;                   // the worker's, for db_
+  std::shared_ptr<SharedLinkSet> links_;  // the shared links (and map) this session routes by
+  const ShardMap* map_;                   // links_->map
   redis::RequestDecoder decoder_;
   ByteBuffer in_;  // bytes of commands not dispatched yet
   std::vector<std::string_view> args_;
@@ -239,8 +254,8 @@ class MultiplexSession {
   bool tracking_ = false;  // CLIENT TRACKING was sent: its state lives on the links
 
   // Private links, one per shard at most, opened when first needed.
-  std::vector<std::unique_ptr<BackendLink>> private_;
-  std::vector<std::unique_ptr<BackendLink>> retired_;  // pub/sub links, deleted soon
+  std::vector<std::unique_ptr<ShardLink>> private_;
+  std::vector<std::unique_ptr<ShardLink>> retired_;  // pub/sub links, deleted soon
 
   // MULTI/WATCH: the transaction's shard once a key named it.
   bool in_multi_ = false;
@@ -288,9 +303,9 @@ class MultiplexSession {
 };
 
 // A link's reply piece for request r (whose session may be gone).
-void deliverReply(Worker& worker, Request* r, uint16_t part, const uint8_t* data, size_t len,
+void deliverReply(RequestPool& pool, Request* r, uint16_t part, const uint8_t* data, size_t len,
                   bool done);
 // A link failed with part `part` of r waiting; partial: some of its reply was delivered.
-void deliverFailure(Worker& worker, Request* r, uint16_t part, const std::string& line, bool partial);
+void deliverFailure(RequestPool& pool, Request* r, uint16_t part, const std::string& line, bool partial);
 
 }  // namespace shardgate::proxy

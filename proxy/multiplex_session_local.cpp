@@ -10,13 +10,11 @@
 #include <string>
 
 #include "common/ascii.h"
-#include "proxy/client_connection.h"
 #include "redis/hash_slot.h"
 #include "redis/info_merge.h"
 #include "redis/redis_text.h"
 #include "redis/reply_merge.h"
 #include "redis/resp_encoder.h"
-#include "proxy/worker.h"
 
 namespace shardgate::proxy {
 
@@ -48,13 +46,13 @@ redis::InfoAdditions MultiplexSession::ownInfo() const {
   own.server = "shardgate_version:" SHARDGATE_VERSION "\r\nshardgate_process_id:" +
                std::to_string(uv_os_getpid()) + "\r\nshardgate_database:" + db_.name +
                "\r\nshardgate_listen:" + db_.listen +
-               "\r\nshardgate_shards:" + std::to_string(db_.shards.size()) + "\r\n";
+               "\r\nshardgate_shards:" + std::to_string(map_->shardCount()) + "\r\n";
   // The counters of the worker thread serving this connection (one per
   // worker, across all its databases).
   own.clients = "shardgate_worker_connected_clients:" +
-                std::to_string(worker_.stats().connections_current.get()) + "\r\n";
+                std::to_string(links_host_.stats().connections_current.get()) + "\r\n";
   own.stats = "shardgate_worker_total_connections_received:" +
-              std::to_string(worker_.stats().connections_total.get()) + "\r\n";
+              std::to_string(links_host_.stats().connections_total.get()) + "\r\n";
   return own;
 }
 
@@ -191,7 +189,7 @@ MultiplexSession::Next MultiplexSession::hello() {
     resp3_ = new_version == 3;
     dropPrivateLinks();
   }
-  ByteBuffer& out = worker_.frameScratch();
+  ByteBuffer& out = frame_scratch_;
   out.clear();
   if (resp3_) {
     out.append(std::string_view("%7\r\n"));
@@ -232,7 +230,7 @@ std::string MultiplexSession::clientLine(std::string_view cmd) const {
 
 void MultiplexSession::replyText(std::string_view text) {
   // INFO, CLIENT INFO, CLIENT LIST: RESP3 verbatim text, else a bulk string.
-  ByteBuffer& out = worker_.replyScratch();
+  ByteBuffer& out = reply_scratch_;
   out.clear();
   if (resp3_) redis::resp::appendVerbatimText(out, text);
   else redis::resp::appendBulk(out, text);

@@ -7,12 +7,10 @@
 #include <string>
 
 #include "common/ascii.h"
-#include "proxy/client_connection.h"
 #include "redis/hash_slot.h"
 #include "redis/redis_text.h"
 #include "redis/reply_merge.h"
 #include "redis/resp_encoder.h"
-#include "proxy/worker.h"
 
 namespace shardgate::proxy {
 
@@ -84,7 +82,7 @@ MultiplexSession::Next MultiplexSession::dispatchInMulti(const redis::CommandInf
         // shard connection that held MULTI was lost, or the one that held
         // WATCH was (so a change to a watched key may have gone unseen).
         if (multi_on_shard_ && !multi_lost_) {
-          ByteBuffer& discard = worker_.frameScratch();
+          ByteBuffer& discard = frame_scratch_;
           discard.clear();
           redis::resp::appendCommand(discard, {"DISCARD"});
           privateLink(shard).send(discard.view(), nullptr, 0);
@@ -157,8 +155,8 @@ MultiplexSession::Next MultiplexSession::dispatchInMulti(const redis::CommandInf
 void MultiplexSession::startMultiOn(int shard) {
   // MULTI and the commands queued before the shard was known were already
   // answered (+OK, +QUEUED); the shard's own answers to them are dropped.
-  BackendLink& link = privateLink(shard);
-  ByteBuffer& multi = worker_.frameScratch();
+  ShardLink& link = privateLink(shard);
+  ByteBuffer& multi = frame_scratch_;
   multi.clear();
   redis::resp::appendCommand(multi, {"MULTI"});
   multi.append(multi_queue_.data(), multi_queue_.size());

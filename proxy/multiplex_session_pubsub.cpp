@@ -9,12 +9,10 @@
 #include <string>
 
 #include "common/ascii.h"
-#include "proxy/client_connection.h"
 #include "redis/hash_slot.h"
 #include "redis/redis_text.h"
 #include "redis/reply_merge.h"
 #include "redis/resp_encoder.h"
-#include "proxy/worker.h"
 
 namespace shardgate::proxy {
 
@@ -26,7 +24,7 @@ MultiplexSession::Next MultiplexSession::subscribe(redis::CommandRoute route, st
   if (!subscribed()) {
     if (unsub) {
       // Not subscribed to anything: Redis answers each name with a count of 0.
-      ByteBuffer& out = worker_.frameScratch();
+      ByteBuffer& out = frame_scratch_;
       out.clear();
       auto confirm = [&](const std::string_view* name) {
         out.append(std::string_view(resp3_ ? ">3\r\n" : "*3\r\n"));
@@ -72,8 +70,8 @@ MultiplexSession::Next MultiplexSession::subscribe(redis::CommandRoute route, st
     }
   }
   for (const std::string& n : names) expected_.push_back(Confirm{kind, n, false});
-  const size_t shards = db_.shards.size();
-  ByteBuffer& cmd_bytes = worker_.frameScratch();
+  const size_t shards = map_->shardCount();
+  ByteBuffer& cmd_bytes = frame_scratch_;
   if (pattern) {
     // Patterns match channels of every shard: (un)subscribe on all of them.
     cmd_bytes.clear();
@@ -87,18 +85,18 @@ MultiplexSession::Next MultiplexSession::subscribe(redis::CommandRoute route, st
   // Channels go to the shard of their slot, where PUBLISH sends them too.
   for (size_t s = 0; s < shards; ++s) {
     size_t count = 0;
-    for (const std::string& n : names) count += db_.shardOfKey(n) == s;
+    for (const std::string& n : names) count += map_->shardOfKey(n) == s;
     if (count == 0) continue;
     cmd_bytes.clear();
     redis::resp::appendArrayHeader(cmd_bytes, count + 1);
     redis::resp::appendBulk(cmd_bytes, args_[0]);
     for (const std::string& n : names) {
-      if (db_.shardOfKey(n) == s) redis::resp::appendBulk(cmd_bytes, n);
+      if (map_->shardOfKey(n) == s) redis::resp::appendBulk(cmd_bytes, n);
     }
     std::string command(cmd_bytes.view());
     std::vector<std::string> mine;
     for (const std::string& n : names) {
-      if (db_.shardOfKey(n) == s) mine.push_back(n);
+      if (map_->shardOfKey(n) == s) mine.push_back(n);
     }
     sendPubsub(static_cast<int>(s), command, true, mine, kind);
   }
@@ -119,14 +117,14 @@ void MultiplexSession::sendPubsub(int shard, std::string_view frame, bool confir
     emitConfirmations();
     return;
   }
-  BackendLink& link = privateLink(shard);
+  ShardLink& link = privateLink(shard);
   useForStream(shard, link);
   link.sendUnmatched(frame);
 }
 
-void MultiplexSession::useForStream(int shard, BackendLink& link) {
+void MultiplexSession::useForStream(int shard, ShardLink& link) {
   link.setPushTarget(this);
-  if (stream_links_.size() < db_.shards.size()) stream_links_.resize(db_.shards.size());
+  if (stream_links_.size() < map_->shardCount()) stream_links_.resize(map_->shardCount());
   stream_links_[static_cast<size_t>(shard)] = true;
 }
 
@@ -261,7 +259,7 @@ bool arityAllows(const redis::CommandInfo& cmd, size_t argc) {
 
 MultiplexSession::Next MultiplexSession::monitor(std::string_view frame) {
   if (in_flight_ > 0) return Next::kWaitIdle;
-  const size_t shards = db_.shards.size();
+  const size_t shards = map_->shardCount();
   int answering = -1;
   for (size_t s = 0; s < shards && answering < 0; ++s) {
     if (sharedLink(static_cast<int>(s)).available()) answering = static_cast<int>(s);
@@ -281,7 +279,7 @@ MultiplexSession::Next MultiplexSession::monitor(std::string_view frame) {
   for (size_t s = 0; s < shards; ++s) {
     int shard = static_cast<int>(s);
     if (!sharedLink(shard).available()) continue;  // its lines are missing, nothing else
-    BackendLink& link = privateLink(shard);
+    ShardLink& link = privateLink(shard);
     useForStream(shard, link);
     link.sendUnmatched(frame);
     monitor_->ok_due[s] = true;
@@ -365,7 +363,7 @@ MultiplexSession::Next MultiplexSession::dispatchInMonitor(const redis::CommandI
   return Next::kContinue;
 }
 
-void MultiplexSession::onMonitorFrame(BackendLink& link, const ByteBuffer& frame) {
+void MultiplexSession::onMonitorFrame(ShardLink& link, const ByteBuffer& frame) {
   MonitorState& m = *monitor_;
   const size_t s = link.shard();
   const auto bytes = frame.view();
@@ -455,8 +453,8 @@ MultiplexSession::Next MultiplexSession::dispatchInPubsub(const redis::CommandIn
   }
 }
 
-void MultiplexSession::onPush(BackendLink& link, const uint8_t* data, size_t len, bool done) {
-  if (push_partial_.size() <= link.shard()) push_partial_.resize(db_.shards.size());
+void MultiplexSession::onPush(ShardLink& link, const uint8_t* data, size_t len, bool done) {
+  if (push_partial_.size() <= link.shard()) push_partial_.resize(map_->shardCount());
   ByteBuffer& frame = push_partial_[link.shard()];
   frame.append(data, len);
   if (!done) return;

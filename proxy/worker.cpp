@@ -149,14 +149,30 @@ void Worker::closeAll() {
   }
 }
 
-const Worker::LinkSet& Worker::sharedLinks(const Database& db) {
-  LinkSet& links = shared_links_[&db];
-  if (links.empty()) {
-    for (size_t s = 0; s < db.shards.size(); ++s) {
-      links.push_back(std::make_unique<BackendLink>(*this, db, static_cast<uint16_t>(s), nullptr));
-    }
-  }
+SharedLinks& Worker::sharedLinks(const Database& db) {
+  SharedLinks& links = shared_links_[&db];
+  if (!links.current) refreshSharedLinks(db, links);
   return links;
+}
+
+void Worker::refreshSharedLinks(const Database& db, SharedLinks& links) {
+  // The generation first: the map loaded after it is at least that new.
+  const uint64_t generation = db.shard_map->generation();
+  auto set = std::make_shared<SharedLinkSet>();
+  set->map = db.shard_map->current();
+  for (size_t s = 0; s < set->map->shardCount(); ++s) {
+    set->links.push_back(
+        std::make_unique<BackendLink>(*this, db, set->map, static_cast<uint16_t>(s), nullptr));
+  }
+  if (links.current) retired_links_.push_back(std::move(links.current));
+  links.current = std::move(set);
+  links.generation = generation;
+}
+
+std::unique_ptr<ShardLink> Worker::openPrivateLink(const Database& db,
+                                                   std::shared_ptr<const ShardMap> map,
+                                                   uint16_t shard, MultiplexSession* owner) {
+  return std::make_unique<BackendLink>(*this, db, std::move(map), shard, owner);
 }
 
 void Worker::markDirty(BackendLink* link) {
@@ -222,12 +238,22 @@ void Worker::flushDirty() {
 void Worker::upkeep() {
   uint64_t now = uv_now(&loop_);
   for (ClientConnection* c = connections_; c; c = c->next) c->closeIdleLinks(now);
+  // A replaced shard map's links: kept while a session routes by them or a
+  // request waits on them.
+  std::erase_if(retired_links_, [](const std::shared_ptr<SharedLinkSet>& set) {
+    if (set.use_count() > 1) return false;
+    for (const auto& link : set->links) {
+      if (!link->idle()) return false;
+    }
+    return true;
+  });
 }
 
 void Worker::maybeFinish() {
   if (connection_count_ > 0 || handles_closed_) return;
   handles_closed_ = true;
   shared_links_.clear();  // their sockets and timers close in the background
+  retired_links_.clear();
   dirty_links_.clear();
   uv_close(asHandle(&flush_check_), nullptr);
   uv_close(asHandle(&upkeep_timer_), nullptr);

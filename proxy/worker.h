@@ -17,6 +17,7 @@
 #include "net/uv_io_driver.h"
 #include "proxy/backend_link.h"
 #include "proxy/database.h"
+#include "proxy/link_factory.h"
 #include "common/rate_limited_log.h"
 #include "proxy/request.h"
 #include "proxy/stats.h"
@@ -34,7 +35,7 @@ struct WorkerSettings {
   uint32_t drain_timeout_ms = 0;
 };
 
-class Worker {
+class Worker final : public LinkFactory {
  public:
   struct Binding {
     const Database* db;
@@ -60,7 +61,7 @@ class Worker {
   tls::TlsContextPtr tlsContext() const { return tls_store_.current(); }
   const WorkerSettings& settings() const { return settings_; }
   Stats& stats() { return stats_; }
-  const Stats& stats() const { return stats_; }
+  const Stats& stats() const override { return stats_; }
   bool draining() const { return draining_; }
   void add(ClientConnection* c);
   void remove(ClientConnection* c);
@@ -72,9 +73,13 @@ class Worker {
   // created at first use. Dirty lists: links with commands to write and
   // clients with replies to write, flushed once per loop turn (uv_check),
   // so many clients' commands share one write to a shard.
-  using LinkSet = std::vector<std::unique_ptr<BackendLink>>;
-  const LinkSet& sharedLinks(const Database& db);
-  RequestPool& requestPool() { return request_pool_; }
+  // A shard map replaced at run time gets new shared links; the old set is
+  // freed once no session holds it and its links are idle (upkeep).
+  SharedLinks& sharedLinks(const Database& db) override;
+  void refreshSharedLinks(const Database& db, SharedLinks& links) override;
+  std::unique_ptr<ShardLink> openPrivateLink(const Database& db, std::shared_ptr<const ShardMap> map,
+                                             uint16_t shard, MultiplexSession* owner) override;
+  RequestPool& requestPool() override { return request_pool_; }
   void markDirty(BackendLink* link);
   void forgetLink(BackendLink* link);
   void markDirty(ClientConnection* c);
@@ -88,12 +93,9 @@ class Worker {
     spare_buffers_.pop_back();
   }
   void takeBackBuffer(ByteBuffer& from);
-  ByteBuffer& frameScratch() { return frame_scratch_; }
-  ByteBuffer& replyScratch() { return reply_scratch_; }
-  std::vector<int>& scratchInts(size_t n) {
-    scratch_ints_.assign(n, -1);
-    return scratch_ints_;
-  }
+  ByteBuffer& frameScratch() override { return frame_scratch_; }
+  ByteBuffer& replyScratch() override { return reply_scratch_; }
+  std::vector<int>& intScratch() override { return scratch_ints_; }
 
  private:
   // One database's listener on this worker: what it accepts becomes a
@@ -132,7 +134,8 @@ class Worker {
   size_t connection_count_ = 0;
   Stats stats_;
   RequestPool request_pool_;
-  std::unordered_map<const Database*, LinkSet> shared_links_;
+  std::unordered_map<const Database*, SharedLinks> shared_links_;
+  std::vector<std::shared_ptr<SharedLinkSet>> retired_links_;  // of replaced shard maps
   std::vector<BackendLink*> dirty_links_;
   std::vector<ClientConnection*> dirty_clients_;
   std::vector<ByteBuffer> spare_buffers_;

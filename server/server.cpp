@@ -59,7 +59,8 @@ Status checkBuilt(const config::Config& config) {
 void loadShardFacts(proxy::Database& db) {
   constexpr int kFetchTimeoutMs = 2000;
   std::string why;
-  for (const proxy::ShardEndpoint& shard : db.shards) {
+  const auto map = db.shard_map->current();
+  for (const proxy::ShardEndpoint& shard : map->shards()) {
     auto facts = proxy::fetchShardFacts(shard, db.shard_password, kFetchTimeoutMs);
     if (facts) {
       redis::annotateRoutes(facts->commands);
@@ -191,12 +192,14 @@ void Server::logListeners() const {
   auto ctx = cert_store_.current(tls::CertName::kProxy);
   for (const auto& db : databases_) {
     std::string behind;
-    if (db->multiplex && db->shards.size() == 1) {
-      behind = "shard " + db->shards[0].address + " multiplexed";
+    const auto map = db->shard_map->current();
+    const auto& shards = map->shards();
+    if (db->multiplex && shards.size() == 1) {
+      behind = "shard " + shards[0].address + " multiplexed";
       if (db->password) behind += ", AUTH required";
     } else if (db->multiplex) {
-      behind = std::to_string(db->shards.size()) + " shard(s) by hash slot (";
-      for (size_t i = 0; i < db->shards.size(); ++i) behind += (i ? ", " : "") + db->shards[i].address;
+      behind = std::to_string(shards.size()) + " shard(s) by hash slot (";
+      for (size_t i = 0; i < shards.size(); ++i) behind += (i ? ", " : "") + shards[i].address;
       behind += db->password ? "), AUTH required" : ")";
     } else {
       behind = "shard " + db->shard;

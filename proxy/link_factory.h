@@ -1,0 +1,64 @@
+// LinkFactory: what a multiplexed session needs from its worker -- the
+// worker's shared links to each shard, private links opened on demand, the
+// request pool and scratch buffers it reuses instead of allocating per
+// command, and the counters INFO reports. Worker is the real one; tests give
+// fake links and no loop. A session calls it once at its start, once per
+// pipeline batch (the generation check, a plain compare), and when it opens a
+// private link; never once per command.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "common/byte_buffer.h"
+#include "proxy/request.h"
+#include "proxy/shard_link.h"
+#include "proxy/shard_map.h"
+#include "proxy/stats.h"
+
+namespace shardgate::proxy {
+
+struct Database;
+class MultiplexSession;
+
+// One shard map's shared links: links[i] goes to map->shard(i). Sessions
+// hold the set they route by; a set replaced by a newer map's stays alive
+// while a session holds it or a request waits on one of its links.
+struct SharedLinkSet {
+  std::shared_ptr<const ShardMap> map;
+  std::vector<std::unique_ptr<ShardLink>> links;
+};
+
+// A worker's shared links of one database: the set made for the map of
+// `generation` (ShardMapSource::generation()).
+struct SharedLinks {
+  uint64_t generation = 0;
+  std::shared_ptr<SharedLinkSet> current;
+};
+
+class LinkFactory {
+ public:
+  // db's entry, made on first use for db's current map; its address is stable.
+  virtual SharedLinks& sharedLinks(const Database& db) = 0;
+  // db's map has a newer generation than links.generation: links for it.
+  virtual void refreshSharedLinks(const Database& db, SharedLinks& links) = 0;
+  // A connection of the session's own to shard `shard` of `map`.
+  virtual std::unique_ptr<ShardLink> openPrivateLink(const Database& db,
+                                                     std::shared_ptr<const ShardMap> map,
+                                                     uint16_t shard, MultiplexSession* owner) = 0;
+  virtual RequestPool& requestPool() = 0;
+  // Scratch space for building one command or one reply at a time.
+  virtual ByteBuffer& frameScratch() = 0;
+  virtual ByteBuffer& replyScratch() = 0;
+  virtual std::vector<int>& intScratch() = 0;
+  virtual const Stats& stats() const = 0;
+
+ protected:
+  LinkFactory() = default;
+  ~LinkFactory() = default;
+  LinkFactory(const LinkFactory&) = delete;
+  LinkFactory& operator=(const LinkFactory&) = delete;
+};
+
+}  // namespace shardgate::proxy
