@@ -1,7 +1,7 @@
 """`multiplex: true` on a one-shard database: clients share a few pipelined
 shard connections instead of one each, and still see exactly what one
 redis-server would answer them (the lever for per-request CPU and the
-10,000-connection figure, documented in README "Multiplexing one shard").
+10,000-connection figure, documented in docs/routing.md "Multiplexing one shard").
 """
 from __future__ import annotations
 

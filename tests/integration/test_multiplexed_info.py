@@ -1,7 +1,7 @@
 """INFO on a multiplexed database: what client libraries read in it is there.
 
 Every shard answers the client's own INFO and the proxy combines the replies
-(README "Several shards", INFO): the shard's sections with one shard, counts
+(docs/routing.md, INFO): the shard's sections with one shard, counts
 summed with several, the rest from the first shard; `redis_version` in
 `server`; the proxy's own fields all named `shardgate_*`. Sections and
 arguments as redis-server 7.0 takes them (none, default, all, everything,
