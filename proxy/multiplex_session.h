@@ -65,8 +65,9 @@ class MultiplexSession {
   bool acceptsInput() const { return in_flight_ < kMaxInFlight && !stopped_ && !waiting_; }
   bool stopped() const { return stopped_; }
   // Reply bytes held for this client inside the session (behind an earlier
-  // reply still on its way); the connection adds what it has not written.
-  size_t bufferedBytes() const { return buffered_; }
+  // reply still on its way, or MONITOR lines waiting for the answering
+  // shard's +OK); the connection adds what it has not written.
+  size_t bufferedBytes() const { return buffered_ + (monitor_ ? monitor_->held.size() : 0); }
   // Closes private links idle for limits.private_idle_ms that hold no
   // state the shard must keep (MULTI/WATCH, subscriptions, tracking), so a
   // client's one BLPOP does not cost the shard a connection for good.

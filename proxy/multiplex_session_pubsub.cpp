@@ -401,7 +401,10 @@ void MultiplexSession::onMonitorFrame(ShardLink& link, const ByteBuffer& frame) 
     return;
   }
   if (!m.acked) {
+    // Held like any reply, so limits.max_client_output bounds it: the
+    // answering shard may be stopped while the others keep feeding.
     m.held.append(frame.data(), frame.size());
+    conn_.replyReady();
     return;
   }
   appendToStream(frame.data(), frame.size());

@@ -13,7 +13,10 @@ command as a marker: redis-server answers it in every state without feeding
 it, so the transcript of a command is everything up to the marker's error."""
 from __future__ import annotations
 
+import os
 import re
+import signal
+import time
 
 import pytest
 
@@ -211,3 +214,38 @@ def test_monitor_connection_refuses_what_other_connections_refuse(redis_server, 
     assert got == ["OK", *want, "PONG", ("feed", "0", '"PING"'), "OK"], got
     for shard in db.shards:
         assert shard.client().ping()
+
+
+def test_monitor_lines_held_for_a_stopped_answering_shard_are_bounded(redis_server, shardgate):
+    """MONITOR's +OK comes from one shard (the first); the other shards' feed
+    lines wait for it. While that shard is stopped they are held like any
+    reply, so limits.max_client_output disconnects the client instead of the
+    proxy holding an unbounded feed."""
+    db = start_sharded(redis_server, shardgate, limits={"max_client_output": 65536})
+    answering = db.shards[0]
+    os.kill(answering.proc.pid, signal.SIGSTOP)
+    try:
+        with db.raw(timeout=10) as monitor:
+            monitor.send_raw(RespClient.encode("MONITOR"))
+            feeders = [s.client() for s in db.shards[1:]]
+            value = "v" * 4096
+            closed = False
+            deadline = time.monotonic() + 20
+            sent = 0
+            while time.monotonic() < deadline and sent < 2000:
+                for i, f in enumerate(feeders):
+                    f.set(f"feed{i}:{sent}", value)
+                sent += 1
+                if sent % 20 == 0 and "max_client_output" in db.sg.log():
+                    closed = True
+                    break
+            assert closed, (f"{sent * len(feeders)} feed lines of 4 KiB held for the client "
+                            "and it was not disconnected at max_client_output")
+            with pytest.raises(ConnectionError):
+                monitor.read_reply("after the disconnect")
+            for f in feeders:
+                f.close()
+    finally:
+        os.kill(answering.proc.pid, signal.SIGCONT)
+    with db.raw() as after:
+        assert after.call("PING") == "PONG", "the proxy serves on"
