@@ -12,7 +12,7 @@
 namespace shardgate::net {
 
 TcpStream::TcpStream(UvIoDriver& driver, StreamOwner* owner)
-    : driver_(driver), owner_(owner), queue_(this, &TcpStream::onDrained) {
+    : driver_(driver), owner_(owner), queue_(&TcpStream::onDrained) {
   uv_tcp_init(driver.loop(), &tcp_);
   tcp_.data = this;
 }
@@ -113,8 +113,8 @@ int TcpStream::write(const uint8_t* data, size_t len) {
   return queue_.send(stream(), data, len);
 }
 
-void TcpStream::onDrained(void* p, int status) {
-  auto* self = static_cast<TcpStream*>(p);
+void TcpStream::onDrained(uv_stream_t* stream, int status) {
+  auto* self = static_cast<TcpStream*>(stream->data);
   if (self->closing_ || !self->owner_) return;
   self->owner_->onStreamDrained(status);
 }

@@ -46,7 +46,7 @@ class TcpStream final : public Stream {
 
   static void onAlloc(uv_handle_t* handle, size_t, uv_buf_t* buf);
   static void onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
-  static void onDrained(void* self, int status);
+  static void onDrained(uv_stream_t* stream, int status);
 
   uv_tcp_t tcp_{};
   UvIoDriver& driver_;

@@ -41,18 +41,19 @@ int WriteQueue::startWrite(uv_stream_t* stream) {
 
 void WriteQueue::onWrite(uv_write_t* req, int status) {
   auto* self = static_cast<WriteQueue*>(req->data);
+  uv_stream_t* stream = req->handle;  // req is freed below once drained
   self->writing_ = false;
   self->inflight_.clear();
   if (status != 0) {
     self->discard();
-    self->on_drained_(self->owner_, status);
+    self->on_drained_(stream, status);
     return;
   }
   if (!self->pending_.empty()) {
-    int rc = self->startWrite(req->handle);
+    int rc = self->startWrite(stream);
     if (rc != 0) {
       self->discard();
-      self->on_drained_(self->owner_, rc);
+      self->on_drained_(stream, rc);
     }
     return;
   }
@@ -61,7 +62,7 @@ void WriteQueue::onWrite(uv_write_t* req, int status) {
   self->pending_.release();
   delete self->req_;
   self->req_ = nullptr;
-  self->on_drained_(self->owner_, 0);
+  self->on_drained_(stream, 0);
 }
 
 void WriteQueue::discard() {

@@ -17,10 +17,12 @@ namespace shardgate::net {
 
 class WriteQueue {
  public:
-  // Called when the queue has fully drained (status 0) or a write failed.
-  using DoneFn = void (*)(void* owner, int status);
+  // Called when the queue has fully drained (status 0) or a write failed,
+  // with the stream written to: its owner is the handle's data (kept there
+  // rather than here, as every socket's queue would repeat it).
+  using DoneFn = void (*)(uv_stream_t* stream, int status);
 
-  WriteQueue(void* owner, DoneFn on_drained) : owner_(owner), on_drained_(on_drained) {}
+  explicit WriteQueue(DoneFn on_drained) : on_drained_(on_drained) {}
   ~WriteQueue() { delete req_; }
   WriteQueue(const WriteQueue&) = delete;
   WriteQueue& operator=(const WriteQueue&) = delete;
@@ -41,7 +43,6 @@ class WriteQueue {
   int startWrite(uv_stream_t* stream);
   static void onWrite(uv_write_t* req, int status);
 
-  void* owner_;
   DoneFn on_drained_;
   // Only while a write is in flight: most writes complete in uv_try_write,
   // and an idle connection should not carry a request it is not using.

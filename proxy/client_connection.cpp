@@ -37,8 +37,6 @@ ClientConnection::ClientConnection(Worker& worker, const Database& db) : worker_
 
 void ClientConnection::accept(Worker& worker, const Database& db, int fd) {
   auto* c = new ClientConnection(worker, db);
-  uv_timer_init(worker.loop(), &c->timer_);
-  c->timer_.data = c;
   worker.add(c);
   worker.stats().connections_total.add();
   worker.stats().connections_current.add();
@@ -67,9 +65,8 @@ void ClientConnection::start() {
       closeNow();
       return;
     }
-    tls_ = *tls;
-    client_ = tls_;
-    startTimer(worker_.settings().handshake_timeout_ms);
+    client_ = *tls;
+    startDeadline(DeadlineKind::kHandshake, worker_.settings().handshake_timeout_ms);
   } else {
     handshake_done_ = true;
   }
@@ -81,9 +78,8 @@ void ClientConnection::start() {
   updateReading();
 }
 
-void ClientConnection::startTimer(uint64_t ms) {
-  uv_timer_start(&timer_, [](uv_timer_t* t) { static_cast<ClientConnection*>(t->data)->onTimer(); },
-                 ms, 0);
+void ClientConnection::startDeadline(DeadlineKind kind, uint64_t ms) {
+  worker_.startDeadline(*this, kind, ms);
 }
 
 void ClientConnection::connectBackend() {
@@ -123,10 +119,10 @@ void ClientConnection::onStreamEnd(int status) {
 void ClientConnection::onStreamTlsFailed() {
   if (closing_) return;
   if (!handshake_done_) {
-    onHandshakeFailed(tls_->session().failureCode());
+    onHandshakeFailed(tlsStream().session().failureCode());
     return;
   }
-  spdlog::debug("{}: TLS error from {}: {}", db_.listen, peerName(), tls_->session().failureReason());
+  spdlog::debug("{}: TLS error from {}: {}", db_.listen, peerName(), tlsStream().session().failureReason());
   client_dead_ = true;
   closeAfterFlush();
 }
@@ -305,8 +301,8 @@ void ClientConnection::onConnected(int status) {
 void ClientConnection::onHandshakeDone() {
   handshake_done_ = true;
   last_activity_ms_ = uv_now(worker_.loop());
-  uv_timer_stop(&timer_);
-  const tls::TlsSession& session = tls_->session();
+  worker_.stopDeadline(*this);
+  const tls::TlsSession& session = tlsStream().session();
   Stats& stats = worker_.stats();
   stats.handshakes_ok.add();
   if (session.sessionReused()) stats.handshakes_resumed.add();
@@ -340,7 +336,7 @@ void ClientConnection::refusePlaintext() {
   worker_.stats().handshake_failures[static_cast<size_t>(HandshakeFailure::kNotTls)].add();
   spdlog::debug("{}: plaintext from {} on a TLS endpoint: told it to use TLS", db_.listen, peerName());
   const auto* line = reinterpret_cast<const uint8_t*>(kTlsRequiredLine.data());
-  if (int rc = tls_->writeClear(line, kTlsRequiredLine.size()); rc != 0) clientWriteFailed(rc);
+  if (int rc = tlsStream().writeClear(line, kTlsRequiredLine.size()); rc != 0) clientWriteFailed(rc);
   if (closing_) return;
   closeAfterFlush();  // no close_notify: the handshake never began
 }
@@ -350,12 +346,12 @@ void ClientConnection::onHandshakeFailed(std::string_view reason) {
   worker_.stats().handshake_failures[static_cast<size_t>(kind)].add();
   if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug("{}: TLS handshake from {} failed ({}): {}", db_.listen, peerName(), toString(kind),
-                  tls_ ? tls_->session().failureReason() : std::string(reason));
+                  db_.tls ? tlsStream().session().failureReason() : std::string(reason));
   }
   closeAfterFlush();  // the alert OpenSSL produced goes out first
 }
 
-void ClientConnection::onTimer() {
+void ClientConnection::onDeadline() {
   if (closing_) return;
   if (!handshake_done_) {
     worker_.stats().handshake_failures[static_cast<size_t>(HandshakeFailure::kTimeout)].add();
@@ -400,7 +396,7 @@ void ClientConnection::onClientEnd(bool clean) {
   }
   // Bounded: a shard that never answers the half-close does not keep us forever.
   if (!closing_ && !close_after_flush_) {
-    startTimer(kFlushBeforeCloseMs);
+    startDeadline(DeadlineKind::kFlushBeforeClose, kFlushBeforeCloseMs);
   }
 }
 
@@ -450,7 +446,7 @@ void ClientConnection::closeAfterFlush() {
       if (int rc = client_->closeNotify(); rc != 0) clientWriteFailed(rc);
     }
     if (closing_) return;
-    startTimer(kFlushBeforeCloseMs);
+    startDeadline(DeadlineKind::kFlushBeforeClose, kFlushBeforeCloseMs);
   }
   bool client_flushed = clientWriteIdle() || client_dead_;
   bool backend_flushed = backendWriteIdle() || backend_eof_ || !backend_connected_;
@@ -481,9 +477,13 @@ void ClientConnection::closeNow() {
   worker_.stats().connections_current.sub();
   // The streams free themselves once their sockets are closed; from here
   // on they call nobody.
-  if (client_) client_->close();
+  worker_.stopDeadline(*this);
   if (backend_) backend_->close();
-  uv_close(asHandle(&timer_), [](uv_handle_t* h) { delete static_cast<ClientConnection*>(h->data); });
+  if (client_) {
+    client_->close([](void* self) { delete static_cast<ClientConnection*>(self); }, this);
+  } else {
+    delete this;  // only from accept(), which returns at once
+  }
 }
 
 }  // namespace shardgate::proxy

@@ -11,9 +11,10 @@
 //   shard stream  ─► ShardSide::onStreamData ─► client stream (encrypts)
 //
 // Lifetime: the object owns itself. closeNow() closes both streams (which
-// free themselves once their sockets are closed, and tell nobody) and its
-// timer; the object is deleted in the timer's close callback, nowhere else;
-// callbacks that arrive while closing see closing_ and do nothing.
+// free themselves once their sockets are closed) and leaves its deadline
+// list; the object is deleted when the client stream's socket is closed
+// (its close callback), so nothing on the stack still uses it; callbacks
+// that arrive while closing see closing_ and do nothing.
 //
 // Ending: when one side ends, everything it sent before is delivered to the
 // other side, then the other side is closed. A client EOF half-closes the
@@ -31,6 +32,7 @@
 #include "net/stream.h"
 #include "net/tls_stream.h"
 #include "proxy/database.h"
+#include "proxy/deadline_list.h"
 #include "proxy/multiplex_session.h"
 #include "proxy/reply_sink.h"
 
@@ -38,7 +40,9 @@ namespace shardgate::proxy {
 
 class Worker;
 
-class ClientConnection final : public ReplySink, private net::StreamOwner {
+// Its Deadline base is its place in the worker's deadline lists (the
+// handshake's, then the flush-before-close).
+class ClientConnection final : public ReplySink, public Deadline<ClientConnection>, private net::StreamOwner {
  public:
   // Serves fd, a socket just accepted (non-blocking); on failure nothing leaks.
   static void accept(Worker& worker, const Database& db, int fd);
@@ -46,6 +50,9 @@ class ClientConnection final : public ReplySink, private net::StreamOwner {
   // Shutdown drain: closes the connection if no request is in flight.
   void closeIfIdle(uint64_t now_ms);
   void closeNow();
+  // The worker's deadline timer: the handshake or the flush before a close
+  // took too long.
+  void onDeadline();
 
   // The worker's intrusive list of live connections.
   ClientConnection* prev = nullptr;
@@ -100,8 +107,8 @@ class ClientConnection final : public ReplySink, private net::StreamOwner {
   void onHandshakeDone();
   void onHandshakeFailed(std::string_view reason);
   void refusePlaintext();
-  void onTimer();
-  void startTimer(uint64_t ms);
+  void startDeadline(DeadlineKind kind, uint64_t ms);
+  net::TlsStream& tlsStream() { return *static_cast<net::TlsStream*>(client_); }
 
   void toBackend(const uint8_t* data, size_t len);
   void toClient(const uint8_t* data, size_t len);
@@ -120,11 +127,9 @@ class ClientConnection final : public ReplySink, private net::StreamOwner {
 
   Worker& worker_;
   const Database& db_;
-  net::Stream* client_ = nullptr;
-  net::TlsStream* tls_ = nullptr;   // client_, when the database speaks TLS
+  net::Stream* client_ = nullptr;  // a net::TlsStream when the database speaks TLS
   net::Stream* backend_ = nullptr;  // transparent path, from the first command on
   ShardSide shard_side_{*this};
-  uv_timer_t timer_{};  // handshake deadline, then the flush-before-close deadline
   std::unique_ptr<MultiplexSession> multiplex_;  // several shards or a password
   uint64_t last_activity_ms_ = 0;
 

@@ -43,6 +43,8 @@ Status Worker::start(std::vector<Binding> bindings) {
   uv_check_start(&flush_check_, [](uv_check_t* c) { static_cast<Worker*>(c->data)->flushDirty(); });
   uv_timer_init(&loop_, &upkeep_timer_);
   upkeep_timer_.data = this;
+  uv_timer_init(&loop_, &deadline_timer_);
+  deadline_timer_.data = this;
   uint64_t every = kUpkeepIntervalMs;
   for (const auto& b : bindings) {
     if (b.db->multiplex) every = std::min<uint64_t>(every, std::max<uint64_t>(b.db->private_idle_ms / 2, 50));
@@ -235,6 +237,43 @@ void Worker::flushDirty() {
   }
 }
 
+void Worker::startDeadline(Deadline<ClientConnection>& d, DeadlineKind kind, uint64_t ms) {
+  const uint64_t due = uv_now(&loop_) + ms;
+  (kind == DeadlineKind::kHandshake ? handshake_deadlines_ : flush_deadlines_).add(d, due);
+  // Only an earlier deadline than the one armed moves the timer.
+  if (deadline_armed_ms_ == 0 || due < deadline_armed_ms_) armDeadlineTimer();
+}
+
+void Worker::armDeadlineTimer() {
+  if (handles_closed_) return;  // the last connection closed while draining
+  uint64_t due = 0;
+  for (const auto* list : {&handshake_deadlines_, &flush_deadlines_}) {
+    if (const auto* d = list->front(); d && (due == 0 || d->due_ms < due)) due = d->due_ms;
+  }
+  deadline_armed_ms_ = due;
+  if (due == 0) {
+    uv_timer_stop(&deadline_timer_);
+    return;
+  }
+  const uint64_t now = uv_now(&loop_);
+  uv_timer_start(&deadline_timer_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->onDeadlineTimer(); },
+                 due > now ? due - now : 0, 0);
+}
+
+void Worker::onDeadlineTimer() {
+  const uint64_t now = uv_now(&loop_);
+  // A connection's deadline callback closes it, which takes it off its
+  // list: the front is read again each time.
+  for (auto* list : {&handshake_deadlines_, &flush_deadlines_}) {
+    while (Deadline<ClientConnection>* d = list->front()) {
+      if (d->due_ms > now) break;
+      list->remove(*d);
+      d->owner().onDeadline();
+    }
+  }
+  armDeadlineTimer();
+}
+
 void Worker::upkeep() {
   uint64_t now = uv_now(&loop_);
   for (ClientConnection* c = connections_; c; c = c->next) c->closeIdleLinks(now);
@@ -257,6 +296,7 @@ void Worker::maybeFinish() {
   dirty_links_.clear();
   uv_close(asHandle(&flush_check_), nullptr);
   uv_close(asHandle(&upkeep_timer_), nullptr);
+  uv_close(asHandle(&deadline_timer_), nullptr);
   uv_close(asHandle(&wake_), nullptr);
   uv_close(asHandle(&drain_timer_), nullptr);
   uv_close(asHandle(&sweep_timer_), nullptr);

@@ -17,6 +17,7 @@
 #include "net/uv_io_driver.h"
 #include "proxy/backend_link.h"
 #include "proxy/database.h"
+#include "proxy/deadline_list.h"
 #include "proxy/link_factory.h"
 #include "common/rate_limited_log.h"
 #include "proxy/request.h"
@@ -84,6 +85,11 @@ class Worker final : public LinkFactory {
   void forgetLink(BackendLink* link);
   void markDirty(ClientConnection* c);
   void forgetClient(ClientConnection* c);
+  // One timer for every connection's deadline (see DeadlineList).
+  void startDeadline(Deadline<ClientConnection>& d, DeadlineKind kind, uint64_t ms);
+  void stopDeadline(Deadline<ClientConnection>& d) {
+    if (d.list) d.list->remove(d);
+  }
   // Reply buffers lent to multiplexed clients only while they have replies to
   // send: an idle client holds none, and a busy worker reuses them instead of
   // allocating per request.
@@ -116,6 +122,8 @@ class Worker final : public LinkFactory {
   void maybeFinish();
   void flushDirty();
   void upkeep();
+  void onDeadlineTimer();
+  void armDeadlineTimer();
   void resumeListeners();
 
   unsigned index_;
@@ -127,6 +135,10 @@ class Worker final : public LinkFactory {
   uv_timer_t sweep_timer_{};
   uv_check_t flush_check_{};
   uv_timer_t upkeep_timer_{};  // idle private shard connections
+  uv_timer_t deadline_timer_{};
+  uint64_t deadline_armed_ms_ = 0;  // when deadline_timer_ fires; 0: not armed
+  DeadlineList<ClientConnection> handshake_deadlines_;
+  DeadlineList<ClientConnection> flush_deadlines_;
   std::thread thread_;
   net::UvIoDriver io_{&loop_};
   std::vector<std::unique_ptr<Acceptor>> listeners_;
