@@ -263,14 +263,18 @@ std::string cnOrSubject(const X509* x) {
 }
 
 // who: "/certs/proxy_cert.pem: certificate" or "/certs/chain_certs.pem: certificate 1 (CN=Foo)".
+// The wording here is what isValidityPeriodError() recognizes.
+constexpr std::string_view kNotYetValid = " is not valid yet: not before ";
+constexpr std::string_view kExpiredOn = " expired on ";
+
 Status checkValidity(const X509* x, const std::string& who) {
   if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0) {
     ERR_clear_error();
-    return makeError(who + " is not valid yet: not before " + isoTime(X509_get0_notBefore(x)));
+    return makeError(who + std::string(kNotYetValid) + isoTime(X509_get0_notBefore(x)));
   }
   if (X509_cmp_current_time(X509_get0_notAfter(x)) < 0) {
     ERR_clear_error();
-    return makeError(who + " expired on " + isoTime(X509_get0_notAfter(x)));
+    return makeError(who + std::string(kExpiredOn) + isoTime(X509_get0_notAfter(x)));
   }
   return Status();
 }
@@ -523,6 +527,10 @@ Result<CertInfo> generateSelfSigned(const std::string& dir,
   }
   OPENSSL_cleanse(bundle.key_pem.data(), bundle.key_pem.size());
   return info;
+}
+
+bool isValidityPeriodError(std::string_view message) {
+  return message.find(kNotYetValid) != std::string_view::npos || message.find(kExpiredOn) != std::string_view::npos;
 }
 
 Result<size_t> validateCaBundle(const CertBundle& bundle) {

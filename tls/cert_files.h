@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -95,6 +96,10 @@ Result<CertInfo> generateSelfSigned(const std::string& dir, const std::vector<st
 // within the leaf's validity period.
 // Errors name the source (file) and the problem in words.
 Result<CertInfo> validateCertBundle(const CertBundle& bundle);
+
+// The error of validateCertBundle was about the leaf's dates (expired, or
+// not valid yet) rather than its form: the admin API answers 406 for it.
+bool isValidityPeriodError(std::string_view message);
 
 // Parses a CA bundle (bundle.cert_pem, named by bundle.cert_source): at least
 // one certificate, each of which parses. Returns how many it holds. Dates are

@@ -112,6 +112,7 @@ Result<std::vector<CertChange>> CertTransaction::commit() {
     TlsContextStore& slot = store_->published_[indexOf(change.name)];
     if (change.context) {
       slot.publish(change.context);
+      store_->history_[indexOf(change.name)].push_back(change.context);
     } else if (!change.configured) {
       slot.withdraw();
     }
@@ -131,6 +132,16 @@ CertStore::CertStore(TicketKeyMode mode) {
 }
 
 CertTransaction CertStore::begin() { return CertTransaction(*this); }
+
+std::vector<std::pair<uint64_t, int64_t>> CertStore::liveGenerations(CertName name) {
+  auto& history = history_[indexOf(name)];
+  std::erase_if(history, [](const std::weak_ptr<const TlsContext>& w) { return w.expired(); });
+  std::vector<std::pair<uint64_t, int64_t>> out;
+  for (const auto& w : history) {
+    if (auto ctx = w.lock()) out.emplace_back(ctx->generation(), ctx->liveSessions());
+  }
+  return out;
+}
 
 void CertStore::rotateTicketKeys() {
   for (const auto& keys : ticket_keys_) {
