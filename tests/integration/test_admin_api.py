@@ -508,3 +508,45 @@ def test_admin_users_need_a_hash_not_a_password(tmp_path):
     out = run_shardgate(["--config", config, "--check-config"])
     assert out.returncode == 1
     assert "admin.users[0].password_hash" in out.stderr and "--hash-password" in out.stderr
+
+
+# ---------------------------------------------------------------- a connection kept across changes
+
+
+def test_connection_kept_across_100_api_rotations_and_a_policy_change(admin, tmp_path):
+    """A client connected before keeps working, with zero errors, while the API
+    rotates the proxy certificate 100 times (two pairs in turn: each PUT is a new
+    generation) and raises the minimum TLS version; one keep-alive HTTPS
+    connection carries every request."""
+    import base64
+    import http.client
+
+    a = admin()
+    client = a.sg.client()
+    assert client.set("kept", "1")
+    ca = CA(tmp_path / "ca")
+    pairs = [ca.issue(0x1000), ca.issue(0x2000)]
+    bodies = [json.dumps({"name": "proxy", "key": pem(p.key), "certificate": pem(p.cert)}) for p in pairs]
+    ctx = ssl.create_default_context(cafile=str(a.api_ca))
+    conn = http.client.HTTPSConnection("127.0.0.1", a.port, context=ctx, timeout=20)
+    auth = {"Authorization": "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode(),
+            "Content-Type": "application/json"}
+    generations = []
+    try:
+        for i in range(100):
+            conn.request("PUT", "/v1/cluster/update_cert", body=bodies[i % 2], headers=auth)
+            reply = conn.getresponse()
+            payload = json.loads(reply.read())
+            assert reply.status == 200, payload
+            generations.append(payload["generation"])
+            assert client.incr("counter") == i + 1
+        conn.request("PUT", "/v1/cluster", body=json.dumps({"min_data_TLS_version": "1.3"}), headers=auth)
+        reply = conn.getresponse()
+        assert reply.status == 200, reply.read()
+        reply.read()
+    finally:
+        conn.close()
+    assert generations == list(range(2, 102))
+    assert client.get("kept") == b"1" and client.get("counter") == b"100"
+    assert served_serial(a.sg.port(), ca.cert) == pairs[1].serial
+    assert "certificate reload failed" not in a.sg.log()
