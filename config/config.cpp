@@ -9,6 +9,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "tls/password_hash.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -277,7 +279,7 @@ class Parser {
     config.databases = databases(dbs);
 
     if (const YAML::Node* n = top.find("admin"); n != nullptr && !n->IsNull()) {
-      config.admin_listen = listenSection(*n, "admin", config);
+      adminSection(*n, config);
     }
     if (const YAML::Node* n = top.find("metrics"); n != nullptr && !n->IsNull()) {
       config.metrics_listen = listenSection(*n, "metrics", config);
@@ -322,12 +324,15 @@ class Parser {
     TlsConfig out;
     Fields f(*this, node, "tls",
              {"min_version", "ciphers", "ciphersuites", "handshake_timeout_ms",
-              "audit_min_version"});
+              "audit_min_version", "control_min_version"});
     if (const YAML::Node* n = f.find("min_version")) {
       out.policy.min_version = version(*n, "tls.min_version");
     }
     if (const YAML::Node* n = f.find("audit_min_version")) {
       out.policy.audit_min_version = version(*n, "tls.audit_min_version");
+    }
+    if (const YAML::Node* n = f.find("control_min_version")) {
+      out.policy.control_min_version = version(*n, "tls.control_min_version");
     }
     if (const YAML::Node* n = f.find("handshake_timeout_ms")) {
       out.handshake_timeout_ms =
@@ -622,6 +627,54 @@ class Parser {
       }
     }
     return addr;
+  }
+
+  // admin: the listen address (checked like metrics.listen), the users and
+  // the bounds of the API's HTTP server.
+  void adminSection(const YAML::Node& node, Config& config) const {
+    Fields f(*this, node, "admin", {"listen", "users", "max_connections", "request_timeout_ms", "max_body_bytes"});
+    const YAML::Node& listen = f.require("listen");
+    net::SocketAddress addr = address(listen, "admin.listen", true);
+    for (size_t j = 0; j < config.databases.size(); ++j) {
+      if (sameEndpoint(config.databases[j].listen, addr)) {
+        fail(listen, "admin.listen",
+             addr.toString() + " is also the listen address of " + element("databases", j) + " (" +
+                 config.databases[j].name + "); each needs its own port");
+      }
+    }
+    config.admin_listen = addr;
+    AdminConfig& admin = config.admin;
+    if (const YAML::Node* n = f.find("max_connections")) {
+      admin.max_connections = static_cast<uint32_t>(integer(*n, "admin.max_connections", 1, 10000));
+    }
+    if (const YAML::Node* n = f.find("request_timeout_ms")) {
+      admin.request_timeout_ms = static_cast<uint32_t>(integer(*n, "admin.request_timeout_ms", 100, kMaxTimeoutMs));
+    }
+    if (const YAML::Node* n = f.find("max_body_bytes")) {
+      admin.max_body_bytes = static_cast<uint32_t>(integer(*n, "admin.max_body_bytes", 1024, 64ull << 20));
+    }
+    if (const YAML::Node* n = f.find("users"); n != nullptr && !n->IsNull()) {
+      if (!n->IsSequence()) fail(*n, "admin.users", "expected a list of {name, password_hash}, got " + describe(*n));
+      for (size_t i = 0; i < n->size(); ++i) {
+        const std::string at = element("admin.users", i);
+        Fields u(*this, (*n)[i], at, {"name", "password_hash"});
+        AdminUser user;
+        user.name = scalar(u.require("name"), u.path("name"), "a user name");
+        // Basic auth sends "name:password": a colon cannot be part of a name (RFC 7617 section 2).
+        if (user.name.empty() || user.name.find(':') != std::string::npos) {
+          fail(u.require("name"), u.path("name"), "expected a non-empty user name without ':', got " + quote(user.name));
+        }
+        for (const AdminUser& other : admin.users) {
+          if (other.name == user.name) fail(u.require("name"), u.path("name"), "user " + quote(user.name) + " is listed twice");
+        }
+        const YAML::Node& hash = u.require("password_hash", " (print one with shardgate --hash-password)");
+        user.password_hash = scalar(hash, u.path("password_hash"), "a hash printed by shardgate --hash-password");
+        if (auto parsed = tls::parsePasswordHash(user.password_hash); !parsed) {
+          fail(hash, u.path("password_hash"), parsed.message());
+        }
+        admin.users.push_back(std::move(user));
+      }
+    }
   }
 
   std::string source_;

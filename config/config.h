@@ -91,6 +91,26 @@ struct LimitsConfig {
   }
 };
 
+// A user of the admin API: HTTP basic auth checks the password against
+// password_hash (printed by `shardgate --hash-password`; never the password).
+struct AdminUser {
+  std::string name;
+  std::string password_hash;
+
+  bool operator==(const AdminUser&) const = default;
+};
+
+// The admin API's bounds; its address is Config::admin_listen.
+struct AdminConfig {
+  std::vector<AdminUser> users;
+  uint32_t max_connections = 32;
+  // The whole request (headers and body) must arrive within this long.
+  uint32_t request_timeout_ms = 10000;
+  uint32_t max_body_bytes = 1024 * 1024;
+
+  bool operator==(const AdminConfig&) const = default;
+};
+
 struct Config {
   unsigned workers = 0;  // 0 = auto: one per core
   std::string log_level = "info";
@@ -99,6 +119,7 @@ struct Config {
   TlsConfig tls;
   std::vector<DatabaseConfig> databases;
   std::optional<net::SocketAddress> admin_listen;
+  AdminConfig admin;
   std::optional<net::SocketAddress> metrics_listen;
   uint32_t drain_timeout_ms = 10000;  // SIGTERM: how long connections may finish
   LimitsConfig limits;

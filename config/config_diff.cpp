@@ -45,6 +45,10 @@ std::vector<ConfigChange> diffConfigs(const Config& before, const Config& after)
     }
   }
   changed(sameOptionalListen(before.admin_listen, after.admin_listen), "admin.listen", true);
+  changed(before.admin.users == after.admin.users, "admin.users", false);
+  changed(before.admin.max_connections == after.admin.max_connections, "admin.max_connections", true);
+  changed(before.admin.request_timeout_ms == after.admin.request_timeout_ms, "admin.request_timeout_ms", true);
+  changed(before.admin.max_body_bytes == after.admin.max_body_bytes, "admin.max_body_bytes", true);
   changed(sameOptionalListen(before.metrics_listen, after.metrics_listen), "metrics.listen", true);
   changed(before.drain_timeout_ms == after.drain_timeout_ms, "drain_timeout_ms", true);
   const LimitsConfig& a = before.limits;

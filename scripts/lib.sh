@@ -5,7 +5,7 @@
 SHARDGATE_PACKAGES=(
   g++ meson ninja-build pkg-config
   libssl-dev libuv1-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
-  doctest-dev nlohmann-json3-dev
+  doctest-dev nlohmann-json3-dev libhttp-parser-dev
   redis-server redis-tools
   python3-redis python3-pytest
   openssl

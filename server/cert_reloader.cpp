@@ -19,29 +19,49 @@ std::string hostName() {
   return buf;
 }
 
-// First start only: a directory with neither file of the pair gets a
-// self-signed one when the config allows it. Never called on a reload: at run
-// time a missing file is a failed reload and the last good pair keeps serving
-// (a deleted cert_dir must not turn a CA-signed certificate into a
-// self-signed one behind the operator's back).
+// First start only: a directory with neither file of a pair gets a
+// self-signed one when the config allows it: proxy always (the data
+// listeners), api when the admin API listens, metrics_exporter when the
+// metrics endpoint does. Never called on a reload: at run time a missing
+// file is a failed reload and the last good pair keeps serving (a deleted
+// cert_dir must not turn a CA-signed certificate into a self-signed one
+// behind the operator's back).
 Status generateIfAbsent(const config::Config& config) {
-  if (!config.generate_self_signed || !tls::proxyCertFilesAbsent(config.cert_dir)) return {};
+  if (!config.generate_self_signed) return {};
+  std::vector<CertName> wanted{CertName::kProxy};
+  if (config.admin_listen) wanted.push_back(CertName::kApi);
+  if (config.metrics_listen) wanted.push_back(CertName::kMetricsExporter);
   std::vector<std::string> names{hostName()};
   if (names[0] != "localhost") names.push_back("localhost");
-  auto info = tls::generateSelfSigned(config.cert_dir, names);
-  if (!info) return makeError("cannot generate a self-signed certificate: " + info.message());
-  spdlog::info("generated self-signed certificate {}/{} ({}; SANs {}; not after {}; sha256 {})",
-               config.cert_dir, tls::kProxyCertFile, info->subject, fmt::join(info->sans, ", "),
-               info->not_after, info->sha256_fingerprint);
+  for (CertName name : wanted) {
+    if (!tls::certFilesAbsent(config.cert_dir, name)) continue;
+    auto info = tls::generateSelfSigned(config.cert_dir, names, name);
+    if (!info) {
+      return makeError(std::string("cannot generate a self-signed ") + tls::toString(name) +
+                       " certificate: " + info.message());
+    }
+    spdlog::info("generated self-signed certificate {}/{} ({}; SANs {}; not after {}; sha256 {})",
+                 config.cert_dir, tls::infoOf(name).cert_file, info->subject, fmt::join(info->sans, ", "),
+                 info->not_after, info->sha256_fingerprint);
+  }
   return {};
 }
 
-// Why a certificate other than proxy is held but not used: said wherever it
-// appears, so nobody mistakes it for served.
-const char* notServedYet(CertName name) {
-  return name == CertName::kMtlsTrustedCa
-             ? "not used yet: client certificate authentication is not built in this version"
-             : "not served yet: this version has no listener for it";
+// Whether a certificate other than proxy is used, said wherever it appears,
+// so nobody mistakes one held for one served.
+std::string servedBy(CertName name, const config::Config& config) {
+  switch (name) {
+    case CertName::kApi:
+      return config.admin_listen ? "served by the admin API"
+                                 : "not served: admin.listen is not set";
+    case CertName::kMtlsTrustedCa:
+      return config.admin_listen
+                 ? "used by the admin API to accept client certificates without a password"
+                 : "not used: admin.listen is not set (client certificate authentication of "
+                   "databases is not built in this version)";
+    default:
+      return "not served yet: this version has no listener for it";
+  }
 }
 
 }  // namespace
@@ -63,10 +83,10 @@ Status CertReloader::loadInitial(const config::Config& config) {
     if (change.context) {
       const auto& info = change.context->certInfo();
       spdlog::info("certificate {}: {} serial {} not after {} sha256 {}; {}", tls::toString(change.name),
-                   info.subject, info.serial, info.not_after, info.sha256_fingerprint, notServedYet(change.name));
+                   info.subject, info.serial, info.not_after, info.sha256_fingerprint, servedBy(change.name, config));
     } else if (change.configured) {
       spdlog::info("certificate {}: {} CA certificate(s) from {}; {}", tls::toString(change.name),
-                   change.ca_certificates, txn.input(change.name)->cert_source, notServedYet(change.name));
+                   change.ca_certificates, txn.input(change.name)->cert_source, servedBy(change.name, config));
     }
   }
   checkExpiry(static_cast<int64_t>(::time(nullptr)));
@@ -151,11 +171,11 @@ void CertReloader::logChange(const tls::CertChange& change, const config::Config
     spdlog::info("certificate reload #{} ({}): {}: generation {} -> {}: {} serial {} not after {} sha256 {} "
                  "(reloads ok {}, failed {}); {}",
                  ok_, trigger, name, old_generation, change.context->generation(), info.subject, info.serial,
-                 info.not_after, info.sha256_fingerprint, ok_, failed_, notServedYet(change.name));
+                 info.not_after, info.sha256_fingerprint, ok_, failed_, servedBy(change.name, config));
   } else if (change.configured) {
     spdlog::info("certificate reload #{} ({}): {}: {} CA certificate(s) from {}/{} (reloads ok {}, failed {}); {}",
                  ok_, trigger, name, change.ca_certificates, config.cert_dir, tls::infoOf(change.name).cert_file,
-                 ok_, failed_, notServedYet(change.name));
+                 ok_, failed_, servedBy(change.name, config));
   } else {
     spdlog::info("certificate reload #{} ({}): {}: not configured any more, its files are gone from {} "
                  "(reloads ok {}, failed {})",

@@ -35,7 +35,8 @@ class CertReloader {
 
   explicit CertReloader(tls::CertStore& store);
 
-  // Startup: generates a self-signed proxy pair if allowed and none exists,
+  // Startup: generates a self-signed pair if allowed and none exists (proxy;
+  // api with admin.listen; metrics_exporter with metrics.listen),
   // then commits. A failure is returned, not just logged: the process cannot serve.
   Status loadInitial(const config::Config& config);
   // A change was noticed (trigger: "file change", "SIGHUP"); commits it if it
@@ -48,6 +49,8 @@ class CertReloader {
   uint64_t reloadsOk() const { return ok_; }
   uint64_t reloadsFailed() const { return failed_; }
   const std::string& lastFailure() const { return last_failure_; }
+  // The last reload attempt failed: lastFailure() is what still stands.
+  bool lastAttemptFailed() const { return last_attempt_failed_; }
 
  private:
   void logChange(const tls::CertChange& change, const config::Config& config, const char* trigger) const;

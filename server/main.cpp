@@ -2,15 +2,20 @@
 //   shardgate --config FILE [--check-config]
 #include <spdlog/spdlog.h>
 
+#include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <optional>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <string_view>
 
 #include "server/check_certs.h"
+#include "server/cluster_settings.h"
+#include "tls/password_hash.h"
 #include "config/config.h"
 #include "server/file_limit.h"
 #include "common/logging.h"
@@ -21,6 +26,7 @@ namespace {
 constexpr const char* kUsage =
     "usage: shardgate --config FILE [--check-config]\n"
     "       shardgate --check-certs DIR [--config FILE]\n"
+    "       shardgate --hash-password\n"
     "       shardgate --version | --help\n"
     "\n"
     "  -c, --config FILE   YAML configuration (see conf/examples/annotated.yaml)\n"
@@ -28,6 +34,8 @@ constexpr const char* kUsage =
     "      --check-certs DIR  validate a certificate directory (pair, chain, dates,\n"
     "                      a TLS handshake in memory) and print what would be served;\n"
     "                      with --config, under that file's TLS policy. Touches nothing.\n"
+    "      --hash-password  read a password from standard input (not echoed on a\n"
+    "                      terminal) and print its hash for admin.users[].password_hash\n"
     "  -V, --version       print the version\n"
     "  -h, --help          print this help\n"
     "\n"
@@ -93,6 +101,57 @@ void logClientRoom(uint64_t limit, uint64_t in_use, unsigned workers, bool any_p
                "wait until descriptors are free", limit, in_use, room);
 }
 
+// --hash-password: one line from stdin, its hash on stdout. On a terminal
+// the password is asked twice, without echo; from a pipe it is read as is
+// (the trailing newline dropped).
+int hashPassword() {
+  const bool tty = ::isatty(STDIN_FILENO) == 1;
+  termios saved{};
+  auto readLine = [&](const char* prompt) -> std::optional<std::string> {
+    if (tty) {
+      std::fputs(prompt, stderr);
+      std::fflush(stderr);
+    }
+    std::string line;
+    int c;
+    constexpr size_t kMaxPassword = 1024;
+    while ((c = std::fgetc(stdin)) != EOF && c != '\n') {
+      if (line.size() >= kMaxPassword) return std::nullopt;
+      line += static_cast<char>(c);
+    }
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (tty) std::fputs("\n", stderr);
+    if (c == EOF && line.empty()) return std::nullopt;
+    return line;
+  };
+  if (tty && ::tcgetattr(STDIN_FILENO, &saved) == 0) {
+    termios quiet = saved;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+  }
+  auto first = readLine("Password: ");
+  std::optional<std::string> second = first;
+  if (tty && first) second = readLine("Again: ");
+  if (tty) ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
+  if (!first || first->empty()) {
+    std::fputs("shardgate: --hash-password: no password given on standard input (or over 1024 bytes)\n", stderr);
+    return 1;
+  }
+  if (*first != *second) {
+    std::fputs("shardgate: --hash-password: the two passwords differ\n", stderr);
+    return 1;
+  }
+  auto hash = shardgate::tls::hashPassword(*first);
+  std::fill(first->begin(), first->end(), '\0');
+  std::fill(second->begin(), second->end(), '\0');
+  if (!hash) {
+    std::fprintf(stderr, "shardgate: --hash-password: %s\n", hash.message().c_str());
+    return 1;
+  }
+  std::printf("%s\n", hash->c_str());
+  return 0;
+}
+
 int usageError(const std::string& message) {
   std::fprintf(stderr, "shardgate: %s\n%s", message.c_str(), kUsage);
   return 2;
@@ -114,6 +173,7 @@ int main(int argc, char** argv) {
       std::printf("shardgate %s\n", SHARDGATE_VERSION);
       return 0;
     }
+    if (arg == "--hash-password") return hashPassword();
     if (arg == "-t" || arg == "--check-config") {
       check_only = true;
     } else if (arg == "-c" || arg == "--config") {
@@ -147,6 +207,13 @@ int main(int argc, char** argv) {
       return 1;
     }
     std::printf("%s: configuration is valid\n", config_path.c_str());
+    // The TLS settings in effect, and where each comes from: the admin
+    // API's persisted overrides win over the file.
+    if (auto settings = shardgate::server::loadClusterSettings(config->cert_dir)) {
+      for (const std::string& line : shardgate::server::describeEffective(*config, *settings)) {
+        std::printf("  %s\n", line.c_str());
+      }
+    }
     return 0;
   }
   if (auto st = shardgate::setupLogging(config->log_level); !st) {

@@ -37,6 +37,21 @@ bool anyTls(const config::Config& config) {
   return false;
 }
 
+// The certificate store is loaded when something serves TLS: a database, or
+// the admin API (always HTTPS).
+bool usesCertStore(const config::Config& config) { return anyTls(config) || config.admin_listen.has_value(); }
+
+// The config file's TLS policy with the overrides persisted in cert_dir.
+// Errors name the settings file.
+Result<tls::TlsPolicy> policyWithOverrides(const config::Config& config, ClusterSettings& settings) {
+  auto loaded = loadClusterSettings(config.cert_dir);
+  if (!loaded) return loaded.error();
+  settings = *loaded;
+  auto policy = effectivePolicy(config.tls.policy, settings);
+  if (!policy) return makeError(clusterSettingsPath(config.cert_dir) + ": " + policy.message());
+  return policy;
+}
+
 // Keys the configuration accepts whose feature is not built yet.
 // Refusing them is better than starting without what the operator asked for.
 Status checkBuilt(const config::Config& config) {
@@ -49,7 +64,6 @@ Status checkBuilt(const config::Config& config) {
       return later("databases[" + std::to_string(i) + "].client_auth", "client certificate authentication");
     }
   }
-  if (config.admin_listen) return later("admin.listen", "the admin API");
   if (config.metrics_listen) return later("metrics.listen", "the metrics endpoint");
   return {};
 }
@@ -82,14 +96,19 @@ void loadShardFacts(proxy::Database& db) {
 
 }  // namespace
 
-Status checkServable(const config::Config& config) {
-  if (auto st = checkBuilt(config); !st) return st;
+Status checkServable(const config::Config& file_config) {
+  if (auto st = checkBuilt(file_config); !st) return st;
+  config::Config config = file_config;
+  ClusterSettings settings;
+  auto policy = policyWithOverrides(config, settings);
+  if (!policy) return makeError(config.where("cert_dir") + "cert_dir: " + policy.message());
+  config.tls.policy = *policy;
   for (size_t i = 0; i < config.databases.size(); ++i) {
     if (auto db = proxy::makeDatabase(config.databases[i], config.limits, i); !db) {
       return makeError(config.where("databases[" + std::to_string(i) + "]") + db.message());
     }
   }
-  if (!anyTls(config)) return {};
+  if (!usesCertStore(config)) return {};
   if (config.generate_self_signed && tls::proxyCertFilesAbsent(config.cert_dir)) return {};
   const std::string cert_dir = config.where("cert_dir") + "cert_dir: ";
   auto inputs = tls::readCertDir(config.cert_dir);
@@ -114,6 +133,12 @@ Server::~Server() {
 Result<std::unique_ptr<Server>> Server::create(config::Config config) {
   if (auto st = checkBuilt(config); !st) return makeError(st.message());
   std::unique_ptr<Server> server(new Server(std::move(config)));
+  server->file_policy_ = server->config_.tls.policy;
+  if (auto policy = policyWithOverrides(server->config_, server->cluster_settings_); !policy) {
+    return makeError(server->config_.where("cert_dir") + "cert_dir: " + policy.message());
+  } else {
+    server->config_.tls.policy = *policy;
+  }
   for (size_t i = 0; i < server->config_.databases.size(); ++i) {
     auto db = proxy::makeDatabase(server->config_.databases[i], server->config_.limits, i);
     if (!db) {
@@ -124,12 +149,16 @@ Result<std::unique_ptr<Server>> Server::create(config::Config config) {
   for (auto& db : server->databases_) {
     if (db->multiplex) loadShardFacts(*db);
   }
-  if (anyTls(server->config_)) {
+  if (usesCertStore(server->config_)) {
     if (auto st = server->loadTls(); !st) {
       return makeError(server->config_.where("cert_dir") + "cert_dir: " + st.message());
     }
   }
   if (auto st = server->bindAndStart(); !st) return makeError(st.message());
+  if (auto st = server->startAdminApi(); !st) {
+    for (auto& w : server->workers_) w->requestDrain();
+    return makeError(st.message());
+  }
   server->logListeners();
   return server;
 }
@@ -186,6 +215,60 @@ Status Server::bindAndStart() {
     }
   }
   return {};
+}
+
+bool Server::needsCertStore() const { return usesCertStore(config_); }
+
+Status Server::startAdminApi() {
+  if (!config_.admin_listen) return {};
+  auto api = AdminApi::create(&loop_, *this);
+  if (!api) return makeError(api.message());
+  admin_api_ = std::move(*api);
+  auto ctx = cert_store_.current(tls::CertName::kApi);
+  const bool client_certs = cert_store_.configured(tls::CertName::kMtlsTrustedCa);
+  spdlog::info("admin API listening on {} (HTTPS, min {}, certificate {} not after {} sha256 {}; {} user(s){})",
+               admin_api_->address(), tls::toString(config_.tls.policy.control_min_version),
+               ctx ? ctx->certInfo().subject : "?", ctx ? ctx->certInfo().not_after : "?",
+               ctx ? ctx->certInfo().sha256_fingerprint : "?", config_.admin.users.size(),
+               client_certs ? ", client certificates from mtls_trusted_ca.pem accepted" : "");
+  if (config_.admin.users.empty() && !client_certs) {
+    spdlog::warn("admin API: no admin.users and no mtls_trusted_ca.pem in {}: every request will get 401 "
+                 "(add a user with a hash from shardgate --hash-password)", config_.cert_dir);
+  }
+  return {};
+}
+
+Status Server::updateClusterSettings(const ClusterSettings& next) {
+  auto policy = effectivePolicy(file_policy_, next);
+  if (!policy) return makeError(policy.message());
+  // Built and preflighted before anything is written: a policy no context
+  // can serve under is refused, and nothing changes.
+  tls::CertTransaction txn = cert_store_.begin();
+  txn.setPolicy(*policy);
+  if (needsCertStore()) {
+    if (auto prepared = txn.prepare(); !prepared) return makeError(prepared.message());
+  }
+  if (Status s = saveClusterSettings(config_.cert_dir, next); !s) return s;
+  if (needsCertStore()) {
+    if (auto committed = txn.commit(); !committed) return makeError(committed.message());
+  }
+  cluster_settings_ = next;
+  config_.tls.policy = *policy;
+  spdlog::info("TLS settings changed through the admin API: data min {}, control min {}, ciphers \"{}\", "
+               "TLS 1.3 suites \"{}\"; new handshakes only (saved in {})",
+               tls::toString(policy->min_version), tls::toString(policy->control_min_version), policy->ciphers,
+               policy->ciphersuites, clusterSettingsPath(config_.cert_dir));
+  return {};
+}
+
+std::string Server::lastCertFailure() const {
+  return reloader_.lastAttemptFailed() ? reloader_.lastFailure() : std::string();
+}
+
+uint64_t Server::clientConnections() const {
+  uint64_t total = 0;
+  for (const auto& w : workers_) total += w->stats().connections_current.get();
+  return total;
 }
 
 void Server::logListeners() const {
@@ -246,6 +329,7 @@ void Server::beginShutdown(int signum) {
   spdlog::info("{}: no longer accepting; draining connections for at most {} ms", strsignal(signum),
                config_.drain_timeout_ms);
   for (auto& w : workers_) w->requestDrain();
+  if (admin_api_) admin_api_->stop();
   uv_timer_start(&finish_timer_, [](uv_timer_t* t) {
     auto* self = static_cast<Server*>(t->data);
     for (auto& w : self->workers_) {
@@ -258,7 +342,7 @@ void Server::beginShutdown(int signum) {
 }
 
 void Server::startCertMaintenance() {
-  if (!anyTls(config_)) return;
+  if (!needsCertStore()) return;
   auto watcher = tls::CertWatcher::create(
       &loop_, config_.cert_dir, tls::certDirFileNames(), kCertSettleMs, kCertPollMs, [this] {
         if (!shutting_down_) reloadCerts("file change");
@@ -314,10 +398,26 @@ void Server::reload() {
   for (const config::ConfigChange& change : config::diffConfigs(config_, *fresh)) {
     if (change.needs_restart) spdlog::warn("{} changed: needs a restart", change.key);
   }
-  config_.tls.policy = fresh->tls.policy;
+  // The overrides persisted through the admin API are read again too: an
+  // operator may have edited or removed the file.
+  ClusterSettings settings;
+  config::Config with_overrides = *fresh;
+  auto policy = policyWithOverrides(with_overrides, settings);
+  if (!policy) {
+    spdlog::error("reload: {}; keeping the TLS settings in use", policy.message());
+  } else {
+    file_policy_ = fresh->tls.policy;
+    cluster_settings_ = settings;
+    config_.tls.policy = *policy;
+  }
   config_.log_level = fresh->log_level;
   if (auto st = setLogLevel(config_.log_level); !st) spdlog::error("{}", st.message());
-  if (anyTls(config_)) reloadCerts("SIGHUP");
+  if (admin_api_ && !(config_.admin.users == fresh->admin.users)) {
+    config_.admin.users = fresh->admin.users;
+    admin_api_->setUsers(config_.admin.users);
+    spdlog::info("admin.users reloaded: {} user(s)", config_.admin.users.size());
+  }
+  if (needsCertStore()) reloadCerts("SIGHUP");
 }
 
 void Server::reloadCerts(const char* trigger) {

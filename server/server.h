@@ -9,7 +9,9 @@
 #include <memory>
 #include <vector>
 
+#include "server/admin_api.h"
 #include "server/cert_reloader.h"
+#include "server/cluster_settings.h"
 #include "config/config.h"
 #include "proxy/database.h"
 #include "proxy/worker.h"
@@ -25,12 +27,12 @@ namespace shardgate::server {
 // Touches nothing.
 Status checkServable(const config::Config& config);
 
-class Server {
+class Server final : private AdminHost {
  public:
   // Loads (or generates) certificates, binds every listener and starts the
   // workers. Any failure is an error naming the file, key or address.
   static Result<std::unique_ptr<Server>> create(config::Config config);
-  ~Server();
+  ~Server() override;
 
   // Runs the control loop until SIGTERM/SIGINT and the drain end. Returns the exit code.
   int run();
@@ -51,8 +53,23 @@ class Server {
   void stopCertMaintenance();
   void beginShutdown(int signum);
   void logTotals() const;
+  bool needsCertStore() const;
+  Status startAdminApi();
 
+  // AdminHost
+  const config::Config& config() const override { return config_; }
+  tls::CertStore& certStore() override { return cert_store_; }
+  const ClusterSettings& clusterSettings() const override { return cluster_settings_; }
+  Status updateClusterSettings(const ClusterSettings& next) override;
+  std::string lastCertFailure() const override;
+  const std::vector<std::unique_ptr<proxy::Database>>& databases() const override { return databases_; }
+  uint64_t clientConnections() const override;
+
+  // config_.tls.policy is the effective policy: the config file's
+  // (file_policy_) with the overrides persisted through the admin API.
   config::Config config_;
+  tls::TlsPolicy file_policy_;
+  ClusterSettings cluster_settings_;
   std::vector<std::unique_ptr<proxy::Database>> databases_;
   // Every named certificate; workers serve cert_store_.published(kProxy).
   tls::CertStore cert_store_;
@@ -63,6 +80,7 @@ class Server {
   uint64_t ticket_keys_rotated_ms_ = 0;
   bool maintenance_started_ = false;
   std::vector<std::unique_ptr<proxy::Worker>> workers_;
+  std::unique_ptr<AdminApi> admin_api_;
   uv_loop_t loop_{};
   uv_signal_t sigterm_{};
   uv_signal_t sigint_{};

@@ -263,14 +263,18 @@ std::string cnOrSubject(const X509* x) {
 }
 
 // who: "/certs/proxy_cert.pem: certificate" or "/certs/chain_certs.pem: certificate 1 (CN=Foo)".
+// The wording here is what isValidityPeriodError() recognizes.
+constexpr std::string_view kNotYetValid = " is not valid yet: not before ";
+constexpr std::string_view kExpiredOn = " expired on ";
+
 Status checkValidity(const X509* x, const std::string& who) {
   if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0) {
     ERR_clear_error();
-    return makeError(who + " is not valid yet: not before " + isoTime(X509_get0_notBefore(x)));
+    return makeError(who + std::string(kNotYetValid) + isoTime(X509_get0_notBefore(x)));
   }
   if (X509_cmp_current_time(X509_get0_notAfter(x)) < 0) {
     ERR_clear_error();
-    return makeError(who + " expired on " + isoTime(X509_get0_notAfter(x)));
+    return makeError(who + std::string(kExpiredOn) + isoTime(X509_get0_notAfter(x)));
   }
   return Status();
 }
@@ -369,12 +373,17 @@ Result<CertInputs> readCertDir(const std::string& dir) {
   return inputs;
 }
 
-bool proxyCertFilesAbsent(const std::string& dir) {
+bool certFilesAbsent(const std::string& dir, CertName name) {
+  const CertNameInfo& info = infoOf(name);
   struct stat st {};
-  bool cert = ::stat(joinPath(dir, kProxyCertFile).c_str(), &st) == 0 || errno != ENOENT;
-  bool key = ::stat(joinPath(dir, kProxyKeyFile).c_str(), &st) == 0 || errno != ENOENT;
-  return !cert && !key;
+  for (const char* file : {info.cert_file, info.key_file}) {
+    if (file == nullptr) continue;
+    if (::stat(joinPath(dir, file).c_str(), &st) == 0 || errno != ENOENT) return false;
+  }
+  return true;
 }
+
+bool proxyCertFilesAbsent(const std::string& dir) { return certFilesAbsent(dir, CertName::kProxy); }
 
 Status writeFileAtomic(const std::string& path, const std::string& content,
                        unsigned mode) {
@@ -423,7 +432,10 @@ Status writeFileAtomic(const std::string& path, const std::string& content,
 }
 
 Result<CertInfo> generateSelfSigned(const std::string& dir,
-                                    const std::vector<std::string>& dns_names) {
+                                    const std::vector<std::string>& dns_names, CertName cert_name) {
+  if (!hasServerContext(cert_name)) {
+    return makeError(std::string("cannot generate ") + toString(cert_name) + ": it is a CA bundle, not a pair");
+  }
   std::vector<std::string> names = dns_names;
   if (names.empty()) names.push_back("localhost");
   for (const std::string& n : names) {
@@ -495,8 +507,8 @@ Result<CertInfo> generateSelfSigned(const std::string& dir,
   CertBundle bundle;
   bundle.cert_pem = bioText(cert_bio.get());
   bundle.key_pem = bioText(key_bio.get());
-  bundle.cert_source = joinPath(dir, kProxyCertFile);
-  bundle.key_source = joinPath(dir, kProxyKeyFile);
+  bundle.cert_source = joinPath(dir, infoOf(cert_name).cert_file);
+  bundle.key_source = joinPath(dir, infoOf(cert_name).key_file);
   // Wipe the PEM copy held by the BIO before it is freed.
   {
     char* p = nullptr;
@@ -515,6 +527,10 @@ Result<CertInfo> generateSelfSigned(const std::string& dir,
   }
   OPENSSL_cleanse(bundle.key_pem.data(), bundle.key_pem.size());
   return info;
+}
+
+bool isValidityPeriodError(std::string_view message) {
+  return message.find(kNotYetValid) != std::string_view::npos || message.find(kExpiredOn) != std::string_view::npos;
 }
 
 Result<size_t> validateCaBundle(const CertBundle& bundle) {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -77,14 +78,17 @@ Result<CertBundle> readProxyCertFiles(const std::string& dir);
 // worded by namedReason (so it names its certificate), errno kept.
 Result<CertInputs> readCertDir(const std::string& dir);
 
-// True when dir has neither proxy_cert.pem nor proxy_key.pem.
+// True when dir has neither file of name's pair (for proxy: neither
+// proxy_cert.pem nor proxy_key.pem).
+bool certFilesAbsent(const std::string& dir, CertName name);
 bool proxyCertFilesAbsent(const std::string& dir);
 
 // Creates dir if needed and writes a new self-signed ECDSA P-256 pair valid
-// for one year, with SANs DNS:<each name> and IP:127.0.0.1, as
-// proxy_cert.pem (0644) and proxy_key.pem (0600), each written atomically.
-Result<CertInfo> generateSelfSigned(const std::string& dir,
-                                    const std::vector<std::string>& dns_names);
+// for one year, with SANs DNS:<each name> and IP:127.0.0.1, as name's
+// certificate (0644) and key (0600) files (proxy_cert.pem and
+// proxy_key.pem for proxy), each written atomically.
+Result<CertInfo> generateSelfSigned(const std::string& dir, const std::vector<std::string>& dns_names,
+                                    CertName name = CertName::kProxy);
 
 // Parses, checks and describes a bundle without building a context: at most
 // kMaxChainCerts chain certificates, the certificate parses, the key parses
@@ -92,6 +96,10 @@ Result<CertInfo> generateSelfSigned(const std::string& dir,
 // within the leaf's validity period.
 // Errors name the source (file) and the problem in words.
 Result<CertInfo> validateCertBundle(const CertBundle& bundle);
+
+// The error of validateCertBundle was about the leaf's dates (expired, or
+// not valid yet) rather than its form: the admin API answers 406 for it.
+bool isValidityPeriodError(std::string_view message);
 
 // Parses a CA bundle (bundle.cert_pem, named by bundle.cert_source): at least
 // one certificate, each of which parses. Returns how many it holds. Dates are

@@ -16,6 +16,25 @@ bool sameInput(const std::optional<CertBundle>& a, const std::optional<CertBundl
   return !a || samePem(*a, *b);
 }
 
+// The policy a certificate's context is built under: the control listeners'
+// certificates take the control floor instead of the data one.
+TlsPolicy policyFor(CertName name, const TlsPolicy& policy) {
+  if (name != CertName::kApi && name != CertName::kMetricsExporter) {
+    // The data contexts ignore the control floor: changing it rebuilds none of them.
+    TlsPolicy data = policy;
+    data.control_min_version = TlsPolicy{}.control_min_version;
+    return data;
+  }
+  TlsPolicy control = policy;
+  control.min_version = policy.control_min_version;
+  control.audit_min_version.reset();
+  return control;
+}
+
+// The api certificate's context asks clients for a certificate chaining to
+// mtls_trusted_ca (passwordless admin access), so it depends on that input too.
+bool dependsOnClientCa(CertName name) { return name == CertName::kApi; }
+
 }  // namespace
 
 CertTransaction::CertTransaction(CertStore& store)
@@ -44,7 +63,9 @@ Result<std::vector<CertChange>> CertTransaction::prepare() const {
   if (base_commit_ != store_->commits_) {
     return makeError("the certificates changed while this change was prepared; try it again");
   }
-  const bool policy_changed = store_->commits_ == 0 || policy_ != store_->policy_;
+  const bool first = store_->commits_ == 0;
+  const size_t ca = indexOf(CertName::kMtlsTrustedCa);
+  const bool client_ca_changed = !sameInput(inputs_[ca], store_->committed_[ca]);
   std::vector<CertChange> changes;
   for (CertName name : kCertNames) {
     const size_t i = indexOf(name);
@@ -53,7 +74,9 @@ Result<std::vector<CertChange>> CertTransaction::prepare() const {
       return fail(name, std::string("the ") + toString(name) + " certificate is required and cannot be removed");
     }
     // A CA bundle does not depend on the TLS policy; a server context does.
-    const bool rebuild = staged && hasServerContext(name) && policy_changed;
+    const bool policy_changed = first || policyFor(name, policy_) != policyFor(name, store_->policy_);
+    const bool rebuild = staged && hasServerContext(name) &&
+                         (policy_changed || (dependsOnClientCa(name) && client_ca_changed));
     if (sameInput(staged, store_->committed_[i]) && !rebuild) continue;
 
     CertChange change;
@@ -66,8 +89,11 @@ Result<std::vector<CertChange>> CertTransaction::prepare() const {
       if (!count) return fail(name, count.message());
       change.ca_certificates = *count;
     } else {
-      auto ctx = TlsContext::createServer(*staged, policy_, store_->published_[i].nextGeneration(),
-                                          store_->ticket_keys_[i]);
+      const std::string* client_ca =
+          dependsOnClientCa(name) && inputs_[ca] ? &inputs_[ca]->cert_pem : nullptr;
+      auto ctx = TlsContext::createServer(*staged, policyFor(name, policy_),
+                                          store_->published_[i].nextGeneration(), store_->ticket_keys_[i],
+                                          client_ca);
       if (!ctx) return fail(name, ctx.message());
       if (Status st = preflight(*ctx); !st) return fail(name, st.message());
       change.context = std::move(*ctx);
@@ -86,6 +112,7 @@ Result<std::vector<CertChange>> CertTransaction::commit() {
     TlsContextStore& slot = store_->published_[indexOf(change.name)];
     if (change.context) {
       slot.publish(change.context);
+      store_->history_[indexOf(change.name)].push_back(change.context);
     } else if (!change.configured) {
       slot.withdraw();
     }
@@ -105,6 +132,16 @@ CertStore::CertStore(TicketKeyMode mode) {
 }
 
 CertTransaction CertStore::begin() { return CertTransaction(*this); }
+
+std::vector<std::pair<uint64_t, int64_t>> CertStore::liveGenerations(CertName name) {
+  auto& history = history_[indexOf(name)];
+  std::erase_if(history, [](const std::weak_ptr<const TlsContext>& w) { return w.expired(); });
+  std::vector<std::pair<uint64_t, int64_t>> out;
+  for (const auto& w : history) {
+    if (auto ctx = w.lock()) out.emplace_back(ctx->generation(), ctx->liveSessions());
+  }
+  return out;
+}
 
 void CertStore::rotateTicketKeys() {
   for (const auto& keys : ticket_keys_) {

@@ -120,6 +120,12 @@ class CertStore {
   const CertInputs& committed() const { return committed_; }
   const TlsPolicy& policy() const { return policy_; }
 
+  // Every context of name still alive (the current one, and older ones that
+  // established connections still hold), oldest first: its generation and
+  // its live TLS sessions. After a rotation the old generations drain to
+  // zero and drop out of the list when their last connection closes.
+  std::vector<std::pair<uint64_t, int64_t>> liveGenerations(CertName name);
+
   // Fresh session ticket keys for every server certificate (kShared only).
   void rotateTicketKeys();
 
@@ -133,6 +139,9 @@ class CertStore {
 
   std::array<TlsContextStore, kCertNameCount> published_;
   std::array<std::shared_ptr<TicketKeys>, kCertNameCount> ticket_keys_;
+  // What each name published, as weak references: bounded by the contexts
+  // alive, since expired ones are pruned at every commit and every read.
+  std::array<std::vector<std::weak_ptr<const TlsContext>>, kCertNameCount> history_;
   CertInputs committed_;
   TlsPolicy policy_;
   uint64_t commits_ = 0;

@@ -107,6 +107,36 @@ Status useCertBundle(SSL_CTX* ctx, const CertBundle& bundle) {
   return Status();
 }
 
+// Asks for a client certificate and checks it against ca_pem, letting the
+// handshake finish whatever the outcome: the verdict is read afterwards
+// (SSL_get_verify_result), where a failed one just means "no certificate".
+Status requestClientCertificate(SSL_CTX* ctx, const std::string& ca_pem) {
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+  STACK_OF(X509_NAME)* names = sk_X509_NAME_new_null();
+  BioPtr bio(BIO_new_mem_buf(ca_pem.data(), static_cast<int>(ca_pem.size())));
+  int added = 0;
+  while (X509* raw = PEM_read_bio_X509(bio.get(), nullptr, noPassphrase, nullptr)) {
+    X509Ptr x(raw);
+    if (X509_STORE_add_cert(store, x.get()) != 1) {
+      sk_X509_NAME_pop_free(names, X509_NAME_free);
+      return openSslError("cannot add a trusted client CA certificate");
+    }
+    if (names) {
+      X509_NAME* name = X509_NAME_dup(X509_get_subject_name(x.get()));
+      if (name && sk_X509_NAME_push(names, name) == 0) X509_NAME_free(name);
+    }
+    ++added;
+  }
+  ERR_clear_error();
+  if (added == 0) {
+    sk_X509_NAME_pop_free(names, X509_NAME_free);
+    return makeError("trusted client CA: no PEM certificate found");
+  }
+  if (names) SSL_CTX_set_client_CA_list(ctx, names);  // takes ownership
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
+  return Status();
+}
+
 Result<std::string> readFile(const std::string& path, const char* what) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return makeError(std::string(what) + " " + path + ": cannot open: " + std::strerror(errno));
@@ -136,7 +166,8 @@ TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
 Result<TlsContextPtr> TlsContext::createServer(const CertBundle& bundle,
                                                const TlsPolicy& policy,
                                                uint64_t generation,
-                                               std::shared_ptr<TicketKeys> ticket_keys) {
+                                               std::shared_ptr<TicketKeys> ticket_keys,
+                                               const std::string* client_ca_pem) {
   Result<CertInfo> info = validateCertBundle(bundle);
   if (!info) return info.error();
 
@@ -160,6 +191,9 @@ Result<TlsContextPtr> TlsContext::createServer(const CertBundle& bundle,
   }
 
   if (Status s = useCertBundle(ctx.get(), bundle); !s) return Error{s.message()};
+  if (client_ca_pem != nullptr && !client_ca_pem->empty()) {
+    if (Status s = requestClientCertificate(ctx.get(), *client_ca_pem); !s) return Error{s.message()};
+  }
 
   ERR_clear_error();
   auto* context = new TlsContext(ctx.release(), std::move(info).value(), policy, generation, true);

@@ -39,6 +39,10 @@ struct TlsPolicy {
   // Handshakes below this version are counted and logged (not refused), so
   // an operator sees who a higher min_version would turn away.
   std::optional<TlsVersion> audit_min_version;
+  // The floor of the control listeners (admin API, metrics), which serve
+  // the api and metrics_exporter certificates; min_version is the data
+  // listeners'. The cipher strings are shared.
+  TlsVersion control_min_version = TlsVersion::k1_2;
 
   bool operator==(const TlsPolicy&) const = default;
 };
@@ -54,9 +58,13 @@ class TlsContext {
   // ticket_keys: session-ticket keys shared by every generation, so a ticket
   // issued before a certificate rotation still resumes after it; the context
   // keeps them alive. nullptr: OpenSSL's own keys, private to this context.
+  // client_ca_pem, when given and not empty: clients are asked for a
+  // certificate (not required to send one); one that chains to these CAs
+  // shows in TlsSession::verifiedPeerSubject(), one that does not is let
+  // through unverified, so a password can still authenticate its client.
   static Result<std::shared_ptr<const TlsContext>> createServer(
       const CertBundle& bundle, const TlsPolicy& policy, uint64_t generation,
-      std::shared_ptr<TicketKeys> ticket_keys = nullptr);
+      std::shared_ptr<TicketKeys> ticket_keys = nullptr, const std::string* client_ca_pem = nullptr);
 
   // A client context. trusted_ca_pem empty: no verification (tests,
   // preflight); otherwise the peer's chain must lead to one of its

@@ -294,6 +294,19 @@ bool TlsSession::peerPresentedCertificate() const {
   return cert != nullptr;
 }
 
+std::string TlsSession::verifiedPeerSubject() const {
+  X509Ptr cert(SSL_get1_peer_certificate(ssl_));
+  if (!cert || SSL_get_verify_result(ssl_) != X509_V_OK) return {};
+  // Only a context with trusted CAs verifies; without them OpenSSL reports
+  // X509_V_OK for a certificate it never checked.
+  if ((SSL_get_verify_mode(ssl_) & SSL_VERIFY_PEER) == 0) return {};
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  X509_NAME_print_ex(bio.get(), X509_get_subject_name(cert.get()), 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio.get(), &data);
+  return len > 0 ? std::string(data, static_cast<size_t>(len)) : std::string();
+}
+
 std::string TlsSession::exportSession() const {
   SslSessionPtr session(SSL_get1_session(ssl_));
   if (!session || SSL_SESSION_is_resumable(session.get()) != 1) return {};

@@ -77,6 +77,11 @@ class TlsSession {
   std::string serverName() const;
   // The peer sent a certificate (a server always does; a client when asked).
   bool peerPresentedCertificate() const;
+  // The subject of the peer's certificate ("CN=ops,O=example") when it
+  // chained to the context's trusted CAs; empty when the peer sent none or
+  // one that did not verify (a context that asks for a certificate without
+  // requiring one lets such a handshake finish).
+  std::string verifiedPeerSubject() const;
 
   // Client-side resumption: the DER of the session to resume (empty when
   // there is none yet; with TLS 1.3 the ticket arrives after the handshake,
