@@ -120,6 +120,7 @@ class ClientConnection final : public ReplySink, private net::StreamOwner {
 
   Worker& worker_;
   const Database& db_;
+  DbStats& db_stats_;  // this worker's counters of db_
   net::Stream* client_ = nullptr;
   net::TlsStream* tls_ = nullptr;   // client_, when the database speaks TLS
   net::Stream* backend_ = nullptr;  // transparent path, from the first command on
