@@ -39,8 +39,8 @@ BAD_CONFIGS = {
     # Keys of features this version does not serve are refused where they stand.
     "client_auth_not_built": (DATABASE + "    client_auth: required\n", "client_auth"),
     "admin_not_built": (DATABASE + "admin:\n  listen: 127.0.0.1:{admin}\n", "admin.listen"),
-    "metrics_not_built": (DATABASE + "metrics:\n  listen: 127.0.0.1:{admin}\n",
-                          "metrics.listen"),
+    "metrics_tls_not_boolean": (DATABASE + "metrics:\n  listen: 127.0.0.1:{admin}\n  tls: maybe\n",
+                                "metrics.tls"),
     # A value given by an alias is reported where the alias is used, not at
     # its anchor (the other database's line). A fixed port: two databases on
     # port 0 get two ports and do not clash (--check-config binds nothing).
@@ -59,7 +59,7 @@ EXPECTED_LINE_OF = {
     "garbage_certificate": "cert_dir:",
     "client_auth_not_built": "client_auth:",
     "admin_not_built": "  listen: 127.0.0.1:",
-    "metrics_not_built": "  listen: 127.0.0.1:",
+    "metrics_tls_not_boolean": "  tls: maybe",
     "aliased_listen": "listen: *addr",
 }
 
