@@ -214,3 +214,31 @@ def test_prometheus_scrapes_over_https(procs, tmp_path, redis_server, shardgate)
         wait_for_value(prom_port, 'endpoint_read_requests{db="mux"}', GETS)
     finally:
         stop_process(proc)
+
+
+def test_metrics_certificate_rotates_live(tmp_path, redis_server, shardgate):
+    from certs import CA, place
+    sg, _ = start_two_databases(redis_server, shardgate)
+    port = metrics_port(sg)
+    url = f"https://127.0.0.1:{port}/metrics"
+    first = samples(curl("--cacert", str(sg.cert_dir / "metrics_exporter_cert.pem"), url).stdout)
+    assert first['shardgate_cert_generation{cert="metrics_exporter"}'] >= 1
+
+    ca = CA(tmp_path / "ca")
+    pair = ca.issue(0x51)
+    place(pair.key, sg.cert_dir, "metrics_exporter_key.pem")
+    place(pair.cert, sg.cert_dir, "metrics_exporter_cert.pem")
+    # The file watch applies it; the next handshake is served the new
+    # certificate, which only the new CA verifies.
+    deadline = time.monotonic() + 10
+    while True:
+        r = curl("--cacert", str(ca.cert), url, timeout=5)
+        if r.returncode == 0:
+            break
+        assert time.monotonic() < deadline, f"new metrics_exporter certificate not served\n{sg.log()}"
+        time.sleep(0.1)
+    after = samples(r.stdout)
+    assert after['shardgate_cert_generation{cert="metrics_exporter"}'] > first[
+        'shardgate_cert_generation{cert="metrics_exporter"}']
+    assert after['shardgate_cert_reloads_total{result="ok"}'] >= 1
+    assert 80 * 86400 < after['shardgate_cert_expiry_seconds{cert="metrics_exporter"}'] <= 90 * 86400
