@@ -282,7 +282,9 @@ class Parser {
       adminSection(*n, config);
     }
     if (const YAML::Node* n = top.find("metrics"); n != nullptr && !n->IsNull()) {
-      config.metrics_listen = listenSection(*n, "metrics", config);
+      config.metrics_listen = listenSection(*n, "metrics", config, {"listen", "tls"});
+      Fields f(*this, *n, "metrics", {"listen", "tls"});
+      if (const YAML::Node* t = f.find("tls")) config.metrics_tls = boolean(*t, "metrics.tls");
       if (config.admin_listen && sameEndpoint(*config.admin_listen, *config.metrics_listen)) {
         fail(*n, "metrics.listen",
              config.metrics_listen->toString() + " is also admin.listen; each needs its own port");
@@ -613,9 +615,9 @@ class Parser {
              std::to_string(kSlotCount - 1));
   }
 
-  net::SocketAddress listenSection(const YAML::Node& node, const char* section,
-                              const Config& config) const {
-    Fields f(*this, node, section, {"listen"});
+  net::SocketAddress listenSection(const YAML::Node& node, const char* section, const Config& config,
+                                   std::initializer_list<const char*> keys = {"listen"}) const {
+    Fields f(*this, node, section, keys);
     const std::string path = f.path("listen");
     const YAML::Node& listen = f.require("listen");
     net::SocketAddress addr = address(listen, path, true);

@@ -121,6 +121,7 @@ struct Config {
   std::optional<net::SocketAddress> admin_listen;
   AdminConfig admin;
   std::optional<net::SocketAddress> metrics_listen;
+  bool metrics_tls = true;  // metrics.tls: false serves plain HTTP
   uint32_t drain_timeout_ms = 10000;  // SIGTERM: how long connections may finish
   LimitsConfig limits;
 

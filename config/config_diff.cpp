@@ -50,6 +50,7 @@ std::vector<ConfigChange> diffConfigs(const Config& before, const Config& after)
   changed(before.admin.request_timeout_ms == after.admin.request_timeout_ms, "admin.request_timeout_ms", true);
   changed(before.admin.max_body_bytes == after.admin.max_body_bytes, "admin.max_body_bytes", true);
   changed(sameOptionalListen(before.metrics_listen, after.metrics_listen), "metrics.listen", true);
+  changed(before.metrics_tls == after.metrics_tls, "metrics.tls", true);
   changed(before.drain_timeout_ms == after.drain_timeout_ms, "drain_timeout_ms", true);
   const LimitsConfig& a = before.limits;
   const LimitsConfig& b = after.limits;

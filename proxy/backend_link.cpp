@@ -32,11 +32,18 @@ constexpr unsigned kKeepaliveDelayS = 30;
 
 BackendLink::BackendLink(Worker& worker, const Database& db, std::shared_ptr<const ShardMap> map,
                          uint16_t shard, MultiplexSession* owner)
-    : ShardLink(shard), worker_(worker), db_(db), map_(std::move(map)), owner_(owner) {}
+    : ShardLink(shard),
+      worker_(worker),
+      db_(db),
+      map_(std::move(map)),
+      owner_(owner),
+      shard_stats_(worker.stats().db(db.index).shard(shard)) {}
 
 BackendLink::~BackendLink() {
   if (dirty) worker_.forgetLink(this);
   failWaiting("-ERR shard " + address() + " unavailable: the connection was closed\r\n");
+  reportInFlight();
+  if (reported_down_) shard_stats_.down.sub();
   if (socket_) socket_->close();
   if (timer_) {
     uv_close(asHandle(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
@@ -63,7 +70,17 @@ void BackendLink::markDirty() {
   if (!dirty && state_ == State::kReady) worker_.markDirty(this);
 }
 
+void BackendLink::reportInFlight() {
+  // Once per batch (a flush, a read), not per request: the gauge moves by
+  // the difference since the last report.
+  const size_t now = fifo_.size();
+  if (now > reported_in_flight_) shard_stats_.in_flight.add(now - reported_in_flight_);
+  else if (now < reported_in_flight_) shard_stats_.in_flight.sub(reported_in_flight_ - now);
+  reported_in_flight_ = now;
+}
+
 void BackendLink::flush() {
+  reportInFlight();
   if (state_ != State::kReady || out_.empty()) return;
   int rc = socket_->write(out_.data(), out_.size());
   out_.clear();
@@ -163,6 +180,8 @@ void BackendLink::onStreamDrained(int status) {
 
 void BackendLink::onData(const uint8_t* data, size_t len) {
   worker_.stats().bytes_from_backends.add(len);
+  // The replies of this read are handed over now: one clock read for all.
+  worker_.refreshClock();
   last_progress_ms_ = uv_now(worker_.loop());
   net::Stream* socket = socket_;
   while (len > 0) {
@@ -177,6 +196,7 @@ void BackendLink::onData(const uint8_t* data, size_t len) {
     data += n;
     len -= n;
   }
+  reportInFlight();
 }
 
 void BackendLink::deliver(const uint8_t* data, size_t len, bool done) {
@@ -230,7 +250,16 @@ void BackendLink::fail(const std::string& why) {
     }
     logged_down_ = true;
   }
-  if (!expected) worker_.stats().backend_connect_failures.add();
+  if (!expected) {
+    worker_.stats().backend_connect_failures.add();
+    shard_stats_.errors.add();
+    if (!owner_ && !reported_down_) {
+      shard_stats_.down.add();
+      reported_down_ = true;
+    }
+  }
+  // Requests failed by a timer: their latency ends now, not at the last read.
+  worker_.refreshClock();
   failing_ = true;
   if (socket_) {
     socket_->close();
@@ -242,6 +271,7 @@ void BackendLink::fail(const std::string& why) {
   out_.release();
   state_ = State::kDown;
   failWaiting("-ERR shard " + address() + " unavailable: " + why + "\r\n");
+  reportInFlight();
   if (!owner_) {
     scheduleRetry();
   } else {
@@ -258,6 +288,10 @@ void BackendLink::markAvailable() {
   if (!failing_) return;
   failing_ = false;
   backoff_ms_ = 0;
+  if (reported_down_) {
+    shard_stats_.down.sub();
+    reported_down_ = false;
+  }
   // Said only when the outage was: a shard that accepts and drops every
   // connection (maxclients reached) recovers as often as it fails, and the
   // limiter above already holds most of those outages back.
@@ -336,6 +370,7 @@ void BackendLink::onTimer() {
   if (state_ == State::kConnecting) {
     fail("connect timed out after " + std::to_string(kConnectTimeoutMs) + " ms");
   } else if (state_ == State::kDown) {
+    shard_stats_.reconnects.add();
     connect();
   }
 }

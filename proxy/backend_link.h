@@ -32,6 +32,7 @@
 #include "proxy/request.h"
 #include "proxy/shard_link.h"
 #include "proxy/shard_map.h"
+#include "proxy/stats.h"
 #include "redis/reply_scanner.h"
 
 namespace shardgate::proxy {
@@ -114,6 +115,7 @@ class BackendLink final : public ShardLink, private net::StreamOwner {
   void startTimer(uint64_t ms);
   void onTimer();
   void markDirty();
+  void reportInFlight();  // the shard's in-flight gauge follows fifo_
 
   // The shard stream.
   void onStreamData(const uint8_t* data, size_t len) override { onData(data, len); }
@@ -125,6 +127,9 @@ class BackendLink final : public ShardLink, private net::StreamOwner {
   const Database& db_;
   std::shared_ptr<const ShardMap> map_;  // the map shard_ indexes
   MultiplexSession* owner_;
+  ShardStats& shard_stats_;        // this worker's counters of the shard
+  size_t reported_in_flight_ = 0;  // what shard_stats_.in_flight holds of this link
+  bool reported_down_ = false;     // counted in shard_stats_.down
   State state_ = State::kIdle;
   bool logged_down_ = false;  // this outage was counted by the rate-limited warning
   bool said_down_ = false;    // and its line was written: its end is said too

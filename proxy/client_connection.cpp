@@ -33,13 +33,16 @@ constexpr std::string_view kTlsRequiredLine =
 
 // ---- setup ----------------------------------------------------------------
 
-ClientConnection::ClientConnection(Worker& worker, const Database& db) : worker_(worker), db_(db) {}
+ClientConnection::ClientConnection(Worker& worker, const Database& db)
+    : worker_(worker), db_(db), db_stats_(worker.dbStats(db)) {}
 
 void ClientConnection::accept(Worker& worker, const Database& db, int fd) {
   auto* c = new ClientConnection(worker, db);
   worker.add(c);
   worker.stats().connections_total.add();
   worker.stats().connections_current.add();
+  c->db_stats_.accepted.add();
+  c->db_stats_.current.add();
   net::Stream* stream = nullptr;
   if (int rc = worker.io().adopt(fd, c, &stream); rc != 0) {
     spdlog::debug("{}: accept: {}", db.listen, uv_strerror(rc));
@@ -48,7 +51,7 @@ void ClientConnection::accept(Worker& worker, const Database& db, int fd) {
   }
   c->client_ = stream;
   // Bytes as read from the socket: over TLS, ciphertext and handshakes.
-  stream->countBytesIn(&worker.stats().bytes_from_clients);
+  stream->countBytesIn(&c->db_stats_.bytes_in);
   c->start();
 }
 
@@ -69,6 +72,7 @@ void ClientConnection::start() {
     startDeadline(DeadlineKind::kHandshake, worker_.settings().handshake_timeout_ms);
   } else {
     handshake_done_ = true;
+    db_stats_.established.add();
   }
   if (db_.multiplex) multiplex_ = std::make_unique<MultiplexSession>(worker_, db_, *this);
 
@@ -159,6 +163,7 @@ void ClientConnection::toClient(const uint8_t* data, size_t len) {
 
 void ClientConnection::writeToClient(const uint8_t* data, size_t len) {
   if (client_dead_ || closing_) return;
+  db_stats_.bytes_out.add(len);
   if (int rc = client_->write(data, len); rc != 0) clientWriteFailed(rc);
 }
 
@@ -283,6 +288,7 @@ void ClientConnection::onConnected(int status) {
   if (status != 0) {
     backend_failed_ = true;
     worker_.stats().backend_connect_failures.add();
+    db_stats_.shard(0).errors.add();
     static thread_local RateLimitedLog refused(spdlog::level::warn, "failed shard connections");
     if (auto pass = refused.admit(uv_now(worker_.loop()))) {
       spdlog::warn("db {}: shard {} unavailable: {}{}", db_.name, db_.shard, uv_strerror(status), pass);
@@ -305,6 +311,7 @@ void ClientConnection::onHandshakeDone() {
   const tls::TlsSession& session = tlsStream().session();
   Stats& stats = worker_.stats();
   stats.handshakes_ok.add();
+  db_stats_.established.add();
   if (session.sessionReused()) stats.handshakes_resumed.add();
   std::string_view proto = session.protocolName();
   if (proto == "TLSv1.3") stats.connections_by_version[3].add();
@@ -475,6 +482,9 @@ void ClientConnection::closeNow() {
   if (dirty) worker_.forgetClient(this);
   worker_.remove(this);
   worker_.stats().connections_current.sub();
+  db_stats_.current.sub();
+  if (handshake_done_) db_stats_.disconnections.add();
+  else db_stats_.establishment_failures.add();
   // The streams free themselves once their sockets are closed; from here
   // on they call nobody.
   worker_.stopDeadline(*this);

@@ -127,6 +127,7 @@ class ClientConnection final : public ReplySink, public Deadline<ClientConnectio
 
   Worker& worker_;
   const Database& db_;
+  DbStats& db_stats_;  // this worker's counters of db_
   net::Stream* client_ = nullptr;  // a net::TlsStream when the database speaks TLS
   net::Stream* backend_ = nullptr;  // transparent path, from the first command on
   ShardSide shard_side_{*this};

@@ -7,6 +7,7 @@ namespace shardgate::proxy {
 Result<Database> makeDatabase(const config::DatabaseConfig& config, const config::LimitsConfig& limits,
                               size_t index) {
   Database db;
+  db.index = index;
   db.name = config.name;
   db.listen = config.listen.toString();
   db.tls = config.tls;

@@ -29,6 +29,9 @@ namespace shardgate::proxy {
 // Built by makeDatabase from the config: no field restates a config default
 // (zero means "not set yet").
 struct Database {
+  // Its position in the config's databases list: where each worker keeps
+  // its counters (Stats::db).
+  size_t index = 0;
   std::string name;
   std::string listen;        // "127.0.0.1:6380"
   bool tls = false;

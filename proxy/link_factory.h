@@ -3,8 +3,8 @@
 // request pool and scratch buffers it reuses instead of allocating per
 // command, and the counters INFO reports. Worker is the real one; tests give
 // fake links and no loop. A session calls it once at its start, once per
-// pipeline batch (the generation check, a plain compare), and when it opens a
-// private link; never once per command.
+// pipeline batch (the generation check, a plain compare, and the batch
+// clock), and when it opens a private link; never once per command.
 #pragma once
 
 #include <cstdint>
@@ -53,6 +53,13 @@ class LinkFactory {
   virtual ByteBuffer& replyScratch() = 0;
   virtual std::vector<int>& intScratch() = 0;
   virtual const Stats& stats() const = 0;
+  // This worker's counters of one database (written on its thread only).
+  virtual DbStats& dbStats(const Database& db) = 0;
+  // A microsecond clock read once per batch of input (a client's read, a
+  // shard's read), not once per request: refreshClock() reads it and
+  // returns the new value; clockUs() is the last value read.
+  virtual uint64_t refreshClock() = 0;
+  virtual uint64_t clockUs() const = 0;
 
  protected:
   LinkFactory() = default;

@@ -28,6 +28,7 @@ MultiplexSession::MultiplexSession(LinkFactory& links, const Database& db, Reply
       frame_scratch_(links.frameScratch()),
       reply_scratch_(links.replyScratch()),
       int_scratch_(links.intScratch()),
+      db_stats_(links.dbStats(db)),
       shared_(links.sharedLinks(db)),
       links_(shared_.current),
       map_(links_->map.get()),
@@ -158,6 +159,8 @@ void MultiplexSession::parse() {
 
 size_t MultiplexSession::parseFrom(std::string_view data) {
   refreshMap();
+  // One clock read for the whole batch: every command in it starts now.
+  batch_start_us_ = links_host_.refreshClock();
   size_t used = 0;
   while (!stopped_ && used < data.size() && in_flight_ < kMaxInFlight) {
     std::string_view rest = data.substr(used);
@@ -176,11 +179,13 @@ size_t MultiplexSession::parseFrom(std::string_view data) {
       used += frame.size();
       continue;
     }
+    cur_timed_ = false;
     Next next = dispatch(frame);
     if (next == Next::kWaitIdle) {
       waiting_ = true;  // this command is parsed again once the wait is over
       break;
     }
+    countRequest();
     used += frame.size();
     if (next == Next::kStop) stop();
   }
@@ -208,6 +213,7 @@ MultiplexSession::Next MultiplexSession::dispatch(std::string_view frame) {
   frame_ = frame;
   if (!retired_.empty()) retired_.clear();
   const redis::CommandInfo* cmd = db_.commands->find(args_[0]);
+  cur_kind_ = cmd ? classifyRequest(cmd->flags) : RequestKind::kOther;
   if (monitoring_) return dispatchInPubsub(cmd, frame);
   // redis-server's order (server.c processCommand): the command must exist
   // and its arguments fit its arity, whoever answers it; then the client
@@ -726,8 +732,27 @@ void MultiplexSession::replyBulk(std::string_view value) {
   replyLocal(out.view());
 }
 
+void MultiplexSession::countRequest() {
+  const auto k = static_cast<size_t>(cur_kind_);
+  db_stats_.requests[k].add();
+  // Answered at once, with nothing ahead of it: no time passed in the proxy
+  // worth a clock read.
+  if (!cur_timed_) db_stats_.latency[k].observe(0);
+}
+
+void MultiplexSession::observeLatency(const Request* r) {
+  const uint64_t now = links_host_.clockUs();
+  db_stats_.latency[r->kind].observe(now > r->start_us ? now - r->start_us : 0);
+}
+
 Request* MultiplexSession::newRequest(ReplyMerge merge, LinkKind kind, uint16_t parts) {
   Request* r = pool_.acquire(this, merge);
+  if (!cur_timed_) {  // the command's first request carries its latency
+    cur_timed_ = true;
+    r->timed = true;
+    r->kind = static_cast<uint8_t>(cur_kind_);
+    r->start_us = batch_start_us_;
+  }
   r->on_private = kind == LinkKind::kPrivate;
   r->waiting = parts;
   if (parts > 0) countInFlight(r);
@@ -832,6 +857,7 @@ void MultiplexSession::flushHead() {
     head_ = r->next;
     if (!head_) tail_ = nullptr;
     --in_flight_;
+    if (r->timed) observeLatency(r);
     pool_.release(r);
     changed = true;
   }

@@ -219,6 +219,15 @@ class MultiplexSession {
   std::string unavailableLine(int shard);
   // *N, the command's name, then args_[index[i]] for each i.
   void appendArgs(ByteBuffer& out, size_t count, const uint32_t* index);
+  // The metrics: one request of cur_kind_ dispatched; one reply handed over.
+  void countRequest();
+  void observeLatency(const Request* r);
+  // A pub/sub or MONITOR stream lasts as long as the subscription: it is not
+  // a latency; the command that opened it counts as answered at once.
+  void untimeStream() {
+    stream_->timed = false;
+    cur_timed_ = false;
+  }
 
   LinkFactory& links_host_;
   const Database& db_;
@@ -227,6 +236,13 @@ class MultiplexSession {
   ByteBuffer& frame_scratch_;
   ByteBuffer& reply_scratch_;
   std::vector<int>& int_scratch_;
+  DbStats& db_stats_;  // this worker's counters of db_
+  // The command being dispatched: its kind, the batch clock when its batch
+  // was parsed, and whether a request of its own carries its latency (else
+  // it was answered at once).
+  RequestKind cur_kind_ = RequestKind::kOther;
+  uint64_t batch_start_us_ = 0;
+  bool cur_timed_ = false;
   SharedLinks& shared_;                   // the worker's, for db_
   std::shared_ptr<SharedLinkSet> links_;  // the shared links (and map) this session routes by
   const ShardMap* map_;                   // links_->map

@@ -47,6 +47,7 @@ MultiplexSession::Next MultiplexSession::subscribe(redis::CommandRoute route, st
       // one stream that starts behind every reply still due.
       if (in_flight_ > 0) return Next::kWaitIdle;
       stream_ = newRequest(ReplyMerge::kForward, LinkKind::kPrivate, 0);
+      untimeStream();
       countInFlight(stream_);
       push(stream_);
     }
@@ -269,6 +270,7 @@ MultiplexSession::Next MultiplexSession::monitor(std::string_view frame) {
     return Next::kContinue;
   }
   stream_ = newRequest(ReplyMerge::kForward, LinkKind::kPrivate, 0);
+  untimeStream();
   countInFlight(stream_);
   push(stream_);
   monitoring_ = true;

@@ -48,6 +48,9 @@ struct Request {
   bool streamed = false; // forward reply bytes went straight to the client
   bool on_private = false; // waits on a private link (ordering across link kinds)
   bool blocking = false;   // may wait for other clients (BLPOP, WAIT): ends with its client
+  bool timed = false;      // its latency is observed when its reply is handed over
+  uint8_t kind = 0;        // RequestKind, for the latency histogram
+  uint64_t start_us = 0;   // the batch clock when it was parsed
   uint32_t scan_shard = 0;     // kScan: the shard that was asked
   ByteBuffer reply;                     // the complete (or buffered partial) reply
   std::vector<std::string> parts;       // merges: one reply per part, in part order
@@ -84,6 +87,7 @@ class RequestPool {
     r->streamed = false;
     r->on_private = false;
     r->blocking = false;
+    r->timed = false;
     r->reply.clear();
     // A big reply's memory goes back; the common small one is kept for reuse.
     if (r->reply.capacity() > kKeepBytes) r->reply.release();

@@ -1,5 +1,7 @@
 #include "proxy/stats.h"
 
+#include "redis/command_table.h"
+
 namespace shardgate::proxy {
 
 std::string_view toString(HandshakeFailure f) {
@@ -25,6 +27,24 @@ HandshakeFailure classifyHandshakeFailure(std::string_view reason) {
   }
   if (has("peer closed") || has("unexpected eof")) return HandshakeFailure::kPeerClosed;
   return HandshakeFailure::kOther;
+}
+
+std::string_view toString(RequestKind k) {
+  switch (k) {
+    case RequestKind::kRead: return "read";
+    case RequestKind::kWrite: return "write";
+    case RequestKind::kOther:
+    case RequestKind::kCount: break;
+  }
+  return "other";
+}
+
+RequestKind classifyRequest(uint32_t flags) {
+  // A command flagged both ways does not exist in Redis; write wins, as a
+  // write is what an operator must not miss.
+  if (flags & redis::CommandInfo::kWrite) return RequestKind::kWrite;
+  if (flags & redis::CommandInfo::kReadonly) return RequestKind::kRead;
+  return RequestKind::kOther;
 }
 
 }  // namespace shardgate::proxy

@@ -1,11 +1,21 @@
 // Stats: the counters a worker keeps about its own connections. Each worker
 // owns one and is its only writer, so a bump is a relaxed load and store (no
-// lock, no locked instruction); any thread may read them for reporting.
+// lock, no locked instruction); any thread may read them for reporting. The
+// metrics endpoint sums every worker's at scrape time: nothing shared is
+// written on the per-request path.
+//
+// Per database (DbStats, indexed by Database::index) and, inside it, per
+// shard (ShardStats, indexed by the shard's position in the database's shard
+// list). Gauges (current connections, in-flight requests, a link that is
+// down) are counters each worker raises and lowers for itself, so the sum
+// over workers is the process's value.
 #pragma once
 
 #include <array>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string_view>
 
 #include "common/counter.h"
@@ -27,7 +37,66 @@ enum class HandshakeFailure {
 std::string_view toString(HandshakeFailure f);
 HandshakeFailure classifyHandshakeFailure(std::string_view openssl_reason);
 
+// A multiplexed request, by the command table's flags: "write" commands,
+// "readonly" ones, and everything else (PING, INFO, MULTI, AUTH, unknown).
+enum class RequestKind : uint8_t { kRead, kWrite, kOther, kCount };
+std::string_view toString(RequestKind k);
+RequestKind classifyRequest(uint32_t command_flags);
+
+// A latency histogram in microseconds with fixed bounds: observe() is a
+// short scan and two counter bumps, no allocation. Buckets are kept apart
+// (not cumulative); the renderer adds them up.
+struct LatencyHistogram {
+  static constexpr std::array<uint64_t, 14> kBoundsUs{50,    100,   200,    500,    1000,   2000,   5000,
+                                                      10000, 20000, 50000, 100000, 200000, 500000, 1000000};
+  std::array<Counter, kBoundsUs.size() + 1> buckets;  // the last: above every bound (+Inf)
+  Counter sum_us;
+
+  void observe(uint64_t us) {
+    size_t i = 0;
+    while (i < kBoundsUs.size() && us > kBoundsUs[i]) ++i;
+    buckets[i].add();
+    sum_us.add(us);
+  }
+};
+
+// One shard of one database, as this worker sees it.
+struct ShardStats {
+  Counter down;        // 1 while this worker's shared connection to it is failing
+  Counter reconnects;  // connection attempts after a failure
+  Counter errors;      // connections that failed (refused, lost, timed out, AUTH refused)
+  Counter in_flight;   // requests sent and not answered yet
+};
+
+// Shards beyond this position in a database's shard list share the last
+// slot's counters (a database of more shards is far beyond what one proxy
+// in front of Redis serves; the bound keeps DbStats a fixed block).
+constexpr size_t kMaxShardStats = 64;
+
+struct DbStats {
+  Counter accepted;                // TCP connections accepted
+  Counter established;             // ... that completed the TLS handshake (or plaintext: at accept)
+  Counter current;                 // open now
+  Counter disconnections;          // closed after being established
+  Counter establishment_failures;  // closed before: a failed handshake, or refused plaintext
+  Counter bytes_in;                // read from clients (over TLS: as on the wire)
+  Counter bytes_out;               // handed to clients (plaintext, before encryption)
+  std::array<Counter, static_cast<size_t>(RequestKind::kCount)> requests;
+  std::array<LatencyHistogram, static_cast<size_t>(RequestKind::kCount)> latency;
+  std::array<ShardStats, kMaxShardStats> shards;
+
+  ShardStats& shard(size_t index) { return shards[index < kMaxShardStats ? index : kMaxShardStats - 1]; }
+  const ShardStats& shard(size_t index) const {
+    return shards[index < kMaxShardStats ? index : kMaxShardStats - 1];
+  }
+};
+
 struct Stats {
+  // databases: how many DbStats to keep; fixed for the life of the process
+  // (a database added needs a restart), so readers never see them move.
+  explicit Stats(size_t databases = 0)
+      : db_count(databases), dbs(databases ? std::make_unique<DbStats[]>(databases) : nullptr) {}
+
   Counter connections_total;
   Counter connections_current;
   Counter handshakes_ok;
@@ -36,8 +105,18 @@ struct Stats {
   std::array<Counter, static_cast<size_t>(HandshakeFailure::kCount)> handshake_failures;
   Counter backend_connect_failures;
   Counter audit_below_min;  // handshakes below tls.audit_min_version
-  Counter bytes_from_clients;
   Counter bytes_from_backends;
+
+  const size_t db_count;
+  std::unique_ptr<DbStats[]> dbs;
+
+  // A database's counters; one past the end (a test's database that the
+  // worker was not told of) counts into a spare block nobody reports.
+  DbStats& db(size_t index) { return index < db_count ? dbs[index] : spare_; }
+  const DbStats& db(size_t index) const { return index < db_count ? dbs[index] : spare_; }
+
+ private:
+  DbStats spare_;
 };
 
 }  // namespace shardgate::proxy

@@ -19,7 +19,7 @@ constexpr uint64_t kUpkeepIntervalMs = 5000;
 }  // namespace
 
 Worker::Worker(unsigned index, tls::TlsContextStore& tls_store, WorkerSettings settings)
-    : index_(index), tls_store_(tls_store), settings_(settings) {}
+    : index_(index), tls_store_(tls_store), settings_(settings), stats_(settings.databases) {}
 
 Worker::~Worker() { join(); }
 

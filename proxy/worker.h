@@ -34,6 +34,7 @@ class ClientConnection;
 struct WorkerSettings {
   uint32_t handshake_timeout_ms = 0;
   uint32_t drain_timeout_ms = 0;
+  size_t databases = 0;  // how many databases to keep counters for (Database::index)
 };
 
 class Worker final : public LinkFactory {
@@ -63,6 +64,12 @@ class Worker final : public LinkFactory {
   const WorkerSettings& settings() const { return settings_; }
   Stats& stats() { return stats_; }
   const Stats& stats() const override { return stats_; }
+  DbStats& dbStats(const Database& db) override { return stats_.db(db.index); }
+  uint64_t refreshClock() override {
+    clock_us_ = uv_hrtime() / 1000;
+    return clock_us_;
+  }
+  uint64_t clockUs() const override { return clock_us_; }
   bool draining() const { return draining_; }
   void add(ClientConnection* c);
   void remove(ClientConnection* c);
@@ -145,6 +152,7 @@ class Worker final : public LinkFactory {
   ClientConnection* connections_ = nullptr;
   size_t connection_count_ = 0;
   Stats stats_;
+  uint64_t clock_us_ = 0;
   RequestPool request_pool_;
   std::unordered_map<const Database*, SharedLinks> shared_links_;
   std::vector<std::shared_ptr<SharedLinkSet>> retired_links_;  // of replaced shard maps

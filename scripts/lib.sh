@@ -9,6 +9,7 @@ SHARDGATE_PACKAGES=(
   redis-server redis-tools
   python3-redis python3-pytest
   openssl
+  curl prometheus
 )
 
 # Prints the packages from SHARDGATE_PACKAGES that dpkg does not list as installed.

@@ -30,7 +30,7 @@ Status generateIfAbsent(const config::Config& config) {
   if (!config.generate_self_signed) return {};
   std::vector<CertName> wanted{CertName::kProxy};
   if (config.admin_listen) wanted.push_back(CertName::kApi);
-  if (config.metrics_listen) wanted.push_back(CertName::kMetricsExporter);
+  if (config.metrics_listen && config.metrics_tls) wanted.push_back(CertName::kMetricsExporter);
   std::vector<std::string> names{hostName()};
   if (names[0] != "localhost") names.push_back("localhost");
   for (CertName name : wanted) {
@@ -59,6 +59,9 @@ std::string servedBy(CertName name, const config::Config& config) {
                  ? "used by the admin API to accept client certificates without a password"
                  : "not used: admin.listen is not set (client certificate authentication of "
                    "databases is not built in this version)";
+    case CertName::kMetricsExporter:
+      if (!config.metrics_listen) return "not served: metrics.listen is not set";
+      return config.metrics_tls ? "served by the metrics endpoint" : "not served: metrics.tls is false";
     default:
       return "not served yet: this version has no listener for it";
   }

@@ -8,6 +8,9 @@
 #include "proxy/command_fetch.h"
 #include "redis/command_route.h"
 #include "server/file_limit.h"
+#include "server/metrics_collector.h"
+#include "server/metrics_text.h"
+#include "server/process_stats.h"
 #include "net/listen_socket.h"
 #include "common/uv_handle.h"
 #include "common/logging.h"
@@ -37,9 +40,11 @@ bool anyTls(const config::Config& config) {
   return false;
 }
 
-// The certificate store is loaded when something serves TLS: a database, or
-// the admin API (always HTTPS).
-bool usesCertStore(const config::Config& config) { return anyTls(config) || config.admin_listen.has_value(); }
+// The certificate store is loaded when something serves TLS: a database, the
+// admin API (always HTTPS), or the metrics endpoint over HTTPS.
+bool usesCertStore(const config::Config& config) {
+  return anyTls(config) || config.admin_listen.has_value() || (config.metrics_listen && config.metrics_tls);
+}
 
 // The config file's TLS policy with the overrides persisted in cert_dir.
 // Errors name the settings file.
@@ -64,7 +69,6 @@ Status checkBuilt(const config::Config& config) {
       return later("databases[" + std::to_string(i) + "].client_auth", "client certificate authentication");
     }
   }
-  if (config.metrics_listen) return later("metrics.listen", "the metrics endpoint");
   return {};
 }
 
@@ -159,6 +163,11 @@ Result<std::unique_ptr<Server>> Server::create(config::Config config) {
     for (auto& w : server->workers_) w->requestDrain();
     return makeError(st.message());
   }
+  if (auto st = server->startMetrics(); !st) {
+    for (auto& w : server->workers_) w->requestDrain();
+    if (server->admin_api_) server->admin_api_->stop();
+    return makeError(st.message());
+  }
   server->logListeners();
   return server;
 }
@@ -200,7 +209,7 @@ Status Server::bindAndStart() {
     }
   }
   open_files_at_start_ = countOpenFiles();
-  proxy::WorkerSettings settings{config_.tls.handshake_timeout_ms, config_.drain_timeout_ms};
+  proxy::WorkerSettings settings{config_.tls.handshake_timeout_ms, config_.drain_timeout_ms, databases_.size()};
   for (unsigned w = 0; w < n; ++w) {
     workers_.push_back(
         std::make_unique<proxy::Worker>(w, cert_store_.published(tls::CertName::kProxy), settings));
@@ -236,6 +245,46 @@ Status Server::startAdminApi() {
                  "(add a user with a hash from shardgate --hash-password)", config_.cert_dir);
   }
   return {};
+}
+
+Status Server::startMetrics() {
+  if (!config_.metrics_listen) return {};
+  tls::TlsContextStore* tls = config_.metrics_tls ? &cert_store_.published(tls::CertName::kMetricsExporter) : nullptr;
+  auto endpoint = MetricsEndpoint::create(&loop_, *config_.metrics_listen, tls, [this] { return renderMetrics(); });
+  if (!endpoint) return makeError(config_.where("metrics.listen") + "metrics.listen: " + endpoint.message());
+  metrics_ = std::move(*endpoint);
+  if (tls) {
+    auto ctx = cert_store_.current(tls::CertName::kMetricsExporter);
+    spdlog::info("metrics listening on {} (HTTPS, min {}, certificate {} not after {} sha256 {})", metrics_->address(),
+                 tls::toString(config_.tls.policy.control_min_version), ctx ? ctx->certInfo().subject : "?",
+                 ctx ? ctx->certInfo().not_after : "?", ctx ? ctx->certInfo().sha256_fingerprint : "?");
+  } else {
+    spdlog::info("metrics listening on {} (plain HTTP: metrics.tls is false)", metrics_->address());
+  }
+  return {};
+}
+
+std::string Server::renderMetrics() {
+  MetricsInput in;
+  for (const auto& w : workers_) in.workers.push_back(&w->stats());
+  for (const auto& db : databases_) in.databases.push_back(db.get());
+  if (needsCertStore()) {
+    for (tls::CertName name : tls::kCertNames) {
+      auto ctx = cert_store_.current(name);
+      if (!ctx) continue;  // not configured, or a CA bundle (no server context)
+      CertMetrics c;
+      c.name = tls::toString(name);
+      c.generation = ctx->generation();
+      c.not_after_epoch = ctx->certInfo().not_after_epoch;
+      c.live_generations = cert_store_.liveGenerations(name);
+      in.certs.push_back(std::move(c));
+    }
+  }
+  in.cert_reloads_ok = reloader_.reloadsOk();
+  in.cert_reloads_failed = reloader_.reloadsFailed();
+  in.process = readProcessStats();
+  in.now_epoch = static_cast<int64_t>(::time(nullptr));
+  return server::renderMetrics(collectMetrics(in));
 }
 
 Status Server::updateClusterSettings(const ClusterSettings& next) {
@@ -330,6 +379,7 @@ void Server::beginShutdown(int signum) {
                config_.drain_timeout_ms);
   for (auto& w : workers_) w->requestDrain();
   if (admin_api_) admin_api_->stop();
+  if (metrics_) metrics_->stop();
   uv_timer_start(&finish_timer_, [](uv_timer_t* t) {
     auto* self = static_cast<Server*>(t->data);
     for (auto& w : self->workers_) {

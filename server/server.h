@@ -12,6 +12,7 @@
 #include "server/admin_api.h"
 #include "server/cert_reloader.h"
 #include "server/cluster_settings.h"
+#include "server/metrics_endpoint.h"
 #include "config/config.h"
 #include "proxy/database.h"
 #include "proxy/worker.h"
@@ -55,6 +56,9 @@ class Server final : private AdminHost {
   void logTotals() const;
   bool needsCertStore() const;
   Status startAdminApi();
+  Status startMetrics();
+  // The exposition of every metric now (control thread).
+  std::string renderMetrics();
 
   // AdminHost
   const config::Config& config() const override { return config_; }
@@ -81,6 +85,7 @@ class Server final : private AdminHost {
   bool maintenance_started_ = false;
   std::vector<std::unique_ptr<proxy::Worker>> workers_;
   std::unique_ptr<AdminApi> admin_api_;
+  std::unique_ptr<MetricsEndpoint> metrics_;
   uv_loop_t loop_{};
   uv_signal_t sigterm_{};
   uv_signal_t sigint_{};

@@ -109,6 +109,13 @@ class FakeLinks final : public LinkFactory {
   ByteBuffer& replyScratch() override { return reply_scratch_; }
   std::vector<int>& intScratch() override { return ints_; }
   const Stats& stats() const override { return stats_; }
+  // One database's counters (index 0: the rig's database); the clock is
+  // the test's to set.
+  DbStats& dbStats(const Database& db) override { return stats_.db(db.index); }
+  uint64_t refreshClock() override { return clock_us; }
+  uint64_t clockUs() const override { return clock_us; }
+  const DbStats& db0() const { return stats_.db(0); }
+  uint64_t clock_us = 0;
 
   // Shard i's shared link of the current map.
   FakeLink& shared(size_t i) { return static_cast<FakeLink&>(*shared_.current->links[i]); }
@@ -130,7 +137,7 @@ class FakeLinks final : public LinkFactory {
   ByteBuffer frame_scratch_;
   ByteBuffer reply_scratch_;
   std::vector<int> ints_;
-  Stats stats_;
+  Stats stats_{1};
 };
 
 // The client connection's part: the bytes the client would read.
