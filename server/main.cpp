@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -155,6 +156,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "shardgate: %s%s\n", config->where("log_file").c_str(), st.message().c_str());
     return 1;
   }
+  // Until the control loop handles it, a SIGUSR1 from logrotate would end
+  // the process (its default action); the log file is current until then.
+  std::signal(SIGUSR1, SIG_IGN);
   spdlog::info("shardgate {} starting with {}", SHARDGATE_VERSION, config_path);
   auto limit = shardgate::server::raiseOpenFileLimit();
   logFileLimitChange(limit);
