@@ -101,11 +101,11 @@ struct Config {
   std::optional<net::SocketAddress> admin_listen;
   std::optional<net::SocketAddress> metrics_listen;
   uint32_t drain_timeout_ms = 10000;  // SIGTERM: how long connections may finish
+  LimitsConfig limits;
   // Running as a service. Paths are made absolute, relative to the config
   // file; "" = none.
   std::string pid_file;  // written once the listeners are up, removed at exit
   std::string log_file;  // "" logs to stderr; reopened on SIGUSR1 (logrotate)
-  LimitsConfig limits;
 
   std::string source;  // the file it came from
   // Where each key given in the file was: its path ("databases[0].listen")
