@@ -248,7 +248,8 @@ class Parser {
     }
     Fields top(*this, root, "",
                {"workers", "log_level", "cert_dir", "generate_self_signed", "tls", "databases",
-                "admin", "metrics", "drain_timeout_ms", "limits"});
+                "admin", "metrics", "drain_timeout_ms", "limits",
+                "pid_file", "log_file"});
 
     if (const YAML::Node* n = top.find("workers")) config.workers = workers(*n);
     if (const YAML::Node* n = top.find("log_level")) {
@@ -273,6 +274,15 @@ class Parser {
 
     if (const YAML::Node* n = top.find("limits"); n != nullptr && !n->IsNull()) {
       config.limits = limitsSection(*n);
+    }
+    if (const YAML::Node* n = top.find("pid_file")) {
+      config.pid_file = absoluteDir(filePath(*n, "pid_file"), base_dir);
+    }
+    if (const YAML::Node* n = top.find("log_file")) {
+      config.log_file = absoluteDir(filePath(*n, "log_file"), base_dir);
+      if (config.log_file == config.pid_file) {
+        fail(*n, "log_file", "is also pid_file; each needs its own file");
+      }
     }
 
     const YAML::Node& dbs = top.require("databases", " (a list of at least one database)");
@@ -305,6 +315,14 @@ class Parser {
                                 " (or \"auto\")");
     }
     return static_cast<unsigned>(*value);
+  }
+
+  std::string filePath(const YAML::Node& node, const std::string& path) const {
+    std::string text = scalar(node, path, "a file path");
+    if (text.empty() || text.back() == '/') {
+      fail(node, path, "expected a file path, got " + quote(text));
+    }
+    return text;
   }
 
   static std::string absoluteDir(const std::string& dir, std::string_view base_dir) {

@@ -124,6 +124,10 @@ struct Config {
   bool metrics_tls = true;  // metrics.tls: false serves plain HTTP
   uint32_t drain_timeout_ms = 10000;  // SIGTERM: how long connections may finish
   LimitsConfig limits;
+  // Running as a service. Paths are made absolute, relative to the config
+  // file; "" = none.
+  std::string pid_file;  // written once the listeners are up, removed at exit
+  std::string log_file;  // "" logs to stderr; reopened on SIGUSR1 (logrotate)
 
   std::string source;  // the file it came from
   // Where each key given in the file was: its path ("databases[0].listen")

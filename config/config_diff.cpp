@@ -52,6 +52,8 @@ std::vector<ConfigChange> diffConfigs(const Config& before, const Config& after)
   changed(sameOptionalListen(before.metrics_listen, after.metrics_listen), "metrics.listen", true);
   changed(before.metrics_tls == after.metrics_tls, "metrics.tls", true);
   changed(before.drain_timeout_ms == after.drain_timeout_ms, "drain_timeout_ms", true);
+  changed(before.pid_file == after.pid_file, "pid_file", true);
+  changed(before.log_file == after.log_file, "log_file", true);
   const LimitsConfig& a = before.limits;
   const LimitsConfig& b = after.limits;
   changed(a.max_bulk_len == b.max_bulk_len, "limits.max_bulk_len", true);

@@ -6,6 +6,7 @@ SHARDGATE_PACKAGES=(
   g++ meson ninja-build pkg-config
   libssl-dev libuv1-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
   doctest-dev nlohmann-json3-dev libhttp-parser-dev
+  libsystemd-dev systemd
   redis-server redis-tools
   python3-redis python3-pytest
   openssl

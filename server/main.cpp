@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <optional>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -40,8 +41,10 @@ constexpr const char* kUsage =
     "  -h, --help          print this help\n"
     "\n"
     "Signals: SIGHUP re-reads the TLS settings and certificates (file changes in\n"
-    "cert_dir are picked up by themselves); SIGTERM/SIGINT stop\n"
-    "accepting, let connections finish (drain_timeout_ms), and exit 0.\n";
+    "cert_dir are picked up by themselves); SIGUSR1 reopens log_file (after\n"
+    "logrotate moved it); SIGTERM/SIGINT stop accepting, let connections finish\n"
+    "(drain_timeout_ms), and exit 0. Under systemd (Type=notify) it reports\n"
+    "READY=1, RELOADING=1 and STOPPING=1 to $NOTIFY_SOCKET.\n";
 
 // A client of plain forwarding holds two descriptors (its socket and its
 // shard connection), so the usual soft limit of 1024 would cap the proxy near
@@ -216,10 +219,13 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
-  if (auto st = shardgate::setupLogging(config->log_level); !st) {
-    std::fprintf(stderr, "shardgate: %s\n", st.message().c_str());
+  if (auto st = shardgate::setupLogging(config->log_level, config->log_file); !st) {
+    std::fprintf(stderr, "shardgate: %s%s\n", config->where("log_file").c_str(), st.message().c_str());
     return 1;
   }
+  // Until the control loop handles it, a SIGUSR1 from logrotate would end
+  // the process (its default action); the log file is current until then.
+  std::signal(SIGUSR1, SIG_IGN);
   spdlog::info("shardgate {} starting with {}", SHARDGATE_VERSION, config_path);
   auto limit = shardgate::server::raiseOpenFileLimit();
   logFileLimitChange(limit);
@@ -233,6 +239,11 @@ int main(int argc, char** argv) {
   auto server = shardgate::server::Server::create(std::move(*config));
   if (!server) {
     spdlog::error("{}", server.message());
+    // The service manager's journal keeps stderr: why the start failed
+    // belongs there too, not only in log_file.
+    if (!shardgate::logFilePath().empty()) {
+      std::fprintf(stderr, "shardgate: %s\n", server.message().c_str());
+    }
     return 1;
   }
   logClientRoom(limit.soft, (*server)->openFilesAtStart(), workers, any_plain, any_multiplex,

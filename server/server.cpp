@@ -136,6 +136,14 @@ Server::~Server() {
 
 Result<std::unique_ptr<Server>> Server::create(config::Config config) {
   if (auto st = checkBuilt(config); !st) return makeError(st.message());
+  // Before anything else: a shardgate already serving this configuration
+  // stops this one before it generates certificates or binds a port.
+  std::optional<PidFile> pid_file;
+  if (!config.pid_file.empty()) {
+    auto claimed = PidFile::claim(config.pid_file);
+    if (!claimed) return makeError(config.where("pid_file") + "pid_file: " + claimed.message());
+    pid_file.emplace(std::move(*claimed));
+  }
   std::unique_ptr<Server> server(new Server(std::move(config)));
   server->file_policy_ = server->config_.tls.policy;
   if (auto policy = policyWithOverrides(server->config_, server->cluster_settings_); !policy) {
@@ -143,6 +151,7 @@ Result<std::unique_ptr<Server>> Server::create(config::Config config) {
   } else {
     server->config_.tls.policy = *policy;
   }
+  if (pid_file) server->pid_file_.emplace(std::move(*pid_file));
   for (size_t i = 0; i < server->config_.databases.size(); ++i) {
     auto db = proxy::makeDatabase(server->config_.databases[i], server->config_.limits, i);
     if (!db) {
@@ -167,6 +176,16 @@ Result<std::unique_ptr<Server>> Server::create(config::Config config) {
     for (auto& w : server->workers_) w->requestDrain();
     if (server->admin_api_) server->admin_api_->stop();
     return makeError(st.message());
+  }
+  // Written once every listener is up, before the "listening" lines that
+  // tests and scripts wait for.
+  if (server->pid_file_) {
+    if (auto st = server->pid_file_->write(); !st) {
+      for (auto& w : server->workers_) w->requestDrain();
+      if (server->admin_api_) server->admin_api_->stop();
+      if (server->metrics_) server->metrics_->stop();
+      return makeError(server->config_.where("pid_file") + "pid_file: " + st.message());
+    }
   }
   server->logListeners();
   return server;
@@ -352,16 +371,22 @@ void Server::logListeners() const {
 int Server::run() {
   std::signal(SIGPIPE, SIG_IGN);
   auto on_stop = [](uv_signal_t* h, int signum) { static_cast<Server*>(h->data)->beginShutdown(signum); };
-  for (auto* h : {&sigterm_, &sigint_, &sighup_}) {
+  for (auto* h : {&sigterm_, &sigint_, &sighup_, &sigusr1_}) {
     uv_signal_init(&loop_, h);
     h->data = this;
   }
   uv_signal_start(&sigterm_, on_stop, SIGTERM);
   uv_signal_start(&sigint_, on_stop, SIGINT);
   uv_signal_start(&sighup_, [](uv_signal_t* h, int) { static_cast<Server*>(h->data)->reload(); }, SIGHUP);
+  uv_signal_start(&sigusr1_, [](uv_signal_t* h, int) { static_cast<Server*>(h->data)->reopenLog(); },
+                  SIGUSR1);
   uv_timer_init(&loop_, &finish_timer_);
   finish_timer_.data = this;
   startCertMaintenance();
+  // Every listener is bound and every worker runs (create() did both), and
+  // from here a SIGHUP reloads instead of killing: the service manager may
+  // now send clients and `systemctl reload`.
+  notify_.ready(serviceStatus());
   uv_run(&loop_, UV_RUN_DEFAULT);
   for (auto& w : workers_) w->join();
   logTotals();
@@ -377,6 +402,8 @@ void Server::beginShutdown(int signum) {
   shutting_down_ = true;
   spdlog::info("{}: no longer accepting; draining connections for at most {} ms", strsignal(signum),
                config_.drain_timeout_ms);
+  notify_.stopping("draining connections for at most " + std::to_string(config_.drain_timeout_ms) +
+                   " ms");
   for (auto& w : workers_) w->requestDrain();
   if (admin_api_) admin_api_->stop();
   if (metrics_) metrics_->stop();
@@ -385,7 +412,9 @@ void Server::beginShutdown(int signum) {
     for (auto& w : self->workers_) {
       if (!w->finished()) return;
     }
-    for (auto* h : {&self->sigterm_, &self->sigint_, &self->sighup_}) uv_close(asHandle(h), nullptr);
+    for (auto* h : {&self->sigterm_, &self->sigint_, &self->sighup_, &self->sigusr1_}) {
+      uv_close(asHandle(h), nullptr);
+    }
     uv_close(asHandle(&self->finish_timer_), nullptr);
     self->stopCertMaintenance();
   }, kFinishPollMs, kFinishPollMs);
@@ -436,10 +465,12 @@ void Server::stopCertMaintenance() {
 
 void Server::reload() {
   if (shutting_down_) return;
+  notify_.reloading("reloading " + config_.source);
   spdlog::info("SIGHUP: re-reading {} and the certificates in {}", config_.source, config_.cert_dir);
   auto fresh = config::loadConfig(config_.source);
   if (!fresh) {
     spdlog::error("reload failed, still serving the previous configuration: {}", fresh.message());
+    notify_.ready("reload failed, serving the previous configuration: " + fresh.message());
     return;
   }
   // Listeners and shards need a restart to change; TLS policy, certificates
@@ -468,6 +499,27 @@ void Server::reload() {
     spdlog::info("admin.users reloaded: {} user(s)", config_.admin.users.size());
   }
   if (needsCertStore()) reloadCerts("SIGHUP");
+  notify_.ready(serviceStatus());
+}
+
+void Server::reopenLog() {
+  if (logFilePath().empty()) {
+    spdlog::info("SIGUSR1: logging to stderr, no log file to reopen");
+    return;
+  }
+  if (auto st = reopenLogFile(); !st) {
+    spdlog::error("SIGUSR1: {}; still logging to the file open before", st.message());
+    return;
+  }
+  spdlog::info("SIGUSR1: reopened the log file {}", logFilePath());
+}
+
+std::string Server::serviceStatus() const {
+  std::string status = "serving";
+  for (size_t i = 0; i < databases_.size(); ++i) {
+    status += (i ? ", " : " ") + databases_[i]->name + " on " + databases_[i]->listen;
+  }
+  return status + " with " + std::to_string(workers_.size()) + " worker(s)";
 }
 
 void Server::reloadCerts(const char* trigger) {

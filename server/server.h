@@ -7,12 +7,16 @@
 #include <uv.h>
 
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "server/admin_api.h"
 #include "server/cert_reloader.h"
 #include "server/cluster_settings.h"
 #include "server/metrics_endpoint.h"
+#include "server/pid_file.h"
+#include "server/service_notify.h"
 #include "config/config.h"
 #include "proxy/database.h"
 #include "proxy/worker.h"
@@ -35,7 +39,8 @@ class Server final : private AdminHost {
   static Result<std::unique_ptr<Server>> create(config::Config config);
   ~Server() override;
 
-  // Runs the control loop until SIGTERM/SIGINT and the drain end. Returns the exit code.
+  // Runs the control loop until SIGTERM/SIGINT and the drain end; tells the
+  // service manager READY=1 once the signals are handled. Returns the exit code.
   int run();
   // Descriptors open once every listener was bound, before any worker ran:
   // counted then, on one thread, so no client connection is among them.
@@ -47,6 +52,9 @@ class Server final : private AdminHost {
   Status bindAndStart();
   void logListeners() const;
   void reload();
+  void reopenLog();
+  // The STATUS= line for the service manager: what is being served.
+  std::string serviceStatus() const;
   // One certificate reload, and a retry after CertReloader::kRetryMs when it
   // could not read the files for want of descriptors or memory.
   void reloadCerts(const char* trigger);
@@ -90,6 +98,9 @@ class Server final : private AdminHost {
   uv_signal_t sigterm_{};
   uv_signal_t sigint_{};
   uv_signal_t sighup_{};
+  uv_signal_t sigusr1_{};  // reopen the log file (logrotate)
+  std::optional<PidFile> pid_file_;
+  ServiceNotify notify_;
   uv_timer_t finish_timer_{};
   bool shutting_down_ = false;
   uint64_t open_files_at_start_ = 0;

@@ -61,6 +61,8 @@ TEST_CASE("diffConfigs names each changed key as the file writes it, restart or 
   CHECK(diff("127.0.0.1:7003", "127.0.0.1:7004") == Keys{"databases[1].shards (restart)"});
   CHECK(diff("127.0.0.1:0", "127.0.0.1:6391") == Keys{"databases[1].listen (restart)"});
   CHECK(diff("  - name: b", "  - name: c") == Keys{"databases[1].name (restart)"});
+  CHECK(diff("workers: 2", "workers: 2\npid_file: /run/sg.pid") == Keys{"pid_file (restart)"});
+  CHECK(diff("workers: 2", "workers: 2\nlog_file: /var/log/sg.log") == Keys{"log_file (restart)"});
 }
 
 TEST_CASE("diffConfigs reports a database added or removed as databases") {
