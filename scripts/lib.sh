@@ -8,7 +8,7 @@ SHARDGATE_PACKAGES=(
   doctest-dev nlohmann-json3-dev libhttp-parser-dev
   redis-server redis-tools
   python3-redis python3-pytest
-  openssl
+  openssl curl
 )
 
 # Prints the packages from SHARDGATE_PACKAGES that dpkg does not list as installed.
