@@ -17,6 +17,7 @@ import json
 import os
 import re
 import select
+import signal
 import socket
 import ssl
 import subprocess
@@ -393,6 +394,38 @@ def test_repeated_failures_from_one_address_are_slowed_down(env):
     assert r.elapsed < times[-1], f"a success did not clear the failures: {r.elapsed} {times}"
 
 
+def test_parallel_failures_from_one_address_are_slowed_down_too(env):
+    # The same guesses sent at once over parallel connections: one address's
+    # failures are slowed down however they arrive, so the answers to six
+    # parallel wrong passwords are spread out in time (one after another,
+    # each waiting longer), or the excess is turned away at once (429). The
+    # spread, not the absolute time, is measured: a loaded machine makes
+    # every password verification slow, which is no slowing down.
+    e = env()
+    results: list = [None] * 6
+
+    def guess(i: int) -> None:
+        results[i] = e.sg.curl("GET", "/v1/cluster", user=(ADMIN_USER, f"guess-{i}"), timeout=60)
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(len(results))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=90)
+    assert all(r is not None for r in results), "a guess got no answer within 90 s"
+    assert all(r.status in (401, 429) for r in results), [str(r) for r in results]
+    verified = sorted(r.elapsed for r in results if r.status == 401)
+    if len(verified) >= 3:
+        spread = verified[-1] - verified[0]
+        assert spread >= 4.0, (
+            f"{len(verified)} parallel wrong passwords from one address were all answered "
+            f"401 within {spread:.2f} s of each other: parallel guesses are not slowed down "
+            f"({[(r.status, round(r.elapsed, 2)) for r in results]})")
+    # The right password still gets in afterwards.
+    r = e.sg.curl("GET", "/v1/cluster", timeout=60)
+    assert r.status == 200, str(r)
+
+
 def test_client_certificate_from_trusted_ca_needs_no_password(env):
     e = env()
     client = issue_client(e.client_ca, "ops", "ops-automation", 0x77)
@@ -509,6 +542,73 @@ def test_update_cert_api_rotates_the_admin_listener(env):
     assert e.sg.curl("GET", "/v1/cluster").status == 200
 
 
+_INTERMEDIATE_EXT = """\
+[ intermediate ]
+basicConstraints = critical,CA:TRUE,pathlen:0
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+"""
+
+
+def intermediate_ca(root: CA, directory: Path) -> CA:
+    """A CA whose certificate is issued by root (its leaves need the chain)."""
+    inter = CA(directory, name="shardgate test intermediate CA")
+    (inter.dir / "inter_ext.cnf").write_text(_INTERMEDIATE_EXT)
+    run_openssl("req", "-new", "-key", "ca.key", "-subj", "/CN=shardgate test intermediate CA",
+                "-out", "inter.csr", cwd=inter.dir)
+    run_openssl("x509", "-req", "-in", "inter.csr", "-CA", root.cert, "-CAkey", root.key,
+                "-set_serial", "4242", "-days", "365", "-extfile", "inter_ext.cnf",
+                "-extensions", "intermediate", "-out", "ca.pem", cwd=inter.dir)
+    return inter
+
+
+def test_update_cert_with_a_chain_serves_the_chain(env, tmp_path):
+    e = env()
+    inter = intermediate_ca(e.server_ca, tmp_path / "intermediate-ca")
+    leaf = inter.issue(0x3001)
+    chained = leaf.cert_pem + inter.cert.read_bytes()
+    r = e.sg.curl("PUT", "/v1/cluster/update_cert", update_body("proxy", leaf, cert=chained))
+    assert r.status == 200, str(r)
+    # A client trusting only the root verifies the leaf: the intermediate is sent.
+    rc, out = s_client(e.data_port, "-CAfile", str(e.server_ca.cert), "-showcerts")
+    assert "+PONG" in out and "Verify return code: 0 (ok)" in out, out
+    sent = pem_blocks(out)
+    assert len(sent) == 2 and fingerprint(sent[0]) == fingerprint(leaf.cert_pem), out
+    assert fingerprint(sent[1]) == fingerprint(inter.cert.read_bytes()), out
+    # The files hold the chain; GET lists the leaf.
+    assert len(pem_blocks((e.cert_dir / "proxy_cert.pem").read_text())) == 2 or \
+        (e.cert_dir / "chain_certs.pem").exists()
+    listed = {c["name"]: c for c in e.sg.curl("GET", "/v1/cluster/certificates").json()[
+        "certificates"]}["proxy"]
+    assert norm_fingerprint(field_with(listed, "fingerprint")) == fingerprint(leaf.cert_pem)
+
+
+def test_update_cert_metrics_exporter_writes_its_files(env):
+    e = env()
+    new = e.new_pair()
+    r = e.sg.curl("PUT", "/v1/cluster/update_cert", update_body("metrics_exporter", new))
+    assert r.status == 200, str(r)
+    assert norm_fingerprint(field_with(r.json(), "fingerprint")) == fingerprint(new.cert_pem)
+    cert, key = e.cert_dir / "metrics_exporter_cert.pem", e.cert_dir / "metrics_exporter_key.pem"
+    assert fingerprint(cert.read_bytes()) == fingerprint(new.cert_pem)
+    assert key.read_bytes().strip() == new.key_pem.strip()
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert e.served_proxy_fp() == fingerprint(e.proxy_pair.cert_pem)
+
+
+def test_update_cert_with_the_served_certificate_answers_the_same_shape(env):
+    # An operator's script that runs twice gets the same kind of answer:
+    # generation, subject, not_after and fingerprint of what is served.
+    e = env()
+    r = e.sg.curl("PUT", "/v1/cluster/update_cert", update_body("proxy", e.proxy_pair))
+    assert r.status == 200, str(r)
+    body = r.json()
+    for f in ("generation", "subject", "not_after"):
+        assert f in body, f"no {f} in {body}"
+    assert norm_fingerprint(field_with(body, "fingerprint")) == fingerprint(e.proxy_pair.cert_pem)
+
+
 def _garbage_pem() -> str:
     return "-----BEGIN CERTIFICATE-----\nTUlJQm5vdCBhIGNlcnRpZmljYXRl\n-----END CERTIFICATE-----\n"
 
@@ -522,6 +622,9 @@ ERROR_CASES = [
         "proxy", p, key=p.key_pem[: len(p.key_pem) // 2]))(e.new_pair())),
     ("key_mismatch", 400, lambda e: update_body("proxy", cert=e.new_pair().cert_pem,
                                                 key=e.new_pair().key_pem)),
+    ("encrypted_key", 400, lambda e: (lambda p: update_body("proxy", p, key=run_openssl(
+        "pkey", "-in", p.key, "-aes256", "-passout", "pass:secret", cwd=p.key.parent)))(
+        e.new_pair())),
     ("missing_key", 400, lambda e: json.dumps({"name": "proxy",
                                                "certificate": e.new_pair().cert_pem.decode()})),
     ("not_json", 400, lambda e: "{\"name\": \"proxy\", "),
@@ -782,6 +885,48 @@ def test_cluster_min_control_tls_version_applies_to_the_admin_api(env):
     assert "+PONG" in out, out
 
 
+def test_cluster_settings_survive_sighup(env):
+    e = env()
+    r = e.sg.curl("PUT", "/v1/cluster", json.dumps({"min_data_TLS_version": "1.3"}))
+    assert r.status == 200, str(r)
+    e.sg.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + WAIT_S
+    while "SIGHUP" not in e.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert e.sg.curl("GET", "/v1/cluster").json()["min_data_TLS_version"] == "1.3"
+    rc, out = s_client(e.data_port, "-tls1_2", "-CAfile", str(e.server_ca.cert))
+    assert rc != 0 and "+PONG" not in out, out
+
+
+def test_get_certificates_shows_a_failed_reload_next_to_the_certificate_in_use(env):
+    e = env()
+    # A pair whose halves do not match, written into cert_dir by hand.
+    (e.cert_dir / "proxy_cert.pem").write_bytes(e.new_pair().cert_pem)
+    (e.cert_dir / "proxy_key.pem").write_bytes(e.new_pair().key_pem)
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        body = e.sg.curl("GET", "/v1/cluster/certificates").json()
+        failure = body.get("last_reload_failure") if isinstance(body, dict) else None
+        if failure:
+            break
+        assert time.monotonic() < deadline, f"no failed reload shown: {body}"
+        time.sleep(0.1)
+    proxy = {c["name"]: c for c in body["certificates"]}["proxy"]
+    assert norm_fingerprint(field_with(proxy, "fingerprint")) == fingerprint(
+        e.proxy_pair.cert_pem), proxy
+    assert e.served_proxy_fp() == fingerprint(e.proxy_pair.cert_pem)
+
+
+def test_unknown_path_is_404_and_wrong_method_is_405(env):
+    e = env()
+    assert_error(e.sg.curl("GET", "/v1/nothing-here"), 404)
+    r = e.sg.curl("DELETE", "/v1/cluster/update_cert")
+    assert_error(r, 405)
+    assert "PUT" in r.headers.get("allow", ""), str(r)
+    assert_error(e.sg.curl("GET", "/v1/cluster/update_cert"), 405)
+
+
 # ---------------------------------------------------------------- GET /v1/bdbs
 
 
@@ -956,7 +1101,9 @@ def test_two_shardgates_sharing_cert_dir_both_serve_an_update(env, admin_shardga
 def test_soak_100_rotations_with_a_held_client(env):
     rotations, deadline_s = 100, 120.0
     e = env()
-    pairs = [e.new_pair() for _ in range(rotations)]
+    # 20 distinct leaves in turn: every call replaces the one served.
+    distinct = [e.new_pair() for _ in range(20)]
+    pairs = [distinct[i % len(distinct)] for i in range(rotations)]
     held = HeldRedisPy(e.data_port, e.server_ca.cert)
     stop = threading.Event()
     errors: list[str] = []
