@@ -186,10 +186,16 @@ void AdminAuth::finished(Pending& pending, bool ok) {
   auto it = failures_.find(pending.host);
   if (it == failures_.end()) {
     if (failures_.size() >= kMaxTrackedAddresses) {
-      auto oldest = std::min_element(failures_.begin(), failures_.end(), [](const auto& a, const auto& b) {
-        return a.second.last_ms < b.second.last_ms;
-      });
-      failures_.erase(oldest);
+      // Full: the address whose last failure is oldest makes room.
+      const std::string* victim = nullptr;
+      uint64_t oldest = UINT64_MAX;
+      for (const auto& [host, f] : failures_) {
+        if (f.last_ms < oldest) {
+          oldest = f.last_ms;
+          victim = &host;
+        }
+      }
+      if (victim != nullptr) failures_.erase(std::string(*victim));
     }
     it = failures_.emplace(pending.host, Failures{}).first;
   }

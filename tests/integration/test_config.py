@@ -38,7 +38,9 @@ BAD_CONFIGS = {
     "garbage_certificate": ("cert_dir: ./garbage\n" + DATABASE, "proxy_cert.pem"),
     # Keys of features this version does not serve are refused where they stand.
     "client_auth_not_built": (DATABASE + "    client_auth: required\n", "client_auth"),
-    "admin_not_built": (DATABASE + "admin:\n  listen: 127.0.0.1:{admin}\n", "admin.listen"),
+    "admin_user_plain_password": (DATABASE + "admin:\n  listen: 127.0.0.1:{admin}\n  users:\n"
+                                  "    - name: ops\n      password_hash: hunter2\n",
+                                  "admin.users[0].password_hash"),
     "metrics_not_built": (DATABASE + "metrics:\n  listen: 127.0.0.1:{admin}\n",
                           "metrics.listen"),
     # A value given by an alias is reported where the alias is used, not at
@@ -58,7 +60,7 @@ EXPECTED_LINE_OF = {
     "self_signed_off_and_no_cert": "cert_dir:",
     "garbage_certificate": "cert_dir:",
     "client_auth_not_built": "client_auth:",
-    "admin_not_built": "  listen: 127.0.0.1:",
+    "admin_user_plain_password": "password_hash:",
     "metrics_not_built": "  listen: 127.0.0.1:",
     "aliased_listen": "listen: *addr",
 }

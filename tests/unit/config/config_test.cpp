@@ -202,14 +202,14 @@ TEST_CASE("config: unknown keys are named with the keys that are known") {
              "unknown key (known keys: workers, log_level, cert_dir");
   CHECK(errorOf(std::string(kMinimal) + "tls:\n  min_verison: \"1.2\"\n") ==
         "conf/x.yaml:7: tls.min_verison: unknown key (known keys: min_version, ciphers, "
-        "ciphersuites, handshake_timeout_ms, audit_min_version)");
+        "ciphersuites, handshake_timeout_ms, audit_min_version, control_min_version)");
   checkError(std::string(kMinimal) + "    port: 1\n", 6, "databases[0].port",
              "unknown key (known keys: name, listen, tls, client_auth, password, shard_password, "
              "multiplex, shards)");
   checkError(std::string(kMinimal) + "        weight: 1\n", 6, "databases[0].shards[0].weight",
              "unknown key (known keys: address, slots)");
   checkError(std::string(kMinimal) + "admin:\n  port: 9443\n", 7, "admin.port",
-             "unknown key (known keys: listen)");
+             "unknown key (known keys: listen, users, max_connections, request_timeout_ms, max_body_bytes)");
 }
 
 TEST_CASE("config: an empty value is reported on its key's line") {
@@ -617,4 +617,42 @@ TEST_CASE("config: listen port 0 asks for any free port, and never collides") {
   checkError("databases:\n  - name: db1\n    listen: 127.0.0.1:6380\n    shards:\n"
              "      - address: 127.0.0.1:0\n",
              5, "databases[0].shards[0].address", "port 0 is out of range 1-65535");
+}
+
+TEST_CASE("config: the admin section and tls.control_min_version") {
+  const std::string hash = "$scrypt$ln=10,r=8,p=1$AAAAAAAAAAA=$AAAAAAAAAAAAAAAAAAAAAA==";
+  config::Config c = parsed(std::string(kMinimal) + "tls:\n  control_min_version: \"1.3\"\nadmin:\n"
+                            "  listen: 127.0.0.1:9443\n  max_connections: 4\n  request_timeout_ms: 500\n"
+                            "  max_body_bytes: 4096\n  users:\n    - name: ops\n      password_hash: \"" + hash + "\"\n");
+  REQUIRE(c.admin_listen.has_value());
+  CHECK(c.admin_listen->port == 9443);
+  CHECK((c.tls.policy.control_min_version == tls::TlsVersion::k1_3));
+  CHECK((c.tls.policy.min_version == tls::TlsVersion::k1_2));
+  CHECK(c.admin.max_connections == 4);
+  CHECK(c.admin.request_timeout_ms == 500);
+  CHECK(c.admin.max_body_bytes == 4096);
+  REQUIRE(c.admin.users.size() == 1);
+  CHECK(c.admin.users[0].name == "ops");
+  CHECK(c.admin.users[0].password_hash == hash);
+
+  config::Config defaults = parsed(std::string(kMinimal) + "admin:\n  listen: 127.0.0.1:9443\n");
+  CHECK(defaults.admin.max_connections == 32);
+  CHECK(defaults.admin.request_timeout_ms == 10000);
+  CHECK(defaults.admin.max_body_bytes == 1024 * 1024);
+  CHECK(defaults.admin.users.empty());
+
+  checkError(std::string(kMinimal) + "admin:\n  listen: 127.0.0.1:9443\n  users:\n    - name: ops\n"
+                                     "      password_hash: hunter2\n",
+             10, "admin.users[0].password_hash", "--hash-password");
+  checkError(std::string(kMinimal) + "admin:\n  listen: 127.0.0.1:9443\n  users:\n    - name: \"a:b\"\n"
+                                     "      password_hash: \"" + hash + "\"\n",
+             9, "admin.users[0].name", "without ':'");
+  checkError(std::string(kMinimal) + "admin:\n  listen: 127.0.0.1:9443\n  users:\n    - name: a\n"
+                                     "      password_hash: \"" + hash + "\"\n    - name: a\n      password_hash: \"" +
+                 hash + "\"\n",
+             11, "admin.users[1].name", "listed twice");
+  checkError(std::string(kMinimal) + "admin:\n  listen: 127.0.0.1:9443\n  max_connections: 0\n", 8,
+             "admin.max_connections", "out of range");
+  checkError(std::string(kMinimal) + "admin:\n  listen: 127.0.0.1:6380\n", 7, "admin.listen",
+             "also the listen address of databases[0]");
 }

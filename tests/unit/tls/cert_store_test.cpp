@@ -366,3 +366,50 @@ TEST_CASE("cert names: parse, files, watcher list") {
   CHECK((namedReason(CertName::kProxy, "x") == "x"));
   CHECK((namedReason(CertName::kApi, "x") == "certificate api: x"));
 }
+
+TEST_CASE("CertStore: the control floor rebuilds only api and metrics_exporter; "
+          "a new mtls_trusted_ca rebuilds api; liveGenerations follows the contexts") {
+  CertStore store;
+  {
+    CertTransaction txn = store.begin();
+    txn.stage(CertName::kProxy, bundleFor(CertName::kProxy));
+    txn.stage(CertName::kApi, bundleFor(CertName::kApi, named("api")));
+    REQUIRE(txn.commit().ok());
+  }
+  CHECK((store.current(CertName::kApi)->policy().min_version == TlsVersion::k1_2));
+
+  TlsPolicy control;
+  control.control_min_version = TlsVersion::k1_3;
+  CertTransaction txn = store.begin();
+  txn.setPolicy(control);
+  auto changes = txn.commit();
+  REQUIRE(changes.ok());
+  REQUIRE(changes->size() == 1);
+  CHECK(((*changes)[0].name == CertName::kApi));
+  CHECK((store.current(CertName::kApi)->policy().min_version == TlsVersion::k1_3));
+  CHECK(store.current(CertName::kApi)->generation() == 2);
+  CHECK((store.current(CertName::kProxy)->policy().min_version == TlsVersion::k1_2));
+  CHECK(store.current(CertName::kProxy)->generation() == 1);
+
+  // The client CA changes what the api context asks of clients: api is rebuilt.
+  ThreeLevelChain chain;
+  CertBundle ca;
+  ca.cert_pem = certPem(chain.root.get());
+  ca.cert_source = "/certs/mtls_trusted_ca.pem";
+  CertTransaction with_ca = store.begin();
+  with_ca.stage(CertName::kMtlsTrustedCa, ca);
+  auto ca_changes = with_ca.commit();
+  REQUIRE(ca_changes.ok());
+  CHECK(ca_changes->size() == 2);
+  CHECK(store.current(CertName::kApi)->generation() == 3);
+
+  // The change lists hold the older contexts; once they are gone, only the
+  // current one is alive.
+  CHECK(store.liveGenerations(CertName::kApi).size() == 3);
+  changes = Error{"released"};
+  ca_changes = Error{"released"};
+  auto live = store.liveGenerations(CertName::kApi);
+  REQUIRE(live.size() == 1);
+  CHECK(live[0].first == 3);
+  CHECK(live[0].second == 0);
+}
