@@ -612,20 +612,21 @@ def wait_for_admin(sg: Shardgate, timeout: float = STARTUP_TIMEOUT_S) -> int:
 
 @pytest.fixture
 def admin_shardgate(procs, tmp_path, admin_password_hash):
-    """Factory: admin_shardgate(databases, admin={...} | None, name=..., api_ca=...,
-    tls=..., **top) starts a shardgate with the admin API on 127.0.0.1:0 (its
-    admin section merged over listen and the one user ADMIN_USER/ADMIN_PASSWORD;
-    admin=None: no admin API). Every config named in one test shares
+    """Factory: admin_shardgate(databases, admin={...}, api=True, name=..., api_ca=...,
+    tls=..., **top) starts a shardgate with the admin API on 127.0.0.1:0 (the
+    admin dict merged over listen and the one user ADMIN_USER/ADMIN_PASSWORD;
+    api=False: no admin section at all). Every config named in one test shares
     tmp_path/certs; a name started again (a restart) gets a fresh log file."""
     logs: set[str] = set()
 
-    def start(databases: list[dict], admin: dict | None = {}, name: str = "shardgate",
-              api_ca: Path | None = None, tls: dict | None = None, **top) -> AdminShardgate:
+    def start(databases: list[dict], admin: dict | None = None, api: bool = True,
+              name: str = "shardgate", api_ca: Path | None = None, tls: dict | None = None,
+              **top) -> AdminShardgate:
         require_binary()
-        if admin is not None:
+        if api:
             section = {"listen": "127.0.0.1:0",
                        "users": [{"name": ADMIN_USER, "password_hash": admin_password_hash}]}
-            section.update(admin)
+            section.update(admin or {})
             top["admin"] = section
         config_path = write_config(tmp_path, databases, tls, name=f"{name}.yaml", **top)
         log_name = f"{name}.log"
@@ -638,7 +639,7 @@ def admin_shardgate(procs, tmp_path, admin_password_hash):
         proc = procs.start([SHARDGATE_BIN, "--config", config_path], log_path, cwd=REPO)
         sg = AdminShardgate(proc=proc, config_path=config_path, log_path=log_path, api_ca=api_ca)
         sg.ports = wait_for_listening(sg, [d["name"] for d in databases])
-        if admin is not None:
+        if api:
             sg.api_port = wait_for_admin(sg)
         return sg
 

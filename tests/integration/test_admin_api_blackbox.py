@@ -14,7 +14,6 @@ import base64
 import datetime as dt
 import hashlib
 import json
-import os
 import re
 import select
 import signal
@@ -31,7 +30,7 @@ import redis
 
 from certs import CA, Pair, run_openssl
 from conftest import (ADMIN_PASSWORD, ADMIN_USER, AdminShardgate, database, recv_until,
-                      recv_until_eof, run_shardgate, s_client, stop_process)
+                      run_shardgate, s_client, stop_process)
 
 PROXY_FILES = ("proxy_cert.pem", "proxy_key.pem")
 API_FILES = ("api_cert.pem", "api_key.pem")
@@ -304,7 +303,7 @@ def env(tmp_path, redis_server, admin_shardgate):
                           client_ca if trust_clients else None)
         backend = redis_server()
         dbs = databases or [database("db1", 0, backend.address)]
-        sg = admin_shardgate(dbs, admin=admin or {}, api_ca=server_ca.cert, **top)
+        sg = admin_shardgate(dbs, admin=admin, api_ca=server_ca.cert, **top)
         return Env(sg=sg, server_ca=server_ca, client_ca=client_ca, proxy_pair=proxy_pair,
                    api_pair=api_pair, backend=backend)
 
@@ -381,11 +380,12 @@ def test_repeated_failures_from_one_address_are_slowed_down(env):
         r = e.sg.curl("GET", "/v1/cluster", user=(ADMIN_USER, "wrong"), timeout=30)
         assert_error(r, 401)
         times.append(r.elapsed)
+    # Measured against the first one (a password check alone, however slow
+    # this machine is right now): the added wait grows, and stays bounded.
+    added = [round(t - times[0], 2) for t in times]
     assert all(t < 20 for t in times), f"a failure took unbounded time: {times}"
-    assert times[-1] > times[0] + 0.5, f"no slowing down after 5 failures: {times}"
-    assert times[-1] > times[1], f"the wait does not grow: {times}"
-    assert sum(1 for a, b in zip(times[1:], times[2:]) if b > a) >= 2, \
-        f"the wait does not grow from failure to failure: {times}"
+    assert added[-1] >= 1.0, f"no slowing down after 4 failures: added waits {added}"
+    assert added[-1] > added[2] + 0.3, f"the wait does not grow: added waits {added}"
     # The right password still gets in (after its wait), and clears the count.
     r = e.sg.curl("GET", "/v1/cluster", timeout=30)
     assert r.status == 200, str(r)
@@ -613,6 +613,13 @@ def _garbage_pem() -> str:
     return "-----BEGIN CERTIFICATE-----\nTUlJQm5vdCBhIGNlcnRpZmljYXRl\n-----END CERTIFICATE-----\n"
 
 
+def _out_of_order(e: Env) -> str:
+    """The intermediate first, then the leaf it issued."""
+    inter = intermediate_ca(e.server_ca, e.server_ca.dir.parent / "inter-ca")
+    leaf = inter.issue(0x3002)
+    return update_body("proxy", leaf, cert=inter.cert.read_bytes() + leaf.cert_pem)
+
+
 # (case, expected status, body maker)
 ERROR_CASES = [
     ("malformed_pem", 400, lambda e: update_body("proxy", cert=_garbage_pem(),
@@ -625,6 +632,7 @@ ERROR_CASES = [
     ("encrypted_key", 400, lambda e: (lambda p: update_body("proxy", p, key=run_openssl(
         "pkey", "-in", p.key, "-aes256", "-passout", "pass:secret", cwd=p.key.parent)))(
         e.new_pair())),
+    ("chain_out_of_order", 400, lambda e: _out_of_order(e)),
     ("missing_key", 400, lambda e: json.dumps({"name": "proxy",
                                                "certificate": e.new_pair().cert_pem.decode()})),
     ("not_json", 400, lambda e: "{\"name\": \"proxy\", "),
@@ -955,7 +963,7 @@ def test_bdbs_lists_each_database(env, redis_server):
         assert "connections" in d, d
 
 
-def test_bdbs_shows_shard_state(env):
+def test_bdbs_shows_shard_state_and_connections(env):
     e = env()
     held = HeldRedisPy(e.data_port, e.server_ca.cert)
     try:
@@ -963,6 +971,9 @@ def test_bdbs_shows_shard_state(env):
         d = e.sg.curl("GET", "/v1/bdbs").json()[0]
         for shard in d["shards"]:
             assert shard.get("state") in ("up", "down"), f"no shard state in {d}"
+            assert shard.get("since") or shard.get("state_since"), f"no 'since when' in {d}"
+        assert isinstance(d.get("connections"), int) and d["connections"] >= 1, \
+            f"the held client is not counted for its database: {d}"
     finally:
         held.close()
 
@@ -1076,7 +1087,7 @@ def test_two_shardgates_sharing_cert_dir_both_serve_an_update(env, admin_shardga
     e = env()
     other_backend = redis_server()
     # The second one has no admin API: it learns of the update from the files.
-    b = admin_shardgate([database("db1", 0, other_backend.address)], admin=None, name="second")
+    b = admin_shardgate([database("db1", 0, other_backend.address)], api=False, name="second")
     assert served_fingerprint(b.port("db1"), e.server_ca.cert) == fingerprint(
         e.proxy_pair.cert_pem)
     held = HeldRedisPy(b.port("db1"), e.server_ca.cert)
@@ -1104,6 +1115,9 @@ def test_soak_100_rotations_with_a_held_client(env):
     # 20 distinct leaves in turn: every call replaces the one served.
     distinct = [e.new_pair() for _ in range(20)]
     pairs = [distinct[i % len(distinct)] for i in range(rotations)]
+    # Automation logs in with its client certificate (a password check costs
+    # a deliberate scrypt, up to a second each on a loaded machine).
+    robot = issue_client(e.client_ca, "robot", "rotation-robot", 0x99)
     held = HeldRedisPy(e.data_port, e.server_ca.cert)
     stop = threading.Event()
     errors: list[str] = []
@@ -1133,7 +1147,7 @@ def test_soak_100_rotations_with_a_held_client(env):
         for n, pair in enumerate(pairs):
             assert time.monotonic() - started < deadline_s, f"only {n} rotations in {deadline_s} s"
             r = e.sg.curl("PUT", "/v1/cluster/update_cert", update_body("proxy", pair),
-                          timeout=30)
+                          auth=False, cert=robot.cert, key=robot.key, timeout=30)
             assert r.status == 200, f"rotation {n}: {r}"
             generations.append(r.json()["generation"])
             assert not errors, errors[:5]
