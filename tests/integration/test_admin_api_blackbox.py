@@ -680,6 +680,38 @@ def test_update_cert_refusals_change_nothing(env, case, status, make):
         held.close()
 
 
+def test_parallel_update_certs_leave_files_and_served_certificate_in_agreement(env):
+    # Eight updates at once, each with its own leaf: whichever is applied
+    # last, the files, the served certificate and the listing agree on it.
+    e = env()
+    robot = issue_client(e.client_ca, "robot", "rotation-robot", 0x99)
+    pairs = [e.new_pair() for _ in range(8)]
+    results: list = [None] * len(pairs)
+
+    def update(i: int) -> None:
+        results[i] = e.sg.curl("PUT", "/v1/cluster/update_cert", update_body("proxy", pairs[i]),
+                               auth=False, cert=robot.cert, key=robot.key)
+
+    threads = [threading.Thread(target=update, args=(i,)) for i in range(len(pairs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert all(r is not None and r.status == 200 for r in results), [str(r) for r in results]
+    generations = [r.json()["generation"] for r in results]
+    assert len(set(generations)) == len(generations), generations
+    last = pairs[generations.index(max(generations))]
+    # Let the directory watch see the last writes, then compare.
+    time.sleep(0.5)
+    assert fingerprint((e.cert_dir / "proxy_cert.pem").read_bytes()) == fingerprint(last.cert_pem)
+    assert (e.cert_dir / "proxy_key.pem").read_bytes().strip() == last.key_pem.strip()
+    assert e.served_proxy_fp() == fingerprint(last.cert_pem)
+    listed = {c["name"]: c for c in e.sg.curl("GET", "/v1/cluster/certificates").json()[
+        "certificates"]}["proxy"]
+    assert norm_fingerprint(field_with(listed, "fingerprint")) == fingerprint(last.cert_pem)
+    assert listed["generation"] == max(generations), listed
+
+
 # ---------------------------------------------------------------- PUT/GET certificates
 
 
@@ -905,6 +937,35 @@ def test_cluster_settings_survive_sighup(env):
     assert e.sg.curl("GET", "/v1/cluster").json()["min_data_TLS_version"] == "1.3"
     rc, out = s_client(e.data_port, "-tls1_2", "-CAfile", str(e.server_ca.cert))
     assert rc != 0 and "+PONG" not in out, out
+
+
+def test_cluster_null_removes_the_override_and_changes_are_audited(env):
+    e = env()
+    r = e.sg.curl("PUT", "/v1/cluster", json.dumps({"min_data_TLS_version": "1.3"}))
+    assert r.status == 200, str(r)
+    audit = [ln for ln in e.log().splitlines() if "audit" in ln and "/v1/cluster" in ln]
+    assert audit, e.log()[-3000:]
+    assert all(w in audit[-1] for w in (ADMIN_USER, "127.0.0.1", "min_data_TLS_version",
+                                        "200")), audit[-1]
+    r = e.sg.curl("PUT", "/v1/cluster", json.dumps({"min_data_TLS_version": None}))
+    assert r.status == 200, str(r)
+    assert r.json()["min_data_TLS_version"] == "1.2", r.json()
+    rc, out = s_client(e.data_port, "-tls1_2", "-CAfile", str(e.server_ca.cert))
+    assert "+PONG" in out, out
+
+
+def test_malformed_persisted_settings_stop_the_start_naming_the_file(env):
+    e = env()
+    r = e.sg.curl("PUT", "/v1/cluster", json.dumps({"min_data_TLS_version": "1.3"}))
+    assert r.status == 200, str(r)
+    stop_process(e.sg.proc)
+    persisted = [p for p in e.cert_dir.iterdir() if p.suffix == ".json"]
+    assert len(persisted) == 1, sorted(p.name for p in e.cert_dir.iterdir())
+    persisted[0].write_text("{ not json")
+    for args in (["--config", e.sg.config_path, "--check-config"], ["--config", e.sg.config_path]):
+        done = run_shardgate(args, timeout=15)
+        assert done.returncode != 0, done.stdout + done.stderr
+        assert persisted[0].name in done.stdout + done.stderr, done.stdout + done.stderr
 
 
 def test_get_certificates_shows_a_failed_reload_next_to_the_certificate_in_use(env):
