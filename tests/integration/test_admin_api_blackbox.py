@@ -458,6 +458,9 @@ def test_client_certificate_not_chaining_to_trusted_ca_is_401(env, tmp_path):
     r = e.sg.curl("GET", "/v1/cluster", auth=False, cert=e.proxy_pair.cert,
                   key=e.proxy_pair.key)
     assert_error(r, 401)
+    # An untrusted certificate is ignored, not held against the password.
+    r = e.sg.curl("GET", "/v1/cluster", cert=client.cert, key=client.key)
+    assert r.status == 200, str(r)
 
 
 def test_hash_password_is_salted_and_never_the_password(admin_password_hash):
@@ -1067,7 +1070,9 @@ def test_slow_client_is_closed_after_request_timeout(env):
     timeout_ms = 1000
     e = env(admin={"request_timeout_ms": timeout_ms})
     sock = tls_data_socket(e.sg.api_port, e.server_ca.cert)
-    sock.settimeout(1.0)
+    # Readable may mean a TLS 1.3 session ticket and no data: a short timeout
+    # on recv is "nothing yet", not "closed".
+    sock.settimeout(0.05)
     # Headers trickle in a byte every 50 ms and never end: only a
     # whole-request timeout (not an idle one) closes this.
     trickle = b"GET /v1/cluster HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 400
@@ -1091,7 +1096,7 @@ def test_slow_client_is_closed_after_request_timeout(env):
             if readable or sock.pending():
                 try:
                     chunk = sock.recv(65536)
-                except ssl.SSLWantReadError:
+                except (ssl.SSLWantReadError, TimeoutError):
                     continue
                 except (OSError, ssl.SSLError):
                     closed = True
@@ -1104,7 +1109,7 @@ def test_slow_client_is_closed_after_request_timeout(env):
         assert closed, f"a slow client is still connected after {elapsed:.1f} s ({sent} bytes sent)"
         assert elapsed >= timeout_ms / 1000 * 0.8, f"closed too early: {elapsed:.2f} s {data!r}"
         assert elapsed <= timeout_ms / 1000 + 2.0, f"closed too late: {elapsed:.2f} s"
-        assert sent < len(trickle), "the whole trickle went through: the test proved nothing"
+        assert 5 < sent < len(trickle), f"{sent} bytes of the trickle sent: the test proved nothing"
         assert not data or b" 408 " in data.split(b"\r\n", 1)[0], data
     finally:
         sock.close()
