@@ -1115,6 +1115,60 @@ def test_slow_client_is_closed_after_request_timeout(env):
         sock.close()
 
 
+def test_silent_connection_is_closed_after_request_timeout(env):
+    # A TCP connection that never starts its TLS handshake holds a slot of
+    # max_connections: it too is closed once the request time is up.
+    timeout_ms = 1000
+    e = env(admin={"request_timeout_ms": timeout_ms})
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", e.sg.api_port), timeout=timeout_ms / 1000 + 5) as s:
+        try:
+            data = s.recv(1024)
+        except ConnectionResetError:
+            data = b""
+        elapsed = time.monotonic() - started
+    assert data == b"", data
+    assert timeout_ms / 1000 * 0.8 <= elapsed <= timeout_ms / 1000 + 2.0, \
+        f"a silent connection was closed after {elapsed:.2f} s"
+
+
+def test_chunked_body_is_read_and_bounded_like_any_other(env):
+    e = env(admin={"max_body_bytes": 4096})
+    before = snapshot(e.cert_dir)
+    chunked = ("-H", "Transfer-Encoding: chunked")
+    item = json.loads(update_body("proxy", e.new_pair()))
+    item["padding"] = "x" * 16384
+    r = e.sg.curl("PUT", "/v1/cluster/update_cert", json.dumps(item), extra=chunked)
+    assert_error(r, 413)
+    assert snapshot(e.cert_dir) == before
+    good = e.new_pair()
+    r = e.sg.curl("PUT", "/v1/cluster/update_cert", update_body("proxy", good), extra=chunked)
+    assert r.status == 200, str(r)
+    assert e.served_proxy_fp() == fingerprint(good.cert_pem)
+
+
+def test_pipelined_requests_are_answered_in_order(env):
+    e = env()
+    auth = base64.b64encode(f"{ADMIN_USER}:{ADMIN_PASSWORD}".encode()).decode()
+    one = (f"GET /v1/cluster HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+           f"Authorization: Basic {auth}\r\n\r\n")
+    two = (f"GET /v1/bdbs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+           f"Authorization: Basic {auth}\r\n\r\n")
+    with tls_data_socket(e.sg.api_port, e.server_ca.cert) as sock:
+        sock.sendall((one + two).encode())
+        data = b""
+        deadline = time.monotonic() + 20
+        while data.count(b"HTTP/1.1 ") < 2 or not data.rstrip().endswith(b"]"):
+            assert time.monotonic() < deadline, f"two answers expected, got {data!r}"
+            chunk = recv_until(sock, b"]", timeout=2)
+            if not chunk:
+                continue
+            data += chunk
+    first, second = data.split(b"HTTP/1.1 ")[1:3]
+    assert first.startswith(b"200") and b"min_data_TLS_version" in first, data
+    assert second.startswith(b"200") and b'"db1"' in second, data
+
+
 def test_connections_over_max_connections_are_refused_others_fine(env):
     cap = 3
     e = env(admin={"max_connections": cap, "request_timeout_ms": 30000})
