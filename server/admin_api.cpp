@@ -2,7 +2,26 @@
 
 #include <spdlog/spdlog.h>
 
+#include <exception>
+
 namespace shardgate::server {
+
+std::string logSafe(std::string_view text) {
+  // What a client sent (a user name, a path, a body) goes into log lines: no
+  // control character may start a forged line, and a line stays short.
+  constexpr size_t kMaxLogged = 1024;
+  std::string out;
+  for (char c : text.substr(0, kMaxLogged)) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      out += fmt::format("\\x{:02x}", u);
+    } else {
+      out += c;
+    }
+  }
+  if (text.size() > kMaxLogged) out += "...";
+  return out;
+}
 
 http::Response jsonResponse(int status, std::string body) {
   http::Response r;
@@ -52,7 +71,17 @@ void AdminApi::handle(const http::Request& request, http::Respond respond) {
       respond(std::move(outcome.refusal));
       return;
     }
-    route(request, outcome.who, respond);
+    // This may run from a libuv callback (a verification that finished on
+    // the thread pool), where no exception may pass: an endpoint that throws
+    // answers 500.
+    try {
+      route(request, outcome.who, respond);
+    } catch (const std::exception& e) {
+      spdlog::error("admin API: {} {} from {}: {}", request.method, logSafe(request.path), request.peer, e.what());
+      respond(http::errorResponse(500, "internal_error", "the request could not be handled"));
+    } catch (...) {
+      respond(http::errorResponse(500, "internal_error", "the request could not be handled"));
+    }
   });
 }
 
@@ -99,7 +128,7 @@ void AdminApi::audit(const http::Request& request, const std::string& who, const
   // back to the client (never a key: no endpoint echoes one).
   std::string result = std::to_string(response.status);
   if (response.status >= 400) result += " " + response.body;
-  spdlog::info("audit: {} from {}: {}: {}", who, request.peer, what, result);
+  spdlog::info("audit: {} from {}: {}: {}", logSafe(who), request.peer, logSafe(what), logSafe(result));
 }
 
 }  // namespace shardgate::server

@@ -18,6 +18,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -85,5 +86,8 @@ class AdminApi {
 
 // An answer with a JSON body.
 http::Response jsonResponse(int status, std::string body);
+// Client-supplied text made fit for one log line: control characters as
+// \xNN, at most 1 KiB.
+std::string logSafe(std::string_view text);
 
 }  // namespace shardgate::server

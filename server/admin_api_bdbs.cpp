@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "server/admin_api.h"
+#include "server/admin_json.h"
 
 namespace shardgate::server {
 
@@ -60,7 +61,7 @@ http::Response AdminApi::getBdbs() {
         {"process_client_connections", host_.clientConnections()},
     });
   }
-  return jsonResponse(200, list.dump());
+  return jsonResponse(200, dumpJson(list));
 }
 
 }  // namespace shardgate::server

@@ -21,6 +21,7 @@
 #include <set>
 
 #include "server/admin_api.h"
+#include "server/admin_json.h"
 #include "tls/cert_files.h"
 
 namespace shardgate::server {
@@ -197,8 +198,8 @@ http::Response applyItems(AdminHost& host, std::vector<Item> items, bool single)
     }
   }
   // Other certificates the change rebuilt (the api context when its client CA changed) are not listed.
-  if (single) return jsonResponse(200, applied[0].dump());
-  return jsonResponse(200, json{{"certificates", applied}}.dump());
+  if (single) return jsonResponse(200, dumpJson(applied[0]));
+  return jsonResponse(200, dumpJson(json{{"certificates", applied}}));
 }
 
 }  // namespace
@@ -263,7 +264,7 @@ http::Response AdminApi::getCertificates() {
   json out = {{"certificates", list}};
   const std::string failure = host_.lastCertFailure();
   out["last_reload_failure"] = failure.empty() ? json(nullptr) : json(failure);
-  return jsonResponse(200, out.dump());
+  return jsonResponse(200, dumpJson(out));
 }
 
 }  // namespace shardgate::server

@@ -6,6 +6,7 @@
 #include <cctype>
 
 #include "common/uv_handle.h"
+#include "server/admin_api.h"
 
 namespace shardgate::server {
 
@@ -203,7 +204,7 @@ void AdminAuth::finished(Pending& pending, bool ok) {
   it->second.last_ms = uv_now(loop_);
   spdlog::warn("admin API: failed login for user \"{}\" from {} ({} failure(s) in a row from that address; "
                "its next attempt waits {} ms)",
-               pending.user, pending.host, it->second.count, delayFor(it->second.count));
+               logSafe(pending.user), pending.host, it->second.count, delayFor(it->second.count));
   pending.done(Outcome{false, "user " + pending.user, unauthorized("wrong user name or password")});
 }
 

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "server/admin_json.h"
 #include "tls/cert_files.h"
 
 namespace shardgate::server {
@@ -89,7 +90,7 @@ Status saveClusterSettings(const std::string& cert_dir, const ClusterSettings& s
   }
   if (settings.data_cipher_list) doc["data_cipher_list"] = *settings.data_cipher_list;
   if (settings.data_cipher_suites_tls_1_3) doc["data_cipher_suites_tls_1_3"] = *settings.data_cipher_suites_tls_1_3;
-  return tls::writeFileAtomic(clusterSettingsPath(cert_dir), doc.dump(2) + "\n", 0644);
+  return tls::writeFileAtomic(clusterSettingsPath(cert_dir), doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n", 0644);
 }
 
 Status applyClusterSettingsJson(const std::string& json_text, ClusterSettings& settings) {
@@ -105,7 +106,7 @@ std::string clusterSettingsJson(const tls::TlsPolicy& effective) {
       {"data_cipher_list", effective.ciphers},
       {"data_cipher_suites_tls_1_3", effective.ciphersuites},
   };
-  return doc.dump();
+  return dumpJson(doc);
 }
 
 Result<tls::TlsPolicy> effectivePolicy(const tls::TlsPolicy& from_config, const ClusterSettings& settings) {

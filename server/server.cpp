@@ -231,6 +231,10 @@ Status Server::startAdminApi() {
                ctx ? ctx->certInfo().subject : "?", ctx ? ctx->certInfo().not_after : "?",
                ctx ? ctx->certInfo().sha256_fingerprint : "?", config_.admin.users.size(),
                client_certs ? ", client certificates from mtls_trusted_ca.pem accepted" : "");
+  if (config_.admin.users.empty() && !client_certs) {
+    spdlog::warn("admin API: no admin.users and no mtls_trusted_ca.pem in {}: every request will get 401 "
+                 "(add a user with a hash from shardgate --hash-password)", config_.cert_dir);
+  }
   return {};
 }
 
