@@ -504,3 +504,143 @@ def negotiated_cipher(output: str) -> str | None:
 
 def openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
+
+
+# ---------------------------------------------------------------- admin API
+
+ADMIN_USER = "admin"
+ADMIN_PASSWORD = "correct horse battery staple"
+
+_ADMIN_LISTENING = re.compile(r"\badmin API listening on (\S+):(\d+) ")
+
+
+def hash_password(password: str) -> str:
+    """What `shardgate --hash-password` prints for `password` given on stdin."""
+    require_binary()
+    proc = subprocess.run([str(SHARDGATE_BIN), "--hash-password"], input=password + "\n",
+                          capture_output=True, text=True, timeout=30, cwd=REPO)
+    assert proc.returncode == 0, f"--hash-password failed ({proc.returncode}): {proc.stderr}"
+    return proc.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def admin_password_hash() -> str:
+    """One hash of ADMIN_PASSWORD per test session (hashing is slow by design)."""
+    return hash_password(ADMIN_PASSWORD)
+
+
+@dataclass
+class CurlResult:
+    exit_code: int      # curl's own: 0, or why no answer came (35: TLS, 56: recv, ...)
+    status: int | None  # the HTTP status; None when no answer came
+    headers: dict[str, str]  # names lower-case
+    body: bytes
+    stderr: str
+    elapsed: float      # seconds, measured around the curl process
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __str__(self) -> str:
+        return (f"curl exit {self.exit_code}, HTTP {self.status}, {self.elapsed:.2f} s\n"
+                f"headers: {self.headers}\nbody: {self.body[:4000]!r}\nstderr: {self.stderr}")
+
+
+def curl(port: int, method: str, path: str, *, cacert: Path | str, body: bytes | str | None = None,
+         user: tuple[str, str] | None = None, cert: Path | None = None, key: Path | None = None,
+         extra: tuple[str, ...] = (), timeout: float = 30.0) -> CurlResult:
+    """One request with the real curl over HTTPS to 127.0.0.1:port, verifying the
+    server with --cacert; basic auth with -u, a client certificate with --cert/--key."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="curl-") as tmp:
+        out, hdr = Path(tmp) / "body", Path(tmp) / "headers"
+        args = ["curl", "-sS", "--cacert", str(cacert), "-X", method, "-o", str(out),
+                "-D", str(hdr), "-w", "%{http_code}", "--max-time", str(timeout)]
+        if user is not None:
+            args += ["-u", f"{user[0]}:{user[1]}"]
+        if cert is not None:
+            args += ["--cert", str(cert), "--key", str(key)]
+        if body is not None:
+            data = Path(tmp) / "request"
+            data.write_bytes(body.encode() if isinstance(body, str) else body)
+            args += ["-H", "Content-Type: application/json", "--data-binary", f"@{data}"]
+        args += [*extra, f"https://127.0.0.1:{port}{path}"]
+        started = time.monotonic()
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout + 10)
+        elapsed = time.monotonic() - started
+        code = proc.stdout.strip()
+        status = int(code) if code.isdigit() and int(code) != 0 else None
+        headers: dict[str, str] = {}
+        if hdr.exists():
+            for line in hdr.read_text(errors="replace").splitlines():
+                if ":" in line:
+                    name, value = line.split(":", 1)
+                    headers[name.strip().lower()] = value.strip()
+        return CurlResult(proc.returncode, status, headers,
+                          out.read_bytes() if out.exists() else b"", proc.stderr, elapsed)
+
+
+@dataclass
+class AdminShardgate(Shardgate):
+    """A shardgate with the admin API on; api_port is 0 when it has none."""
+    api_port: int = 0
+    api_ca: Path | None = None  # what clients verify the api certificate with
+
+    def curl(self, method: str, path: str, body=None, *, auth: bool = True,
+             user: tuple[str, str] | None = None, **kw) -> CurlResult:
+        """curl against this shardgate's admin API; with the configured user's
+        password unless auth=False or another user is given."""
+        if user is None and auth:
+            user = (ADMIN_USER, ADMIN_PASSWORD)
+        return curl(self.api_port, method, path, cacert=self.api_ca or self.cert_dir / "api_cert.pem",
+                    body=body, user=user, **kw)
+
+
+def wait_for_admin(sg: Shardgate, timeout: float = STARTUP_TIMEOUT_S) -> int:
+    """The admin API's port from shardgate's start-up log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        m = _ADMIN_LISTENING.search(sg.log())
+        if m:
+            return int(m.group(2))
+        if sg.proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"no 'admin API listening' line (exit code {sg.proc.poll()})\n"
+                        f"shardgate log:\n{sg.log()}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def admin_shardgate(procs, tmp_path, admin_password_hash):
+    """Factory: admin_shardgate(databases, admin={...}, api=True, name=..., api_ca=...,
+    tls=..., **top) starts a shardgate with the admin API on 127.0.0.1:0 (the
+    admin dict merged over listen and the one user ADMIN_USER/ADMIN_PASSWORD;
+    api=False: no admin section at all). Every config named in one test shares
+    tmp_path/certs; a name started again (a restart) gets a fresh log file."""
+    logs: set[str] = set()
+
+    def start(databases: list[dict], admin: dict | None = None, api: bool = True,
+              name: str = "shardgate", api_ca: Path | None = None, tls: dict | None = None,
+              **top) -> AdminShardgate:
+        require_binary()
+        if api:
+            section = {"listen": "127.0.0.1:0",
+                       "users": [{"name": ADMIN_USER, "password_hash": admin_password_hash}]}
+            section.update(admin or {})
+            top["admin"] = section
+        config_path = write_config(tmp_path, databases, tls, name=f"{name}.yaml", **top)
+        log_name = f"{name}.log"
+        n = 0
+        while log_name in logs:
+            n += 1
+            log_name = f"{name}-{n}.log"
+        logs.add(log_name)
+        log_path = tmp_path / log_name
+        proc = procs.start([SHARDGATE_BIN, "--config", config_path], log_path, cwd=REPO)
+        sg = AdminShardgate(proc=proc, config_path=config_path, log_path=log_path, api_ca=api_ca)
+        sg.ports = wait_for_listening(sg, [d["name"] for d in databases])
+        if api:
+            sg.api_port = wait_for_admin(sg)
+        return sg
+
+    return start
