@@ -184,10 +184,14 @@ http::Response applyItems(AdminHost& host, std::vector<Item> items, bool single)
     if (change != nullptr) {
       applied.push_back(describeChange(*change));
     } else {
-      // The same certificate as served: nothing to change, still a success.
-      json same = {{"name", tls::toString(item.name)}, {"unchanged", true}};
-      if (auto ctx = store.current(item.name)) same["generation"] = ctx->generation();
-      applied.push_back(same);
+      // The same certificate as served: nothing to change, still a success,
+      // answered in the same shape so a script run twice reads the same fields.
+      tls::CertChange same;
+      same.name = item.name;
+      same.context = store.current(item.name);
+      json described = describeChange(same);
+      described["unchanged"] = true;
+      applied.push_back(described);
     }
     if (change != nullptr && change->context) {
       const tls::CertInfo& info = change->context->certInfo();

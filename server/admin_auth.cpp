@@ -132,6 +132,27 @@ void AdminAuth::authenticate(const http::Request& request, Done done) {
   pending->hash = pending->known_user ? it->second : dummy_;
   pending->done = std::move(done);
 
+  auto [turn, first] = turns_.try_emplace(pending->host);
+  if (!first) {
+    turn->second.waiting.push_back(std::move(pending));
+    return;
+  }
+  schedule(std::move(pending));
+}
+
+void AdminAuth::next(const std::string& host) {
+  auto turn = turns_.find(host);
+  if (turn == turns_.end()) return;
+  if (turn->second.waiting.empty()) {
+    turns_.erase(turn);
+    return;
+  }
+  std::unique_ptr<Pending> p = std::move(turn->second.waiting.front());
+  turn->second.waiting.pop_front();
+  schedule(std::move(p));
+}
+
+void AdminAuth::schedule(std::unique_ptr<Pending> pending) {
   uint64_t wait = 0;
   if (auto f = failures_.find(pending->host); f != failures_.end()) {
     const uint64_t due = f->second.last_ms + delayFor(f->second.count);
@@ -179,9 +200,12 @@ void AdminAuth::verify(std::unique_ptr<Pending> pending) {
 }
 
 void AdminAuth::finished(Pending& pending, bool ok) {
+  // The host is copied: done() may free what pending points into.
+  const std::string host = pending.host;
   if (ok) {
-    failures_.erase(pending.host);
+    failures_.erase(host);
     pending.done(Outcome{true, "user " + pending.user, {}});
+    next(host);
     return;
   }
   auto it = failures_.find(pending.host);
@@ -206,6 +230,7 @@ void AdminAuth::finished(Pending& pending, bool ok) {
                "its next attempt waits {} ms)",
                logSafe(pending.user), pending.host, it->second.count, delayFor(it->second.count));
   pending.done(Outcome{false, "user " + pending.user, unauthorized("wrong user name or password")});
+  next(host);
 }
 
 }  // namespace shardgate::server

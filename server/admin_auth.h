@@ -10,7 +10,8 @@
 //
 // Repeated failures from one address are slowed down: each one doubles the
 // wait before that address's next verification (from 250 ms up to 8 s), a
-// success clears it. The table of addresses is bounded (the oldest entry
+// success clears it. One address has one verification at a time; the rest
+// queue behind it, so guesses sent in parallel wait like guesses in a row. The table of addresses is bounded (the oldest entry
 // goes first), so a scan from many addresses cannot grow it.
 // Control thread only.
 #pragma once
@@ -18,6 +19,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -65,7 +67,15 @@ class AdminAuth {
     uint64_t last_ms = 0;
   };
   struct Pending;
+  // An address with a verification under way, and what queues behind it.
+  struct Turn {
+    std::deque<std::unique_ptr<Pending>> waiting;
+  };
 
+  // Waits as the address's failures say, then verifies.
+  void schedule(std::unique_ptr<Pending> pending);
+  // The address's verification ended: the next one in its queue goes.
+  void next(const std::string& host);
   void verify(std::unique_ptr<Pending> pending);
   void finished(Pending& pending, bool ok);
 
@@ -74,6 +84,8 @@ class AdminAuth {
   // Used for unknown user names, so a wrong name costs as long as a wrong password.
   tls::PasswordHash dummy_;
   std::unordered_map<std::string, Failures> failures_;
+  // Bounded by the admin connection cap: a connection has one request at a time.
+  std::unordered_map<std::string, Turn> turns_;
   std::shared_ptr<bool> alive_;
 };
 
