@@ -39,8 +39,6 @@ ClientConnection::ClientConnection(Worker& worker, const Database& db)
 void ClientConnection::accept(Worker& worker, const Database& db, int fd) {
   auto* c = new ClientConnection(worker, db);
   worker.add(c);
-  worker.stats().connections_total.add();
-  worker.stats().connections_current.add();
   c->db_stats_.accepted.add();
   c->db_stats_.current.add();
   net::Stream* stream = nullptr;
@@ -481,7 +479,6 @@ void ClientConnection::closeNow() {
   multiplex_.reset();
   if (dirty) worker_.forgetClient(this);
   worker_.remove(this);
-  worker_.stats().connections_current.sub();
   db_stats_.current.sub();
   if (handshake_done_) db_stats_.disconnections.add();
   else db_stats_.establishment_failures.add();

@@ -50,9 +50,9 @@ redis::InfoAdditions MultiplexSession::ownInfo() const {
   // The counters of the worker thread serving this connection (one per
   // worker, across all its databases).
   own.clients = "shardgate_worker_connected_clients:" +
-                std::to_string(links_host_.stats().connections_current.get()) + "\r\n";
+                std::to_string(links_host_.stats().connectionsCurrent()) + "\r\n";
   own.stats = "shardgate_worker_total_connections_received:" +
-              std::to_string(links_host_.stats().connections_total.get()) + "\r\n";
+              std::to_string(links_host_.stats().connectionsAccepted()) + "\r\n";
   return own;
 }
 

@@ -97,8 +97,6 @@ struct Stats {
   explicit Stats(size_t databases = 0)
       : db_count(databases), dbs(databases ? std::make_unique<DbStats[]>(databases) : nullptr) {}
 
-  Counter connections_total;
-  Counter connections_current;
   Counter handshakes_ok;
   Counter handshakes_resumed;
   std::array<Counter, 4> connections_by_version;  // TLS 1.0 .. 1.3
@@ -115,7 +113,18 @@ struct Stats {
   DbStats& db(size_t index) { return index < db_count ? dbs[index] : spare_; }
   const DbStats& db(size_t index) const { return index < db_count ? dbs[index] : spare_; }
 
+  // This worker's connections over all its databases, summed from theirs
+  // (read for INFO and the exit totals, never on the per-request path).
+  uint64_t connectionsAccepted() const { return sumDbs(&DbStats::accepted); }
+  uint64_t connectionsCurrent() const { return sumDbs(&DbStats::current); }
+
  private:
+  uint64_t sumDbs(Counter DbStats::*counter) const {
+    uint64_t total = (spare_.*counter).get();
+    for (size_t i = 0; i < db_count; ++i) total += (dbs[i].*counter).get();
+    return total;
+  }
+
   DbStats spare_;
 };
 

@@ -335,7 +335,7 @@ std::string Server::lastCertFailure() const {
 
 uint64_t Server::clientConnections() const {
   uint64_t total = 0;
-  for (const auto& w : workers_) total += w->stats().connections_current.get();
+  for (const auto& w : workers_) total += w->stats().connectionsCurrent();
   return total;
 }
 
@@ -538,7 +538,7 @@ void Server::logTotals() const {
   std::array<uint64_t, static_cast<size_t>(proxy::HandshakeFailure::kCount)> failed{};
   for (const auto& w : workers_) {
     const proxy::Stats& s = w->stats();
-    total += s.connections_total.get();
+    total += s.connectionsAccepted();
     ok += s.handshakes_ok.get();
     resumed += s.handshakes_resumed.get();
     backend_fail += s.backend_connect_failures.get();
