@@ -255,6 +255,7 @@ void BackendLink::fail(const std::string& why) {
     shard_stats_.errors.add();
     if (!owner_ && !reported_down_) {
       shard_stats_.down.add();
+      shard_stats_.down_changed_ms.set(ShardStats::wallClockMs());
       reported_down_ = true;
     }
   }
@@ -290,6 +291,7 @@ void BackendLink::markAvailable() {
   backoff_ms_ = 0;
   if (reported_down_) {
     shard_stats_.down.sub();
+    shard_stats_.down_changed_ms.set(ShardStats::wallClockMs());
     reported_down_ = false;
   }
   // Said only when the outage was: a shard that accepts and drops every

@@ -287,6 +287,7 @@ void ClientConnection::onConnected(int status) {
     backend_failed_ = true;
     worker_.stats().backend_connect_failures.add();
     db_stats_.shard(0).errors.add();
+    db_stats_.shard(0).markDown();
     static thread_local RateLimitedLog refused(spdlog::level::warn, "failed shard connections");
     if (auto pass = refused.admit(uv_now(worker_.loop()))) {
       spdlog::warn("db {}: shard {} unavailable: {}{}", db_.name, db_.shard, uv_strerror(status), pass);
@@ -298,6 +299,7 @@ void ClientConnection::onConnected(int status) {
   }
   // TCP_NODELAY is set by the stream; what was held went out before this.
   backend_connected_ = true;
+  db_stats_.shard(0).markUp();
   if (client_eof_ && backend_->writeIdle()) shutdownBackend();
   updateReading();
 }

@@ -1,8 +1,15 @@
 #include "proxy/stats.h"
 
+#include <chrono>
+
 #include "redis/command_table.h"
 
 namespace shardgate::proxy {
+
+uint64_t ShardStats::wallClockMs() {
+  using namespace std::chrono;
+  return static_cast<uint64_t>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+}
 
 std::string_view toString(HandshakeFailure f) {
   switch (f) {

@@ -62,10 +62,28 @@ struct LatencyHistogram {
 
 // One shard of one database, as this worker sees it.
 struct ShardStats {
-  Counter down;        // 1 while this worker's shared connection to it is failing
-  Counter reconnects;  // connection attempts after a failure
-  Counter errors;      // connections that failed (refused, lost, timed out, AUTH refused)
-  Counter in_flight;   // requests sent and not answered yet
+  // 1 while this worker's connection to it is failing: the shared link's,
+  // or (transparent databases) the last one a client's connection made.
+  Counter down;
+  Counter down_changed_ms;  // wall clock (ms since the epoch) when down last changed; 0: never
+  Counter reconnects;       // connection attempts after a failure
+  Counter errors;           // connections that failed (refused, lost, timed out, AUTH refused)
+  Counter in_flight;        // requests sent and not answered yet
+
+  // Connection outcomes, written only on a change (a connection's path
+  // reads one counter): when the admin API says since when a shard is up
+  // or down, it reads down_changed_ms.
+  void markDown() {
+    if (down.get() != 0) return;
+    down.add();
+    down_changed_ms.set(wallClockMs());
+  }
+  void markUp() {
+    if (down.get() == 0) return;
+    down.sub();
+    down_changed_ms.set(wallClockMs());
+  }
+  static uint64_t wallClockMs();
 };
 
 // Shards beyond this position in a database's shard list share the last

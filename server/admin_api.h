@@ -25,6 +25,7 @@
 #include "config/config.h"
 #include "http/http_server.h"
 #include "proxy/database.h"
+#include "proxy/stats.h"
 #include "server/admin_auth.h"
 #include "server/cluster_settings.h"
 #include "tls/cert_store.h"
@@ -46,8 +47,11 @@ class AdminHost {
   // The last failed certificate reload (empty when the last one was good).
   virtual std::string lastCertFailure() const = 0;
   virtual const std::vector<std::unique_ptr<proxy::Database>>& databases() const = 0;
-  // Client connections open now, over every worker.
-  virtual uint64_t clientConnections() const = 0;
+  // Every worker's counters (read on the control thread, summed per database).
+  virtual std::vector<const proxy::Stats*> workerStats() const = 0;
+  // When the process started, in ms since the epoch: a shard that never
+  // failed has been up since then.
+  virtual uint64_t startedUnixMs() const = 0;
 };
 
 class AdminApi {

@@ -214,10 +214,10 @@ void AdminAuth::finished(Pending& pending, bool ok) {
       // Full: the address whose last failure is oldest makes room.
       const std::string* victim = nullptr;
       uint64_t oldest = UINT64_MAX;
-      for (const auto& [host, f] : failures_) {
+      for (const auto& [address, f] : failures_) {
         if (f.last_ms < oldest) {
           oldest = f.last_ms;
-          victim = &host;
+          victim = &address;
         }
       }
       if (victim != nullptr) failures_.erase(std::string(*victim));

@@ -124,8 +124,9 @@ void addDatabaseFamilies(const MetricsInput& in, std::vector<MetricFamily>& out)
 
 void addShardFamilies(const MetricsInput& in, std::vector<MetricFamily>& out) {
   MetricFamily up = family("shardgate_shard_up", MetricType::kGauge,
-                           "1 when every worker's shared connection to the shard works (or has not been needed "
-                           "yet), 0 while one is failing and retrying (multiplexed databases)");
+                           "1 when every worker's connection to the shard works (or has not been needed yet), 0 "
+                           "while one is failing: a shared connection retrying, or a transparent database's last "
+                           "connection attempt");
   MetricFamily reconnects = family("shardgate_shard_reconnects_total", MetricType::kCounter,
                                    "Connection attempts to the shard after a failure (multiplexed databases)");
   MetricFamily errors = family("shardgate_shard_errors_total", MetricType::kCounter,
@@ -141,9 +142,9 @@ void addShardFamilies(const MetricsInput& in, std::vector<MetricFamily>& out) {
         return sumDb(in, db->index, [&](const DbStats& d) { return field(d.shard(i)); });
       };
       errors.samples.push_back({labels, get([](const ShardStats& s) { return s.errors.get(); })});
-      if (!db->multiplex) continue;
       double down = sumGauge(in, db->index, [i](const DbStats& d) { return d.shard(i).down.get(); });
       up.samples.push_back({labels, down > 0 ? 0.0 : 1.0});
+      if (!db->multiplex) continue;
       reconnects.samples.push_back({labels, get([](const ShardStats& s) { return s.reconnects.get(); })});
       in_flight.samples.push_back(
           {labels, sumGauge(in, db->index, [i](const DbStats& d) { return d.shard(i).in_flight.get(); })});

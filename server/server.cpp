@@ -333,10 +333,10 @@ std::string Server::lastCertFailure() const {
   return reloader_.lastAttemptFailed() ? reloader_.lastFailure() : std::string();
 }
 
-uint64_t Server::clientConnections() const {
-  uint64_t total = 0;
-  for (const auto& w : workers_) total += w->stats().connectionsCurrent();
-  return total;
+std::vector<const proxy::Stats*> Server::workerStats() const {
+  std::vector<const proxy::Stats*> stats;
+  for (const auto& w : workers_) stats.push_back(&w->stats());
+  return stats;
 }
 
 void Server::logListeners() const {

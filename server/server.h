@@ -75,7 +75,8 @@ class Server final : private AdminHost {
   Status updateClusterSettings(const ClusterSettings& next) override;
   std::string lastCertFailure() const override;
   const std::vector<std::unique_ptr<proxy::Database>>& databases() const override { return databases_; }
-  uint64_t clientConnections() const override;
+  std::vector<const proxy::Stats*> workerStats() const override;
+  uint64_t startedUnixMs() const override { return started_unix_ms_; }
 
   // config_.tls.policy is the effective policy: the config file's
   // (file_policy_) with the overrides persisted through the admin API.
@@ -91,6 +92,7 @@ class Server final : private AdminHost {
   uv_timer_t cert_retry_timer_{};
   uint64_t ticket_keys_rotated_ms_ = 0;
   bool maintenance_started_ = false;
+  const uint64_t started_unix_ms_ = proxy::ShardStats::wallClockMs();
   std::vector<std::unique_ptr<proxy::Worker>> workers_;
   std::unique_ptr<AdminApi> admin_api_;
   std::unique_ptr<MetricsEndpoint> metrics_;

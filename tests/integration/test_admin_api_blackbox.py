@@ -1027,22 +1027,60 @@ def test_bdbs_lists_each_database(env, redis_server):
         assert "connections" in d, d
 
 
+def _utc(text: str) -> float:
+    """An ISO 8601 UTC time as the API gives it ("2026-12-05T23:02:11Z")."""
+    import calendar
+    return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def _bdb(e, name: str) -> dict:
+    r = e.sg.curl("GET", "/v1/bdbs")
+    assert r.status == 200, str(r)
+    return {d["name"]: d for d in r.json()}[name]
+
+
 def test_bdbs_shows_shard_state_and_connections(env):
-    pytest.skip("not built yet: GET /v1/bdbs has no shard state (up/down, since when) and no "
-                "per-database connection count (\"connections\": null); docs/admin-api.md says "
-                "so. Remove this skip when they are built.")
+    started = time.time()
     e = env()
-    held = HeldRedisPy(e.data_port, e.server_ca.cert)
+    d = _bdb(e, "db1")
+    assert d["connections"] == 0, d
+    [shard] = d["shards"]
+    assert shard["state"] == "up", d
+    # Never failed: up since the process started.
+    assert started - 1 <= _utc(shard["since"]) <= time.time() + 1, d
+
+    held = [HeldRedisPy(e.data_port, e.server_ca.cert) for _ in range(3)]
     try:
-        held.command("PING")
-        d = e.sg.curl("GET", "/v1/bdbs").json()[0]
-        for shard in d["shards"]:
-            assert shard.get("state") in ("up", "down"), f"no shard state in {d}"
-            assert shard.get("since") or shard.get("state_since"), f"no 'since when' in {d}"
-        assert isinstance(d.get("connections"), int) and d["connections"] >= 1, \
-            f"the held client is not counted for its database: {d}"
+        for h in held:
+            assert h.command("PING") == b"PONG"
+        assert _bdb(e, "db1")["connections"] == 3
+        held.pop().close()
+        deadline = time.monotonic() + 5
+        while _bdb(e, "db1")["connections"] != 2:
+            assert time.monotonic() < deadline, "a closed client is still counted"
+            time.sleep(0.05)
+
+        # The shard goes away: the next client's connection to it fails, and
+        # the shard is down since then.
+        e.backend.proc.terminate()
+        e.backend.proc.wait(timeout=10)
+        stopped = time.time()
+        late = HeldRedisPy(e.data_port, e.server_ca.cert)
+        try:
+            with pytest.raises(redis.exceptions.ResponseError, match="unavailable"):
+                late.command("PING")
+        except redis.exceptions.ConnectionError:
+            pass  # the error line and the close may race in redis-py
+        finally:
+            late.close()
+        deadline = time.monotonic() + 5
+        while (shard := _bdb(e, "db1")["shards"][0])["state"] != "down":
+            assert time.monotonic() < deadline, f"shard still {shard} after its redis-server stopped"
+            time.sleep(0.05)
+        assert stopped - 1 <= _utc(shard["since"]) <= time.time() + 1, shard
     finally:
-        held.close()
+        for h in held:
+            h.close()
 
 
 # ---------------------------------------------------------------- limits

@@ -97,9 +97,10 @@ TEST_CASE("metrics collector: every worker's counters are summed per database an
   CHECK(value(find(families, "shardgate_shard_up"), shard0) == 1);
   CHECK(value(find(families, "shardgate_shard_in_flight_requests"), shard1) == 7);
   CHECK(value(find(families, "shardgate_shard_errors_total"), shard0) == 2);
-  // A transparent database: errors only, no state or in-flight figure.
-  CHECK(find(families, "shardgate_shard_up").samples.size() == 2);
+  // A transparent database: errors and state, no in-flight figure.
+  CHECK(find(families, "shardgate_shard_up").samples.size() == 4);
   CHECK(find(families, "shardgate_shard_errors_total").samples.size() == 4);
+  CHECK(find(families, "shardgate_shard_in_flight_requests").samples.size() == 2);
 
   CHECK(value(find(families, "shardgate_tls_handshakes_total"), {{"version", "TLSv1.3"}, {"result", "ok"}}) == 9);
   CHECK(value(find(families, "shardgate_tls_handshakes_total"), {{"version", "none"}, {"result", "failed"}}) == 2);
