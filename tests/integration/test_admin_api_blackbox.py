@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from certs import CA, Pair, run_openssl
+from certs import CA, Pair, issue_client, run_openssl
 from conftest import (ADMIN_PASSWORD, ADMIN_USER, AdminShardgate, database, recv_until,
                       run_shardgate, s_client, stop_process)
 
@@ -43,29 +43,6 @@ WAIT_S = 5.0
 # ---------------------------------------------------------------- certificates
 
 _EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-
-_CLIENT_EXT = """\
-[ client ]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = clientAuth
-authorityKeyIdentifier = keyid:always
-subjectKeyIdentifier = hash
-"""
-
-
-def issue_client(ca: CA, name: str, cn: str, serial: int) -> Pair:
-    """A client certificate (extendedKeyUsage clientAuth) issued by `ca`."""
-    (ca.dir / "client_ext.cnf").write_text(_CLIENT_EXT)
-    key, csr, cert = (ca.dir / f"{name}.key.pem", ca.dir / f"{name}.csr",
-                      ca.dir / f"{name}.cert.pem")
-    run_openssl("req", "-new", *_EC, "-subj", f"/CN={cn}", "-keyout", key, "-out", csr,
-                cwd=ca.dir)
-    run_openssl("x509", "-req", "-in", csr, "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-set_serial", str(serial), "-days", "30", "-extfile", "client_ext.cnf",
-                "-extensions", "client", "-out", cert, cwd=ca.dir)
-    return Pair(cert=cert, key=key, serial=f"{serial:X}")
-
 
 def pem_blocks(text: str, kind: str = "CERTIFICATE") -> list[str]:
     return re.findall(rf"-----BEGIN {kind}-----\n.*?\n-----END {kind}-----\n?", text, re.S)
