@@ -65,6 +65,7 @@ class ClusterNode:
     log_path: Path
     proc: subprocess.Popen
     node_id: str = ""
+    tls_port: int = 0  # 0: no TLS (ClusterEnv(tls=False))
 
     @property
     def address(self) -> str:
@@ -146,16 +147,64 @@ def _frame_end(data: bytes, pos: int) -> int | None:
     return after  # + - : _ , # (
 
 
+_NODE_EXT = """[ node ]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth,clientAuth
+subjectAltName = DNS:localhost,IP:127.0.0.1
+"""
+
+
+def _issue_node_cert(ca):
+    """One certificate for every node: each serves TLS with it and presents
+    it as a client on the cluster bus and to its master (both usages)."""
+    from certs import _EC, Pair, run_openssl
+    (ca.dir / "node_ext.cnf").write_text(_NODE_EXT)
+    key, csr, cert = (ca.dir / "cluster-node.key.pem", ca.dir / "cluster-node.csr",
+                      ca.dir / "cluster-node.cert.pem")
+    run_openssl("req", "-new", *_EC, "-subj", "/CN=localhost", "-keyout", key, "-out", csr,
+                cwd=ca.dir)
+    run_openssl("x509", "-req", "-in", csr, "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-set_serial", "1", "-days", "30", "-extfile", "node_ext.cnf",
+                "-extensions", "node", "-out", cert, cwd=ca.dir)
+    return Pair(cert=cert, key=key, serial="1")
+
+
 class ClusterEnv:
-    def __init__(self, procs: Procs, tmp_path: Path) -> None:
+    """tls=True: every node also serves TLS on its own `tls_port`, and the
+    cluster bus and replication run over TLS (`tls-cluster`,
+    `tls-replication`), with one certificate (CN localhost, SAN 127.0.0.1)
+    from the CA at `ca_cert`. Clients are not asked for certificates. The
+    plaintext port stays open for the rig's own helpers; a client on the TLS
+    port sees TLS ports in CLUSTER SLOTS / NODES and in MOVED, a plaintext
+    client plaintext ones, and CLUSTER SHARDS lists both ("port", "tls-port")."""
+
+    def __init__(self, procs: Procs, tmp_path: Path, tls: bool = False) -> None:
         self.procs = procs
         self.tmp_path = tmp_path
         self.nodes: list[ClusterNode] = []  # every node started, in start order
         self._counter = 0
+        self.tls = tls
+        self.ca_cert: Path | None = None
+        if tls:
+            from certs import CA
+            ca = CA(tmp_path / "cluster-ca", name="cluster test CA")
+            self._pair = _issue_node_cert(ca)
+            self.ca_cert = ca.cert
 
     # ------------------------------------------------------------ processes
 
-    def _node_args(self, node_port: int, cluster_port: int, data_dir: Path) -> list[str]:
+    def _node_args(self, node_port: int, cluster_port: int, data_dir: Path,
+                   tls_port: int = 0) -> list[str]:
+        tls = []
+        if tls_port:
+            tls = ["--tls-port", str(tls_port),
+                   "--tls-cert-file", str(self._pair.cert), "--tls-key-file", str(self._pair.key),
+                   "--tls-ca-cert-file", str(self.ca_cert), "--tls-auth-clients", "no",
+                   "--tls-cluster", "yes", "--tls-replication", "yes"]
+        return [*self._plain_args(node_port, cluster_port, data_dir), *tls]
+
+    def _plain_args(self, node_port: int, cluster_port: int, data_dir: Path) -> list[str]:
         return ["redis-server", "--port", str(node_port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--daemonize", "no",
                 "--dir", str(data_dir),
@@ -178,15 +227,17 @@ class ClusterEnv:
             data_dir.mkdir()
             log_path = self.tmp_path / f"cluster-node{self._counter}.log"
             node_port, cluster_port = free_port(), free_port()
-            proc = self.procs.start(self._node_args(node_port, cluster_port, data_dir),
-                                    log_path)
+            tls_port = free_port() if self.tls else 0
+            proc = self.procs.start(
+                self._node_args(node_port, cluster_port, data_dir, tls_port), log_path)
             try:
                 wait_for_redis_ready(proc, log_path, node_port)
             except PortTaken:
                 if attempt == 4:
                     raise
                 continue
-            node = ClusterNode(node_port, cluster_port, data_dir, log_path, proc)
+            node = ClusterNode(node_port, cluster_port, data_dir, log_path, proc,
+                               tls_port=tls_port)
             node.node_id = node.command("CLUSTER", "MYID").decode()
             self.nodes.append(node)
             return node
@@ -198,14 +249,20 @@ class ClusterEnv:
         over its slots, if it was a failed master)."""
         assert not node.alive(), f"{node} is still running"
         node.proc = self.procs.start(
-            self._node_args(node.port, node.cluster_port, node.data_dir),
+            self._node_args(node.port, node.cluster_port, node.data_dir, node.tls_port),
             node.data_dir.with_name(node.data_dir.name + "-restarted.log"))
         wait_for_redis_ready(node.proc, node.data_dir.with_name(
             node.data_dir.name + "-restarted.log"), node.port)
         self.wait_settled()
 
+    def cli_address(self, node: ClusterNode) -> str:
+        """The node as redis-cli --cluster must name it: in a TLS cluster the
+        nodes meet on their TLS ports, so the tool speaks TLS to those."""
+        return f"127.0.0.1:{node.tls_port}" if self.tls else node.address
+
     def redis_cli(self, *args: str, timeout: float = REDIS_CLI_TIMEOUT_S) -> str:
-        cmd = ["redis-cli", *map(str, args)]
+        tls = ["--tls", "--cacert", str(self.ca_cert)] if self.tls else []
+        cmd = ["redis-cli", *tls, *map(str, args)]
         try:
             done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
                                   text=True, timeout=timeout)
@@ -221,8 +278,9 @@ class ClusterEnv:
 
     def create(self, masters: int = 3, replicas_per_master: int = 1) -> None:
         fresh = [self.start_node() for _ in range(masters * (1 + replicas_per_master))]
-        self.redis_cli("--cluster", "create", *[n.address for n in fresh],
-                       "--cluster-replicas", str(replicas_per_master), "--cluster-yes")
+        self.redis_cli("--cluster", "create", *[self.cli_address(n) for n in fresh],
+                       "--cluster-replicas", str(replicas_per_master), "--cluster-yes",
+                       timeout=SETTLE_TIMEOUT_S)
         self.wait_settled(expect_nodes=len(fresh))
 
     # ------------------------------------------------------------ views
@@ -352,13 +410,13 @@ class ClusterEnv:
 
     def reshard(self, n_slots: int, source: ClusterNode, target: ClusterNode) -> None:
         """Moves n_slots slots (with their keys) from source to target."""
-        self.redis_cli("--cluster", "reshard", source.address,
+        self.redis_cli("--cluster", "reshard", self.cli_address(source),
                        "--cluster-from", source.node_id, "--cluster-to", target.node_id,
                        "--cluster-slots", n_slots, "--cluster-yes")
         self.wait_settled()
 
     def rebalance(self) -> None:
-        self.redis_cli("--cluster", "rebalance", self.masters()[0].address,
+        self.redis_cli("--cluster", "rebalance", self.cli_address(self.masters()[0]),
                        "--cluster-use-empty-masters")
         self.wait_settled()
 
@@ -366,13 +424,14 @@ class ClusterEnv:
         """A new empty master, known to every node (it owns no slots yet:
         reshard or rebalance onto it)."""
         node = self.start_node()
-        self.redis_cli("--cluster", "add-node", node.address, self.masters()[0].address)
+        self.redis_cli("--cluster", "add-node", self.cli_address(node),
+                       self.cli_address(self.masters()[0]))
         self.wait_settled()
         return node
 
     def add_replica(self, master: ClusterNode) -> ClusterNode:
         node = self.start_node()
-        self.redis_cli("--cluster", "add-node", node.address, master.address,
+        self.redis_cli("--cluster", "add-node", self.cli_address(node), self.cli_address(master),
                        "--cluster-slave", "--cluster-master-id", master.node_id)
         self.wait_settled()
         return node
@@ -383,7 +442,7 @@ class ClusterEnv:
         if node in self.masters():
             raise ClusterError(f"{node} still owns {self.slots_of(node)} slots")
         other = next(n for n in self.live_nodes() if n is not node)
-        self.redis_cli("--cluster", "del-node", other.address, node.node_id)
+        self.redis_cli("--cluster", "del-node", self.cli_address(other), node.node_id)
         try:
             node.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -456,8 +515,8 @@ class ClusterEnv:
 
 
 def start_cluster(procs: Procs, tmp_path: Path, masters: int = 3,
-                  replicas_per_master: int = 1) -> ClusterEnv:
-    env = ClusterEnv(procs, tmp_path)
+                  replicas_per_master: int = 1, tls: bool = False) -> ClusterEnv:
+    env = ClusterEnv(procs, tmp_path, tls=tls)
     env.create(masters, replicas_per_master)
     return env
 

@@ -113,3 +113,25 @@ def test_remove_node_refuses_a_master_with_slots(procs, tmp_path):
     env = start_cluster(procs, tmp_path, masters=3, replicas_per_master=0)
     with pytest.raises(AssertionError, match="still owns 546[12] slots"):
         env.remove_node(env.masters()[0])
+
+
+def test_tls_cluster_serves_tls_clients_and_reports_tls_ports(procs, tmp_path):
+    env = start_cluster(procs, tmp_path, tls=True)
+    master = env.masters()[0]
+    assert master.tls_port
+    # CLUSTER SHARDS lists both ports of every node.
+    with master.client() as r:
+        shards = r.execute_command("CLUSTER", "SHARDS")
+    nodes = [dict(zip(n[::2], n[1::2])) for s in shards for n in dict(zip(s[::2], s[1::2]))[b"nodes"]]
+    by_port = {n.port: n.tls_port for n in env.nodes}
+    assert len(nodes) == 6
+    for n in nodes:
+        assert n[b"tls-port"] == by_port[n[b"port"]]
+    # Over TLS, the nodes name their TLS ports, and a cluster client works.
+    with RedisCluster(host="127.0.0.1", port=master.tls_port, ssl=True,
+                      ssl_ca_certs=str(env.ca_cert), ssl_check_hostname=False,
+                      socket_timeout=5, decode_responses=True) as rc:
+        seen = {n.port for n in rc.get_nodes()}
+        assert {m.tls_port for m in env.masters()} <= seen <= {n.tls_port for n in env.nodes}
+        values = write_keys(rc, "tls", 300)
+        assert_readable(rc, values)
