@@ -521,47 +521,56 @@ def start_cluster(procs: Procs, tmp_path: Path, masters: int = 3,
     return env
 
 
-def capture_fixtures(out_dir: Path) -> None:
-    """Writes the raw replies the C++ unit tests use as fixtures."""
+def capture_fixtures(out_dir: Path, only: str | None = None) -> None:
+    """Writes the raw replies the C++ unit tests use as fixtures (only="tls":
+    just the TLS cluster's)."""
     import tempfile
     out_dir.mkdir(parents=True, exist_ok=True)
     procs = Procs()
     try:
+        if only != "tls":
+            with tempfile.TemporaryDirectory() as tmp:
+                _capture_plain(start_cluster(procs, Path(tmp)), out_dir)
+            procs.stop_all()
         with tempfile.TemporaryDirectory() as tmp:
-            env = start_cluster(procs, Path(tmp))
-            node = env.masters()[0]
-            # Redis 7.0 lists a replica in CLUSTER SLOTS (and reports it
-            # "online" in CLUSTER SHARDS) only once it has a replication
-            # offset: write something, then wait for the offsets to spread.
-            with env.cluster_client() as rc:
-                for i in range(100):
-                    rc.set(f"fixture:{i}", i)
-            env.wait_replicas_listed(node)
-            for name, args in [("shards", ("CLUSTER", "SHARDS")),
-                               ("slots", ("CLUSTER", "SLOTS")),
-                               ("nodes", ("CLUSTER", "NODES")),
-                               ("info", ("CLUSTER", "INFO"))]:
-                for resp3 in (False, True):
-                    data = raw_command(node.port, *args, resp3=resp3)
-                    (out_dir / f"{name}_resp{3 if resp3 else 2}.bin").write_bytes(data)
-            _capture_redirects(env, out_dir)
-            # After a reshard of 100 slots the map has a split range.
-            env.reshard(100, env.masters()[0], env.masters()[1])
-            (out_dir / "slots_resharded_resp2.bin").write_bytes(
-                raw_command(node.port, "CLUSTER", "SLOTS"))
-            (out_dir / "shards_resharded_resp2.bin").write_bytes(
-                raw_command(node.port, "CLUSTER", "SHARDS"))
-            # A killed master: CLUSTER SHARDS shows it with health "fail".
-            env.kill_master(2)
-            live = env.masters()[0]
-            (out_dir / "shards_failed_resp2.bin").write_bytes(
-                raw_command(live.port, "CLUSTER", "SHARDS"))
-            (out_dir / "slots_failed_resp2.bin").write_bytes(
-                raw_command(live.port, "CLUSTER", "SLOTS"))
-            ports = sorted(n.port for n in env.nodes)
-            (out_dir / "ports.txt").write_text(" ".join(map(str, ports)) + "\n")
+            # TLS nodes: CLUSTER SHARDS lists "port" and "tls-port".
+            env = start_cluster(procs, Path(tmp), masters=3, replicas_per_master=0, tls=True)
+            (out_dir / "shards_tls_resp2.bin").write_bytes(
+                raw_command(env.masters()[0].port, "CLUSTER", "SHARDS"))
     finally:
         procs.stop_all()
+
+
+def _capture_plain(env: ClusterEnv, out_dir: Path) -> None:
+    node = env.masters()[0]
+    # Redis 7.0 lists a replica in CLUSTER SLOTS (and reports it
+    # "online" in CLUSTER SHARDS) only once it has a replication
+    # offset: write something, then wait for the offsets to spread.
+    with env.cluster_client() as rc:
+        for i in range(100):
+            rc.set(f"fixture:{i}", i)
+    env.wait_replicas_listed(node)
+    for name, args in [("shards", ("CLUSTER", "SHARDS")),
+                       ("slots", ("CLUSTER", "SLOTS")),
+                       ("nodes", ("CLUSTER", "NODES")),
+                       ("info", ("CLUSTER", "INFO"))]:
+        for resp3 in (False, True):
+            data = raw_command(node.port, *args, resp3=resp3)
+            (out_dir / f"{name}_resp{3 if resp3 else 2}.bin").write_bytes(data)
+    _capture_redirects(env, out_dir)
+    # After a reshard of 100 slots the map has a split range.
+    env.reshard(100, env.masters()[0], env.masters()[1])
+    (out_dir / "slots_resharded_resp2.bin").write_bytes(
+        raw_command(node.port, "CLUSTER", "SLOTS"))
+    (out_dir / "shards_resharded_resp2.bin").write_bytes(
+        raw_command(node.port, "CLUSTER", "SHARDS"))
+    # A killed master: CLUSTER SHARDS shows it with health "fail".
+    env.kill_master(2)
+    live = env.masters()[0]
+    (out_dir / "shards_failed_resp2.bin").write_bytes(
+        raw_command(live.port, "CLUSTER", "SHARDS"))
+    (out_dir / "slots_failed_resp2.bin").write_bytes(
+        raw_command(live.port, "CLUSTER", "SLOTS"))
 
 
 def _capture_redirects(env: ClusterEnv, out_dir: Path) -> None:
@@ -598,4 +607,4 @@ def _capture_redirects(env: ClusterEnv, out_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    capture_fixtures(Path(sys.argv[1]))
+    capture_fixtures(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None)

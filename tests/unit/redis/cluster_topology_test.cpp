@@ -299,3 +299,20 @@ TEST_CASE("CLUSTER SLOTS: errors name the range and what is wrong") {
   CHECK(old->nodes().size() == 2);
   CHECK(old->find("127.0.0.1:7001") == old->slotOwner(9000));
 }
+
+TEST_CASE("CLUSTER SHARDS of a TLS cluster gives each node's plaintext and TLS ports") {
+  // tls-cluster yes, three masters: each node lists "port" and "tls-port".
+  auto t = ClusterTopology::fromShards(clusterFixture("shards_tls_resp2.bin"));
+  REQUIRE_MESSAGE(t.ok(), t.message());
+  CHECK(t->nodes().size() == 3);
+  CHECK(t->coveredSlots() == 16384);
+  const auto& first = *t->ownerOf(0);
+  CHECK(first.port == 52729);
+  CHECK(first.tls_port == 38845);
+  CHECK(first.address() == "127.0.0.1:52729");
+  for (const auto& n : t->nodes()) {
+    CHECK(n.port != 0);
+    CHECK(n.tls_port != 0);
+    CHECK(n.tls_port != n.port);
+  }
+}
