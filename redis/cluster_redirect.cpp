@@ -51,6 +51,7 @@ ClusterRedirect classifyReply(std::string_view reply) {
   std::string_view line = reply.substr(1);
   const size_t cr = line.find('\r');
   if (cr != std::string_view::npos) line = line.substr(0, cr);
+  if (line.empty()) return r;
   switch (line[0]) {
     case 'M':
       if (startsWith(line, "MOVED ") && parseTarget(line.substr(6), &r)) {

@@ -43,8 +43,10 @@ struct ClusterRedirect {
   bool hostUnknown() const { return isRedirect() && host == "?"; }
 };
 
-// `reply` is one reply frame as read from a node (or just its first line):
-// "-MOVED 3999 127.0.0.1:6381\r\n". A MOVED or ASK line that does not parse
+// `reply` is one reply frame as read from a node, or at least its whole first
+// line: "-MOVED 3999 127.0.0.1:6381\r\n". A line cut short would be misread
+// ("...:63" is a port too), so a caller holding a partial frame that starts
+// with '-' waits for the rest (error lines are short). A MOVED or ASK line that does not parse
 // (slot out of range, no port, trailing text) is kNone: the proxy does not
 // act on a redirect it cannot read, and the client sees the node's error.
 ClusterRedirect classifyReply(std::string_view reply);

@@ -3,7 +3,7 @@
 // clusterGenNodesDescription, genClusterInfoString).
 #include "redis/cluster_replies.h"
 
-#include <cassert>
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -58,9 +58,9 @@ std::string oneLine(std::string_view s) {
   return out;
 }
 
+// 1..16384: every node shown owns at least one slot.
 uint16_t nodeCount(const ClusterFace& face) {
-  assert(face.nodes >= 1 && face.nodes <= kHashSlots);
-  return face.nodes == 0 ? 1 : face.nodes;
+  return std::clamp<uint16_t>(face.nodes, 1, kHashSlots);
 }
 
 void appendSlotsNode(ByteBuffer& out, const ClusterFace& face, uint16_t i, bool resp3) {
@@ -74,20 +74,20 @@ void appendSlotsNode(ByteBuffer& out, const ClusterFace& face, uint16_t i, bool 
 }  // namespace
 
 SlotRange ClusterFace::slotsOf(uint16_t index) const {
-  // redis-cli's clusterManagerCommandCreate: a running cursor of
-  // 16384 / n slots, each node's last slot rounded from it.
+  // redis-cli's clusterManagerCommandCreate: node i ends at the slot its
+  // running cursor of i * (16384 / n) slots rounds to (redis-cli adds the
+  // step n times; multiplying gives the same cursors without the loop), the
+  // last node at 16383.
   const uint16_t n = nodeCount(*this);
   const double per_node = static_cast<double>(kHashSlots) / n;
-  long first = 0;
-  double cursor = 0.0;
-  for (uint16_t i = 0;; ++i) {
-    long last = std::lround(cursor + per_node - 1);
-    if (last > kHashSlots - 1 || i == n - 1) last = kHashSlots - 1;
-    if (last < first) last = first;
-    if (i == index) return {static_cast<uint16_t>(first), static_cast<uint16_t>(last)};
-    first = last + 1;
-    cursor += per_node;
-  }
+  auto lastOf = [&](long i) {
+    long last = std::lround(static_cast<double>(i) * per_node + per_node - 1);
+    return i == n - 1 || last > kHashSlots - 1 ? long{kHashSlots - 1} : last;
+  };
+  const long i = std::min<long>(index, n - 1);
+  const long first = i == 0 ? 0 : lastOf(i - 1) + 1;
+  const long last = std::max(first, lastOf(i));
+  return {static_cast<uint16_t>(first), static_cast<uint16_t>(last)};
 }
 
 std::string faceNodeId(std::string_view host, uint16_t port, uint16_t index) {

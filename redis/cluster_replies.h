@@ -31,7 +31,7 @@ struct ClusterFace {
   std::string_view host;  // the address the client connected to (its socket's local address)
   uint16_t port = 0;
   bool tls = false;       // CLUSTER SHARDS then says "tls-port" instead of "port"
-  uint16_t nodes = 1;     // virtual masters shown, 1..16384
+  uint16_t nodes = 1;     // virtual masters shown, 1..16384 (clamped)
 
   // The slots node `index` owns: an even split, the remainder to the first nodes.
   SlotRange slotsOf(uint16_t index) const;

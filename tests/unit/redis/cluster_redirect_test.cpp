@@ -61,7 +61,7 @@ TEST_CASE("anything else is not a redirect") {
            "-MOVED 1 127.0.0.1:0\r\n", "-MOVED 1 127.0.0.1:65536\r\n", "-MOVED 1 127.0.0.1:70a\r\n",
            "-MOVED 1 127.0.0.1:7000 extra\r\n", "-MOVED  1 127.0.0.1:7000\r\n",
            "-ASK x 127.0.0.1:7000\r\n", "-TRYAGAINX\r\n", "-CLUSTERDOWNX\r\n",
-           "-MASTERDOWN Link with MASTER is down\r\n"}) {
+           "-MASTERDOWN Link with MASTER is down\r\n", "-\r\nX", "-\r\n\r\n"}) {
     CAPTURE(reply);
     CHECK(classifyReply(reply).kind == RedirectKind::kNone);
   }

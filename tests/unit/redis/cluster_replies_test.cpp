@@ -177,6 +177,9 @@ TEST_CASE("N virtual nodes split the slots as redis-cli --cluster create does") 
     CHECK(f.slotsOf(static_cast<uint16_t>(n - 1)).last == 16383);
     for (uint16_t i = 1; i < n; ++i) CHECK(f.slotsOf(i).first == f.slotsOf(i - 1).last + 1);
   }
+  // Out of range: one node, or one per slot.
+  CHECK(ClusterFace{"h", 1, false, 0}.slotsOf(0) == SlotRange{0, 16383});
+  CHECK(ClusterFace{"h", 1, false, 20000}.slotsOf(16383) == SlotRange{16383, 16383});
   // Every reply shows the same nodes: the ids CLUSTER SLOTS gives are those
   // of CLUSTER NODES (redis-benchmark looks them up by id).
   auto slots = ClusterTopology::fromSlots(bytes(redis::appendClusterSlots, face, false));
