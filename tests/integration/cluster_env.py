@@ -111,7 +111,7 @@ def raw_command(port: int, *args: str | bytes, resp3: bool = False,
 def _read_frame(sock: socket.socket, buf: bytearray) -> bytes:
     """Reads exactly one complete RESP2/RESP3 frame (no pipelining here)."""
     while True:
-        end = _frame_end(bytes(buf), 0)
+        end = frame_end(bytes(buf), 0)
         if end is not None:
             return bytes(buf[:end])
         chunk = sock.recv(65536)
@@ -120,7 +120,7 @@ def _read_frame(sock: socket.socket, buf: bytearray) -> bytes:
         buf += chunk
 
 
-def _frame_end(data: bytes, pos: int) -> int | None:
+def frame_end(data: bytes, pos: int) -> int | None:
     """The offset just past the frame at `pos`, or None if it is incomplete."""
     line_end = data.find(b"\r\n", pos)
     if line_end < 0:
@@ -138,11 +138,11 @@ def _frame_end(data: bytes, pos: int) -> int | None:
             return after
         count = n * 2 if kind in b"%|" else n
         for _ in range(count):
-            after = _frame_end(data, after)
+            after = frame_end(data, after)
             if after is None:
                 return None
         if kind == b"|":  # an attribute precedes the value it annotates
-            return _frame_end(data, after)
+            return frame_end(data, after)
         return after
     return after  # + - : _ , # (
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from redis.cluster import RedisCluster
 
-from cluster_env import _frame_end
+from cluster_env import frame_end
 from conftest import REPO
 from sharding_env import keyslot
 
@@ -81,7 +81,7 @@ class FaceEndpoint:
         buf, up_buf, resp3 = b"", b"", False
         try:
             while True:
-                end = _frame_end(buf, 0) if buf else None
+                end = frame_end(buf, 0) if buf else None
                 if end is None:
                     chunk = client.recv(65536)
                     if not chunk:
@@ -107,7 +107,7 @@ class FaceEndpoint:
                 if name == "HELLO" and len(args) > 1 and args[1] == b"3":
                     resp3 = True
                 upstream.sendall(frame)
-                while (end := _frame_end(up_buf, 0) if up_buf else None) is None:
+                while (end := frame_end(up_buf, 0) if up_buf else None) is None:
                     chunk = upstream.recv(65536)
                     if not chunk:
                         return
