@@ -366,3 +366,24 @@ def test_client_auth_without_trusted_cas_is_refused_naming_the_database(tmp_path
     r = run_shardgate(["--config", config])
     assert r.returncode != 0
     assert "database db1: client certificates: no trusted CA" in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------- admin API
+
+
+def test_admin_api_update_cert_of_mtls_trusted_ca_applies_to_the_database(env):
+    from test_admin_api import Admin, admin_section, wait_for_admin, PASSWORD  # noqa: F401
+    hashed = subprocess.run([str(__import__("conftest").SHARDGATE_BIN), "--hash-password"], input=PASSWORD + "\n",
+                            capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+    env.trust(env.ca1)
+    db = database("db1", 0, env.backend.address)
+    db["client_auth"] = "required"
+    env.sg = env._shardgate([db], admin=admin_section(hashed))
+    a = Admin(env.sg, wait_for_admin(env.sg))
+    assert env.ping(env.c1)[0] == b"+PONG\r\n"
+    assert env.ping(env.c2)[0].startswith(b"refused")
+    status, body, _ = a.curl("PUT", "/v1/cluster/update_cert",
+                             {"name": "mtls_trusted_ca", "certificate": env.ca2.cert.read_text()})
+    assert status == 200, body
+    assert env.ping(env.c2)[0] == b"+PONG\r\n"
+    assert env.ping(env.c1)[0].startswith(b"refused")
