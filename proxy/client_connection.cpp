@@ -394,6 +394,17 @@ void ClientConnection::refusePlaintext() {
 void ClientConnection::onHandshakeFailed(std::string_view reason) {
   HandshakeFailure kind = classifyHandshakeFailure(reason);
   worker_.stats().handshake_failures[static_cast<size_t>(kind)].add();
+  if (kind == HandshakeFailure::kNoClientCert || kind == HandshakeFailure::kBadClientCert ||
+      kind == HandshakeFailure::kClientCertExpired) {
+    // A refused client certificate is the operator's business (a client
+    // missing its certificate, a CA or CRL out of date): said at warning
+    // level, at most one line a second per worker, with the count passed over.
+    static thread_local RateLimitedLog refused(spdlog::level::warn, "client certificates refused");
+    if (auto pass = refused.admit(uv_now(worker_.loop()))) {
+      spdlog::warn("db {}: client {} refused at the handshake ({}): {}{}", db_.name, peerName(), toString(kind),
+                   reason, pass);
+    }
+  }
   if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug("{}: TLS handshake from {} failed ({}): {}", db_.listen, peerName(), toString(kind),
                   db_.tls ? tlsStream().session().failureReason() : std::string(reason));

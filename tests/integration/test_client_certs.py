@@ -176,6 +176,9 @@ def test_required_refusals_have_the_right_alert_and_are_counted_by_reason(env):
         assert time.monotonic() < deadline, (got, verified, m)
         time.sleep(0.1)
     assert sample(m, "shardgate_tls_client_cert_handshakes_total", result="refused") == 3
+    # Warned (rate-limited per worker: the first refusal on a worker at least).
+    env.wait_log(r"db db1: client 127\.0\.0\.1:\d+ refused at the handshake \((no_client_cert|bad_client_cert|"
+                 r"client_cert_expired)\): ")
 
 
 def test_s_client_with_a_certificate_is_served(env):
