@@ -124,6 +124,7 @@ Error CertTransaction::fail(CertName name, const std::string& reason) const {
 
 Result<std::vector<CertChange>> CertTransaction::prepare() const {
   failed_.reset();
+  client_auth_changes_.clear();
   if (base_commit_ != store_->commits_) {
     return makeError("the certificates changed while this change was prepared; try it again");
   }
