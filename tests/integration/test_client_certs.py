@@ -390,3 +390,12 @@ def test_admin_api_update_cert_of_mtls_trusted_ca_applies_to_the_database(env):
     assert status == 200, body
     assert env.ping(env.c2)[0] == b"+PONG\r\n"
     assert env.ping(env.c1)[0].startswith(b"refused")
+
+
+def test_optional_with_an_allow_list_checks_certificates_only(env):
+    env.trust(env.ca1)
+    stranger = env.ca1.issue_client(0x16, "stranger", "stranger.example.com")
+    env.start("optional", client_allow=["dns:app-*.example.com"])
+    assert env.ping(None)[0] == b"+PONG\r\n"            # no certificate: optional lets it in
+    assert env.ping(env.c1)[0] == b"+PONG\r\n"          # DNS SAN app-1.example.com
+    assert env.ping(stranger)[0].startswith(b"refused")  # verified, but not on the list
