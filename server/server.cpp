@@ -157,7 +157,13 @@ Result<std::unique_ptr<Server>> Server::create(config::Config config) {
   // Databases with client_auth serve contexts of their own (the first
   // commit above made them).
   for (auto& db : server->databases_) {
-    if (db->client_auth != config::ClientAuth::kNone) db->tls_store = server->cert_store_.clientAuthPublished(db->name);
+    if (db->client_auth == config::ClientAuth::kNone) continue;
+    db->tls_store = server->cert_store_.clientAuthPublished(db->name);
+    // Never serve such a database with the shared context, which verifies
+    // no client: that would let in what client_auth is meant to keep out.
+    if (db->tls_store == nullptr || !db->tls_store->current()) {
+      return makeError("db " + db->name + ": client certificates: no TLS context was built for it");
+    }
   }
   if (auto st = server->bindAndStart(); !st) return makeError(st.message());
   if (auto st = server->startAdminApi(); !st) {
