@@ -9,6 +9,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "tls/client_identity.h"
 #include "tls/password_hash.h"
 
 #include <algorithm>
@@ -453,8 +454,8 @@ class Parser {
   DatabaseConfig database(const YAML::Node& node, const std::string& path) const {
     DatabaseConfig db;
     Fields f(*this, node, path,
-             {"name", "listen", "tls", "client_auth", "password", "shard_password", "multiplex",
-              "shards"});
+             {"name", "listen", "tls", "client_auth", "client_ca", "client_crl", "client_allow", "password",
+              "shard_password", "multiplex", "shards"});
 
     const YAML::Node& name = f.require("name");
     db.name = scalar(name, f.path("name"), "a name of letters, digits, '_' and '-'");
@@ -479,6 +480,7 @@ class Parser {
              quote(mode) + " needs a TLS endpoint, but this database has tls: false");
       }
     }
+    clientCertificates(f, db);
     if (const YAML::Node* n = f.find("password")) {
       db.password = scalar(*n, f.path("password"), "a password string");
       if (db.password->empty()) fail(*n, f.path("password"), "expected a password, got \"\"");
@@ -509,6 +511,38 @@ class Parser {
     }
     if (db.shards.size() > 1 || db.password || db.shard_password) db.multiplex = true;
     return db;
+  }
+
+  // client_ca, client_crl, client_allow: only with client_auth optional or
+  // required, since without it no client certificate is asked for.
+  void clientCertificates(Fields& f, DatabaseConfig& db) const {
+    const bool verifies = db.client_auth != ClientAuth::kNone;
+    auto needsAuth = [&](const YAML::Node& n, const char* key) {
+      if (!verifies) {
+        fail(n, f.path(key), "needs client_auth: optional or required (this database asks no client for a certificate)");
+      }
+    };
+    for (auto [key, into] : {std::pair{"client_ca", &db.client_ca}, std::pair{"client_crl", &db.client_crl}}) {
+      if (const YAML::Node* n = f.find(key)) {
+        *into = scalar(*n, f.path(key), "a file name in cert_dir or an absolute path");
+        if (into->empty()) fail(*n, f.path(key), "expected a file name in cert_dir or an absolute path, got \"\"");
+        needsAuth(*n, key);
+      }
+    }
+    if (const YAML::Node* n = f.find("client_allow")) {
+      const std::string path = f.path("client_allow");
+      if (!n->IsSequence() || n->size() == 0) {
+        fail(*n, path, "expected a list of names such as - \"cn:app-*.example.com\", got " +
+                           (n->IsSequence() ? std::string("an empty list") : describe(*n)));
+      }
+      needsAuth(*n, "client_allow");
+      for (size_t i = 0; i < n->size(); ++i) {
+        const std::string item = element(path, i);
+        std::string text = scalar((*n)[i], item, "cn:, dns:, email: or uri: and a name");
+        if (auto entry = tls::ClientAllowList::parseEntry(text); !entry) fail((*n)[i], item, entry.message());
+        db.client_allow.push_back(std::move(text));
+      }
+    }
   }
 
   std::vector<ShardConfig> shards(const YAML::Node& node, const std::string& path) const {

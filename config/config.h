@@ -45,6 +45,13 @@ struct DatabaseConfig {
   net::SocketAddress listen;
   bool tls = true;
   ClientAuth client_auth = ClientAuth::kNone;
+  // With client_auth: the CA bundle its clients' certificates must chain to
+  // (empty: cert_dir's mtls_trusted_ca.pem), CRLs checked on each handshake
+  // (empty: none), and the names a client certificate must carry (empty: any
+  // certificate from the CAs). Files: a name in cert_dir or an absolute path.
+  std::string client_ca;
+  std::string client_crl;
+  std::vector<std::string> client_allow;
   // Several shards only: clients must AUTH with it before any command.
   std::optional<std::string> password;
   // What shardgate's own shard connections AUTH with (a multiplexed database:

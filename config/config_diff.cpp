@@ -38,6 +38,11 @@ std::vector<ConfigChange> diffConfigs(const Config& before, const Config& after)
       changed(sameListen(a.listen, b.listen), at + "listen", true);
       changed(a.tls == b.tls, at + "tls", true);
       changed(a.client_auth == b.client_auth, at + "client_auth", true);
+      // The files' contents reload live (certificate store); which files, and
+      // the allow-list, are fixed at the start like the rest of a database.
+      changed(a.client_ca == b.client_ca, at + "client_ca", true);
+      changed(a.client_crl == b.client_crl, at + "client_crl", true);
+      changed(a.client_allow == b.client_allow, at + "client_allow", true);
       changed(a.password == b.password, at + "password", true);
       changed(a.shard_password == b.shard_password, at + "shard_password", true);
       changed(a.multiplex == b.multiplex, at + "multiplex", true);

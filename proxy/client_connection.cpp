@@ -57,7 +57,10 @@ void ClientConnection::start() {
   last_activity_ms_ = uv_now(worker_.loop());
 
   if (db_.tls) {
-    auto tls = net::TlsStream::create(worker_.io(), client_, worker_.tlsContext(), this);
+    // A database with client_auth has contexts of its own (its CAs, CRLs and
+    // verify mode over the proxy certificate); the rest share the worker's.
+    auto tls = net::TlsStream::create(worker_.io(), client_, db_.tls_store ? db_.tls_store->current() : worker_.tlsContext(),
+                                      this);
     if (!tls) {
       static thread_local RateLimitedLog failed(spdlog::level::err, "TLS sessions not created");
       if (auto pass = failed.admit(uv_now(worker_.loop()))) {
@@ -304,15 +307,57 @@ void ClientConnection::onConnected(int status) {
   updateReading();
 }
 
+// client_auth: the verified certificate's names against client_allow. The
+// handshake itself already refused a missing (required) or unverifiable
+// certificate; this refuses a verified one the database does not want.
+// False: refused, and the connection is closing.
+bool ClientConnection::admitClientCertificate(const tls::TlsSession& session) {
+  Stats& stats = worker_.stats();
+  std::optional<tls::ClientIdentity> id = session.verifiedPeerIdentity();
+  if (!id) {
+    // Only client_auth optional gets here without one: the handshake
+    // requires it otherwise.
+    stats.client_cert_absent.add();
+    spdlog::debug("{}: client {} presented no certificate{}", db_.listen, peerName(),
+                  session.sessionReused() ? " (resumed session)" : "");
+    return true;
+  }
+  if (!db_.client_allow.empty() && !db_.client_allow.allows(*id)) {
+    stats.handshake_failures[static_cast<size_t>(HandshakeFailure::kClientNotAllowed)].add();
+    static thread_local RateLimitedLog refused(spdlog::level::warn, "clients refused by client_allow");
+    if (auto pass = refused.admit(uv_now(worker_.loop()))) {
+      std::string names = "CN " + (id->cn.empty() ? std::string("(none)") : id->cn);
+      for (const auto& n : id->dns) names += ", DNS " + n;
+      for (const auto& n : id->email) names += ", email " + n;
+      for (const auto& n : id->uri) names += ", URI " + n;
+      spdlog::warn("db {}: client {} refused: certificate subject \"{}\" ({}) matches no client_allow entry{}",
+                   db_.name, peerName(), id->subject, names, pass);
+    }
+    client_dead_ = true;
+    closeAfterFlush();
+    return false;
+  }
+  stats.client_cert_verified.add();
+  spdlog::debug("{}: client {} certificate verified: subject \"{}\"{}", db_.listen, peerName(), id->subject,
+                session.sessionReused() ? " (resumed session)" : "");
+  if (multiplex_) multiplex_->setCertSubject(id->subject);
+  cert_subject_ = std::move(id->subject);
+  return true;
+}
+
 void ClientConnection::onHandshakeDone() {
   handshake_done_ = true;
   last_activity_ms_ = uv_now(worker_.loop());
   worker_.stopDeadline(*this);
   const tls::TlsSession& session = tlsStream().session();
   Stats& stats = worker_.stats();
+
   stats.handshakes_ok.add();
   db_stats_.established.add();
   if (session.sessionReused()) stats.handshakes_resumed.add();
+  // A refusal by client_allow comes after a completed handshake: counted as
+  // one (and as established) and then as the refusal it is.
+  if (db_.client_auth != config::ClientAuth::kNone && !admitClientCertificate(session)) return;
   std::string_view proto = session.protocolName();
   if (proto == "TLSv1.3") stats.connections_by_version[3].add();
   else if (proto == "TLSv1.2") stats.connections_by_version[2].add();
@@ -351,6 +396,17 @@ void ClientConnection::refusePlaintext() {
 void ClientConnection::onHandshakeFailed(std::string_view reason) {
   HandshakeFailure kind = classifyHandshakeFailure(reason);
   worker_.stats().handshake_failures[static_cast<size_t>(kind)].add();
+  if (kind == HandshakeFailure::kNoClientCert || kind == HandshakeFailure::kBadClientCert ||
+      kind == HandshakeFailure::kClientCertExpired) {
+    // A refused client certificate is the operator's business (a client
+    // missing its certificate, a CA or CRL out of date): said at warning
+    // level, at most one line a second per worker, with the count passed over.
+    static thread_local RateLimitedLog refused(spdlog::level::warn, "client certificates refused");
+    if (auto pass = refused.admit(uv_now(worker_.loop()))) {
+      spdlog::warn("db {}: client {} refused at the handshake ({}): {}{}", db_.name, peerName(), toString(kind),
+                   reason, pass);
+    }
+  }
   if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug("{}: TLS handshake from {} failed ({}): {}", db_.listen, peerName(), toString(kind),
                   db_.tls ? tlsStream().session().failureReason() : std::string(reason));

@@ -105,6 +105,7 @@ class ClientConnection final : public ReplySink, public Deadline<ClientConnectio
   void onBackendShutdown(int status);
   void onConnected(int status);
   void onHandshakeDone();
+  bool admitClientCertificate(const tls::TlsSession& session);
   void onHandshakeFailed(std::string_view reason);
   void refusePlaintext();
   void startDeadline(DeadlineKind kind, uint64_t ms);
@@ -133,6 +134,9 @@ class ClientConnection final : public ReplySink, public Deadline<ClientConnectio
   ShardSide shard_side_{*this};
   std::unique_ptr<MultiplexSession> multiplex_;  // several shards or a password
   uint64_t last_activity_ms_ = 0;
+  // The verified client certificate's subject (client_auth), for CLIENT
+  // INFO / CLIENT LIST; empty when none.
+  std::string cert_subject_;
 
   bool handshake_done_ = false;
   bool backend_connecting_ = false;

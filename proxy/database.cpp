@@ -14,6 +14,12 @@ Result<Database> makeDatabase(const config::DatabaseConfig& config, const config
   db.password = config.password;
   db.shard_password = config.shard_password;
   db.multiplex = config.multiplex;
+  db.client_auth = config.client_auth;
+  if (auto allow = tls::ClientAllowList::create(config.client_allow); !allow) {
+    return makeError("databases[" + std::to_string(index) + "].client_allow" + allow.message());
+  } else {
+    db.client_allow = std::move(*allow);
+  }
   db.limits = limits.requestLimits();
   db.shard_timeout_ms = limits.shard_timeout_ms;
   db.max_client_output = limits.max_client_output;

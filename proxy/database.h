@@ -23,6 +23,8 @@
 #include "proxy/shard_map.h"
 #include "proxy/shard_map_source.h"
 #include "redis/resp_limits.h"
+#include "tls/client_identity.h"
+#include "tls/tls_context_store.h"
 
 namespace shardgate::proxy {
 
@@ -43,6 +45,13 @@ struct Database {
   std::shared_ptr<ShardMapSource> shard_map;
   std::optional<std::string> password;
   std::optional<std::string> shard_password;
+  // client_auth optional or required: its clients' certificates are
+  // verified by a context of its own (tls_store, set by the server before
+  // workers start; null: the proxy certificate's shared contexts), and a
+  // verified certificate must match client_allow when it is not empty.
+  config::ClientAuth client_auth = config::ClientAuth::kNone;
+  tls::ClientAllowList client_allow;
+  tls::TlsContextStore* tls_store = nullptr;
   redis::RespLimits limits{};
   uint64_t shard_timeout_ms = 0;   // limits.shard_timeout_ms
   uint64_t max_client_output = 0;  // limits.max_client_output

@@ -50,6 +50,10 @@ namespace shardgate::proxy {
 class MultiplexSession {
  public:
   MultiplexSession(LinkFactory& links, const Database& db, ReplySink& sink);
+  // A database with client_auth: the client's verified certificate subject,
+  // shown by CLIENT INFO / CLIENT LIST as cert-subject=. Set once, after
+  // the handshake.
+  void setCertSubject(std::string subject) { cert_subject_ = std::move(subject); }
   ~MultiplexSession();
   MultiplexSession(const MultiplexSession&) = delete;
   MultiplexSession& operator=(const MultiplexSession&) = delete;
@@ -265,7 +269,9 @@ class MultiplexSession {
   bool input_ended_ = false;  // the client's EOF: see endInput()
   bool authenticated_;
   uint64_t id_;
+  std::string certSubjectField() const;
   std::string name_;  // CLIENT SETNAME
+  std::string cert_subject_;  // the verified client certificate's subject (client_auth)
   uint32_t db_index_ = 0;  // SELECT
   bool resp3_ = false;     // HELLO 3
   bool tracking_ = false;  // CLIENT TRACKING was sent: its state lives on the links

@@ -225,7 +225,27 @@ std::string MultiplexSession::clientLine(std::string_view cmd) const {
   return "id=" + std::to_string(id_) + " laddr=" + db_.listen + " name=" + name_ +
          " flags=" + flags + " db=" + std::to_string(db_index_) +
          " sub=" + std::to_string(channels_.size()) + " psub=" + std::to_string(patterns_.size()) +
-         " multi=-1 cmd=" + std::string(cmd) + " user=default resp=" + (resp3_ ? "3" : "2") + "\n";
+         " multi=-1 cmd=" + std::string(cmd) + " user=default resp=" + (resp3_ ? "3" : "2") +
+         certSubjectField() + "\n";
+}
+
+std::string MultiplexSession::certSubjectField() const {
+  // Only on databases with client_auth; empty when the client sent no
+  // certificate. The line's fields are split at spaces (redis-py does), so
+  // a subject's spaces, '%' and control characters are percent-encoded.
+  if (db_.client_auth == config::ClientAuth::kNone) return {};
+  std::string field = " cert-subject=";
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (unsigned char c : cert_subject_) {
+    if (c <= ' ' || c == '%' || c == 0x7f) {
+      field += '%';
+      field += kHex[c >> 4];
+      field += kHex[c & 15];
+    } else {
+      field += static_cast<char>(c);
+    }
+  }
+  return field;
 }
 
 void MultiplexSession::replyText(std::string_view text) {

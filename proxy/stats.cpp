@@ -18,6 +18,10 @@ std::string_view toString(HandshakeFailure f) {
     case HandshakeFailure::kTimeout: return "timeout";
     case HandshakeFailure::kNotTls: return "not_tls";
     case HandshakeFailure::kPeerClosed: return "peer_closed";
+    case HandshakeFailure::kNoClientCert: return "no_client_cert";
+    case HandshakeFailure::kBadClientCert: return "bad_client_cert";
+    case HandshakeFailure::kClientCertExpired: return "client_cert_expired";
+    case HandshakeFailure::kClientNotAllowed: return "client_not_allowed";
     case HandshakeFailure::kOther:
     case HandshakeFailure::kCount: break;
   }
@@ -26,6 +30,12 @@ std::string_view toString(HandshakeFailure f) {
 
 HandshakeFailure classifyHandshakeFailure(std::string_view reason) {
   auto has = [&](std::string_view s) { return reason.find(s) != std::string_view::npos; };
+  // A client certificate refused by the server (TlsSession adds the
+  // verification error to "certificate verify failed").
+  if (has("peer did not return a certificate")) return HandshakeFailure::kNoClientCert;
+  if (has("certificate verify failed")) {
+    return has("expired") ? HandshakeFailure::kClientCertExpired : HandshakeFailure::kBadClientCert;
+  }
   if (has("protocol") && (has("version") || has("unsupported"))) return HandshakeFailure::kProtocolVersion;
   if (has("no shared cipher") || has("no cipher")) return HandshakeFailure::kNoSharedCipher;
   if (has("http request") || has("wrong version number") || has("record layer failure") ||

@@ -31,6 +31,13 @@ enum class HandshakeFailure {
   kTimeout,          // tls.handshake_timeout_ms passed
   kNotTls,           // plaintext or garbage on a TLS port
   kPeerClosed,       // client went away mid-handshake
+  // client_auth: required and no certificate sent; one that does not verify
+  // (unknown CA, revoked, bad signature, not yet valid); an expired one; a
+  // verified one whose names match no client_allow entry.
+  kNoClientCert,
+  kBadClientCert,
+  kClientCertExpired,
+  kClientNotAllowed,
   kOther,
   kCount,
 };
@@ -121,6 +128,11 @@ struct Stats {
   std::array<Counter, static_cast<size_t>(HandshakeFailure::kCount)> handshake_failures;
   Counter backend_connect_failures;
   Counter audit_below_min;  // handshakes below tls.audit_min_version
+  // Handshakes completed on databases with client_auth: with a verified
+  // client certificate that was let in, and (client_auth optional) without
+  // one. Refusals are handshake_failures (no_client_cert ... client_not_allowed).
+  Counter client_cert_verified;
+  Counter client_cert_absent;
   Counter bytes_from_backends;
 
   const size_t db_count;

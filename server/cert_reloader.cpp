@@ -5,7 +5,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <ctime>
+#include <fstream>
+#include <sstream>
 
 namespace shardgate::server {
 
@@ -54,11 +57,16 @@ std::string servedBy(CertName name, const config::Config& config) {
     case CertName::kApi:
       return config.admin_listen ? "served by the admin API"
                                  : "not served: admin.listen is not set";
-    case CertName::kMtlsTrustedCa:
-      return config.admin_listen
-                 ? "used by the admin API to accept client certificates without a password"
-                 : "not used: admin.listen is not set (client certificate authentication of "
-                   "databases is not built in this version)";
+    case CertName::kMtlsTrustedCa: {
+      std::string users;
+      for (const config::DatabaseConfig& db : config.databases) {
+        if (db.client_auth == config::ClientAuth::kNone || !db.client_ca.empty()) continue;
+        users += (users.empty() ? "" : ", ") + db.name;
+      }
+      if (config.admin_listen) users += std::string(users.empty() ? "" : ", ") + "the admin API";
+      return users.empty() ? std::string("not used: no database with client_auth relies on it and admin.listen is not set")
+                           : "trusted for client certificates by " + users;
+    }
     case CertName::kMetricsExporter:
       if (!config.metrics_listen) return "not served: metrics.listen is not set";
       return config.metrics_tls ? "served by the metrics endpoint" : "not served: metrics.tls is false";
@@ -67,7 +75,71 @@ std::string servedBy(CertName name, const config::Config& config) {
   }
 }
 
+std::string inCertDir(const config::Config& config, const std::string& file) {
+  if (!file.empty() && file[0] == '/') return file;
+  return config.cert_dir + "/" + file;
+}
+
+bool sameClientAuthList(const std::vector<tls::ClientAuthInput>& a, const std::vector<tls::ClientAuthInput>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!tls::sameClientAuth(a[i], b[i])) return false;
+  }
+  return true;
+}
+
 }  // namespace
+
+Result<std::vector<tls::ClientAuthInput>> readClientAuthInputs(const config::Config& config) {
+  std::vector<tls::ClientAuthInput> out;
+  auto read = [&](const std::string& key, const std::string& file, std::string& text,
+                  std::string& source) -> std::optional<Error> {
+    source = inCertDir(config, file);
+    std::ifstream in(source, std::ios::binary);
+    if (!in) {
+      Error e = makeError(config.where(key) + key + ": " + source + ": cannot open: " + std::strerror(errno));
+      e.sys_errno = errno;
+      return e;
+    }
+    std::ostringstream buf;
+    buf << in.rdbuf();
+    text = buf.str();
+    return std::nullopt;
+  };
+  for (size_t i = 0; i < config.databases.size(); ++i) {
+    const config::DatabaseConfig& db = config.databases[i];
+    if (db.client_auth == config::ClientAuth::kNone) continue;
+    const std::string key = "databases[" + std::to_string(i) + "].";
+    tls::ClientAuthInput in;
+    in.database = db.name;
+    in.required = db.client_auth == config::ClientAuth::kRequired;
+    if (!db.client_ca.empty()) {
+      tls::CertBundle ca;
+      if (auto e = read(key + "client_ca", db.client_ca, ca.cert_pem, ca.cert_source)) return *e;
+      in.ca = std::move(ca);
+    }
+    if (!db.client_crl.empty()) {
+      if (auto e = read(key + "client_crl", db.client_crl, in.crl_pem, in.crl_source)) return *e;
+    }
+    out.push_back(std::move(in));
+  }
+  return out;
+}
+
+std::vector<std::string> watchedCertFiles(const config::Config& config) {
+  std::vector<std::string> files = tls::certDirFileNames();
+  for (const config::DatabaseConfig& db : config.databases) {
+    if (db.client_auth == config::ClientAuth::kNone) continue;
+    for (const std::string* file : {&db.client_ca, &db.client_crl}) {
+      const std::string path = inCertDir(config, *file);
+      const std::string prefix = config.cert_dir + "/";
+      if (file->empty() || path.rfind(prefix, 0) != 0) continue;
+      std::string name = path.substr(prefix.size());
+      if (name.find('/') == std::string::npos) files.push_back(std::move(name));
+    }
+  }
+  return files;
+}
 
 CertReloader::CertReloader(tls::CertStore& store) : store_(store) {}
 
@@ -75,11 +147,21 @@ Status CertReloader::loadInitial(const config::Config& config) {
   if (auto st = generateIfAbsent(config); !st) return st;
   auto inputs = tls::readCertDir(config.cert_dir);
   if (!inputs) return inputs.error();
+  auto client_auth = readClientAuthInputs(config);
+  if (!client_auth) return client_auth.error();
   tls::CertTransaction txn = store_.begin();
   txn.stageAll(std::move(*inputs));
+  txn.stageClientAuth(std::move(*client_auth));
   txn.setPolicy(config.tls.policy);
   auto changes = txn.commit();
   if (!changes) return changes.error();
+  for (const tls::ClientAuthChange& change : txn.clientAuthChanges()) {
+    const tls::ClientAuthInput* input = nullptr;
+    for (const auto& in : txn.clientAuthInputs()) {
+      if (in.database == change.database) input = &in;
+    }
+    logClientAuthChange(change, input, "start");
+  }
   for (const tls::CertChange& change : *changes) {
     // The proxy certificate is told by each database's listening line.
     if (change.name == CertName::kProxy) continue;
@@ -119,8 +201,18 @@ CertReloader::Outcome CertReloader::reload(const config::Config& config, const c
     }
     return fail(inputs.message());
   }
+  auto client_auth = readClientAuthInputs(config);
+  if (!client_auth) {
+    const int err = client_auth.error().sys_errno;
+    if (err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS) {
+      fail(client_auth.message() + "; trying again in " + std::to_string(kRetryMs) + " ms");
+      return Outcome::kRetryLater;
+    }
+    return fail(client_auth.message());
+  }
   tls::CertTransaction txn = store_.begin();
   txn.stageAll(std::move(*inputs));
+  txn.stageClientAuth(std::move(*client_auth));
   txn.setPolicy(config.tls.policy);
   if (txn.unchanged()) {
     if (last_attempt_failed_) {
@@ -138,7 +230,7 @@ CertReloader::Outcome CertReloader::reload(const config::Config& config, const c
     return Outcome::kUnchanged;
   }
   if (have_failed_input_ && tls::sameInputs(txn.inputs(), failed_inputs_) &&
-      txn.policy() == failed_policy_) {
+      txn.policy() == failed_policy_ && sameClientAuthList(txn.clientAuthInputs(), failed_client_auth_)) {
     spdlog::debug("{}: same input as the last failed reload, still waiting for a change", trigger);
     return Outcome::kUnchanged;
   }
@@ -146,6 +238,7 @@ CertReloader::Outcome CertReloader::reload(const config::Config& config, const c
   if (!changes) {
     failed_inputs_ = txn.inputs();
     failed_policy_ = txn.policy();
+    failed_client_auth_ = txn.clientAuthInputs();
     have_failed_input_ = true;
     return fail(changes.message());
   }
@@ -153,6 +246,13 @@ CertReloader::Outcome CertReloader::reload(const config::Config& config, const c
   last_attempt_failed_ = false;
   ++ok_;
   for (const tls::CertChange& change : *changes) logChange(change, config, trigger);
+  for (const tls::ClientAuthChange& change : txn.clientAuthChanges()) {
+    const tls::ClientAuthInput* input = nullptr;
+    for (const auto& in : txn.clientAuthInputs()) {
+      if (in.database == change.database) input = &in;
+    }
+    logClientAuthChange(change, input, trigger);
+  }
   checkExpiry(static_cast<int64_t>(::time(nullptr)));
   return Outcome::kApplied;
 }
@@ -184,6 +284,17 @@ void CertReloader::logChange(const tls::CertChange& change, const config::Config
                  "(reloads ok {}, failed {})",
                  ok_, trigger, name, config.cert_dir, ok_, failed_);
   }
+}
+
+void CertReloader::logClientAuthChange(const tls::ClientAuthChange& change, const tls::ClientAuthInput* input,
+                                       const char* trigger) const {
+  const bool crl = input != nullptr && !input->crl_pem.empty();
+  spdlog::info("db {}: client certificates ({}): {} trusted CA certificate(s) from {}, CRL {}; context "
+               "generation {} -> {}, new handshakes use it (generation {} keeps {} live connection(s))",
+               change.database, trigger, change.ca_certificates, change.ca_source,
+               crl ? input->crl_source : std::string("none"), change.before ? change.before->generation() : 0,
+               change.context->generation(), change.before ? change.before->generation() : 0,
+               change.before ? change.before->liveSessions() : 0);
 }
 
 void CertReloader::checkExpiry(int64_t now_epoch) {

@@ -24,6 +24,14 @@
 
 namespace shardgate::server {
 
+// Every database with client_auth, as the store takes it: its CA file
+// (client_ca) and CRL file (client_crl) read now. Errors name the key and
+// the file.
+Result<std::vector<tls::ClientAuthInput>> readClientAuthInputs(const config::Config& config);
+// The files of cert_dir a change to which is a certificate change: the
+// named certificates' and every client_ca / client_crl given by name.
+std::vector<std::string> watchedCertFiles(const config::Config& config);
+
 class CertReloader {
  public:
   // kRetryLater: the files could not even be read because the process is
@@ -54,11 +62,14 @@ class CertReloader {
 
  private:
   void logChange(const tls::CertChange& change, const config::Config& config, const char* trigger) const;
+  void logClientAuthChange(const tls::ClientAuthChange& change, const tls::ClientAuthInput* input,
+                           const char* trigger) const;
 
   tls::CertStore& store_;
   // The last input that failed, so an unrelated event does not count it again.
   tls::CertInputs failed_inputs_;
   tls::TlsPolicy failed_policy_;
+  std::vector<tls::ClientAuthInput> failed_client_auth_;
   bool have_failed_input_ = false;
   // The last reload attempt failed (for whatever reason), so files equal to
   // the served ones are news: "valid again".

@@ -60,8 +60,8 @@ int checkCertDir(const std::string& dir, const tls::TlsPolicy& policy, std::FILE
     if (change.context) {
       printCertificate(out, bundle, *change.context, policy, change.name);
     } else {
-      fmt::print(out, "{}: valid as the {} bundle, {} CA certificate(s) (held, not used: client certificate "
-                      "authentication is not built in this version)\n",
+      fmt::print(out, "{}: valid as the {} bundle, {} CA certificate(s) (trusted for client certificates by "
+                      "databases with client_auth and no client_ca, and by the admin API)\n",
                  bundle.cert_source, tls::toString(change.name), change.ca_certificates);
     }
   }

@@ -181,6 +181,24 @@ void addTlsFamilies(const MetricsInput& in, std::vector<MetricFamily>& out) {
   }
   out.push_back(std::move(reasons));
 
+  MetricFamily certs = family("shardgate_tls_client_cert_handshakes_total", MetricType::kCounter,
+                              "Handshakes on databases with client_auth by client certificate result: verified "
+                              "(and allowed), absent (client_auth optional), or refused (see "
+                              "shardgate_tls_handshake_failures_total for why)");
+  certs.samples.push_back({{{"result", "verified"}}, sum(in, [](const Stats& s) { return s.client_cert_verified.get(); })});
+  certs.samples.push_back({{{"result", "absent"}}, sum(in, [](const Stats& s) { return s.client_cert_absent.get(); })});
+  certs.samples.push_back({{{"result", "refused"}}, sum(in, [](const Stats& s) {
+                             using proxy::HandshakeFailure;
+                             uint64_t t = 0;
+                             for (HandshakeFailure f : {HandshakeFailure::kNoClientCert, HandshakeFailure::kBadClientCert,
+                                                        HandshakeFailure::kClientCertExpired,
+                                                        HandshakeFailure::kClientNotAllowed}) {
+                               t += s.handshake_failures[static_cast<size_t>(f)].get();
+                             }
+                             return t;
+                           })});
+  out.push_back(std::move(certs));
+
   MetricFamily resumed = family("shardgate_tls_resumptions_total", MetricType::kCounter,
                                 "TLS handshakes that resumed a session (ticket or session id)");
   resumed.samples.push_back({{}, sum(in, [](const Stats& s) { return s.handshakes_resumed.get(); })});

@@ -59,19 +59,6 @@ Result<tls::TlsPolicy> policyWithOverrides(const config::Config& config, Cluster
 
 // Keys the configuration accepts whose feature is not built yet.
 // Refusing them is better than starting without what the operator asked for.
-Status checkBuilt(const config::Config& config) {
-  auto later = [&config](const std::string& key, const std::string& what) {
-    return makeError(config.where(key) + key + ": " + what +
-                     " is not built yet in this version of shardgate; remove the key");
-  };
-  for (size_t i = 0; i < config.databases.size(); ++i) {
-    if (config.databases[i].client_auth != config::ClientAuth::kNone) {
-      return later("databases[" + std::to_string(i) + "].client_auth", "client certificate authentication");
-    }
-  }
-  return {};
-}
-
 // A multiplexed database's command table: from the first shard that answers
 // COMMAND, or the built-in table (common Redis 7.0 commands) if none does.
 void loadShardFacts(proxy::Database& db) {
@@ -101,7 +88,6 @@ void loadShardFacts(proxy::Database& db) {
 }  // namespace
 
 Status checkServable(const config::Config& file_config) {
-  if (auto st = checkBuilt(file_config); !st) return st;
   config::Config config = file_config;
   ClusterSettings settings;
   auto policy = policyWithOverrides(config, settings);
@@ -117,7 +103,9 @@ Status checkServable(const config::Config& file_config) {
   const std::string cert_dir = config.where("cert_dir") + "cert_dir: ";
   auto inputs = tls::readCertDir(config.cert_dir);
   if (!inputs) return makeError(cert_dir + inputs.message());
-  auto changes = tls::CertStore::check(std::move(*inputs), config.tls.policy);
+  auto client_auth = readClientAuthInputs(config);
+  if (!client_auth) return client_auth.error();
+  auto changes = tls::CertStore::check(std::move(*inputs), config.tls.policy, std::move(*client_auth));
   if (!changes) return makeError(cert_dir + changes.message());
   return {};
 }
@@ -135,7 +123,6 @@ Server::~Server() {
 }
 
 Result<std::unique_ptr<Server>> Server::create(config::Config config) {
-  if (auto st = checkBuilt(config); !st) return makeError(st.message());
   // Before anything else: a shardgate already serving this configuration
   // stops this one before it generates certificates or binds a port.
   std::optional<PidFile> pid_file;
@@ -165,6 +152,17 @@ Result<std::unique_ptr<Server>> Server::create(config::Config config) {
   if (usesCertStore(server->config_)) {
     if (auto st = server->loadTls(); !st) {
       return makeError(server->config_.where("cert_dir") + "cert_dir: " + st.message());
+    }
+  }
+  // Databases with client_auth serve contexts of their own (the first
+  // commit above made them).
+  for (auto& db : server->databases_) {
+    if (db->client_auth == config::ClientAuth::kNone) continue;
+    db->tls_store = server->cert_store_.clientAuthPublished(db->name);
+    // Never serve such a database with the shared context, which verifies
+    // no client: that would let in what client_auth is meant to keep out.
+    if (db->tls_store == nullptr || !db->tls_store->current()) {
+      return makeError("db " + db->name + ": client certificates: no TLS context was built for it");
     }
   }
   if (auto st = server->bindAndStart(); !st) return makeError(st.message());
@@ -423,7 +421,7 @@ void Server::beginShutdown(int signum) {
 void Server::startCertMaintenance() {
   if (!needsCertStore()) return;
   auto watcher = tls::CertWatcher::create(
-      &loop_, config_.cert_dir, tls::certDirFileNames(), kCertSettleMs, kCertPollMs, [this] {
+      &loop_, config_.cert_dir, watchedCertFiles(config_), kCertSettleMs, kCertPollMs, [this] {
         if (!shutting_down_) reloadCerts("file change");
       });
   if (watcher) {

@@ -8,8 +8,9 @@
 //                     chain_certs.pem (optional intermediates)
 //   api               api_cert.pem, api_key.pem                  built and held; no listener yet
 //   metrics_exporter  metrics_exporter_cert.pem, ..._key.pem     built and held; no listener yet
-//   mtls_trusted_ca   mtls_trusted_ca.pem (CA bundle, no key)    validated and held; no
-//                                                                client authentication yet
+//   mtls_trusted_ca   mtls_trusted_ca.pem (CA bundle, no key)    trusted for client certificates
+//                                                                by databases with client_auth
+//                                                                (unless client_ca) and the admin API
 //
 // proxy is required; the others are optional: when none of their files
 // exists, they are simply not configured.

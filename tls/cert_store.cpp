@@ -37,6 +37,11 @@ bool dependsOnClientCa(CertName name) { return name == CertName::kApi; }
 
 }  // namespace
 
+bool sameClientAuth(const ClientAuthInput& a, const ClientAuthInput& b) {
+  return a.database == b.database && a.required == b.required && sameInput(a.ca, b.ca) &&
+         a.crl_pem == b.crl_pem && a.crl_source == b.crl_source;
+}
+
 CertTransaction::CertTransaction(CertStore& store)
     : store_(&store), inputs_(store.committed_), policy_(store.policy_), base_commit_(store.commits_) {}
 
@@ -50,7 +55,66 @@ void CertTransaction::setPolicy(TlsPolicy policy) { policy_ = std::move(policy);
 
 bool CertTransaction::unchanged() const {
   if (store_->commits_ == 0) return false;  // nothing committed yet: the first commit always builds
+  for (const ClientAuthInput& in : client_auth_) {
+    const CertStore::ClientAuthSlot* slot = store_->clientAuthSlot(in.database);
+    if (slot == nullptr || !sameClientAuth(in, slot->input)) return false;
+  }
   return sameInputs(inputs_, store_->committed_) && policy_ == store_->policy_;
+}
+
+// Each client-auth endpoint whose inputs differ from what it was built from:
+// its CAs validated, its context built on the staged proxy certificate and
+// policy, then preflighted (the probe is asked for a certificate and sends
+// none; a required endpoint's verdict is not part of the probe).
+Status CertTransaction::prepareClientAuth() const {
+  const size_t proxy = indexOf(CertName::kProxy);
+  const size_t ca = indexOf(CertName::kMtlsTrustedCa);
+  const bool first = store_->commits_ == 0;
+  const bool proxy_changed = first || !sameInput(inputs_[proxy], store_->committed_[proxy]) ||
+                             policyFor(CertName::kProxy, policy_) != policyFor(CertName::kProxy, store_->policy_);
+  const bool default_ca_changed = !sameInput(inputs_[ca], store_->committed_[ca]);
+  for (const ClientAuthInput& in : client_auth_) {
+    const CertStore::ClientAuthSlot* slot = store_->clientAuthSlot(in.database);
+    const bool rebuild = slot == nullptr || proxy_changed || !sameClientAuth(in, slot->input) ||
+                         (!in.ca && default_ca_changed);
+    if (!rebuild) continue;
+    const std::string what = "database " + in.database + ": client certificates: ";
+    const CertBundle* bundle = in.ca ? &*in.ca : (inputs_[ca] ? &*inputs_[ca] : nullptr);
+    if (bundle == nullptr) {
+      // The trusted CA file went away under a database that relies on it.
+      failed_ = CertName::kMtlsTrustedCa;
+      return makeError(what + "no trusted CA: " + std::string(kMtlsCaFile) +
+                       " is not in cert_dir and the database has no client_ca");
+    }
+    auto count = validateCaBundle(*bundle);
+    if (!count) {
+      if (!in.ca) failed_ = CertName::kMtlsTrustedCa;
+      return makeError(what + count.message());
+    }
+    ClientVerify verify;
+    verify.required = in.required;
+    verify.ca_pem = bundle->cert_pem;
+    verify.crl_pem = in.crl_pem;
+    verify.scope = in.database;
+    const uint64_t generation = slot ? slot->published->nextGeneration() : 1;
+    auto ctx = TlsContext::createServer(*inputs_[proxy], policyFor(CertName::kProxy, policy_), generation,
+                                        store_->ticket_keys_[proxy], nullptr, &verify);
+    if (!ctx) {
+      std::string message = ctx.message();
+      if (message.rfind("client CRL", 0) == 0) message = in.crl_source + ": " + message;
+      else if (message.rfind("client CA", 0) == 0) message = bundle->cert_source + ": " + message;
+      return makeError(what + message);
+    }
+    if (Status st = preflight(*ctx); !st) return makeError(what + st.message());
+    ClientAuthChange change;
+    change.database = in.database;
+    change.context = std::move(*ctx);
+    change.before = slot ? slot->published->current() : nullptr;
+    change.ca_certificates = *count;
+    change.ca_source = bundle->cert_source;
+    client_auth_changes_.push_back(std::move(change));
+  }
+  return Status();
 }
 
 Error CertTransaction::fail(CertName name, const std::string& reason) const {
@@ -60,6 +124,7 @@ Error CertTransaction::fail(CertName name, const std::string& reason) const {
 
 Result<std::vector<CertChange>> CertTransaction::prepare() const {
   failed_.reset();
+  client_auth_changes_.clear();
   if (base_commit_ != store_->commits_) {
     return makeError("the certificates changed while this change was prepared; try it again");
   }
@@ -100,14 +165,34 @@ Result<std::vector<CertChange>> CertTransaction::prepare() const {
     }
     changes.push_back(std::move(change));
   }
+  client_auth_changes_.clear();
+  if (!inputs_[indexOf(CertName::kProxy)]) return changes;  // refused above
+  if (Status st = prepareClientAuth(); !st) {
+    client_auth_changes_.clear();
+    return makeError(st.message());
+  }
   return changes;
 }
 
 Result<std::vector<CertChange>> CertTransaction::commit() {
   auto changes = prepare();
   if (!changes) return changes;
-  if (changes->empty()) return changes;
-  // From here nothing can fail: swaps and assignments only.
+  if (changes->empty() && client_auth_changes_.empty()) return changes;
+  // From here nothing can fail: swaps and assignments only (a new slot is
+  // made only by the first commit, before any worker reads the store).
+  for (const ClientAuthChange& change : client_auth_changes_) {
+    CertStore::ClientAuthSlot* slot = store_->clientAuthSlot(change.database);
+    if (slot == nullptr) {
+      ClientAuthInput named;
+      named.database = change.database;
+      store_->client_auth_.push_back({std::move(named), std::make_unique<TlsContextStore>()});
+      slot = &store_->client_auth_.back();
+    }
+    slot->published->publish(change.context);
+  }
+  for (const ClientAuthInput& in : client_auth_) {
+    if (CertStore::ClientAuthSlot* slot = store_->clientAuthSlot(in.database)) slot->input = in;
+  }
   for (const CertChange& change : *changes) {
     TlsContextStore& slot = store_->published_[indexOf(change.name)];
     if (change.context) {
@@ -131,7 +216,23 @@ CertStore::CertStore(TicketKeyMode mode) {
   }
 }
 
-CertTransaction CertStore::begin() { return CertTransaction(*this); }
+CertTransaction CertStore::begin() {
+  CertTransaction txn(*this);
+  for (const ClientAuthSlot& slot : client_auth_) txn.client_auth_.push_back(slot.input);
+  return txn;
+}
+
+CertStore::ClientAuthSlot* CertStore::clientAuthSlot(const std::string& database) {
+  for (ClientAuthSlot& slot : client_auth_) {
+    if (slot.input.database == database) return &slot;
+  }
+  return nullptr;
+}
+
+TlsContextStore* CertStore::clientAuthPublished(const std::string& database) {
+  ClientAuthSlot* slot = clientAuthSlot(database);
+  return slot ? slot->published.get() : nullptr;
+}
 
 std::vector<std::pair<uint64_t, int64_t>> CertStore::liveGenerations(CertName name) {
   auto& history = history_[indexOf(name)];
@@ -149,10 +250,12 @@ void CertStore::rotateTicketKeys() {
   }
 }
 
-Result<std::vector<CertChange>> CertStore::check(CertInputs inputs, const TlsPolicy& policy) {
+Result<std::vector<CertChange>> CertStore::check(CertInputs inputs, const TlsPolicy& policy,
+                                                 std::vector<ClientAuthInput> client_auth) {
   CertStore scratch(TicketKeyMode::kPerContext);
   CertTransaction txn = scratch.begin();
   txn.stageAll(std::move(inputs));
+  txn.stageClientAuth(std::move(client_auth));
   txn.setPolicy(policy);
   return txn.prepare();
 }

@@ -23,8 +23,15 @@
 // Today only proxy is served. api and metrics_exporter contexts are built,
 // preflighted and held when their files exist, so a bad file is reported
 // naming them, but no listener serves them yet (the admin API and metrics
-// listeners come later); mtls_trusted_ca is validated and held as PEM until
-// client-certificate authentication exists.
+// listeners come later). mtls_trusted_ca is validated and held as PEM; the
+// api context and every client-auth endpoint trust it.
+//
+// Client-auth endpoints (a database with client_auth) are a second kind of
+// entry, keyed by database name: each publishes a server context of its own,
+// the proxy certificate plus its client verification (its CAs: client_ca or
+// mtls_trusted_ca, and its CRLs). It is rebuilt, preflighted and published in
+// the same transaction whenever the proxy certificate, its CAs, its CRLs or
+// the TLS policy change, so every path that changes a certificate applies it.
 #pragma once
 
 #include <array>
@@ -58,6 +65,28 @@ struct CertChange {
   size_t ca_certificates = 0;
 };
 
+// One data endpoint that verifies client certificates: what its context is
+// built from besides the proxy certificate and the policy.
+struct ClientAuthInput {
+  std::string database;  // the key, and the scope of its session id context
+  bool required = false;
+  // Its own CA bundle (client_ca: cert_pem and cert_source); nullopt: the
+  // mtls_trusted_ca certificate's.
+  std::optional<CertBundle> ca;
+  std::string crl_pem;  // empty: no CRL
+  std::string crl_source;
+};
+bool sameClientAuth(const ClientAuthInput& a, const ClientAuthInput& b);
+
+// One client-auth endpoint a transaction rebuilt.
+struct ClientAuthChange {
+  std::string database;
+  TlsContextPtr context;
+  TlsContextPtr before;  // null: its first context
+  size_t ca_certificates = 0;
+  std::string ca_source;
+};
+
 class CertTransaction {
  public:
   // A certificate's new input; nullopt: not configured (refused for proxy).
@@ -65,6 +94,12 @@ class CertTransaction {
   // Every name at once, as readCertDir() returns them.
   void stageAll(CertInputs inputs);
   void setPolicy(TlsPolicy policy);
+  // Every client-auth endpoint (replaces the committed list). An endpoint
+  // the store knows but the list lacks keeps its context.
+  void stageClientAuth(std::vector<ClientAuthInput> inputs) { client_auth_ = std::move(inputs); }
+  const std::vector<ClientAuthInput>& clientAuthInputs() const { return client_auth_; }
+  // The client-auth endpoints the last prepare() or commit() rebuilt.
+  const std::vector<ClientAuthChange>& clientAuthChanges() const { return client_auth_changes_; }
 
   const std::optional<CertBundle>& input(CertName name) const { return inputs_[indexOf(name)]; }
   const CertInputs& inputs() const { return inputs_; }
@@ -88,9 +123,12 @@ class CertTransaction {
   friend class CertStore;
   explicit CertTransaction(CertStore& store);
   Error fail(CertName name, const std::string& reason) const;
+  Status prepareClientAuth() const;
 
   CertStore* store_;
   CertInputs inputs_;
+  std::vector<ClientAuthInput> client_auth_;
+  mutable std::vector<ClientAuthChange> client_auth_changes_;
   TlsPolicy policy_;
   uint64_t base_commit_;  // the store's commit count at begin()
   mutable std::optional<CertName> failed_;
@@ -116,6 +154,10 @@ class CertStore {
   // The published server contexts of one name (workers: kProxy).
   TlsContextStore& published(CertName name) { return published_[indexOf(name)]; }
   TlsContextPtr current(CertName name) const { return published_[indexOf(name)].current(); }
+  // A client-auth endpoint's published contexts; null when the store has
+  // never committed one for this database. The address is stable for the
+  // store's life (workers keep it).
+  TlsContextStore* clientAuthPublished(const std::string& database);
   bool configured(CertName name) const { return committed_[indexOf(name)].has_value(); }
   const CertInputs& committed() const { return committed_; }
   const TlsPolicy& policy() const { return policy_; }
@@ -132,7 +174,8 @@ class CertStore {
   // A dry run of inputs under policy on an empty store: every configured
   // certificate validated, built and preflighted, nothing published anywhere.
   // The error names the certificate.
-  static Result<std::vector<CertChange>> check(CertInputs inputs, const TlsPolicy& policy);
+  static Result<std::vector<CertChange>> check(CertInputs inputs, const TlsPolicy& policy,
+                                               std::vector<ClientAuthInput> client_auth = {});
 
  private:
   friend class CertTransaction;
@@ -142,6 +185,12 @@ class CertStore {
   // What each name published, as weak references: bounded by the contexts
   // alive, since expired ones are pruned at every commit and every read.
   std::array<std::vector<std::weak_ptr<const TlsContext>>, kCertNameCount> history_;
+  struct ClientAuthSlot {
+    ClientAuthInput input;
+    std::unique_ptr<TlsContextStore> published;
+  };
+  ClientAuthSlot* clientAuthSlot(const std::string& database);
+  std::vector<ClientAuthSlot> client_auth_;
   CertInputs committed_;
   TlsPolicy policy_;
   uint64_t commits_ = 0;

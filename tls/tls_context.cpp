@@ -4,8 +4,11 @@
 #include "tls/tls_context.h"
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/x509_vfy.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -137,6 +140,60 @@ Status requestClientCertificate(SSL_CTX* ctx, const std::string& ca_pem) {
   return Status();
 }
 
+// Trusts ca_pem's CAs (and nothing else) for client certificates, checks
+// crl_pem's revocations on every handshake, and fails a handshake whose
+// client certificate does not verify. The session id context is derived
+// from everything that decides a verdict (see createServer).
+Status verifyClients(SSL_CTX* ctx, const ClientVerify& verify) {
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+  STACK_OF(X509_NAME)* names = sk_X509_NAME_new_null();
+  if (names == nullptr) return openSslError("out of memory");
+  SSL_CTX_set_client_CA_list(ctx, names);  // takes ownership; filled below
+  BioPtr bio(BIO_new_mem_buf(verify.ca_pem.data(), static_cast<int>(verify.ca_pem.size())));
+  int added = 0;
+  while (X509* raw = PEM_read_bio_X509(bio.get(), nullptr, noPassphrase, nullptr)) {
+    X509Ptr x(raw);
+    if (X509_STORE_add_cert(store, x.get()) != 1) return openSslError("cannot add a trusted client CA certificate");
+    X509_NAME* name = X509_NAME_dup(X509_get_subject_name(x.get()));
+    if (name && sk_X509_NAME_push(names, name) == 0) X509_NAME_free(name);
+    ++added;
+  }
+  ERR_clear_error();
+  if (added == 0) return makeError("client CA: no PEM certificate found");
+  if (!verify.crl_pem.empty()) {
+    BioPtr crl_bio(BIO_new_mem_buf(verify.crl_pem.data(), static_cast<int>(verify.crl_pem.size())));
+    int crls = 0;
+    while (X509_CRL* crl = PEM_read_bio_X509_CRL(crl_bio.get(), nullptr, noPassphrase, nullptr)) {
+      int ok = X509_STORE_add_crl(store, crl);
+      X509_CRL_free(crl);
+      if (ok != 1) return openSslError("cannot add a client CRL");
+      ++crls;
+    }
+    ERR_clear_error();
+    if (crls == 0) return makeError("client CRL: no PEM CRL (-----BEGIN X509 CRL-----) found");
+    // The client's own certificate is checked against its issuer's CRL,
+    // which must be present: a CA without one fails every handshake
+    // ("unable to get certificate CRL") rather than passing unchecked.
+    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+  }
+  int mode = SSL_VERIFY_PEER | (verify.required ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0);
+  SSL_CTX_set_verify(ctx, mode, nullptr);
+
+  // SHA-256 of what decides a verdict, 32 bytes: SSL_MAX_SID_CTX_LENGTH.
+  std::string material = "shardgate client-auth\n" + verify.scope + "\n" +
+                         (verify.required ? "required\n" : "optional\n") + verify.ca_pem + "\n--crl--\n" +
+                         verify.crl_pem;
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(material.data(), material.size(), digest, &len, EVP_sha256(), nullptr) != 1) {
+    return openSslError("cannot digest the client CA set");
+  }
+  if (SSL_CTX_set_session_id_context(ctx, digest, std::min<unsigned int>(len, SSL_MAX_SID_CTX_LENGTH)) != 1) {
+    return openSslError("cannot set the session id context");
+  }
+  return Status();
+}
+
 Result<std::string> readFile(const std::string& path, const char* what) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return makeError(std::string(what) + " " + path + ": cannot open: " + std::strerror(errno));
@@ -167,7 +224,8 @@ Result<TlsContextPtr> TlsContext::createServer(const CertBundle& bundle,
                                                const TlsPolicy& policy,
                                                uint64_t generation,
                                                std::shared_ptr<TicketKeys> ticket_keys,
-                                               const std::string* client_ca_pem) {
+                                               const std::string* client_ca_pem,
+                                               const ClientVerify* client_verify) {
   Result<CertInfo> info = validateCertBundle(bundle);
   if (!info) return info.error();
 
@@ -194,10 +252,14 @@ Result<TlsContextPtr> TlsContext::createServer(const CertBundle& bundle,
   if (client_ca_pem != nullptr && !client_ca_pem->empty()) {
     if (Status s = requestClientCertificate(ctx.get(), *client_ca_pem); !s) return Error{s.message()};
   }
+  if (client_verify != nullptr) {
+    if (Status s = verifyClients(ctx.get(), *client_verify); !s) return Error{s.message()};
+  }
 
   ERR_clear_error();
   auto* context = new TlsContext(ctx.release(), std::move(info).value(), policy, generation, true);
   context->ticket_keys_ = std::move(ticket_keys);
+  context->verifies_clients_ = client_verify != nullptr;
   return TlsContextPtr(context);
 }
 

@@ -47,6 +47,21 @@ struct TlsPolicy {
   bool operator==(const TlsPolicy&) const = default;
 };
 
+// How a data endpoint verifies its clients' certificates (client_auth
+// optional or required). Clients are asked for a certificate naming ca_pem's
+// CAs in the CertificateRequest; one that does not chain to them, is expired,
+// or is revoked by crl_pem fails the handshake with the matching TLS alert
+// (unknown_ca, certificate_expired, certificate_revoked). required: a client
+// that sends none fails too (certificate_required in TLS 1.3,
+// handshake_failure before it).
+struct ClientVerify {
+  bool required = false;
+  std::string ca_pem;   // one or more PEM CA certificates
+  std::string crl_pem;  // zero or more PEM CRLs; any: every client's certificate is checked against them
+  // Names the endpoint in the session id context (see createServer).
+  std::string scope;
+};
+
 // Checks the cipher strings against OpenSSL without building a server context.
 // The message says which string ("tls.ciphers" / "tls.ciphersuites") is bad.
 Status validatePolicy(const TlsPolicy& policy);
@@ -62,9 +77,17 @@ class TlsContext {
   // certificate (not required to send one); one that chains to these CAs
   // shows in TlsSession::verifiedPeerSubject(), one that does not is let
   // through unverified, so a password can still authenticate its client.
+  //
+  // client_verify, when given, verifies clients instead (a data endpoint
+  // with client_auth). Its session id context is a digest of scope, the mode,
+  // the CAs and the CRLs: a session (ticket) issued before any of them changed
+  // does not resume afterwards, so a removed CA or a new revocation is never
+  // bypassed by resumption, while a resumed session keeps the identity
+  // verified at its full handshake.
   static Result<std::shared_ptr<const TlsContext>> createServer(
       const CertBundle& bundle, const TlsPolicy& policy, uint64_t generation,
-      std::shared_ptr<TicketKeys> ticket_keys = nullptr, const std::string* client_ca_pem = nullptr);
+      std::shared_ptr<TicketKeys> ticket_keys = nullptr, const std::string* client_ca_pem = nullptr,
+      const ClientVerify* client_verify = nullptr);
 
   // A client context. trusted_ca_pem empty: no verification (tests,
   // preflight); otherwise the peer's chain must lead to one of its
@@ -92,6 +115,8 @@ class TlsContext {
   const TlsPolicy& policy() const { return policy_; }
   uint64_t generation() const { return generation_; }
   bool isServer() const { return server_; }
+  // A server context that verifies client certificates (client_verify).
+  bool verifiesClients() const { return verifies_clients_; }
   // TlsSessions alive on this context, on any thread: after a rotation, the
   // old generation's count drains to 0 as its clients close.
   int64_t liveSessions() const { return live_sessions_.load(std::memory_order_relaxed); }
@@ -107,6 +132,7 @@ class TlsContext {
   TlsPolicy policy_;
   uint64_t generation_;
   bool server_;
+  bool verifies_clients_ = false;
   // Null unless createServer was given shared keys; the ticket callback finds
   // them through the SSL_CTX's ex_data, and this reference keeps them alive.
   std::shared_ptr<TicketKeys> ticket_keys_;

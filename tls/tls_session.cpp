@@ -15,6 +15,7 @@
 
 #include <openssl/err.h>
 
+#include "tls/client_identity.h"
 #include "tls/openssl_ptr.h"
 
 namespace shardgate::tls {
@@ -259,6 +260,13 @@ void TlsSession::fail(const char* where, int ssl_error) {
   } else {
     failure_code_ = "protocol error";
   }
+  // A client certificate the server refused: the code says why (expired,
+  // unknown CA, revoked), which the reason "certificate verify failed" alone
+  // does not.
+  if (SSL_is_server(ssl_) == 1 && failure_code_ == "certificate verify failed") {
+    long verdict = SSL_get_verify_result(ssl_);
+    if (verdict != X509_V_OK) failure_code_ += std::string(": ") + X509_verify_cert_error_string(verdict);
+  }
   failure_ = std::string(where) + ": " + failure_code_;
   ERR_clear_error();
 }
@@ -292,6 +300,17 @@ std::string TlsSession::serverName() const {
 bool TlsSession::peerPresentedCertificate() const {
   X509Ptr cert(SSL_get1_peer_certificate(ssl_));
   return cert != nullptr;
+}
+
+void TlsSession::acceptAnyClientCertificate() {
+  SSL_set_verify(ssl_, SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
+}
+
+std::optional<ClientIdentity> TlsSession::verifiedPeerIdentity() const {
+  X509Ptr cert(SSL_get1_peer_certificate(ssl_));
+  if (!cert || SSL_get_verify_result(ssl_) != X509_V_OK) return std::nullopt;
+  if ((SSL_get_verify_mode(ssl_) & SSL_VERIFY_PEER) == 0) return std::nullopt;
+  return identityOfCertificate(cert.get());
 }
 
 std::string TlsSession::verifiedPeerSubject() const {

@@ -16,6 +16,7 @@
 
 #include "common/byte_buffer.h"
 #include "common/result.h"
+#include "tls/client_identity.h"
 #include "tls/tls_context.h"
 #include "tls/tls_version.h"
 
@@ -82,6 +83,14 @@ class TlsSession {
   // one that did not verify (a context that asks for a certificate without
   // requiring one lets such a handshake finish).
   std::string verifiedPeerSubject() const;
+  // The same certificate's names (subject, CN, SANs) for allow-lists and
+  // logs; nullopt when no verified certificate. A resumed session reports
+  // the identity verified at its full handshake.
+  std::optional<ClientIdentity> verifiedPeerIdentity() const;
+  // Server role, before the first feed(): asks for a client certificate but
+  // accepts any outcome. Only for the preflight probe, which has no
+  // certificate from the operator's client CAs to present.
+  void acceptAnyClientCertificate();
 
   // Client-side resumption: the DER of the session to resume (empty when
   // there is none yet; with TLS 1.3 the ticket arrives after the handshake,

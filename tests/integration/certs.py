@@ -119,6 +119,44 @@ class CA:
                     "-enddate", openssl_time(not_after), cwd=self.dir)
         return Pair(cert=cert, key=key, serial=f"{serial:X}")
 
+    def issue_client(self, serial: int, name: str, cn: str, sans: list[str] | None = None,
+                     not_before: dt.datetime | None = None,
+                     not_after: dt.datetime | None = None) -> Pair:
+        """A client certificate (extendedKeyUsage clientAuth) with this CN and
+        SANs given as OpenSSL spells them ("DNS:app.example.com",
+        "email:ops@example.com", "URI:spiffe://example.org/ns/prod/sa/app").
+        Past dates make an expired one."""
+        now = dt.datetime.now(dt.timezone.utc)
+        not_before = not_before or now - dt.timedelta(hours=1)
+        not_after = not_after or now + dt.timedelta(days=90)
+        key, csr, cert = (self.dir / f"{name}.key.pem", self.dir / f"{name}.csr",
+                          self.dir / f"{name}.cert.pem")
+        ext = self.dir / f"{name}.ext"
+        lines = ["[ client ]", "basicConstraints = critical,CA:FALSE",
+                 "keyUsage = critical,digitalSignature", "extendedKeyUsage = clientAuth",
+                 "authorityKeyIdentifier = keyid:always", "subjectKeyIdentifier = hash"]
+        if sans:
+            lines.append("subjectAltName = " + ",".join(sans))
+        ext.write_text("\n".join(lines) + "\n")
+        run_openssl("req", "-new", *_EC, "-subj", f"/CN={cn}", "-keyout", key,
+                    "-out", csr, cwd=self.dir)
+        (self.dir / "serial").write_text(f"{serial:02X}\n")
+        run_openssl("ca", "-config", "ca.cnf", "-batch", "-notext", "-in", csr,
+                    "-out", cert, "-cert", "ca.pem", "-keyfile", "ca.key",
+                    "-extfile", ext, "-extensions", "client", "-startdate", openssl_time(not_before),
+                    "-enddate", openssl_time(not_after), cwd=self.dir)
+        return Pair(cert=cert, key=key, serial=f"{serial:X}")
+
+    def revoke(self, pair: Pair) -> None:
+        run_openssl("ca", "-config", "ca.cnf", "-revoke", pair.cert, "-cert", "ca.pem",
+                    "-keyfile", "ca.key", cwd=self.dir)
+
+    def crl(self, out: Path) -> Path:
+        """The CA's CRL (PEM) as of now: every revoked leaf so far."""
+        run_openssl("ca", "-config", "ca.cnf", "-gencrl", "-crldays", "30", "-cert", "ca.pem",
+                    "-keyfile", "ca.key", "-out", out, cwd=self.dir)
+        return out
+
     def issue_many(self, first_serial: int, count: int) -> list[Pair]:
         return [self.issue(first_serial + i) for i in range(count)]
 

@@ -36,8 +36,9 @@ BAD_CONFIGS = {
     "self_signed_off_and_no_cert": ("cert_dir: ./certs\ngenerate_self_signed: false\n"
                                     + DATABASE, "proxy_cert.pem"),
     "garbage_certificate": ("cert_dir: ./garbage\n" + DATABASE, "proxy_cert.pem"),
-    # Keys of features this version does not serve are refused where they stand.
-    "client_auth_not_built": (DATABASE + "    client_auth: required\n", "client_auth"),
+    # A client_allow entry of no known kind is refused where it stands.
+    "client_allow_bad_entry": (DATABASE + "    client_auth: required\n    client_allow:\n"
+                               "      - \"host:web-1\"\n", "databases[0].client_allow[0]"),
     "admin_user_plain_password": (DATABASE + "admin:\n  listen: 127.0.0.1:{admin}\n  users:\n"
                                   "    - name: ops\n      password_hash: hunter2\n",
                                   "admin.users[0].password_hash"),
@@ -59,7 +60,7 @@ EXPECTED_LINE_OF = {
     "bad_cipher_string": "ciphers:",
     "self_signed_off_and_no_cert": "cert_dir:",
     "garbage_certificate": "cert_dir:",
-    "client_auth_not_built": "client_auth:",
+    "client_allow_bad_entry": "- \"host:web-1\"",
     "admin_user_plain_password": "password_hash:",
     "metrics_tls_not_boolean": "  tls: maybe",
     "aliased_listen": "listen: *addr",

@@ -132,8 +132,10 @@ def test_tls1_0_client_served_when_min_version_is_1_0(redis_server, shardgate):
     assert "TLSv1" in out and "TLSv1.2" not in out.split("Protocol")[1][:20], out
 
 
-def test_keys_of_unbuilt_features_are_refused_by_name(tmp_path):
-    for extra, key in [({"client_auth": "required"}, "databases[0].client_auth")]:
+def test_client_certificate_keys_without_client_auth_are_refused_by_name(tmp_path):
+    for extra, key in [({"client_ca": "ca.pem"}, "databases[0].client_ca"),
+                       ({"client_crl": "crl.pem"}, "databases[0].client_crl"),
+                       ({"client_allow": ["cn:x"]}, "databases[0].client_allow")]:
         db = database("db1", 0, "127.0.0.1:7001")
         db.update(extra)
         cfg = write_config(tmp_path, [db])

@@ -63,6 +63,10 @@ TEST_CASE("diffConfigs names each changed key as the file writes it, restart or 
   CHECK(diff("  - name: b", "  - name: c") == Keys{"databases[1].name (restart)"});
   CHECK(diff("workers: 2", "workers: 2\npid_file: /run/sg.pid") == Keys{"pid_file (restart)"});
   CHECK(diff("workers: 2", "workers: 2\nlog_file: /var/log/sg.log") == Keys{"log_file (restart)"});
+  CHECK(diff("    listen: 127.0.0.1:6380\n", "    listen: 127.0.0.1:6380\n    client_auth: required\n"
+             "    client_ca: a.pem\n    client_crl: a.crl\n    client_allow: [\"cn:x\"]\n") ==
+        Keys{"databases[0].client_auth (restart)", "databases[0].client_ca (restart)",
+             "databases[0].client_crl (restart)", "databases[0].client_allow (restart)"});
 }
 
 TEST_CASE("diffConfigs reports a database added or removed as databases") {

@@ -204,8 +204,8 @@ TEST_CASE("config: unknown keys are named with the keys that are known") {
         "conf/x.yaml:7: tls.min_verison: unknown key (known keys: min_version, ciphers, "
         "ciphersuites, handshake_timeout_ms, audit_min_version, control_min_version)");
   checkError(std::string(kMinimal) + "    port: 1\n", 6, "databases[0].port",
-             "unknown key (known keys: name, listen, tls, client_auth, password, shard_password, "
-             "multiplex, shards)");
+             "unknown key (known keys: name, listen, tls, client_auth, client_ca, client_crl, client_allow, "
+             "password, shard_password, multiplex, shards)");
   checkError(std::string(kMinimal) + "        weight: 1\n", 6, "databases[0].shards[0].weight",
              "unknown key (known keys: address, slots)");
   checkError(std::string(kMinimal) + "admin:\n  port: 9443\n", 7, "admin.port",
@@ -340,6 +340,26 @@ TEST_CASE("config: a database's listen, name, tls and client_auth") {
              "databases[0].client_auth", "needs a TLS endpoint");
   CHECK(parsed(std::string(kMinimal) + "    client_auth: optional\n").databases[0].client_auth ==
         config::ClientAuth::kOptional);
+}
+
+TEST_CASE("config: client_ca, client_crl and client_allow") {
+  config::Config c = parsed(std::string(kMinimal) +
+                            "    client_auth: required\n    client_ca: db1_ca.pem\n    client_crl: /etc/crl.pem\n"
+                            "    client_allow:\n      - \"cn:app-*.example.com\"\n      - \"uri:spiffe://x/*\"\n");
+  CHECK(c.databases[0].client_ca == "db1_ca.pem");
+  CHECK(c.databases[0].client_crl == "/etc/crl.pem");
+  CHECK(c.databases[0].client_allow == std::vector<std::string>{"cn:app-*.example.com", "uri:spiffe://x/*"});
+  checkError(std::string(kMinimal) + "    client_auth: required\n    client_allow:\n      - \"cn:a\"\n"
+             "      - \"host:b\"\n",
+             9, "databases[0].client_allow[1]", "expected cn:, dns:, email: or uri:");
+  checkError(std::string(kMinimal) + "    client_auth: required\n    client_allow:\n      - \"dns:\"\n", 8,
+             "databases[0].client_allow[0]", "nothing after dns:");
+  checkError(std::string(kMinimal) + "    client_auth: required\n    client_allow: []\n", 7,
+             "databases[0].client_allow", "got an empty list");
+  checkError(std::string(kMinimal) + "    client_ca: ca.pem\n", 6, "databases[0].client_ca",
+             "needs client_auth: optional or required");
+  checkError(std::string(kMinimal) + "    client_allow:\n      - \"cn:a\"\n", 7, "databases[0].client_allow",
+             "needs client_auth: optional or required");
 }
 
 TEST_CASE("config: database names and listen addresses are unique") {

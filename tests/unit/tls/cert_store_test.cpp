@@ -413,3 +413,90 @@ TEST_CASE("CertStore: the control floor rebuilds only api and metrics_exporter; 
   CHECK(live[0].first == 3);
   CHECK(live[0].second == 0);
 }
+
+TEST_CASE("CertStore: a client-auth endpoint is built with the proxy certificate and rebuilt when its inputs change") {
+  CertStore store;
+  CertBundle ca = selfSignedBundle(named("client CA"));
+  ca.cert_source = "/certs/mtls_trusted_ca.pem";
+  ClientAuthInput db1;
+  db1.database = "db1";
+  db1.required = true;
+
+  CertTransaction first = store.begin();
+  first.stage(CertName::kProxy, bundleFor(CertName::kProxy));
+  first.stage(CertName::kMtlsTrustedCa, ca);
+  first.stageClientAuth({db1});
+  auto committed = first.commit();
+  REQUIRE_MESSAGE(committed.ok(), (committed.ok() ? "" : committed.message()));
+  REQUIRE(first.clientAuthChanges().size() == 1);
+  CHECK(first.clientAuthChanges()[0].ca_certificates == 1);
+  TlsContextStore* published = store.clientAuthPublished("db1");
+  REQUIRE(published != nullptr);
+  CHECK(published->current()->generation() == 1);
+  CHECK(published->current()->verifiesClients());
+  CHECK(store.clientAuthPublished("db2") == nullptr);
+
+  // Nothing changed: nothing rebuilt (the list comes from the committed one).
+  CertTransaction same = store.begin();
+  CHECK(same.unchanged());
+  REQUIRE(same.commit().ok());
+  CHECK(published->current()->generation() == 1);
+
+  // A new trusted CA bundle (a CA added): the endpoint relying on it is rebuilt.
+  CertBundle two = ca;
+  two.cert_pem += selfSignedBundle(named("second CA")).cert_pem;
+  CertTransaction add = store.begin();
+  add.stage(CertName::kMtlsTrustedCa, two);
+  REQUIRE(add.commit().ok());
+  REQUIRE(add.clientAuthChanges().size() == 1);
+  CHECK(add.clientAuthChanges()[0].ca_certificates == 2);
+  CHECK(published->current()->generation() == 2);
+
+  // A new proxy certificate: rebuilt too, the client CAs kept.
+  CertTransaction rotate = store.begin();
+  rotate.stage(CertName::kProxy, bundleFor(CertName::kProxy, named("rotated")));
+  REQUIRE(rotate.commit().ok());
+  CHECK(published->current()->generation() == 3);
+  CHECK(published->current()->certInfo().subject == "CN=rotated");
+
+  // The trusted CAs removed while db1 relies on them: refused, naming them,
+  // and nothing published.
+  CertTransaction remove = store.begin();
+  remove.stage(CertName::kMtlsTrustedCa, std::nullopt);
+  auto refused = remove.commit();
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.message().find("database db1: client certificates: no trusted CA") == 0);
+  CHECK(remove.failedName() == CertName::kMtlsTrustedCa);
+  CHECK(published->current()->generation() == 3);
+  CHECK(store.configured(CertName::kMtlsTrustedCa));
+}
+
+TEST_CASE("CertStore: a client-auth endpoint with a CA of its own ignores mtls_trusted_ca") {
+  CertStore store;
+  commitProxy(store);
+  ClientAuthInput db1;
+  db1.database = "db1";
+  db1.ca = selfSignedBundle(named("db1 CA"));
+  db1.ca->cert_source = "/certs/db1_ca.pem";
+  CertTransaction txn = store.begin();
+  txn.stageClientAuth({db1});
+  REQUIRE(txn.commit().ok());
+  CHECK(store.clientAuthPublished("db1")->current()->generation() == 1);
+  CHECK(txn.clientAuthChanges()[0].ca_source == "/certs/db1_ca.pem");
+
+  CertTransaction ca_added = store.begin();
+  CertBundle mtls = selfSignedBundle(named("shared CA"));
+  mtls.cert_source = "/certs/mtls_trusted_ca.pem";
+  ca_added.stage(CertName::kMtlsTrustedCa, mtls);
+  REQUIRE(ca_added.commit().ok());
+  CHECK(ca_added.clientAuthChanges().empty());
+
+  ClientAuthInput broken = db1;
+  broken.ca->cert_pem = "nothing";
+  CertTransaction bad = store.begin();
+  bad.stageClientAuth({broken});
+  auto refused = bad.commit();
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.message().find("database db1: client certificates: /certs/db1_ca.pem") == 0);
+  CHECK(store.clientAuthPublished("db1")->current()->generation() == 1);
+}
