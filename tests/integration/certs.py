@@ -217,27 +217,3 @@ def install_pair(pair: Pair, cert_dir: Path, key_first: bool = True) -> None:
     else:
         place(pair.cert, cert_dir, CERT_FILE)
         place(pair.key, cert_dir, KEY_FILE)
-
-
-_CLIENT_EXT = """\
-[ client ]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = clientAuth
-authorityKeyIdentifier = keyid:always
-subjectKeyIdentifier = hash
-"""
-
-
-def issue_client(ca: CA, name: str, cn: str, serial: int) -> Pair:
-    """A client certificate (extendedKeyUsage clientAuth) issued by `ca`; its
-    files are <name>.cert.pem and <name>.key.pem in the CA's directory."""
-    (ca.dir / "client_ext.cnf").write_text(_CLIENT_EXT)
-    key, csr, cert = (ca.dir / f"{name}.key.pem", ca.dir / f"{name}.csr",
-                      ca.dir / f"{name}.cert.pem")
-    run_openssl("req", "-new", *_EC, "-subj", f"/CN={cn}", "-keyout", key, "-out", csr,
-                cwd=ca.dir)
-    run_openssl("x509", "-req", "-in", csr, "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-set_serial", str(serial), "-days", "30", "-extfile", "client_ext.cnf",
-                "-extensions", "client", "-out", cert, cwd=ca.dir)
-    return Pair(cert=cert, key=key, serial=f"{serial:X}")

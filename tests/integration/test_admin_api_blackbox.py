@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from certs import CA, Pair, issue_client, run_openssl
+from certs import CA, Pair, run_openssl
 from conftest import (ADMIN_PASSWORD, ADMIN_USER, AdminShardgate, database, recv_until,
                       run_shardgate, s_client, stop_process)
 
@@ -405,7 +405,7 @@ def test_parallel_failures_from_one_address_are_slowed_down_too(env):
 
 def test_client_certificate_from_trusted_ca_needs_no_password(env):
     e = env()
-    client = issue_client(e.client_ca, "ops", "ops-automation", 0x77)
+    client = e.client_ca.issue_client(0x77, "ops", "ops-automation")
     r = e.sg.curl("GET", "/v1/cluster", auth=False, cert=client.cert, key=client.key)
     assert r.status == 200, str(r)
     assert r.json()["min_data_TLS_version"] == "1.2"
@@ -422,7 +422,7 @@ def test_client_certificate_not_chaining_to_trusted_ca_is_401(env, tmp_path):
     e = env()
     stranger = CA(tmp_path / "stranger-ca", name="shardgate stranger CA")
     # Same subject as a trusted one would have: only the chain decides.
-    client = issue_client(stranger, "ops", "ops-automation", 0x77)
+    client = stranger.issue_client(0x77, "ops", "ops-automation")
     before = snapshot(e.cert_dir)
     r = e.sg.curl("GET", "/v1/cluster", auth=False, cert=client.cert, key=client.key)
     assert_error(r, 401)
@@ -664,7 +664,7 @@ def test_parallel_update_certs_leave_files_and_served_certificate_in_agreement(e
     # Eight updates at once, each with its own leaf: whichever is applied
     # last, the files, the served certificate and the listing agree on it.
     e = env()
-    robot = issue_client(e.client_ca, "robot", "rotation-robot", 0x99)
+    robot = e.client_ca.issue_client(0x99, "robot", "rotation-robot")
     pairs = [e.new_pair() for _ in range(8)]
     results: list = [None] * len(pairs)
 
@@ -1297,7 +1297,7 @@ def test_soak_100_rotations_with_a_held_client(env):
     pairs = [distinct[i % len(distinct)] for i in range(rotations)]
     # Automation logs in with its client certificate (a password check costs
     # a deliberate scrypt, up to a second each on a loaded machine).
-    robot = issue_client(e.client_ca, "robot", "rotation-robot", 0x99)
+    robot = e.client_ca.issue_client(0x99, "robot", "rotation-robot")
     held = HeldRedisPy(e.data_port, e.server_ca.cert)
     stop = threading.Event()
     errors: list[str] = []
