@@ -93,25 +93,11 @@ const RespValue* field(const RespValue& pairs, std::string_view name) {
   return nullptr;
 }
 
-std::string_view describeType(const RespValue& v) {
-  switch (v.type) {
-    case RespValue::Type::kSimpleString: return "a simple string";
-    case RespValue::Type::kError: return "an error";
-    case RespValue::Type::kInteger: return "an integer";
-    case RespValue::Type::kBulkString: return "a bulk string";
-    case RespValue::Type::kNull: return "a null";
-    case RespValue::Type::kArray: return "an array";
-    case RespValue::Type::kMap: return "a map";
-    case RespValue::Type::kSet: return "a set";
-    case RespValue::Type::kPush: return "a push";
-    default: return "a scalar";
-  }
-}
 
 Result<uint16_t> slotNumber(const RespValue& v, const std::string& where) {
   if (v.type != RespValue::Type::kInteger) {
     return makeError(where + ": a slot number must be an integer, got " +
-                     std::string(describeType(v)));
+                     std::string(typeName(v.type)));
   }
   if (v.integer < 0 || v.integer >= kHashSlots) {
     return makeError(where + ": slot " + std::to_string(v.integer) + " is out of range 0-16383");
@@ -333,7 +319,7 @@ Result<ClusterTopology> ClusterTopology::fromShards(std::string_view reply,
   if (top.type == RespValue::Type::kError) return makeError(nodeSaid(b.what(), top));
   if (top.type != RespValue::Type::kArray) {
     return makeError(b.what() + ": expected an array of shards, got " +
-                     std::string(describeType(top)));
+                     std::string(typeName(top.type)));
   }
   for (size_t si = 0; si < top.elements.size(); ++si) {
     const std::string shard_where = "shard " + std::to_string(si + 1);
@@ -434,7 +420,7 @@ Result<ClusterTopology> ClusterTopology::fromSlots(std::string_view reply,
   if (top.type == RespValue::Type::kError) return makeError(nodeSaid(b.what(), top));
   if (top.type != RespValue::Type::kArray) {
     return makeError(b.what() + ": expected an array of slot ranges, got " +
-                     std::string(describeType(top)));
+                     std::string(typeName(top.type)));
   }
   for (size_t ri = 0; ri < top.elements.size(); ++ri) {
     const std::string where = "range " + std::to_string(ri + 1);

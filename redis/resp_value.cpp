@@ -245,4 +245,23 @@ class ReplyParser {
 // kNull '$' (RESP2 $-1), '*' (RESP2 *-1) or '_' (RESP3); kError '-' or '!'.
 Result<RespValue> parseReply(std::string_view frame) { return ReplyParser(frame).run(); }
 
+const char* typeName(RespValue::Type type) {
+  switch (type) {
+    case RespValue::Type::kSimpleString: return "a simple string";
+    case RespValue::Type::kError: return "an error";
+    case RespValue::Type::kInteger: return "an integer";
+    case RespValue::Type::kBulkString: return "a bulk string";
+    case RespValue::Type::kNull: return "a null";
+    case RespValue::Type::kArray: return "an array";
+    case RespValue::Type::kMap: return "a map";
+    case RespValue::Type::kSet: return "a set";
+    case RespValue::Type::kPush: return "a push";
+    case RespValue::Type::kDouble: return "a double";
+    case RespValue::Type::kBoolean: return "a boolean";
+    case RespValue::Type::kBigNumber: return "a big number";
+    case RespValue::Type::kVerbatim: return "a verbatim string";
+  }
+  return "an unknown type";
+}
+
 }  // namespace shardgate::redis

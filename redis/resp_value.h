@@ -37,4 +37,7 @@ struct RespValue {
 // them is returned). Errors say what was malformed and at which byte.
 Result<RespValue> parseReply(std::string_view frame);
 
+// "an array", "a bulk string", ...: what error messages call a value's type.
+const char* typeName(RespValue::Type type);
+
 }  // namespace shardgate::redis
