@@ -455,7 +455,7 @@ class Parser {
     DatabaseConfig db;
     Fields f(*this, node, path,
              {"name", "listen", "tls", "client_auth", "client_ca", "client_crl", "client_allow", "password",
-              "shard_password", "multiplex", "shards"});
+              "shard_password", "multiplex", "shards", "cluster"});
 
     const YAML::Node& name = f.require("name");
     db.name = scalar(name, f.path("name"), "a name of letters, digits, '_' and '-'");
@@ -491,11 +491,16 @@ class Parser {
         fail(*n, f.path("shard_password"), "expected a password, got \"\"");
       }
     }
-    db.shards = shards(f.require("shards"), f.path("shards"));
+    shardsOrCluster(f, db);
     if (const YAML::Node* n = f.find("multiplex")) {
       db.multiplex = boolean(*n, f.path("multiplex"));
       // false cannot be honoured: routing by slot and checking a password
       // both need the proxy to read every command.
+      if (!db.multiplex && db.cluster) {
+        fail(*n, f.path("multiplex"),
+             "false needs a database of one shard; a cluster database is always multiplexed "
+             "(each command goes to the master owning its slot)");
+      }
       if (!db.multiplex && db.shards.size() > 1) {
         fail(*n, f.path("multiplex"),
              "false needs a database of one shard; this one has " +
@@ -509,8 +514,53 @@ class Parser {
                  "multiplexes");
       }
     }
-    if (db.shards.size() > 1 || db.password || db.shard_password) db.multiplex = true;
+    if (db.shards.size() > 1 || db.cluster || db.password || db.shard_password) db.multiplex = true;
     return db;
+  }
+
+  // `shards` or `cluster`, exactly one: a database routes by a slot list it
+  // is given or by the one a cluster reports, never a mix of both.
+  void shardsOrCluster(const Fields& f, DatabaseConfig& db) const {
+    const YAML::Node* shards_node = f.find("shards");
+    const YAML::Node* cluster_node = f.find("cluster");
+    if (shards_node != nullptr && cluster_node != nullptr) {
+      fail(*cluster_node, f.path(), "give either shards or cluster, not both");
+    }
+    if (cluster_node != nullptr) {
+      db.cluster = clusterSection(*cluster_node, f.path("cluster"));
+      return;
+    }
+    const YAML::Node& node = f.require(
+        "shards", " (a list of shards with their slots), or \"cluster\" (a Redis Cluster's seeds)");
+    db.shards = shards(node, f.path("shards"));
+  }
+
+  ClusterConfig clusterSection(const YAML::Node& node, const std::string& path) const {
+    ClusterConfig cluster;
+    Fields f(*this, node, path, {"seeds", "refresh_interval_ms"});
+    const YAML::Node& seeds = f.require("seeds", " (nodes of the cluster such as [127.0.0.1:7000])");
+    const std::string seeds_path = f.path("seeds");
+    if (!seeds.IsSequence() || seeds.size() == 0) {
+      fail(seeds, seeds_path,
+           "expected a list of at least one node such as [127.0.0.1:7000], got " +
+               (seeds.IsSequence() ? std::string("an empty list") : describe(seeds)));
+    }
+    for (size_t i = 0; i < seeds.size(); ++i) {
+      const std::string at = element(seeds_path, i);
+      net::SocketAddress seed = address(seeds[i], at);
+      for (size_t j = 0; j < cluster.seeds.size(); ++j) {
+        if (cluster.seeds[j] == seed) {
+          fail(seeds[i], at, seed.toString() + " is also " + element(seeds_path, j) + "; list each node once");
+        }
+      }
+      cluster.seeds.push_back(std::move(seed));
+    }
+    if (const YAML::Node* n = f.find("refresh_interval_ms")) {
+      cluster.refresh_interval_ms = static_cast<uint32_t>(
+          integer(*n, f.path("refresh_interval_ms"), ClusterConfig::kMinRefreshIntervalMs,
+                  ClusterConfig::kMaxRefreshIntervalMs));
+    }
+    return cluster;
   }
 
   // client_ca, client_crl, client_allow: only with client_auth optional or

@@ -40,6 +40,20 @@ struct ShardConfig {
 
 enum class ClientAuth { kNone, kOptional, kRequired };
 
+// A database in front of a Redis Cluster: the slots and masters are learnt
+// from the nodes (CLUSTER SHARDS, or CLUSTER SLOTS on an older Redis) and
+// followed as they change, instead of a `shards` list.
+struct ClusterConfig {
+  // Asked in turn at start; later, the nodes last seen, then these again.
+  std::vector<net::SocketAddress> seeds;
+  // How often the topology is read again in steady state.
+  uint32_t refresh_interval_ms = 10000;
+  static constexpr uint32_t kMinRefreshIntervalMs = 100;
+  static constexpr uint32_t kMaxRefreshIntervalMs = 3600 * 1000;
+
+  bool operator==(const ClusterConfig&) const = default;
+};
+
 struct DatabaseConfig {
   std::string name;
   net::SocketAddress listen;
@@ -62,7 +76,10 @@ struct DatabaseConfig {
   // (the multiplexed path) instead of forwarding each client's bytes over a
   // connection of its own. Several shards or a password always multiplex.
   bool multiplex = false;
+  // Exactly one of the two: the shards and their slots, or a Redis Cluster
+  // to discover (shards then stays empty; always multiplexed).
   std::vector<ShardConfig> shards;
+  std::optional<ClusterConfig> cluster;
 };
 
 struct TlsConfig {

@@ -47,6 +47,7 @@ std::vector<ConfigChange> diffConfigs(const Config& before, const Config& after)
       changed(a.shard_password == b.shard_password, at + "shard_password", true);
       changed(a.multiplex == b.multiplex, at + "multiplex", true);
       changed(a.shards == b.shards, at + "shards", true);
+      changed(a.cluster == b.cluster, at + "cluster", true);
     }
   }
   changed(sameOptionalListen(before.admin_listen, after.admin_listen), "admin.listen", true);

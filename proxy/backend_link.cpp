@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cassert>
 #include <memory>
 
 #include "redis/resp_encoder.h"
@@ -37,13 +38,32 @@ BackendLink::BackendLink(Worker& worker, const Database& db, std::shared_ptr<con
       db_(db),
       map_(std::move(map)),
       owner_(owner),
-      shard_stats_(worker.stats().db(db.index).shard(shard)) {}
+      shard_stats_(&worker.stats().db(db.index).shard(shard)) {}
+
+void BackendLink::rebind(std::shared_ptr<const ShardMap> map, uint16_t shard) {
+  assert(owner_ == nullptr && map->shard(shard).address == address());
+  ShardStats* next = &worker_.stats().db(db_.index).shard(shard);
+  if (next != shard_stats_) {
+    // The gauges this link holds up move with it; totals stay where counted.
+    if (reported_in_flight_ > 0) {
+      shard_stats_->in_flight.sub(reported_in_flight_);
+      next->in_flight.add(reported_in_flight_);
+    }
+    if (reported_down_) {
+      shard_stats_->down.sub();
+      next->down.add();
+    }
+    shard_stats_ = next;
+  }
+  map_ = std::move(map);
+  shard_ = shard;
+}
 
 BackendLink::~BackendLink() {
   if (dirty) worker_.forgetLink(this);
   failWaiting("-ERR shard " + address() + " unavailable: the connection was closed\r\n");
   reportInFlight();
-  if (reported_down_) shard_stats_.down.sub();
+  if (reported_down_) shard_stats_->down.sub();
   if (socket_) socket_->close();
   if (timer_) {
     uv_close(asHandle(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
@@ -74,8 +94,8 @@ void BackendLink::reportInFlight() {
   // Once per batch (a flush, a read), not per request: the gauge moves by
   // the difference since the last report.
   const size_t now = fifo_.size();
-  if (now > reported_in_flight_) shard_stats_.in_flight.add(now - reported_in_flight_);
-  else if (now < reported_in_flight_) shard_stats_.in_flight.sub(reported_in_flight_ - now);
+  if (now > reported_in_flight_) shard_stats_->in_flight.add(now - reported_in_flight_);
+  else if (now < reported_in_flight_) shard_stats_->in_flight.sub(reported_in_flight_ - now);
   reported_in_flight_ = now;
 }
 
@@ -252,10 +272,10 @@ void BackendLink::fail(const std::string& why) {
   }
   if (!expected) {
     worker_.stats().backend_connect_failures.add();
-    shard_stats_.errors.add();
+    shard_stats_->errors.add();
     if (!owner_ && !reported_down_) {
-      shard_stats_.down.add();
-      shard_stats_.down_changed_ms.set(ShardStats::wallClockMs());
+      shard_stats_->down.add();
+      shard_stats_->down_changed_ms.set(ShardStats::wallClockMs());
       reported_down_ = true;
     }
   }
@@ -290,8 +310,8 @@ void BackendLink::markAvailable() {
   failing_ = false;
   backoff_ms_ = 0;
   if (reported_down_) {
-    shard_stats_.down.sub();
-    shard_stats_.down_changed_ms.set(ShardStats::wallClockMs());
+    shard_stats_->down.sub();
+    shard_stats_->down_changed_ms.set(ShardStats::wallClockMs());
     reported_down_ = false;
   }
   // Said only when the outage was: a shard that accepts and drops every
@@ -372,7 +392,7 @@ void BackendLink::onTimer() {
   if (state_ == State::kConnecting) {
     fail("connect timed out after " + std::to_string(kConnectTimeoutMs) + " ms");
   } else if (state_ == State::kDown) {
-    shard_stats_.reconnects.add();
+    shard_stats_->reconnects.add();
     connect();
   }
 }

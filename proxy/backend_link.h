@@ -54,6 +54,10 @@ class BackendLink final : public ShardLink, private net::StreamOwner {
   BackendLink& operator=(const BackendLink&) = delete;
 
   const std::string& address() const override { return map_->shard(shard_).address; }
+  // A shared link carried over to a new shard map where its endpoint is
+  // shard `shard` (the same address): its connection, queue and in-flight
+  // requests carry on; its counters move to that shard's.
+  void rebind(std::shared_ptr<const ShardMap> map, uint16_t shard);
   // Why the last connection failed ("connection refused"), for error lines.
   const std::string& failure() const override { return failure_; }
 
@@ -127,7 +131,7 @@ class BackendLink final : public ShardLink, private net::StreamOwner {
   const Database& db_;
   std::shared_ptr<const ShardMap> map_;  // the map shard_ indexes
   MultiplexSession* owner_;
-  ShardStats& shard_stats_;        // this worker's counters of the shard
+  ShardStats* shard_stats_;        // this worker's counters of the shard (rebind moves them)
   size_t reported_in_flight_ = 0;  // what shard_stats_.in_flight holds of this link
   bool reported_down_ = false;     // counted in shard_stats_.down
   State state_ = State::kIdle;

@@ -1,6 +1,9 @@
 #include "proxy/client_connection.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <cstring>
 
@@ -50,10 +53,10 @@ void ClientConnection::accept(Worker& worker, const Database& db, int fd) {
   c->client_ = stream;
   // Bytes as read from the socket: over TLS, ciphertext and handshakes.
   stream->countBytesIn(&c->db_stats_.bytes_in);
-  c->start();
+  c->start(fd);
 }
 
-void ClientConnection::start() {
+void ClientConnection::start(int fd) {
   last_activity_ms_ = uv_now(worker_.loop());
 
   if (db_.tls) {
@@ -76,6 +79,26 @@ void ClientConnection::start() {
     db_stats_.established.add();
   }
   if (db_.multiplex) multiplex_ = std::make_unique<MultiplexSession>(worker_, db_, *this);
+  if (db_.cluster && multiplex_) {
+    // The address this client reached us at: a listener on 0.0.0.0 shows
+    // each client the interface it used, as a cluster node announces itself.
+    sockaddr_storage local{};
+    socklen_t len = sizeof local;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0) {
+      char host[INET6_ADDRSTRLEN] = "";
+      uint16_t port = 0;
+      if (local.ss_family == AF_INET6) {
+        const auto& in6 = reinterpret_cast<const sockaddr_in6&>(local);
+        ::inet_ntop(AF_INET6, &in6.sin6_addr, host, sizeof host);
+        port = ntohs(in6.sin6_port);
+      } else {
+        const auto& in4 = reinterpret_cast<const sockaddr_in&>(local);
+        ::inet_ntop(AF_INET, &in4.sin_addr, host, sizeof host);
+        port = ntohs(in4.sin_port);
+      }
+      multiplex_->setFace(host, port);
+    }
+  }
 
   // The shard connection is opened when the client sends its first bytes of
   // plaintext: a flood of bare TCP connections, or of handshakes that never

@@ -96,7 +96,8 @@ class ClientConnection final : public ReplySink, public Deadline<ClientConnectio
   void onStreamHandshake() override { onHandshakeDone(); }
   void onStreamTlsFailed() override;
 
-  void start();
+  // fd: the accepted socket (a cluster database's face is its local address).
+  void start(int fd);
   void connectBackend();
   void onClientEnd(bool clean);
   void onBackendData(const uint8_t* data, size_t len);

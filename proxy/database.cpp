@@ -24,6 +24,22 @@ Result<Database> makeDatabase(const config::DatabaseConfig& config, const config
   db.shard_timeout_ms = limits.shard_timeout_ms;
   db.max_client_output = limits.max_client_output;
   db.private_idle_ms = limits.private_idle_ms;
+  if (config.cluster) {
+    db.cluster = true;
+    db.cluster_refresh_ms = config.cluster->refresh_interval_ms;
+    for (size_t i = 0; i < config.cluster->seeds.size(); ++i) {
+      ShardEndpoint seed;
+      seed.address = config.cluster->seeds[i].toString();
+      auto addr = net::toSockaddr(config.cluster->seeds[i]);
+      if (!addr) {
+        return makeError("databases[" + std::to_string(index) + "].cluster.seeds[" + std::to_string(i) +
+                         "]: " + addr.message());
+      }
+      seed.addr = *addr;
+      db.cluster_seeds.push_back(std::move(seed));
+    }
+    return db;
+  }
   ShardMap::SlotOwners owners{};
   std::vector<ShardEndpoint> shards;
   for (size_t i = 0; i < config.shards.size(); ++i) {

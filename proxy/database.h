@@ -42,7 +42,15 @@ struct Database {
   sockaddr_storage shard_addr{};
   // The shards and which slots each owns. Replaceable at run time: the
   // multiplexed path routes each pipeline batch by the map current then.
+  // A cluster database's first map comes from discovery (the server sets
+  // it before the workers start; null until then).
   std::shared_ptr<ShardMapSource> shard_map;
+  // A Redis Cluster behind this database (config `cluster`): its seeds and
+  // how often its topology is read again. Its clients see one node owning
+  // every slot (CLUSTER SLOTS/SHARDS/NODES/INFO).
+  bool cluster = false;
+  std::vector<ShardEndpoint> cluster_seeds;
+  uint32_t cluster_refresh_ms = 0;
   std::optional<std::string> password;
   std::optional<std::string> shard_password;
   // client_auth optional or required: its clients' certificates are

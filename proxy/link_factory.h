@@ -24,10 +24,12 @@ class MultiplexSession;
 
 // One shard map's shared links: links[i] goes to map->shard(i). Sessions
 // hold the set they route by; a set replaced by a newer map's stays alive
-// while a session holds it or a request waits on one of its links.
+// while a session holds it or a request waits on one of its links. A link
+// to an endpoint both maps have is in both sets (the connection carries on
+// across the change), hence shared ownership.
 struct SharedLinkSet {
   std::shared_ptr<const ShardMap> map;
-  std::vector<std::unique_ptr<ShardLink>> links;
+  std::vector<std::shared_ptr<ShardLink>> links;
 };
 
 // A worker's shared links of one database: the set made for the map of
@@ -41,7 +43,8 @@ class LinkFactory {
  public:
   // db's entry, made on first use for db's current map; its address is stable.
   virtual SharedLinks& sharedLinks(const Database& db) = 0;
-  // db's map has a newer generation than links.generation: links for it.
+  // db's map has a newer generation than links.generation: links for it,
+  // reusing the current set's link to every endpoint the new map keeps.
   virtual void refreshSharedLinks(const Database& db, SharedLinks& links) = 0;
   // A connection of the session's own to shard `shard` of `map`.
   virtual std::unique_ptr<ShardLink> openPrivateLink(const Database& db,

@@ -7,6 +7,7 @@
 #include <charconv>
 
 #include "common/ascii.h"
+#include "redis/cluster_replies.h"
 #include "redis/hash_slot.h"
 #include "redis/info_merge.h"
 #include "redis/redis_text.h"
@@ -264,6 +265,7 @@ MultiplexSession::Next MultiplexSession::dispatch(std::string_view frame) {
     case redis::CommandRoute::kClient: return client();
     case redis::CommandRoute::kReset: return reset();
     case redis::CommandRoute::kCluster:
+      if (db_.cluster) return clusterCommand();
       if (args_.size() == 3 && redis::equalsLower(args_[1], "keyslot")) {
         replyInteger(redis::keyHashSlot(args_[2]));
         return Next::kContinue;
@@ -372,7 +374,11 @@ MultiplexSession::Next MultiplexSession::dispatch(std::string_view frame) {
       return subscribe(route, frame);
     case redis::CommandRoute::kPublish: {
       if (auto st = findKeys(*cmd); !st) break;
-      int shard = map_->shardOfKey(args_[1]);
+      const uint16_t shard = map_->shardOfKey(args_[1]);
+      if (shard == ShardMap::kNoShard) {
+        replyError(ShardMap::kNotServedError);
+        return Next::kContinue;
+      }
       return forward(shard, frame, LinkKind::kShared);
     }
     case redis::CommandRoute::kMonitor:
@@ -400,6 +406,26 @@ MultiplexSession::Next MultiplexSession::dispatch(std::string_view frame) {
     return forward(shard, frame, LinkKind::kPrivate, true);
   }
   return forward(shard, frame, LinkKind::kShared);
+}
+
+MultiplexSession::Next MultiplexSession::clusterCommand() {
+  // A cluster-aware client sees one node, this endpoint, owning every slot:
+  // it sends everything here and the proxy routes it; the real cluster's
+  // nodes and moves stay behind (redis/cluster_replies.h).
+  const redis::ClusterFace face{face_host_, face_port_, db_.tls, 1};
+  ByteBuffer out;  // CLUSTER is rare: its own buffer
+  auto result = redis::answerClusterCommand(args_, face, resp3_, out);
+  if (result.kind == redis::ClusterCommandResult::Kind::kAnswered) {
+    replyLocal(out.view());
+    return Next::kContinue;
+  }
+  // COUNTKEYSINSLOT, GETKEYSINSLOT: the master that owns the slot.
+  const uint16_t shard = map_->shardOfSlot(result.slot);
+  if (shard == ShardMap::kNoShard) {
+    replyError(ShardMap::kNotServedError);
+    return Next::kContinue;
+  }
+  return forward(shard, frame_, LinkKind::kShared);
 }
 
 MultiplexSession::Next MultiplexSession::refuse(std::string_view text) {
@@ -434,7 +460,12 @@ Status MultiplexSession::findKeys(const redis::CommandInfo& cmd) {
 bool MultiplexSession::singleShard(int* shard) {
   *shard = -1;
   for (uint32_t k : keys_) {
-    int s = map_->shardOfKey(args_[k]);
+    const uint16_t owner = map_->shardOfKey(args_[k]);
+    if (owner == ShardMap::kNoShard) {
+      replyError(ShardMap::kNotServedError);
+      return false;
+    }
+    const int s = owner;
     if (*shard >= 0 && s != *shard) {
       replyError(redis::kCrossSlot);
       return false;
@@ -520,7 +551,14 @@ MultiplexSession::Next MultiplexSession::split(redis::CommandRoute route, std::s
   key_shard_.clear();
   bool one_shard = true;
   for (uint32_t k : keys_) {
-    key_shard_.push_back(map_->shardOfKey(args_[k]));
+    const uint16_t owner = map_->shardOfKey(args_[k]);
+    if (owner == ShardMap::kNoShard) {
+      // Redis Cluster refuses the whole command; so does the proxy, before
+      // any part of it is sent.
+      replyError(ShardMap::kNotServedError);
+      return Next::kContinue;
+    }
+    key_shard_.push_back(owner);
     one_shard = one_shard && key_shard_.back() == key_shard_.front();
   }
   if (one_shard) return forward(key_shard_.front(), frame, LinkKind::kShared);

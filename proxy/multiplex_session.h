@@ -54,6 +54,12 @@ class MultiplexSession {
   // shown by CLIENT INFO / CLIENT LIST as cert-subject=. Set once, after
   // the handshake.
   void setCertSubject(std::string subject) { cert_subject_ = std::move(subject); }
+  // A cluster database: the address the client connected to (its socket's
+  // local address), which CLUSTER SLOTS/SHARDS/NODES show as every node's.
+  void setFace(std::string host, uint16_t port) {
+    face_host_ = std::move(host);
+    face_port_ = port;
+  }
   ~MultiplexSession();
   MultiplexSession(const MultiplexSession&) = delete;
   MultiplexSession& operator=(const MultiplexSession&) = delete;
@@ -116,6 +122,8 @@ class MultiplexSession {
     if (shared_.current != links_) adoptMap();
   }
   void adoptMap();
+  // CLUSTER on a cluster database: answered as one node owning every slot.
+  Next clusterCommand();
   size_t parseFrom(std::string_view data);  // returns the bytes consumed
   // After endInput(): once every command read is dispatched, the EOF goes to
   // the private links; before that, only to the link of a blocked command
@@ -272,6 +280,8 @@ class MultiplexSession {
   std::string certSubjectField() const;
   std::string name_;  // CLIENT SETNAME
   std::string cert_subject_;  // the verified client certificate's subject (client_auth)
+  std::string face_host_;     // setFace(): a cluster database's endpoint as the client sees it
+  uint16_t face_port_ = 0;
   uint32_t db_index_ = 0;  // SELECT
   bool resp3_ = false;     // HELLO 3
   bool tracking_ = false;  // CLIENT TRACKING was sent: its state lives on the links

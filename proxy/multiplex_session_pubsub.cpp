@@ -84,6 +84,18 @@ MultiplexSession::Next MultiplexSession::subscribe(redis::CommandRoute route, st
     return Next::kContinue;
   }
   // Channels go to the shard of their slot, where PUBLISH sends them too.
+  // One in a slot no master serves is not confirmed: the client is told why.
+  bool unserved = false;
+  for (const std::string& n : names) {
+    if (map_->shardOfKey(n) != ShardMap::kNoShard) continue;
+    unserved = true;
+    std::erase_if(expected_, [&](const Confirm& c) { return c.kind == kind && c.name == n; });
+  }
+  if (unserved) {
+    const std::string line = "-" + std::string(ShardMap::kNotServedError) + "\r\n";
+    appendToStream(reinterpret_cast<const uint8_t*>(line.data()), line.size());
+    emitConfirmations();
+  }
   for (size_t s = 0; s < shards; ++s) {
     size_t count = 0;
     for (const std::string& n : names) count += map_->shardOfKey(n) == s;

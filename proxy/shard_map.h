@@ -3,6 +3,12 @@
 // it. Immutable once built: a new routing is a new ShardMap, published whole
 // through a ShardMapSource, so every reader sees one map or the other, never
 // a mix.
+//
+// A slot may have no owner (kNoShard): a Redis Cluster with a master down
+// and no replica to take over, or slots nobody was given, still serves the
+// others. The router answers a key in such a slot as Redis Cluster does
+// (-CLUSTERDOWN Hash slot not served); a map built from a `shards` list has
+// an owner for every slot (the config checks coverage).
 #pragma once
 
 #include <sys/socket.h>
@@ -28,26 +34,39 @@ struct ShardEndpoint {
 class ShardMap {
  public:
   using SlotOwners = std::array<uint16_t, config::kSlotCount>;
+  static constexpr uint16_t kNoShard = 0xFFFF;
+  // Redis's reply for a key whose slot no master serves (cluster.c
+  // getNodeByQuery, CLUSTER_REDIR_DOWN_UNBOUND).
+  static constexpr std::string_view kNotServedError = "CLUSTERDOWN Hash slot not served";
 
-  // Fails unless there is at least one shard and every slot names one of them.
+  // Fails unless there is at least one shard and every slot names one of
+  // them or kNoShard.
   static Result<std::shared_ptr<const ShardMap>> create(std::vector<ShardEndpoint> shards,
                                                         const SlotOwners& owners);
 
   size_t shardCount() const { return shards_.size(); }
   const std::vector<ShardEndpoint>& shards() const { return shards_; }
   const ShardEndpoint& shard(size_t index) const { return shards_[index]; }
+  // The shard owning a slot, or kNoShard.
   uint16_t shardOfSlot(uint16_t slot) const { return owners_[slot]; }
-  // With one shard every key belongs to shard 0: no CRC16.
+  // With one shard owning every slot, every key belongs to shard 0: no CRC16.
   uint16_t shardOfKey(std::string_view key) const {
-    return shards_.size() == 1 ? 0 : owners_[redis::keyHashSlot(key)];
+    return whole_ ? 0 : owners_[redis::keyHashSlot(key)];
   }
+  // Slots with no owner (0 for a map from a `shards` list).
+  size_t unservedSlots() const { return unserved_; }
+  // Same shards (addresses, in order) and the same owner for every slot.
+  bool sameRouting(const ShardMap& other) const;
 
  private:
-  ShardMap(std::vector<ShardEndpoint> shards, const SlotOwners& owners)
-      : shards_(std::move(shards)), owners_(owners) {}
+  ShardMap(std::vector<ShardEndpoint> shards, const SlotOwners& owners, size_t unserved)
+      : shards_(std::move(shards)), owners_(owners), unserved_(unserved),
+        whole_(shards_.size() == 1 && unserved == 0) {}
 
   std::vector<ShardEndpoint> shards_;
   SlotOwners owners_;
+  size_t unserved_;
+  bool whole_;
 };
 
 }  // namespace shardgate::proxy

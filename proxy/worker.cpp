@@ -162,9 +162,23 @@ void Worker::refreshSharedLinks(const Database& db, SharedLinks& links) {
   const uint64_t generation = db.shard_map->generation();
   auto set = std::make_shared<SharedLinkSet>();
   set->map = db.shard_map->current();
+  // A shard whose endpoint the old map had keeps its connection (and the
+  // requests in flight on it): a reshard moves slots, not connections. Only
+  // links to endpoints the new map dropped retire with the old set.
+  const SharedLinkSet* old = links.current.get();
   for (size_t s = 0; s < set->map->shardCount(); ++s) {
-    set->links.push_back(
-        std::make_unique<BackendLink>(*this, db, set->map, static_cast<uint16_t>(s), nullptr));
+    const auto shard = static_cast<uint16_t>(s);
+    std::shared_ptr<ShardLink> link;
+    for (size_t o = 0; old != nullptr && o < old->map->shardCount(); ++o) {
+      if (old->map->shard(o).address == set->map->shard(s).address) {
+        link = old->links[o];
+        // Every shared link is one this worker made: a BackendLink.
+        static_cast<BackendLink&>(*link).rebind(set->map, shard);
+        break;
+      }
+    }
+    if (!link) link = std::make_shared<BackendLink>(*this, db, set->map, shard, nullptr);
+    set->links.push_back(std::move(link));
   }
   if (links.current) retired_links_.push_back(std::move(links.current));
   links.current = std::move(set);
@@ -278,11 +292,12 @@ void Worker::upkeep() {
   uint64_t now = uv_now(&loop_);
   for (ClientConnection* c = connections_; c; c = c->next) c->closeIdleLinks(now);
   // A replaced shard map's links: kept while a session routes by them or a
-  // request waits on them.
+  // request waits on them. A link the newer map reuses lives on there,
+  // whatever it carries.
   std::erase_if(retired_links_, [](const std::shared_ptr<SharedLinkSet>& set) {
     if (set.use_count() > 1) return false;
     for (const auto& link : set->links) {
-      if (!link->idle()) return false;
+      if (link.use_count() == 1 && !link->idle()) return false;
     }
     return true;
   });

@@ -81,8 +81,9 @@ class Worker final : public LinkFactory {
   // created at first use. Dirty lists: links with commands to write and
   // clients with replies to write, flushed once per loop turn (uv_check),
   // so many clients' commands share one write to a shard.
-  // A shard map replaced at run time gets new shared links; the old set is
-  // freed once no session holds it and its links are idle (upkeep).
+  // A shard map replaced at run time gets a new set of shared links that
+  // reuses the link of every endpoint both maps have; the old set is freed
+  // once no session holds it and the links only it holds are idle (upkeep).
   SharedLinks& sharedLinks(const Database& db) override;
   void refreshSharedLinks(const Database& db, SharedLinks& links) override;
   std::unique_ptr<ShardLink> openPrivateLink(const Database& db, std::shared_ptr<const ShardMap> map,

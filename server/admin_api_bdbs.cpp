@@ -35,6 +35,21 @@ std::string slotText(const std::vector<config::SlotRange>& ranges) {
   return out;
 }
 
+// A cluster database's shard `shard` as its current map has it: the slots
+// it owns now, which change as the cluster is resharded.
+std::vector<config::SlotRange> slotsOfShard(const proxy::ShardMap& map, size_t shard) {
+  std::vector<config::SlotRange> out;
+  for (unsigned slot = 0; slot < static_cast<unsigned>(config::kSlotCount); ++slot) {
+    if (map.shardOfSlot(static_cast<uint16_t>(slot)) != shard) continue;
+    if (!out.empty() && out.back().last + 1u == slot) {
+      out.back().last = static_cast<uint16_t>(slot);
+    } else {
+      out.push_back({static_cast<uint16_t>(slot), static_cast<uint16_t>(slot)});
+    }
+  }
+  return out;
+}
+
 std::string isoTimeMs(uint64_t unix_ms) {
   const std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
   std::tm tm{};
@@ -78,6 +93,15 @@ http::Response AdminApi::getBdbs() {
       tls_policy["client_auth"] = clientAuthName(dc.client_auth);
     }
     json shards = json::array();
+    if (db.cluster) {
+      const auto map = db.shard_map->current();
+      for (size_t s = 0; s < map->shardCount(); ++s) {
+        const auto owned = slotsOfShard(*map, s);
+        json shard = {{"address", map->shard(s).address}, {"slots", owned.empty() ? "" : slotText(owned)}};
+        shard.update(shardState(workers, db.index, std::min(s, proxy::kMaxShardStats - 1), host_.startedUnixMs()));
+        shards.push_back(std::move(shard));
+      }
+    }
     for (size_t s = 0; s < dc.shards.size(); ++s) {
       json shard = {{"address", dc.shards[s].address.toString()}, {"slots", slotText(dc.shards[s].slots)}};
       shard.update(shardState(workers, db.index, std::min(s, proxy::kMaxShardStats - 1), host_.startedUnixMs()));
@@ -90,7 +114,7 @@ http::Response AdminApi::getBdbs() {
         {"name", db.name},
         {"endpoint", db.listen},
         {"tls", tls_policy},
-        {"mode", dc.shards.size() > 1 ? "routed" : db.multiplex ? "multiplexed" : "transparent"},
+        {"mode", db.cluster ? "cluster" : dc.shards.size() > 1 ? "routed" : db.multiplex ? "multiplexed" : "transparent"},
         {"auth_required", db.password.has_value()},
         {"shards", shards},
         {"connections", std::max<int64_t>(connections, 0)},

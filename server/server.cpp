@@ -146,6 +146,18 @@ Result<std::unique_ptr<Server>> Server::create(config::Config config) {
     }
     server->databases_.push_back(std::make_unique<proxy::Database>(std::move(*db)));
   }
+  // A cluster database's map comes from its nodes: the start fails, naming
+  // each seed and why, when none answers.
+  for (size_t i = 0; i < server->databases_.size(); ++i) {
+    proxy::Database& db = *server->databases_[i];
+    if (!db.cluster) continue;
+    auto monitor = ClusterMonitor::create(db);
+    if (!monitor) {
+      const std::string key = "databases[" + std::to_string(i) + "].cluster.seeds";
+      return makeError(server->config_.where(key) + key + ": " + monitor.message());
+    }
+    server->cluster_monitors_.push_back(std::move(*monitor));
+  }
   for (auto& db : server->databases_) {
     if (db->multiplex) loadShardFacts(*db);
   }
@@ -343,7 +355,12 @@ void Server::logListeners() const {
     std::string behind;
     const auto map = db->shard_map->current();
     const auto& shards = map->shards();
-    if (db->multiplex && shards.size() == 1) {
+    if (db->cluster) {
+      behind = "Redis Cluster of " + std::to_string(shards.size()) + " master(s) (";
+      for (size_t i = 0; i < shards.size(); ++i) behind += (i ? ", " : "") + shards[i].address;
+      behind += db->password ? "), AUTH required" : ")";
+      behind += ", refreshed every " + std::to_string(db->cluster_refresh_ms) + " ms";
+    } else if (db->multiplex && shards.size() == 1) {
       behind = "shard " + shards[0].address + " multiplexed";
       if (db->password) behind += ", AUTH required";
     } else if (db->multiplex) {
@@ -381,6 +398,7 @@ int Server::run() {
   uv_timer_init(&loop_, &finish_timer_);
   finish_timer_.data = this;
   startCertMaintenance();
+  for (auto& monitor : cluster_monitors_) monitor->start(&loop_);
   // Every listener is bound and every worker runs (create() did both), and
   // from here a SIGHUP reloads instead of killing: the service manager may
   // now send clients and `systemctl reload`.
@@ -415,6 +433,8 @@ void Server::beginShutdown(int signum) {
     }
     uv_close(asHandle(&self->finish_timer_), nullptr);
     self->stopCertMaintenance();
+    // After the workers: none of them can ask for a refresh any more.
+    for (auto& monitor : self->cluster_monitors_) monitor->stop();
   }, kFinishPollMs, kFinishPollMs);
 }
 

@@ -13,6 +13,7 @@
 
 #include "server/admin_api.h"
 #include "server/cert_reloader.h"
+#include "server/cluster_monitor.h"
 #include "server/cluster_settings.h"
 #include "server/metrics_endpoint.h"
 #include "server/pid_file.h"
@@ -84,6 +85,8 @@ class Server final : private AdminHost {
   tls::TlsPolicy file_policy_;
   ClusterSettings cluster_settings_;
   std::vector<std::unique_ptr<proxy::Database>> databases_;
+  // One per cluster database: discovery at create(), refreshes on loop_.
+  std::vector<std::unique_ptr<ClusterMonitor>> cluster_monitors_;
   // Every named certificate; workers serve cert_store_.published(kProxy).
   tls::CertStore cert_store_;
   CertReloader reloader_;

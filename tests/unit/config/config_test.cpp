@@ -205,7 +205,7 @@ TEST_CASE("config: unknown keys are named with the keys that are known") {
         "ciphersuites, handshake_timeout_ms, audit_min_version, control_min_version)");
   checkError(std::string(kMinimal) + "    port: 1\n", 6, "databases[0].port",
              "unknown key (known keys: name, listen, tls, client_auth, client_ca, client_crl, client_allow, "
-             "password, shard_password, multiplex, shards)");
+             "password, shard_password, multiplex, shards, cluster)");
   checkError(std::string(kMinimal) + "        weight: 1\n", 6, "databases[0].shards[0].weight",
              "unknown key (known keys: address, slots)");
   checkError(std::string(kMinimal) + "admin:\n  port: 9443\n", 7, "admin.port",
@@ -691,4 +691,55 @@ TEST_CASE("config: the admin section and tls.control_min_version") {
              "admin.max_connections", "out of range");
   checkError(std::string(kMinimal) + "admin:\n  listen: 127.0.0.1:6380\n", 7, "admin.listen",
              "also the listen address of databases[0]");
+}
+
+// A cluster database (lines 1-3, then its cluster section from line 4).
+std::string clusterDb(const std::string& cluster_lines) {
+  return "databases:\n"
+         "  - name: big\n"
+         "    listen: 127.0.0.1:6390\n" +
+         cluster_lines;
+}
+
+TEST_CASE("config: a cluster database: seeds, refresh_interval_ms, always multiplexed") {
+  Config c = parsed(clusterDb("    cluster: { seeds: [127.0.0.1:7000, \"127.0.0.1:7001\"] }\n"));
+  REQUIRE(c.databases[0].cluster.has_value());
+  const ClusterConfig& cluster = *c.databases[0].cluster;
+  REQUIRE(cluster.seeds.size() == 2);
+  CHECK(cluster.seeds[0].toString() == "127.0.0.1:7000");
+  CHECK(cluster.seeds[1].toString() == "127.0.0.1:7001");
+  CHECK(cluster.refresh_interval_ms == 10000);
+  CHECK(c.databases[0].shards.empty());
+  CHECK(c.databases[0].multiplex);
+
+  Config fast = parsed(clusterDb("    cluster:\n      seeds: [127.0.0.1:7000]\n      refresh_interval_ms: 200\n"));
+  CHECK(fast.databases[0].cluster->refresh_interval_ms == 200);
+  // A shards database has no cluster.
+  CHECK_FALSE(parsed(kMinimal).databases[0].cluster.has_value());
+}
+
+TEST_CASE("config: shards or cluster, exactly one") {
+  CHECK(errorOf(clusterDb("    cluster: { seeds: [127.0.0.1:7000] }\n"
+                          "    shards:\n      - address: 127.0.0.1:7001\n")) ==
+        "conf/x.yaml:4: databases[0]: give either shards or cluster, not both");
+  checkError(clusterDb(""), 2, "databases[0]", "missing required key \"shards\"");
+  checkError(clusterDb(""), 2, "databases[0]", "or \"cluster\"");
+}
+
+TEST_CASE("config: cluster section errors name the key") {
+  checkError(clusterDb("    cluster: {}\n"), 4, "databases[0].cluster", "missing required key \"seeds\"");
+  checkError(clusterDb("    cluster: { seeds: [] }\n"), 4, "databases[0].cluster.seeds",
+             "expected a list of at least one node such as [127.0.0.1:7000], got an empty list");
+  checkError(clusterDb("    cluster: { seeds: 127.0.0.1:7000 }\n"), 4, "databases[0].cluster.seeds",
+             "expected a list of at least one node");
+  checkError(clusterDb("    cluster:\n      seeds:\n        - 127.0.0.1:7000\n        - nope\n"), 7,
+             "databases[0].cluster.seeds[1]", "expected HOST:PORT such as 127.0.0.1:6380, got \"nope\"");
+  checkError(clusterDb("    cluster:\n      seeds: [127.0.0.1:7000, 127.0.0.1:7000]\n"), 5,
+             "databases[0].cluster.seeds[1]", "127.0.0.1:7000 is also databases[0].cluster.seeds[0]");
+  checkError(clusterDb("    cluster:\n      seeds: [127.0.0.1:7000]\n      refresh_interval_ms: 10\n"), 6,
+             "databases[0].cluster.refresh_interval_ms", "10 is out of range 100-3600000");
+  checkError(clusterDb("    cluster:\n      seeds: [127.0.0.1:7000]\n      refresh: 10\n"), 6,
+             "databases[0].cluster.refresh", "unknown key (known keys: seeds, refresh_interval_ms)");
+  checkError(clusterDb("    cluster: { seeds: [127.0.0.1:7000] }\n    multiplex: false\n"), 5,
+             "databases[0].multiplex", "a cluster database is always multiplexed");
 }

@@ -92,7 +92,7 @@ class FakeLinks final : public LinkFactory {
     auto set = std::make_shared<SharedLinkSet>();
     set->map = db.shard_map->current();
     for (size_t s = 0; s < set->map->shardCount(); ++s) {
-      set->links.push_back(std::make_unique<FakeLink>(*this, static_cast<uint16_t>(s),
+      set->links.push_back(std::make_shared<FakeLink>(*this, static_cast<uint16_t>(s),
                                                       set->map->shard(s).address, nullptr));
     }
     if (links.current) retired.push_back(links.current);

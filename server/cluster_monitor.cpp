@@ -1,0 +1,228 @@
+#include "server/cluster_monitor.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "common/uv_handle.h"
+#include "net/socket_address.h"
+#include "proxy/cluster_shard_map.h"
+#include "proxy/node_query.h"
+
+namespace shardgate::server {
+
+namespace {
+
+// A node without CLUSTER SHARDS (Redis < 7.0) says so with an unknown
+// subcommand error; anything else (cluster support disabled, LOADING) is
+// that node's answer.
+bool unknownSubcommand(std::string_view reply) {
+  return reply.starts_with("-ERR unknown subcommand") || reply.starts_with("-ERR Unknown subcommand") ||
+         reply.starts_with("-ERR unknown command");
+}
+
+Result<ClusterReading> askNode(const proxy::ShardEndpoint& node, const std::optional<std::string>& password,
+                               int timeout_ms) {
+  auto shards = proxy::queryNode(node, password, {{"CLUSTER", "SHARDS"}}, timeout_ms);
+  if (!shards) return shards.error();
+  std::string_view reply = shards->reply(0);
+  const std::string host = node.address.substr(0, node.address.rfind(':'));
+  if (!unknownSubcommand(reply)) {
+    auto topology = redis::ClusterTopology::fromShards(reply, host);
+    if (!topology) return makeError(node.address + ": " + topology.message());
+    return ClusterReading{std::move(*topology), node.address, "CLUSTER SHARDS"};
+  }
+  auto slots = proxy::queryNode(node, password, {{"CLUSTER", "SLOTS"}}, timeout_ms);
+  if (!slots) return slots.error();
+  auto topology = redis::ClusterTopology::fromSlots(slots->reply(0), host);
+  if (!topology) return makeError(node.address + ": " + topology.message());
+  return ClusterReading{std::move(*topology), node.address, "CLUSTER SLOTS"};
+}
+
+std::string describeMasters(const proxy::ShardMap& map) {
+  std::string out;
+  for (size_t i = 0; i < map.shardCount(); ++i) out += (i ? ", " : "") + map.shard(i).address;
+  return out;
+}
+
+}  // namespace
+
+Result<ClusterReading> readClusterTopology(const std::vector<proxy::ShardEndpoint>& candidates,
+                                           const std::optional<std::string>& password, int timeout_ms) {
+  std::string why;
+  for (const proxy::ShardEndpoint& node : candidates) {
+    auto reading = askNode(node, password, timeout_ms);
+    if (reading && reading->topology.coveredSlots() > 0) return reading;
+    why += (why.empty() ? "" : "; ") +
+           (reading ? node.address + ": its cluster has no slot assigned" : reading.message());
+  }
+  return makeError(why);
+}
+
+// ---- the monitor --------------------------------------------------------------
+
+// One refresh on the thread pool: what it asks (copied, the pool thread
+// touches nothing of the monitor's) and what it found.
+struct ClusterMonitor::Work {
+  uv_work_t req{};
+  ClusterMonitor* monitor = nullptr;
+  std::vector<proxy::ShardEndpoint> candidates;
+  std::optional<std::string> password;
+  std::optional<Result<ClusterReading>> result;
+};
+
+Result<std::unique_ptr<ClusterMonitor>> ClusterMonitor::create(proxy::Database& db) {
+  auto reading = readClusterTopology(db.cluster_seeds, db.shard_password, kStartNodeTimeoutMs);
+  if (!reading) return makeError("no seed answered with the cluster's slots: " + reading.message());
+  auto map = proxy::shardMapFromTopology(reading->topology);
+  if (!map) return makeError("the topology from " + reading->node + ": " + map.message());
+  db.shard_map = std::make_shared<proxy::ShardMapSource>(*map);
+  spdlog::info("db {}: cluster discovered from {} ({}): {}; masters {}", db.name, reading->node,
+               reading->command, reading->topology.describe(), describeMasters(**map));
+  return std::unique_ptr<ClusterMonitor>(new ClusterMonitor(db, std::move(*reading)));
+}
+
+ClusterMonitor::ClusterMonitor(proxy::Database& db, ClusterReading first)
+    : db_(db), topology_(std::move(first.topology)) {}
+
+ClusterMonitor::~ClusterMonitor() {
+  // stop() closed the handles (they free themselves); a monitor never
+  // started owns none.
+}
+
+void ClusterMonitor::start(uv_loop_t* loop) {
+  loop_ = loop;
+  tick_ = new uv_timer_t;
+  soon_ = new uv_timer_t;
+  wake_ = new uv_async_t;
+  uv_timer_init(loop, tick_);
+  uv_timer_init(loop, soon_);
+  tick_->data = soon_->data = this;
+  uv_async_init(loop, wake_, [](uv_async_t* a) {
+    auto* self = static_cast<ClusterMonitor*>(a->data);
+    if (self->requested_.load(std::memory_order_acquire)) self->maybeRefresh();
+  });
+  wake_->data = this;
+  const uint64_t every = db_.cluster_refresh_ms;
+  uv_timer_start(tick_, [](uv_timer_t* t) {
+    auto* self = static_cast<ClusterMonitor*>(t->data);
+    self->requested_.store(true, std::memory_order_release);
+    self->maybeRefresh();
+  }, every, every);
+}
+
+void ClusterMonitor::requestRefresh() {
+  // Many workers may ask at once (a burst of MOVED): one flag, one wake-up.
+  if (requested_.exchange(true, std::memory_order_acq_rel)) return;
+  if (wake_ != nullptr) uv_async_send(wake_);
+}
+
+void ClusterMonitor::stop() {
+  if (stopped_ || loop_ == nullptr) {
+    stopped_ = true;
+    return;
+  }
+  stopped_ = true;
+  auto free_timer = [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); };
+  uv_close(asHandle(tick_), free_timer);
+  uv_close(asHandle(soon_), free_timer);
+  uv_close(asHandle(wake_), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
+  tick_ = soon_ = nullptr;
+  wake_ = nullptr;
+}
+
+void ClusterMonitor::maybeRefresh() {
+  if (stopped_ || in_flight_) return;  // finishRefresh looks at requested_ again
+  const uint64_t now = uv_now(loop_);
+  if (last_start_ms_ != 0 && now - last_start_ms_ < kMinGapMs) {
+    if (!uv_is_active(asHandle(soon_))) {
+      uv_timer_start(soon_, [](uv_timer_t* t) { static_cast<ClusterMonitor*>(t->data)->maybeRefresh(); },
+                     kMinGapMs - (now - last_start_ms_), 0);
+    }
+    return;
+  }
+  startRefresh();
+}
+
+std::vector<proxy::ShardEndpoint> ClusterMonitor::candidates() const {
+  std::vector<proxy::ShardEndpoint> out;
+  auto add = [&](const proxy::ShardEndpoint& e) {
+    for (const auto& o : out) {
+      if (o.address == e.address) return;
+    }
+    out.push_back(e);
+  };
+  for (const redis::NodeRole role : {redis::NodeRole::kMaster, redis::NodeRole::kReplica}) {
+    for (const redis::ClusterNode& n : topology_.nodes()) {
+      if (n.role != role || n.health == redis::NodeHealth::kFailed || n.port == 0) continue;
+      auto parsed = net::parseSocketAddress(n.address());
+      if (!parsed) continue;  // a hostname: the seeds may still do
+      auto addr = net::toSockaddr(*parsed);
+      if (!addr) continue;
+      add(proxy::ShardEndpoint{n.address(), *addr});
+    }
+  }
+  for (const auto& seed : db_.cluster_seeds) add(seed);
+  return out;
+}
+
+void ClusterMonitor::startRefresh() {
+  requested_.store(false, std::memory_order_release);
+  in_flight_ = true;
+  last_start_ms_ = uv_now(loop_);
+  auto* work = new Work;
+  work->req.data = work;
+  work->monitor = this;
+  work->candidates = candidates();
+  work->password = db_.shard_password;
+  const int rc = uv_queue_work(
+      loop_, &work->req,
+      [](uv_work_t* req) {
+        auto* w = static_cast<Work*>(req->data);
+        w->result.emplace(readClusterTopology(w->candidates, w->password, kRefreshNodeTimeoutMs));
+      },
+      [](uv_work_t* req, int) {
+        std::unique_ptr<Work> w(static_cast<Work*>(req->data));
+        w->monitor->finishRefresh(*w);
+      });
+  if (rc != 0) {
+    delete work;
+    in_flight_ = false;
+    spdlog::error("db {}: cluster refresh not started: {}", db_.name, uv_strerror(rc));
+  }
+}
+
+void ClusterMonitor::finishRefresh(Work& work) {
+  in_flight_ = false;
+  if (stopped_) return;
+  if (!work.result || !*work.result) {
+    // Logged when it starts failing and when it recovers, not every tick.
+    if (!failing_) {
+      spdlog::warn("db {}: cluster refresh: no node answered ({}); routing by the last map", db_.name,
+                   work.result ? work.result->message() : "cancelled");
+    }
+    failing_ = true;
+  } else {
+    ClusterReading& reading = **work.result;
+    if (failing_) spdlog::info("db {}: cluster refresh: {} answers again", db_.name, reading.node);
+    failing_ = false;
+    const auto current = db_.shard_map->current();
+    auto map = proxy::shardMapFromTopology(reading.topology, current.get());
+    if (!map) {
+      spdlog::warn("db {}: cluster refresh: the topology from {}: {}; routing by the last map", db_.name,
+                   reading.node, map.message());
+    } else if (!(*map)->sameRouting(*current)) {
+      const std::string moves = redis::describeMoves(redis::changedSlots(topology_, reading.topology));
+      db_.shard_map->replace(*map);
+      spdlog::info("db {}: cluster topology changed ({} from {}): {}; now {}; masters {}", db_.name,
+                   reading.command, reading.node, moves, reading.topology.describe(), describeMasters(**map));
+      topology_ = std::move(reading.topology);
+    } else {
+      // Same routing; replicas or health may differ: remember them as candidates.
+      topology_ = std::move(reading.topology);
+    }
+  }
+  if (requested_.load(std::memory_order_acquire)) maybeRefresh();
+}
+
+}  // namespace shardgate::server

@@ -1,0 +1,93 @@
+// ClusterMonitor: follows the Redis Cluster behind one database. At start it
+// asks the seeds in turn for the topology (CLUSTER SHARDS, or CLUSTER SLOTS
+// on a Redis older than 7.0) and publishes the first ShardMap; then, every
+// cluster.refresh_interval_ms, it asks again -- the nodes it knows first,
+// then the seeds -- and publishes a new map only when a slot changed owner
+// or the set of masters changed, logging the moves once.
+//
+//   control loop                     thread pool                 workers
+//   timer / requestRefresh() ──► uv_queue_work: queryNode ...
+//                               ◄── after: topology ──► compare ──► ShardMapSource::replace
+//                                                                     (picked up per batch)
+//
+// The queries block, so they never run on an event loop: create() runs
+// before the workers start, refreshes on libuv's thread pool. At most one
+// refresh is in flight; requests made meanwhile are coalesced into one more.
+// The monitor lives on the control loop's thread, except requestRefresh().
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "proxy/database.h"
+#include "redis/cluster_topology.h"
+
+namespace shardgate::server {
+
+// The topology one node gave, and how it was asked.
+struct ClusterReading {
+  redis::ClusterTopology topology;
+  std::string node;     // "127.0.0.1:7000"
+  std::string command;  // "CLUSTER SHARDS" or "CLUSTER SLOTS"
+};
+
+// Asks each candidate in turn until one answers with a topology whose
+// masters own at least one slot. Blocking; each node bounded by timeout_ms.
+// The error names every node asked and why it did not do.
+Result<ClusterReading> readClusterTopology(const std::vector<proxy::ShardEndpoint>& candidates,
+                                           const std::optional<std::string>& password, int timeout_ms);
+
+class ClusterMonitor {
+ public:
+  // Discovers the cluster from db's seeds (blocking) and sets db.shard_map.
+  // Fails, naming each seed and why, when none answers.
+  static Result<std::unique_ptr<ClusterMonitor>> create(proxy::Database& db);
+  ~ClusterMonitor();
+  ClusterMonitor(const ClusterMonitor&) = delete;
+  ClusterMonitor& operator=(const ClusterMonitor&) = delete;
+
+  // Starts the periodic refresh on the control loop.
+  void start(uv_loop_t* loop);
+  // Any thread (a worker that got -MOVED): refresh soon. Coalesced: at most
+  // one refresh in flight, and refreshes at least kMinGapMs apart.
+  void requestRefresh();
+  // Control loop: no more refreshes. One in flight finishes on the pool and
+  // is dropped; the handles close in the background.
+  void stop();
+
+  static constexpr uint64_t kMinGapMs = 100;
+  // A refresh asks one node for at most this long before trying the next.
+  static constexpr int kRefreshNodeTimeoutMs = 1000;
+  static constexpr int kStartNodeTimeoutMs = 2000;
+
+ private:
+  struct Work;
+  explicit ClusterMonitor(proxy::Database& db, ClusterReading first);
+
+  void maybeRefresh();
+  void startRefresh();
+  void finishRefresh(Work& work);
+  // The known nodes (masters, then replicas) and then the seeds not among them.
+  std::vector<proxy::ShardEndpoint> candidates() const;
+
+  proxy::Database& db_;
+  redis::ClusterTopology topology_;  // what the published map was built from
+  uv_loop_t* loop_ = nullptr;
+  uv_timer_t* tick_ = nullptr;   // every refresh interval
+  uv_timer_t* soon_ = nullptr;   // a requested refresh held back by kMinGapMs
+  uv_async_t* wake_ = nullptr;   // requestRefresh() from another thread
+  std::atomic<bool> requested_{false};
+  bool in_flight_ = false;
+  bool stopped_ = false;
+  bool failing_ = false;          // the last refresh found no node answering
+  uint64_t last_start_ms_ = 0;    // loop time the last refresh began
+};
+
+}  // namespace shardgate::server
