@@ -547,11 +547,16 @@ void MultiplexSession::appendArgs(ByteBuffer& out, size_t count, const uint32_t*
 
 MultiplexSession::Next MultiplexSession::split(redis::CommandRoute route, std::string_view frame) {
   // Each key's shard, computed once; all on one shard (the common case) is
-  // sent as the client wrote it.
+  // sent as the client wrote it. A cluster node refuses keys of several slots in one command (CROSSSLOT),
+  // even slots it owns all of: for a cluster database a part is one slot's
+  // keys, for static shards one shard's.
+  const bool by_slot = db_.cluster;
   key_shard_.clear();
-  bool one_shard = true;
+  key_slot_.clear();
+  bool one_part = true;
   for (uint32_t k : keys_) {
-    const uint16_t owner = map_->shardOfKey(args_[k]);
+    const uint16_t slot = by_slot ? redis::keyHashSlot(args_[k]) : 0;
+    const uint16_t owner = by_slot ? map_->shardOfSlot(slot) : map_->shardOfKey(args_[k]);
     if (owner == ShardMap::kNoShard) {
       // Redis Cluster refuses the whole command; so does the proxy, before
       // any part of it is sent.
@@ -559,9 +564,11 @@ MultiplexSession::Next MultiplexSession::split(redis::CommandRoute route, std::s
       return Next::kContinue;
     }
     key_shard_.push_back(owner);
-    one_shard = one_shard && key_shard_.back() == key_shard_.front();
+    key_slot_.push_back(slot);
+    one_part = one_part && (by_slot ? key_slot_.back() == key_slot_.front()
+                                    : key_shard_.back() == key_shard_.front());
   }
-  if (one_shard) return forward(key_shard_.front(), frame, LinkKind::kShared);
+  if (one_part) return forward(key_shard_.front(), frame, LinkKind::kShared);
   if (!orderedAfterInFlight(LinkKind::kShared, 0)) return Next::kWaitIdle;
   const bool pairs = route == redis::CommandRoute::kMset;
   // PUBSUB NUMSUB: "PUBSUB NUMSUB" before each shard's channels.
@@ -577,13 +584,21 @@ MultiplexSession::Next MultiplexSession::split(redis::CommandRoute route, std::s
                      : route == redis::CommandRoute::kMset       ? ReplyMerge::kAllOk
                                                           : ReplyMerge::kSumIntegers;
   Request* r = newRequest(merge, LinkKind::kShared, 0);
+  std::vector<uint16_t> slot_of_part;  // by_slot: each part's slot
   for (size_t i = 0; i < keys_.size(); ++i) {
     const uint32_t k = keys_[i];
     const int s = key_shard_[i];
-    int& part = part_of_shard[static_cast<size_t>(s)];
+    int by_slot_part = -1;
+    if (by_slot) {
+      // Few slots per command as a rule: a scan beats a 16384-entry table.
+      const auto found = std::find(slot_of_part.begin(), slot_of_part.end(), key_slot_[i]);
+      by_slot_part = found == slot_of_part.end() ? -1 : static_cast<int>(found - slot_of_part.begin());
+    }
+    int& part = by_slot ? by_slot_part : part_of_shard[static_cast<size_t>(s)];
     if (part < 0) {
       part = static_cast<int>(shard_of_part.size());
       shard_of_part.push_back(s);
+      if (by_slot) slot_of_part.push_back(key_slot_[i]);
       part_args.emplace_back();
     }
     part_args[static_cast<size_t>(part)].push_back(k);

@@ -164,3 +164,28 @@ TEST_CASE("multiplex session: a database of static shards passes CLUSTER INFO to
 }
 
 }  // namespace shardgate::proxy::testing
+
+namespace shardgate::proxy::testing {
+
+TEST_CASE("multiplex session: a cluster database splits multi-key commands by slot, not by shard") {
+  Database db = testDatabase(2);
+  db.cluster = true;
+  SessionRig rig(db);
+  // Two keys of shard 0 in different slots, one of shard 1, and two in one slot.
+  const std::string a = keyInSlots(0, 100, "a"), b = keyInSlots(200, 8191, "b"), c = keyInSlots(8192, 16383, "c");
+  REQUIRE(redis::keyHashSlot(a) != redis::keyHashSlot(b));
+  rig.send(command({"MGET", a, b, c, "{" + a + "}x"}));
+  // One command per slot: a node refuses keys of two slots (CROSSSLOT).
+  REQUIRE(rig.links.shared(0).sent ==
+          std::vector<std::string>{command({"MGET", a, "{" + a + "}x"}), command({"MGET", b})});
+  REQUIRE(rig.links.shared(1).sent == std::vector<std::string>{command({"MGET", c})});
+  rig.links.shared(0).reply("*2\r\n" + bulk("va") + "$-1\r\n");
+  rig.links.shared(0).reply("*1\r\n" + bulk("vb"));
+  rig.links.shared(1).reply("*1\r\n" + bulk("vc"));
+  CHECK(rig.out() == "*4\r\n" + bulk("va") + bulk("vb") + bulk("vc") + "$-1\r\n");
+  // Keys of one slot go as the client wrote them.
+  rig.send(command({"DEL", a, "{" + a + "}x"}));
+  CHECK(rig.links.shared(0).sent.back() == command({"DEL", a, "{" + a + "}x"}));
+}
+
+}  // namespace shardgate::proxy::testing
