@@ -234,7 +234,9 @@ int main(int argc, char** argv) {
   uint64_t shared_links = 0;
   for (const auto& db : config->databases) {
     (db.multiplex ? any_multiplex : any_plain) = true;
-    if (db.multiplex) shared_links += uint64_t{workers} * db.shards.size();
+    // A cluster's masters are known only once discovered: its seeds stand in.
+    const size_t shards = db.cluster ? db.cluster->seeds.size() : db.shards.size();
+    if (db.multiplex) shared_links += uint64_t{workers} * shards;
   }
   auto server = shardgate::server::Server::create(std::move(*config));
   if (!server) {
