@@ -94,27 +94,30 @@ void ClusterMonitor::start(uv_loop_t* loop) {
   loop_ = loop;
   tick_ = new uv_timer_t;
   soon_ = new uv_timer_t;
-  wake_ = new uv_async_t;
+  auto* wake = new uv_async_t;
   uv_timer_init(loop, tick_);
   uv_timer_init(loop, soon_);
   tick_->data = soon_->data = this;
-  uv_async_init(loop, wake_, [](uv_async_t* a) {
+  uv_async_init(loop, wake, [](uv_async_t* a) {
     auto* self = static_cast<ClusterMonitor*>(a->data);
     if (self->requested_.load(std::memory_order_acquire)) self->maybeRefresh();
   });
-  wake_->data = this;
+  wake->data = this;
+  wake_.store(wake, std::memory_order_release);
   const uint64_t every = db_.cluster_refresh_ms;
   uv_timer_start(tick_, [](uv_timer_t* t) {
     auto* self = static_cast<ClusterMonitor*>(t->data);
     self->requested_.store(true, std::memory_order_release);
     self->maybeRefresh();
   }, every, every);
+  // Asked before the loop ran (workers serve from before start()).
+  if (requested_.load(std::memory_order_acquire)) uv_async_send(wake);
 }
 
 void ClusterMonitor::requestRefresh() {
   // Many workers may ask at once (a burst of MOVED): one flag, one wake-up.
   if (requested_.exchange(true, std::memory_order_acq_rel)) return;
-  if (wake_ != nullptr) uv_async_send(wake_);
+  if (uv_async_t* wake = wake_.load(std::memory_order_acquire)) uv_async_send(wake);
 }
 
 void ClusterMonitor::stop() {
@@ -126,9 +129,8 @@ void ClusterMonitor::stop() {
   auto free_timer = [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); };
   uv_close(asHandle(tick_), free_timer);
   uv_close(asHandle(soon_), free_timer);
-  uv_close(asHandle(wake_), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
+  uv_close(asHandle(wake_.exchange(nullptr)), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
   tick_ = soon_ = nullptr;
-  wake_ = nullptr;
 }
 
 void ClusterMonitor::maybeRefresh() {

@@ -56,7 +56,8 @@ class ClusterMonitor {
   // Starts the periodic refresh on the control loop.
   void start(uv_loop_t* loop);
   // Any thread (a worker that got -MOVED): refresh soon. Coalesced: at most
-  // one refresh in flight, and refreshes at least kMinGapMs apart.
+  // one refresh in flight, and refreshes at least kMinGapMs apart. Callers
+  // must be done (the workers finished) before stop().
   void requestRefresh();
   // Control loop: no more refreshes. One in flight finishes on the pool and
   // is dropped; the handles close in the background.
@@ -82,7 +83,9 @@ class ClusterMonitor {
   uv_loop_t* loop_ = nullptr;
   uv_timer_t* tick_ = nullptr;   // every refresh interval
   uv_timer_t* soon_ = nullptr;   // a requested refresh held back by kMinGapMs
-  uv_async_t* wake_ = nullptr;   // requestRefresh() from another thread
+  // requestRefresh() from another thread; null until start() (a request
+  // made before is kept in requested_ and served by start()).
+  std::atomic<uv_async_t*> wake_{nullptr};
   std::atomic<bool> requested_{false};
   bool in_flight_ = false;
   bool stopped_ = false;
