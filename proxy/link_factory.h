@@ -32,6 +32,32 @@ struct SharedLinkSet {
   std::vector<std::shared_ptr<ShardLink>> links;
 };
 
+// The shared link set for `map`, after `old` (null: none yet): the link of
+// every endpoint (address) both maps have is carried over -- rebind(link,
+// shard) gives it its place in the new map -- and make(shard) opens the
+// others. A reshard moves slots, not connections. One rule for the worker
+// and for the tests' fake factory.
+template <typename Make, typename Rebind>
+std::shared_ptr<SharedLinkSet> carryOverLinks(const SharedLinkSet* old, std::shared_ptr<const ShardMap> map,
+                                              Make&& make, Rebind&& rebind) {
+  auto set = std::make_shared<SharedLinkSet>();
+  set->map = std::move(map);
+  for (size_t s = 0; s < set->map->shardCount(); ++s) {
+    const auto shard = static_cast<uint16_t>(s);
+    std::shared_ptr<ShardLink> link;
+    for (size_t o = 0; old != nullptr && o < old->map->shardCount(); ++o) {
+      if (old->map->shard(o).address == set->map->shard(s).address) {
+        link = old->links[o];
+        rebind(*link, shard);
+        break;
+      }
+    }
+    if (!link) link = make(shard);
+    set->links.push_back(std::move(link));
+  }
+  return set;
+}
+
 // A worker's shared links of one database: the set made for the map of
 // `generation` (ShardMapSource::generation()).
 struct SharedLinks {

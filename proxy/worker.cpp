@@ -160,26 +160,14 @@ SharedLinks& Worker::sharedLinks(const Database& db) {
 void Worker::refreshSharedLinks(const Database& db, SharedLinks& links) {
   // The generation first: the map loaded after it is at least that new.
   const uint64_t generation = db.shard_map->generation();
-  auto set = std::make_shared<SharedLinkSet>();
-  set->map = db.shard_map->current();
-  // A shard whose endpoint the old map had keeps its connection (and the
-  // requests in flight on it): a reshard moves slots, not connections. Only
-  // links to endpoints the new map dropped retire with the old set.
-  const SharedLinkSet* old = links.current.get();
-  for (size_t s = 0; s < set->map->shardCount(); ++s) {
-    const auto shard = static_cast<uint16_t>(s);
-    std::shared_ptr<ShardLink> link;
-    for (size_t o = 0; old != nullptr && o < old->map->shardCount(); ++o) {
-      if (old->map->shard(o).address == set->map->shard(s).address) {
-        link = old->links[o];
-        // Every shared link is one this worker made: a BackendLink.
-        static_cast<BackendLink&>(*link).rebind(set->map, shard);
-        break;
-      }
-    }
-    if (!link) link = std::make_shared<BackendLink>(*this, db, set->map, shard, nullptr);
-    set->links.push_back(std::move(link));
-  }
+  // Links to endpoints the new map keeps carry on, with the requests in
+  // flight on them; those to endpoints it dropped retire with the old set.
+  auto map = db.shard_map->current();
+  auto set = carryOverLinks(
+      links.current.get(), map,
+      [&](uint16_t shard) { return std::make_shared<BackendLink>(*this, db, map, shard, nullptr); },
+      // Every shared link is one this worker made: a BackendLink.
+      [&](ShardLink& link, uint16_t shard) { static_cast<BackendLink&>(link).rebind(map, shard); });
   if (links.current) retired_links_.push_back(std::move(links.current));
   links.current = std::move(set);
   links.generation = generation;

@@ -52,6 +52,8 @@ class FakeLink final : public ShardLink {
   void closeWrite() override { write_closed_ = true; }
   bool writeClosed() const override { return write_closed_; }
 
+  // Carried over to a new map's set, where its endpoint is shard `shard`.
+  void rebind(uint16_t shard) { shard_ = shard; }
   // One whole reply frame from the shard.
   void reply(std::string_view bytes);
   // The connection is lost: every waiting part gets the error line a
@@ -89,12 +91,11 @@ class FakeLinks final : public LinkFactory {
   }
   void refreshSharedLinks(const Database& db, SharedLinks& links) override {
     const uint64_t generation = db.shard_map->generation();
-    auto set = std::make_shared<SharedLinkSet>();
-    set->map = db.shard_map->current();
-    for (size_t s = 0; s < set->map->shardCount(); ++s) {
-      set->links.push_back(std::make_shared<FakeLink>(*this, static_cast<uint16_t>(s),
-                                                      set->map->shard(s).address, nullptr));
-    }
+    auto map = db.shard_map->current();
+    auto set = carryOverLinks(
+        links.current.get(), map,
+        [&](uint16_t shard) { return std::make_shared<FakeLink>(*this, shard, map->shard(shard).address, nullptr); },
+        [](ShardLink& link, uint16_t shard) { static_cast<FakeLink&>(link).rebind(shard); });
     if (links.current) retired.push_back(links.current);
     links.current = std::move(set);
     links.generation = generation;

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "proxy/multiplex_session.h"
+#include "redis/hash_slot.h"
 #include "redis/redis_text.h"
 #include "tests/unit/proxy/fake_links.h"
 
@@ -269,6 +270,44 @@ TEST_CASE("multiplex session: a transaction keeps its map until it ends") {
   rig.send(command({"GET", k}));
   CHECK(rig.links.shared(0).address() == "10.0.9.0:6379");
   CHECK(rig.links.shared(0).sent == std::vector<std::string>{command({"GET", k})});
+}
+
+TEST_CASE("multiplex session: a map change keeps the links of endpoints both maps have") {
+  Database db = testDatabase(3);
+  SessionRig rig(db);
+  auto old_map = db.shard_map->current();
+  const std::string k0 = keyOn(*old_map, 0), k2 = keyOn(*old_map, 2);
+  FakeLink& link0 = rig.links.shared(0);
+  FakeLink& link2 = rig.links.shared(2);
+  rig.send(command({"GET", k0}) + command({"GET", k2}));
+  REQUIRE(link0.waiting() == 1);
+  REQUIRE(link2.waiting() == 1);
+
+  // A reshard that dropped shard 1 (10.0.0.1) and gave every slot to the
+  // other two, now in swapped places, plus a new endpoint with no slots.
+  ShardMap::SlotOwners owners{};
+  for (size_t slot = 0; slot < owners.size(); ++slot) owners[slot] = slot < 8192 ? 1 : 0;
+  db.shard_map->replace(*ShardMap::create(
+      {old_map->shard(2), old_map->shard(0), ShardEndpoint{"10.0.5.0:6379", {}}}, owners));
+  rig.send(command({"GET", k2}));
+
+  // The same link objects, at their new places: their requests in flight
+  // are still answered through them.
+  CHECK(&rig.links.shared(0) == &link2);
+  CHECK(&rig.links.shared(1) == &link0);
+  CHECK(link2.shard() == 0);
+  CHECK(link0.shard() == 1);
+  CHECK(rig.links.shared(2).address() == "10.0.5.0:6379");
+  const bool k2_low = redis::keyHashSlot(k2) < 8192;
+  FakeLink& k2_owner = k2_low ? link0 : link2;
+  CHECK(k2_owner.sent.back() == command({"GET", k2}));
+  link0.reply(bulk("v0"));
+  link2.reply(bulk("v2"));
+  k2_owner.reply(bulk("again"));
+  CHECK(rig.out() == bulk("v0") + bulk("v2") + bulk("again"));
+  // The old set (with the dropped endpoint's link) retired.
+  REQUIRE(rig.links.retired.size() == 1);
+  CHECK(rig.links.retired[0]->links[1]->address() == "10.0.0.1:6379");
 }
 
 }  // namespace shardgate::proxy::testing
