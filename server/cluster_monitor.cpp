@@ -26,7 +26,10 @@ Result<ClusterReading> askNode(const proxy::ShardEndpoint& node, const std::opti
   auto shards = proxy::queryNode(node, password, {{"CLUSTER", "SHARDS"}}, timeout_ms);
   if (!shards) return shards.error();
   std::string_view reply = shards->reply(0);
-  const std::string host = node.address.substr(0, node.address.rfind(':'));
+  // The host the node was reached at, for a reply that leaves endpoints
+  // empty ("the host you asked"); an IPv6 address without its brackets.
+  std::string host = node.address.substr(0, node.address.rfind(':'));
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   if (!unknownSubcommand(reply)) {
     auto topology = redis::ClusterTopology::fromShards(reply, host);
     if (!topology) return makeError(node.address + ": " + topology.message());
@@ -126,6 +129,9 @@ void ClusterMonitor::stop() {
     return;
   }
   stopped_ = true;
+  // A refresh still queued is not started (the loop would wait for it);
+  // one already running finishes, and is dropped.
+  if (in_flight_work_ != nullptr) uv_cancel(reinterpret_cast<uv_req_t*>(&in_flight_work_->req));
   auto free_timer = [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); };
   uv_close(asHandle(tick_), free_timer);
   uv_close(asHandle(soon_), free_timer);
@@ -173,6 +179,7 @@ void ClusterMonitor::startRefresh() {
   in_flight_ = true;
   last_start_ms_ = uv_now(loop_);
   auto* work = new Work;
+  in_flight_work_ = work;
   work->req.data = work;
   work->monitor = this;
   work->candidates = candidates();
@@ -183,12 +190,14 @@ void ClusterMonitor::startRefresh() {
         auto* w = static_cast<Work*>(req->data);
         w->result.emplace(readClusterTopology(w->candidates, w->password, kRefreshNodeTimeoutMs));
       },
-      [](uv_work_t* req, int) {
+      [](uv_work_t* req, int) {  // also when cancelled by stop(): result stays empty
         std::unique_ptr<Work> w(static_cast<Work*>(req->data));
+        w->monitor->in_flight_work_ = nullptr;
         w->monitor->finishRefresh(*w);
       });
   if (rc != 0) {
     delete work;
+    in_flight_work_ = nullptr;
     in_flight_ = false;
     spdlog::error("db {}: cluster refresh not started: {}", db_.name, uv_strerror(rc));
   }

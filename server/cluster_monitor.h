@@ -88,6 +88,7 @@ class ClusterMonitor {
   std::atomic<uv_async_t*> wake_{nullptr};
   std::atomic<bool> requested_{false};
   bool in_flight_ = false;
+  Work* in_flight_work_ = nullptr;  // owned by the thread pool's request until its after-callback
   bool stopped_ = false;
   bool failing_ = false;          // the last refresh found no node answering
   uint64_t last_start_ms_ = 0;    // loop time the last refresh began
