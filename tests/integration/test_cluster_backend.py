@@ -89,6 +89,13 @@ def changes_logged(sg, after: int) -> int:
     return sg.log()[after:].count("cluster topology changed")
 
 
+def stop_cleanly(sg) -> None:
+    """SIGTERM ends shardgate at once and cleanly, refreshes running or not."""
+    sg.proc.terminate()
+    assert sg.proc.wait(timeout=10) == 0
+    assert sg.log().rstrip().endswith("stopped"), sg.log()[-2000:]
+
+
 def shardgate_link_ids(node) -> set[str]:
     """Client ids of the connections to `node` other than this check's own
     and the replicas' (flag S): shardgate's shared links."""
@@ -192,6 +199,7 @@ def test_a_reshard_is_followed_without_dropping_links(env, shardgate):
     logged = changes_logged(sg, log_at)
     time.sleep(5 * REFRESH_MS / 1000)
     assert changes_logged(sg, log_at) == logged, sg.log()[log_at:]
+    stop_cleanly(sg)
 
 
 def test_a_new_master_given_slots_gets_their_keys(env, shardgate):
@@ -270,3 +278,4 @@ def test_a_failover_is_followed_at_the_next_refresh(env, shardgate):
         for k in on_promoted:
             assert r.set(k, "after")
         check_on_owner(env, {k: "after" for k in on_promoted})
+    stop_cleanly(sg)
