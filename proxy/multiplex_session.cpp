@@ -546,10 +546,10 @@ void MultiplexSession::appendArgs(ByteBuffer& out, size_t count, const uint32_t*
 }
 
 MultiplexSession::Next MultiplexSession::split(redis::CommandRoute route, std::string_view frame) {
-  // Each key's shard, computed once; all on one shard (the common case) is
-  // sent as the client wrote it. A cluster node refuses keys of several slots in one command (CROSSSLOT),
-  // even slots it owns all of: for a cluster database a part is one slot's
-  // keys, for static shards one shard's.
+  // Each key's shard, computed once; all in one part (the common case) is
+  // sent as the client wrote it. A part is one shard's keys -- or, for a
+  // cluster database, one slot's: a cluster node refuses keys of several
+  // slots in one command (CROSSSLOT), even slots it owns all of.
   const bool by_slot = db_.cluster;
   key_shard_.clear();
   key_slot_.clear();
