@@ -279,3 +279,27 @@ def test_a_failover_is_followed_at_the_next_refresh(env, shardgate):
             assert r.set(k, "after")
         check_on_owner(env, {k: "after" for k in on_promoted})
     stop_cleanly(sg)
+
+
+def test_admin_api_shows_the_cluster_masters_and_their_slots(env, admin_shardgate):
+    sg = admin_shardgate([cluster_db([env.masters()[0].address])])
+    status = sg.curl("GET", "/v1/bdbs")
+    assert status.status == 200, str(status)
+    [bdb] = status.json()
+    assert bdb["mode"] == "cluster", bdb
+    owners = env.slot_map()
+    want = {}
+    for master in env.masters():
+        ranges, slot = [], 0
+        while slot < 16384:
+            if owners[slot] != master.port:
+                slot += 1
+                continue
+            first = slot
+            while slot + 1 < 16384 and owners[slot + 1] == master.port:
+                slot += 1
+            ranges.append(f"{first}-{slot}" if slot > first else str(first))
+            slot += 1
+        want[master.address] = ",".join(ranges)
+    assert {s["address"]: s["slots"] for s in bdb["shards"]} == want, bdb
+    assert all(s["state"] == "up" for s in bdb["shards"]), bdb
