@@ -584,7 +584,8 @@ MultiplexSession::Next MultiplexSession::split(redis::CommandRoute route, std::s
                      : route == redis::CommandRoute::kMset       ? ReplyMerge::kAllOk
                                                           : ReplyMerge::kSumIntegers;
   Request* r = newRequest(merge, LinkKind::kShared, 0);
-  std::vector<uint16_t> slot_of_part;  // by_slot: each part's slot
+  std::vector<uint16_t>& slot_of_part = part_slot_;  // by_slot: each part's slot
+  slot_of_part.clear();
   for (size_t i = 0; i < keys_.size(); ++i) {
     const uint32_t k = keys_[i];
     const int s = key_shard_[i];

@@ -265,6 +265,7 @@ class MultiplexSession {
   std::vector<uint32_t> keys_;  // indices into args_ of the command's keys
   std::vector<int> key_shard_;  // split(): the shard of each of keys_
   std::vector<uint16_t> key_slot_;  // ... and its slot
+  std::vector<uint16_t> part_slot_;  // split() of a cluster database: each part's slot
   Request* head_ = nullptr;
   Request* tail_ = nullptr;
   size_t in_flight_ = 0;
