@@ -106,7 +106,9 @@ void ClusterMonitor::start(uv_loop_t* loop) {
     if (self->requested_.load(std::memory_order_acquire)) self->maybeRefresh();
   });
   wake->data = this;
-  wake_.store(wake, std::memory_order_release);
+  // Sequentially consistent, with requestRefresh(): a request made while
+  // this runs is seen by one of the two (flag, then handle; handle, then flag).
+  wake_.store(wake);
   const uint64_t every = db_.cluster_refresh_ms;
   uv_timer_start(tick_, [](uv_timer_t* t) {
     auto* self = static_cast<ClusterMonitor*>(t->data);
@@ -114,13 +116,13 @@ void ClusterMonitor::start(uv_loop_t* loop) {
     self->maybeRefresh();
   }, every, every);
   // Asked before the loop ran (workers serve from before start()).
-  if (requested_.load(std::memory_order_acquire)) uv_async_send(wake);
+  if (requested_.load()) uv_async_send(wake);
 }
 
 void ClusterMonitor::requestRefresh() {
   // Many workers may ask at once (a burst of MOVED): one flag, one wake-up.
-  if (requested_.exchange(true, std::memory_order_acq_rel)) return;
-  if (uv_async_t* wake = wake_.load(std::memory_order_acquire)) uv_async_send(wake);
+  if (requested_.exchange(true)) return;
+  if (uv_async_t* wake = wake_.load()) uv_async_send(wake);
 }
 
 void ClusterMonitor::stop() {
