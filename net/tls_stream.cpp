@@ -7,7 +7,8 @@ namespace shardgate::net {
 using tls::TlsSession;
 
 Result<TlsStream*> TlsStream::create(IoDriver& io, Stream* transport, tls::TlsContextPtr ctx,
-                                     StreamOwner* owner, const std::string& server_name) {
+                                     StreamOwner* owner, const std::string& server_name,
+                                     std::shared_ptr<tls::ResumptionSlot> resumption) {
   const bool server = ctx->isServer();
   auto session = TlsSession::create(std::move(ctx), server ? TlsSession::Role::kServer
                                                            : TlsSession::Role::kClient);
@@ -15,6 +16,7 @@ Result<TlsStream*> TlsStream::create(IoDriver& io, Stream* transport, tls::TlsCo
   if (!server && !server_name.empty() && !session->setServerName(server_name)) {
     return makeError("TLS client: cannot use \"" + server_name + "\" as the server name");
   }
+  if (!server && resumption) session->useResumptionSlot(std::move(resumption));
   auto* self = new TlsStream(io, transport, std::move(session), owner);
   transport->setOwner(self);
   if (!server) {

@@ -7,6 +7,7 @@
 
 #include "redis/resp_encoder.h"
 #include "proxy/multiplex_session.h"
+#include "proxy/shard_connect.h"
 #include "common/ascii.h"
 #include "common/rate_limited_log.h"
 #include "common/uv_handle.h"
@@ -111,15 +112,32 @@ void BackendLink::shutdownIfDrained() {
 
 void BackendLink::connect() {
   state_ = State::kConnecting;
-  const auto& addr = reinterpret_cast<const sockaddr&>(map_->shard(shard_).addr);
-  net::Stream* stream = nullptr;
-  int rc = worker_.io().connect(addr, this, net::ConnectOptions{kKeepaliveDelayS}, &stream);
-  if (rc != 0) {
-    onConnected(rc);
+  auto conn = connectShard(worker_, map_->shard(shard_), this, net::ConnectOptions{kKeepaliveDelayS});
+  if (!conn) {
+    fail(conn.message());
     return;
   }
-  socket_ = stream;
+  socket_ = conn->stream;
+  tls_ = conn->tls;
+  // Bounds the TLS handshake too: a shard that accepts and never answers.
   startTimer(kConnectTimeoutMs);
+}
+
+void BackendLink::onStreamConnected(int status) {
+  // Over TLS the link waits for the handshake (onStreamHandshake).
+  if (status == 0 && tls_ != nullptr) return;
+  onConnected(status);
+}
+
+void BackendLink::onStreamHandshake() {
+  countShardHandshake(shard_stats_, *tls_);
+  onConnected(0);
+}
+
+void BackendLink::onStreamTlsFailed() {
+  // During the handshake this is the reason the shard cannot be used
+  // ("TLS handshake failed: certificate verify failed (hostname mismatch)").
+  fail(tls_->session().failureReason());
 }
 
 void BackendLink::onConnected(int status) {
@@ -150,6 +168,13 @@ void BackendLink::onConnected(int status) {
 }
 
 void BackendLink::onStreamEnd(int status) {
+  if (state_ == State::kConnecting) {
+    // Over TLS: the shard closed during the handshake (a plaintext shard
+    // reading our ClientHello as a bad command, a shard at maxclients).
+    fail(std::string(tls_ ? "TLS handshake failed: " : "") +
+         (status == UV_EOF ? "the shard closed the connection" : asciiLower(uv_strerror(status))));
+    return;
+  }
   if (!owner_ && fifo_.empty() && out_.empty()) {
     // An idle shared link closed by the shard (its `timeout`, CLIENT
     // KILL): nothing was lost, the shard is not down; connect again when
@@ -165,6 +190,7 @@ void BackendLink::dropIdle() {
                 address());
   socket_->close();
   socket_ = nullptr;
+  tls_ = nullptr;
   scanner_ = redis::ReplyScanner();
   state_ = State::kIdle;
   if (timer_) uv_timer_stop(timer_);
@@ -265,6 +291,7 @@ void BackendLink::fail(const std::string& why) {
   if (socket_) {
     socket_->close();
     socket_ = nullptr;
+    tls_ = nullptr;
   }
   scanner_ = redis::ReplyScanner();
   in_push_ = false;

@@ -1,4 +1,5 @@
 #include "proxy/client_connection.h"
+#include "proxy/shard_connect.h"
 
 #include <spdlog/spdlog.h>
 
@@ -89,11 +90,17 @@ void ClientConnection::startDeadline(DeadlineKind kind, uint64_t ms) {
 
 void ClientConnection::connectBackend() {
   backend_connecting_ = true;
-  const auto& addr = reinterpret_cast<const sockaddr&>(db_.shard_addr);
-  if (int rc = worker_.io().connect(addr, &shard_side_, net::ConnectOptions{}, &backend_); rc != 0) {
-    backend_ = nullptr;
-    onConnected(rc);
+  ShardEndpoint shard;
+  shard.address = db_.shard;
+  shard.addr = db_.shard_addr;
+  shard.tls = db_.shard_tls;
+  auto conn = connectShard(worker_, shard, &shard_side_, net::ConnectOptions{});
+  if (!conn) {
+    onBackendFailed(conn.message());
+    return;
   }
+  backend_ = conn->stream;
+  backend_tls_ = conn->tls;
 }
 
 // ---- reading ----------------------------------------------------------------
@@ -284,22 +291,53 @@ void ClientConnection::updateReading() {
 
 // ---- events -----------------------------------------------------------------
 
-void ClientConnection::onConnected(int status) {
+void ClientConnection::onBackendConnected(int status) {
   if (closing_) return;
   if (status != 0) {
-    backend_failed_ = true;
-    worker_.stats().backend_connect_failures.add();
-    db_stats_.shard(0).errors.add();
-    db_stats_.shard(0).markDown();
-    static thread_local RateLimitedLog refused(spdlog::level::warn, "failed shard connections");
-    if (auto pass = refused.admit(uv_now(worker_.loop()))) {
-      spdlog::warn("db {}: shard {} unavailable: {}{}", db_.name, db_.shard, uv_strerror(status), pass);
-    }
-    if (backend_) backend_->discardWrites();
-    sendErrorLine("-ERR shard " + db_.shard + " unavailable: " + asciiLower(uv_strerror(status)) + "\r\n");
-    closeAfterFlush();
+    onBackendFailed(asciiLower(uv_strerror(status)));
     return;
   }
+  // Over TLS the shard is usable once the handshake is done.
+  if (backend_tls_ == nullptr) onBackendReady();
+}
+
+void ClientConnection::onBackendHandshake() {
+  if (closing_) return;
+  countShardHandshake(db_stats_.shard(0), *backend_tls_);
+  // connectShard left the stream reading for the handshake: from here on
+  // updateReading() decides (backpressure).
+  backend_reading_ = true;
+  onBackendReady();
+}
+
+void ClientConnection::onBackendTlsFailed() {
+  if (closing_) return;
+  const std::string why = backend_tls_->session().failureReason();
+  if (!backend_connected_) {
+    onBackendFailed(why);
+    return;
+  }
+  // After the handshake: a broken connection, as a reset would be.
+  spdlog::debug("db {}: shard {} TLS error: {}", db_.name, db_.shard, why);
+  onBackendEnd(UV_EPROTO);
+}
+
+void ClientConnection::onBackendFailed(const std::string& why) {
+  if (closing_ || backend_failed_) return;
+  backend_failed_ = true;
+  worker_.stats().backend_connect_failures.add();
+  db_stats_.shard(0).errors.add();
+  db_stats_.shard(0).markDown();
+  static thread_local RateLimitedLog refused(spdlog::level::warn, "failed shard connections");
+  if (auto pass = refused.admit(uv_now(worker_.loop()))) {
+    spdlog::warn("db {}: shard {} unavailable: {}{}", db_.name, db_.shard, why, pass);
+  }
+  if (backend_) backend_->discardWrites();
+  sendErrorLine("-ERR shard " + db_.shard + " unavailable: " + why + "\r\n");
+  closeAfterFlush();
+}
+
+void ClientConnection::onBackendReady() {
   // TCP_NODELAY is set by the stream; what was held went out before this.
   backend_connected_ = true;
   db_stats_.shard(0).markUp();
@@ -474,6 +512,13 @@ void ClientConnection::onBackendShutdown(int status) {
 }
 
 void ClientConnection::onBackendEnd(int status) {
+  if (backend_tls_ != nullptr && !backend_connected_ && !backend_failed_ && !closing_) {
+    // The shard closed during the TLS handshake: it is unusable, not a
+    // connection that ended.
+    onBackendFailed("TLS handshake failed: " + (status == UV_EOF ? std::string("the shard closed the connection")
+                                                                 : asciiLower(uv_strerror(status))));
+    return;
+  }
   if (backend_eof_) return;
   backend_eof_ = true;
   if (backend_) backend_->discardWrites();

@@ -76,8 +76,10 @@ class ClientConnection final : public ReplySink, public Deadline<ClientConnectio
     void onStreamData(const uint8_t* data, size_t len) override { conn.onBackendData(data, len); }
     void onStreamEnd(int status) override { conn.onBackendEnd(status); }
     void onStreamDrained(int status) override { conn.onToBackendDrained(status); }
-    void onStreamConnected(int status) override { conn.onConnected(status); }
+    void onStreamConnected(int status) override { conn.onBackendConnected(status); }
     void onStreamShutdown(int status) override { conn.onBackendShutdown(status); }
+    void onStreamHandshake() override { conn.onBackendHandshake(); }
+    void onStreamTlsFailed() override { conn.onBackendTlsFailed(); }
     ClientConnection& conn;
   };
 
@@ -103,7 +105,13 @@ class ClientConnection final : public ReplySink, public Deadline<ClientConnectio
   void onBackendEnd(int status);
   void onToBackendDrained(int status);
   void onBackendShutdown(int status);
-  void onConnected(int status);
+  void onBackendConnected(int status);
+  void onBackendHandshake();
+  void onBackendTlsFailed();
+  // The shard connection is usable (TCP up, and over TLS the handshake done).
+  void onBackendReady();
+  // It could not be made: why is what the client's -ERR line and the log say.
+  void onBackendFailed(const std::string& why);
   void onHandshakeDone();
   bool admitClientCertificate(const tls::TlsSession& session);
   void onHandshakeFailed(std::string_view reason);
@@ -131,6 +139,7 @@ class ClientConnection final : public ReplySink, public Deadline<ClientConnectio
   DbStats& db_stats_;  // this worker's counters of db_
   net::Stream* client_ = nullptr;  // a net::TlsStream when the database speaks TLS
   net::Stream* backend_ = nullptr;  // transparent path, from the first command on
+  net::TlsStream* backend_tls_ = nullptr;  // backend_, when the shard has tls on
   ShardSide shard_side_{*this};
   std::unique_ptr<MultiplexSession> multiplex_;  // several shards or a password
   uint64_t last_activity_ms_ = 0;

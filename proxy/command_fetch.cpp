@@ -10,9 +10,11 @@
 #include <charconv>
 #include <chrono>
 #include <cstring>
+#include <memory>
 
 #include "redis/reply_scanner.h"
 #include "redis/resp_encoder.h"
+#include "tls/tls_session.h"
 
 namespace shardgate::proxy {
 
@@ -47,6 +49,89 @@ Status waitFor(int fd, short events, Clock::time_point deadline) {
   return {};
 }
 
+// The connection's bytes, plain or over TLS (client role, as the worker's
+// shard connections speak it), blocking with poll() up to the deadline.
+class Channel {
+ public:
+  Channel(int fd, Clock::time_point deadline) : fd_(fd), deadline_(deadline) {}
+
+  // The handshake, done before anything is sent.
+  Status startTls(const ShardTls& shard) {
+    tls::TlsContextPtr ctx = shard.contexts.current();
+    if (!ctx) return makeError("TLS: no client context for this shard");
+    tls_ = tls::TlsSession::create(std::move(ctx), tls::TlsSession::Role::kClient);
+    if (!tls_) return makeError("TLS: cannot create a session (out of memory?)");
+    if (!tls_->setServerName(shard.verify_name)) {
+      return makeError("TLS: cannot use \"" + shard.verify_name + "\" as the server name");
+    }
+    cipher_.clear();
+    tls_->startHandshake(cipher_);
+    if (auto st = sendRaw(cipher_.data(), cipher_.size()); !st) return st;
+    std::string ignored;
+    while (tls_->state() == tls::TlsSession::State::kHandshaking) {
+      if (auto st = receive(ignored); !st) {
+        return tls_->state() == tls::TlsSession::State::kFailed ? st : makeError("TLS handshake failed: " + st.message());
+      }
+    }
+    if (!tls_->isOpen()) return makeError(tls_->failureReason());
+    return {};
+  }
+
+  Status send(const uint8_t* data, size_t len) {
+    if (!tls_) return sendRaw(data, len);
+    cipher_.clear();
+    if (auto st = tls_->encrypt(data, len, cipher_); !st) return st;
+    return sendRaw(cipher_.data(), cipher_.size());
+  }
+
+  // Appends what arrives next (plaintext) to in.
+  Status receive(std::string& in) {
+    char buf[64 * 1024];
+    while (true) {
+      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n < 0 && errno == EAGAIN) {
+        if (auto st = waitFor(fd_, POLLIN, deadline_); !st) return makeError("reply: " + st.message());
+        continue;
+      }
+      if (n < 0) return makeError(std::string("reply: ") + std::strerror(errno));
+      if (n == 0) return makeError("the shard closed the connection before replying");
+      if (!tls_) {
+        in.append(buf, static_cast<size_t>(n));
+        return {};
+      }
+      plain_.clear();
+      cipher_.clear();
+      tls_->feed(reinterpret_cast<const uint8_t*>(buf), static_cast<size_t>(n), plain_, cipher_);
+      // Best effort: an alert or a key update; a failure shows at the next read.
+      if (!cipher_.empty()) (void)sendRaw(cipher_.data(), cipher_.size());
+      if (tls_->state() == tls::TlsSession::State::kFailed) return makeError(tls_->failureReason());
+      in.append(reinterpret_cast<const char*>(plain_.data()), plain_.size());
+      return {};
+    }
+  }
+
+ private:
+  Status sendRaw(const uint8_t* data, size_t len) {
+    size_t sent = 0;
+    while (sent < len) {
+      ssize_t n = ::send(fd_, data + sent, len - sent, MSG_NOSIGNAL);
+      if (n < 0 && errno == EAGAIN) {
+        if (auto st = waitFor(fd_, POLLOUT, deadline_); !st) return makeError("send: " + st.message());
+        continue;
+      }
+      if (n < 0) return makeError(std::string("send: ") + std::strerror(errno));
+      sent += static_cast<size_t>(n);
+    }
+    return {};
+  }
+
+  int fd_;
+  Clock::time_point deadline_;
+  std::unique_ptr<tls::TlsSession> tls_;
+  ByteBuffer plain_;
+  ByteBuffer cipher_;
+};
+
 }  // namespace
 
 Result<ShardFacts> fetchShardFacts(const ShardEndpoint& shard,
@@ -66,6 +151,10 @@ Result<ShardFacts> fetchShardFacts(const ShardEndpoint& shard,
     ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &err_len);
     if (err != 0) return fail(std::string("connect: ") + std::strerror(err));
   }
+  Channel channel(fd.get(), deadline);
+  if (shard.tls) {
+    if (auto st = channel.startTls(*shard.tls); !st) return fail(st.message());
+  }
 
   ByteBuffer request;
   size_t replies = 1;
@@ -77,32 +166,15 @@ Result<ShardFacts> fetchShardFacts(const ShardEndpoint& shard,
   redis::resp::appendCommand(request, {"CONFIG", "GET", "databases"});
   redis::resp::appendCommand(request, {"INFO", "server"});
   replies += 2;
-  size_t sent = 0;
-  while (sent < request.size()) {
-    ssize_t n = ::send(fd.get(), request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    if (n < 0 && errno == EAGAIN) {
-      if (auto st = waitFor(fd.get(), POLLOUT, deadline); !st) return fail("send: " + st.message());
-      continue;
-    }
-    if (n < 0) return fail(std::string("send: ") + std::strerror(errno));
-    sent += static_cast<size_t>(n);
-  }
+  if (auto st = channel.send(request.data(), request.size()); !st) return fail(st.message());
 
   // Read until the last reply is complete; remember where each one starts.
   std::string in;
   std::vector<size_t> frame_end;
   redis::ReplyScanner scanner;
   size_t scanned = 0;
-  char buf[64 * 1024];
   while (frame_end.size() < replies) {
-    ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
-    if (n < 0 && errno == EAGAIN) {
-      if (auto st = waitFor(fd.get(), POLLIN, deadline); !st) return fail("reply: " + st.message());
-      continue;
-    }
-    if (n < 0) return fail(std::string("reply: ") + std::strerror(errno));
-    if (n == 0) return fail("the shard closed the connection before replying");
-    in.append(buf, static_cast<size_t>(n));
+    if (auto st = channel.receive(in); !st) return fail(st.message());
     while (scanned < in.size() && frame_end.size() < replies) {
       bool done = false;
       size_t used = scanner.feed(reinterpret_cast<const uint8_t*>(in.data()) + scanned,

@@ -35,6 +35,11 @@ Result<Database> makeDatabase(const config::DatabaseConfig& config, const config
                        "].address: " + addr.message());
     }
     shard.addr = *addr;
+    if (const config::ShardTlsConfig& t = config.shards[i].tls; t.tls) {
+      shard.tls = std::make_shared<ShardTls>();
+      shard.tls->verify_name = t.server_name.empty() ? config.shards[i].address.host : t.server_name;
+      shard.tls->config = t;
+    }
     for (const config::SlotRange& r : config.shards[i].slots) {
       for (unsigned s = r.first; s <= r.last; ++s) owners[s] = static_cast<uint16_t>(i);
     }
@@ -42,6 +47,7 @@ Result<Database> makeDatabase(const config::DatabaseConfig& config, const config
   }
   db.shard = shards[0].address;
   db.shard_addr = shards[0].addr;
+  db.shard_tls = shards[0].tls;
   auto map = ShardMap::create(std::move(shards), owners);
   if (!map) return makeError("databases[" + std::to_string(index) + "].shards: " + map.message());
   db.shard_map = std::make_shared<ShardMapSource>(std::move(*map));

@@ -40,6 +40,7 @@ struct Database {
   bool multiplex = false;
   std::string shard;         // shards[0].address: the transparent path's one shard
   sockaddr_storage shard_addr{};
+  std::shared_ptr<ShardTls> shard_tls;  // shards[0]'s TLS (null: plaintext), the transparent path's
   // The shards and which slots each owns. Replaceable at run time: the
   // multiplexed path routes each pipeline batch by the map current then.
   std::shared_ptr<ShardMapSource> shard_map;

@@ -98,6 +98,7 @@ Status checkServable(const config::Config& file_config) {
       return makeError(config.where("databases[" + std::to_string(i) + "]") + db.message());
     }
   }
+  if (auto shards = checkShardTls(config); !shards) return shards.error();
   if (!usesCertStore(config)) return {};
   if (config.generate_self_signed && tls::proxyCertFilesAbsent(config.cert_dir)) return {};
   const std::string cert_dir = config.where("cert_dir") + "cert_dir: ";
@@ -146,6 +147,8 @@ Result<std::unique_ptr<Server>> Server::create(config::Config config) {
     }
     server->databases_.push_back(std::make_unique<proxy::Database>(std::move(*db)));
   }
+  // Before the first shard connection (the COMMAND fetch below).
+  if (auto st = server->shard_tls_.loadInitial(server->config_, server->databases_); !st) return makeError(st.message());
   for (auto& db : server->databases_) {
     if (db->multiplex) loadShardFacts(*db);
   }
@@ -419,10 +422,12 @@ void Server::beginShutdown(int signum) {
 }
 
 void Server::startCertMaintenance() {
-  if (!needsCertStore()) return;
+  if (!needsCertStore() && !shard_tls_.any()) return;
   auto watcher = tls::CertWatcher::create(
       &loop_, config_.cert_dir, watchedCertFiles(config_), kCertSettleMs, kCertPollMs, [this] {
-        if (!shutting_down_) reloadCerts("file change");
+        if (shutting_down_) return;
+        if (needsCertStore()) reloadCerts("file change");
+        shard_tls_.reload("file change");
       });
   if (watcher) {
     cert_watcher_ = std::move(*watcher);
@@ -497,6 +502,7 @@ void Server::reload() {
     spdlog::info("admin.users reloaded: {} user(s)", config_.admin.users.size());
   }
   if (needsCertStore()) reloadCerts("SIGHUP");
+  shard_tls_.reload("SIGHUP");
   notify_.ready(serviceStatus());
 }
 

@@ -15,7 +15,7 @@ namespace {
 std::shared_ptr<proxy::ShardMapSource> twoShards() {
   proxy::ShardMap::SlotOwners owners{};
   for (size_t s = 0; s < owners.size(); ++s) owners[s] = s < owners.size() / 2 ? 0 : 1;
-  auto map = proxy::ShardMap::create({proxy::ShardEndpoint{"127.0.0.1:7001", {}}, proxy::ShardEndpoint{"127.0.0.1:7002", {}}},
+  auto map = proxy::ShardMap::create({proxy::ShardEndpoint{"127.0.0.1:7001", {}, nullptr}, proxy::ShardEndpoint{"127.0.0.1:7002", {}, nullptr}},
                                      owners);
   REQUIRE(map);
   return std::make_shared<proxy::ShardMapSource>(*map);

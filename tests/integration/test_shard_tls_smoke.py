@@ -1,0 +1,98 @@
+"""Smoke test of TLS from shardgate to the shards: real redis-server shards
+listening on TLS only, shardgate connecting with shard_tls. The full suite
+is test_shard_tls.py; this checks the main paths end to end."""
+from __future__ import annotations
+
+import re
+import time
+import urllib.request
+
+import pytest
+
+from certs import CA
+from conftest import (STARTUP_TIMEOUT_S, database, free_port, start_redis_on_port, PortTaken)
+
+
+def tls_shard(procs, tmp_path, ca: CA, serial: int, *extra: str, sans=("IP:127.0.0.1",)):
+    """A redis-server speaking TLS only, its certificate from ca; returns its address."""
+    pair = ca.issue(serial, name=f"shard{serial}", cn="shard", sans=list(sans))
+    for _ in range(5):
+        port = free_port()
+        try:
+            start_redis_on_port(procs, tmp_path, port, "--port", "0", "--tls-port", str(port),
+                                "--tls-cert-file", str(pair.cert), "--tls-key-file", str(pair.key),
+                                "--tls-ca-cert-file", str(ca.cert), "--tls-auth-clients", "no", *extra,
+                                name=f"tlsshard{serial}-{port}")
+            return f"127.0.0.1:{port}"
+        except PortTaken:
+            continue
+    pytest.fail("no free port for a TLS shard")
+
+
+def metrics(sg) -> str:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        m = re.search(r"\bmetrics listening on (\S+):(\d+) ", sg.log())
+        if m:
+            break
+        if time.monotonic() > deadline:
+            pytest.fail("no metrics line in the log")
+        time.sleep(0.02)
+    with urllib.request.urlopen(f"http://127.0.0.1:{m.group(2)}/metrics", timeout=5) as resp:
+        return resp.read().decode()
+
+
+def handshakes(text: str, resumed: str) -> int:
+    total = 0
+    for line in text.splitlines():
+        if line.startswith("shardgate_shard_tls_handshakes_total{") and f'resumed="{resumed}"' in line:
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+def test_multiplexed_and_transparent_databases_reach_tls_shards(procs, tmp_path, shardgate):
+    ca = CA(tmp_path / "shard_ca")
+    a = tls_shard(procs, tmp_path, ca, 0x10)
+    b = tls_shard(procs, tmp_path, ca, 0x11)
+    routed = database("routed", 0, a, b)
+    routed["shards"][0]["slots"] = "0-8191"
+    routed["shards"][1]["slots"] = "8192-16383"
+    routed["shard_tls"] = {"ca": str(ca.cert)}
+    plain = database("plain", 0, a)
+    plain["shard_tls"] = {"ca": str(ca.cert)}
+    sg = shardgate([routed, plain], workers=1, metrics={"listen": "127.0.0.1:0", "tls": False})
+    assert "TLS (CA " in sg.log()
+    r = sg.client("routed")
+    for i in range(50):
+        r.set(f"k{i}", i)
+    assert [int(r.get(f"k{i}")) for i in range(50)] == list(range(50))
+    t = sg.client("plain")
+    assert t.get("k1") is not None or t.get("k0") is not None or t.dbsize() >= 0
+    t.set("transparent", "yes")
+    assert t.get("transparent") == b"yes"
+    t.close()
+    # A second transparent client on the same worker resumes the session.
+    t2 = sg.client("plain")
+    assert t2.get("transparent") == b"yes"
+    t2.close()
+    text = metrics(sg)
+    assert handshakes(text, "false") >= 2
+    assert handshakes(text, "true") >= 1
+
+
+def test_a_certificate_without_the_name_is_a_shard_that_is_down(procs, tmp_path, shardgate):
+    ca = CA(tmp_path / "shard_ca")
+    a = tls_shard(procs, tmp_path, ca, 0x20)
+    for multiplex in (True, False):
+        db = database("db1", 0, a)
+        db["multiplex"] = multiplex
+        db["shard_tls"] = {"ca": str(ca.cert), "server_name": "redis.internal"}
+        sg = shardgate([db], workers=1)
+        c = sg.client()
+        with pytest.raises(Exception) as err:
+            c.get("x")
+        assert (f"shard {a} unavailable: TLS handshake failed: certificate verify failed "
+                "(hostname mismatch)") in str(err.value)
+        assert "TLS handshake failed: certificate verify failed (hostname mismatch)" in sg.log()
+        sg.proc.terminate()
+        sg.proc.wait(timeout=5)
