@@ -86,7 +86,8 @@ void BackendLink::flush() {
   int rc = socket_->write(out_.data(), out_.size());
   out_.clear();
   if (rc != 0) {
-    fail(std::string("write failed: ") + asciiLower(uv_strerror(rc)));
+    fail(lostBeforeAnswer() ? "TLS handshake failed: " + asciiLower(uv_strerror(rc))
+                            : std::string("write failed: ") + asciiLower(uv_strerror(rc)));
     return;
   }
   shutdownIfDrained();
@@ -119,6 +120,7 @@ void BackendLink::connect() {
   }
   socket_ = conn->stream;
   tls_ = conn->tls;
+  shard_spoke_ = false;
   // Bounds the TLS handshake too: a shard that accepts and never answers.
   startTimer(kConnectTimeoutMs);
 }
@@ -135,9 +137,17 @@ void BackendLink::onStreamHandshake() {
 }
 
 void BackendLink::onStreamTlsFailed() {
-  // During the handshake this is the reason the shard cannot be used
-  // ("TLS handshake failed: certificate verify failed (hostname mismatch)").
-  fail(tls_->session().failureReason());
+  const tls::TlsSession& session = tls_->session();
+  // During the handshake the reason says it ("TLS handshake failed:
+  // certificate verify failed (hostname mismatch)"). With TLS 1.3 a shard
+  // refuses our client certificate only after our side of the handshake
+  // completed: an alert before the shard said anything is still the
+  // handshake failing.
+  if (state_ == State::kReady && !shard_spoke_) {
+    fail("TLS handshake failed: " + session.failureCode());
+    return;
+  }
+  fail(session.failureReason());
 }
 
 void BackendLink::onConnected(int status) {
@@ -161,7 +171,19 @@ void BackendLink::onConnected(int status) {
     out_.append(auth.data(), auth.size());
     out_.append(rest.data(), rest.size());
   }
-  if (!db_.shard_password) markAvailable();  // else once AUTH is accepted
+  if (tls_ != nullptr && !db_.shard_password) {
+    // Over TLS 1.3 a completed handshake does not yet mean the shard took
+    // our certificate (see onStreamTlsFailed): the shard is available once
+    // it answers. A PING of our own, first, so that it answers even when
+    // nothing else is queued (a shared link reconnecting after a failure).
+    ByteBuffer rest;
+    rest.swap(out_);
+    out_.append(std::string_view("*1\r\n$4\r\nPING\r\n"));
+    out_.append(rest.data(), rest.size());
+    fifo_.push_front(Pending{nullptr, 0, false, uv_now(worker_.loop())});
+  } else if (!db_.shard_password) {
+    markAvailable();  // else once AUTH is accepted, or over TLS the first reply
+  }
   if (!out_.empty()) markDirty();
   if (!owner_ && !fifo_.empty()) startWatchdog();
   shutdownIfDrained();  // closeWrite() while connecting, nothing left to write
@@ -173,6 +195,14 @@ void BackendLink::onStreamEnd(int status) {
     // reading our ClientHello as a bad command, a shard at maxclients).
     fail(std::string(tls_ ? "TLS handshake failed: " : "") +
          (status == UV_EOF ? "the shard closed the connection" : asciiLower(uv_strerror(status))));
+    return;
+  }
+  if (lostBeforeAnswer()) {
+    // Closed after the handshake before saying anything: a client
+    // certificate refused (TLS 1.3), its alert lost to the reset our
+    // first write drew; as good as a failed handshake.
+    fail("TLS handshake failed: " + std::string(status == UV_EOF ? "the shard closed the connection"
+                                                                 : asciiLower(uv_strerror(status))));
     return;
   }
   if (!owner_ && fifo_.empty() && out_.empty()) {
@@ -198,7 +228,8 @@ void BackendLink::dropIdle() {
 
 void BackendLink::onStreamDrained(int status) {
   if (status != 0) {
-    fail(std::string("write failed: ") + asciiLower(uv_strerror(status)));
+    fail(lostBeforeAnswer() ? "TLS handshake failed: " + asciiLower(uv_strerror(status))
+                            : std::string("write failed: ") + asciiLower(uv_strerror(status)));
     return;
   }
   shutdownIfDrained();
@@ -206,6 +237,12 @@ void BackendLink::onStreamDrained(int status) {
 
 void BackendLink::onData(const uint8_t* data, size_t len) {
   worker_.stats().bytes_from_backends.add(len);
+  if (!shard_spoke_) {
+    shard_spoke_ = true;
+    // Over TLS (without AUTH to wait for) the shard's first answer is what
+    // makes it available (onConnected).
+    if (tls_ != nullptr && !db_.shard_password) markAvailable();
+  }
   // The replies of this read are handed over now: one clock read for all.
   worker_.refreshClock();
   last_progress_ms_ = uv_now(worker_.loop());

@@ -143,6 +143,10 @@ class BackendLink final : public ShardLink, private net::StreamOwner {
   uint64_t backoff_ms_ = 0;
   net::Stream* socket_ = nullptr;  // one connection at a time; a new one after a failure
   net::TlsStream* tls_ = nullptr;  // socket_, when the shard has tls on
+  bool shard_spoke_ = false;       // bytes arrived on this connection
+  // A TLS connection lost before the shard said anything: with TLS 1.3 the
+  // shard refuses a client certificate after our side of the handshake.
+  bool lostBeforeAnswer() const { return tls_ != nullptr && !shard_spoke_; }
   uv_timer_t* timer_ = nullptr;  // connect deadline, retry backoff, or request watchdog
   ByteBuffer out_;
   std::deque<Pending> fifo_;

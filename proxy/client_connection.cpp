@@ -141,6 +141,7 @@ void ClientConnection::onStreamTlsFailed() {
 
 void ClientConnection::onBackendData(const uint8_t* data, size_t len) {
   if (closing_) return;
+  backend_spoke_ = true;
   last_activity_ms_ = uv_now(worker_.loop());
   awaiting_reply_ = false;
   worker_.stats().bytes_from_backends.add(len);
@@ -315,6 +316,14 @@ void ClientConnection::onBackendTlsFailed() {
   const std::string why = backend_tls_->session().failureReason();
   if (!backend_connected_) {
     onBackendFailed(why);
+    return;
+  }
+  if (!backend_spoke_) {
+    // TLS 1.3: the shard refuses our client certificate after our side of
+    // the handshake completed; before it said anything, that is still a
+    // failed handshake, and the shard is unavailable.
+    backend_eof_ = true;
+    onBackendFailed("TLS handshake failed: " + backend_tls_->session().failureCode());
     return;
   }
   // After the handshake: a broken connection, as a reset would be.
@@ -512,9 +521,13 @@ void ClientConnection::onBackendShutdown(int status) {
 }
 
 void ClientConnection::onBackendEnd(int status) {
-  if (backend_tls_ != nullptr && !backend_connected_ && !backend_failed_ && !closing_) {
-    // The shard closed during the TLS handshake: it is unusable, not a
-    // connection that ended.
+  if (backend_tls_ != nullptr && (!backend_connected_ || !backend_spoke_) && !backend_failed_ && !closing_ &&
+      !backend_eof_) {
+    // The shard closed during the TLS handshake, or (TLS 1.3: a refused
+    // client certificate, its alert lost to the reset our first write
+    // drew) before saying anything: it is unusable, not a connection that
+    // ended.
+    backend_eof_ = true;
     onBackendFailed("TLS handshake failed: " + (status == UV_EOF ? std::string("the shard closed the connection")
                                                                  : asciiLower(uv_strerror(status))));
     return;

@@ -104,7 +104,16 @@ class Channel {
       tls_->feed(reinterpret_cast<const uint8_t*>(buf), static_cast<size_t>(n), plain_, cipher_);
       // Best effort: an alert or a key update; a failure shows at the next read.
       if (!cipher_.empty()) (void)sendRaw(cipher_.data(), cipher_.size());
-      if (tls_->state() == tls::TlsSession::State::kFailed) return makeError(tls_->failureReason());
+      if (tls_->state() == tls::TlsSession::State::kFailed) {
+        // TLS 1.3: a refused client certificate shows as an alert after our
+        // side of the handshake completed, before any reply.
+        const std::string& why = tls_->failureReason();
+        if (!spoke_ && why.rfind("TLS handshake failed", 0) != 0) {
+          return makeError("TLS handshake failed: " + tls_->failureCode());
+        }
+        return makeError(why);
+      }
+      if (!plain_.empty()) spoke_ = true;
       in.append(reinterpret_cast<const char*>(plain_.data()), plain_.size());
       return {};
     }
@@ -128,6 +137,7 @@ class Channel {
   int fd_;
   Clock::time_point deadline_;
   std::unique_ptr<tls::TlsSession> tls_;
+  bool spoke_ = false;  // plaintext came from the shard
   ByteBuffer plain_;
   ByteBuffer cipher_;
 };
