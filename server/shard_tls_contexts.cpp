@@ -79,7 +79,10 @@ Result<tls::TlsContextPtr> buildShardContext(const config::Config& config, const
     const std::string what = colon == std::string::npos ? message : message.substr(colon + 2);
     return makeError(config.where(t.ca_key) + t.ca_key + ": " + files.ca_path + ": " + what);
   }
-  return makeError(config.where(t.cert_key) + t.cert_key + ": " + message);
+  // About the certificate or the key: named by the key whose file the
+  // message starts with.
+  const std::string& key = message.rfind(files.key_path, 0) == 0 ? t.key_key : t.cert_key;
+  return makeError(config.where(key) + key + ": " + message);
 }
 
 std::vector<std::string> shardTlsFileNames(const config::Config& config) {

@@ -159,3 +159,38 @@ def test_the_shard_ca_reloads_live_and_a_bad_file_keeps_the_old_one(procs, tmp_p
     assert "certificate verify failed" in str(err.value)
     # The connection made before keeps its context and its shard connection.
     assert before.get("k") == b"v"
+
+
+def test_private_links_pubsub_and_blocking_over_tls(procs, tmp_path, shardgate):
+    ca = CA(tmp_path / "shard_ca")
+    a = tls_shard(procs, tmp_path, ca, 0x50)
+    db = database("db1", 0, a)
+    db["multiplex"] = True
+    db["shard_tls"] = {"ca": str(ca.cert), "min_version": "1.3"}
+    sg = shardgate([db], workers=1)
+    sub = sg.client().pubsub()
+    sub.subscribe("ch")
+    assert sub.get_message(timeout=5)["type"] == "subscribe"
+    assert sg.client().publish("ch", "hello") == 1
+    msg = sub.get_message(timeout=5)
+    assert msg["type"] == "message" and msg["data"] == b"hello"
+    sg.client().rpush("q", "x")
+    assert sg.client().blpop(["q"], timeout=2) == (b"q", b"x")
+    sub.close()
+
+
+def test_check_config_prints_each_shard(tmp_path):
+    from conftest import run_shardgate, write_config
+    ca = CA(tmp_path / "shard_ca")
+    db = database("db1", 0, "127.0.0.1:7001")
+    db["shard_tls"] = {"ca": str(ca.cert), "server_name": "redis.internal"}
+    good = write_config(tmp_path, [db])
+    out = run_shardgate(["--config", good, "--check-config"])
+    assert out.returncode == 0, out.stderr
+    assert ("db db1: shard 127.0.0.1:7001: TLS (CA " + str(ca.cert) +
+            ", server name redis.internal (SNI and certificate)") in out.stdout
+    db["shard_tls"] = {"ca": "nowhere.pem"}
+    bad = write_config(tmp_path, [db], name="bad.yaml")
+    out = run_shardgate(["--config", bad, "--check-config"])
+    assert out.returncode == 1
+    assert "databases[0].shard_tls.ca: " in out.stderr and "nowhere.pem: cannot be read" in out.stderr
