@@ -121,13 +121,17 @@ void BackendLink::connect() {
   socket_ = conn->stream;
   tls_ = conn->tls;
   shard_spoke_ = false;
+  tcp_connected_ = false;
   // Bounds the TLS handshake too: a shard that accepts and never answers.
   startTimer(kConnectTimeoutMs);
 }
 
 void BackendLink::onStreamConnected(int status) {
   // Over TLS the link waits for the handshake (onStreamHandshake).
-  if (status == 0 && tls_ != nullptr) return;
+  if (status == 0 && tls_ != nullptr) {
+    tcp_connected_ = true;
+    return;
+  }
   onConnected(status);
 }
 
@@ -434,7 +438,8 @@ void BackendLink::onTimer() {
     return;
   }
   if (state_ == State::kConnecting) {
-    fail("connect timed out after " + std::to_string(kConnectTimeoutMs) + " ms");
+    fail(std::string(tcp_connected_ ? "TLS handshake timed out" : "connect timed out") + " after " +
+         std::to_string(kConnectTimeoutMs) + " ms");
   } else if (state_ == State::kDown) {
     shard_stats_.reconnects.add();
     connect();

@@ -144,6 +144,7 @@ class BackendLink final : public ShardLink, private net::StreamOwner {
   net::Stream* socket_ = nullptr;  // one connection at a time; a new one after a failure
   net::TlsStream* tls_ = nullptr;  // socket_, when the shard has tls on
   bool shard_spoke_ = false;       // bytes arrived on this connection
+  bool tcp_connected_ = false;     // over TLS: TCP is up, the handshake under way
   // A TLS connection lost before the shard said anything: with TLS 1.3 the
   // shard refuses a client certificate after our side of the handshake.
   bool lostBeforeAnswer() const { return tls_ != nullptr && !shard_spoke_; }

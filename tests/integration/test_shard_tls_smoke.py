@@ -194,3 +194,21 @@ def test_check_config_prints_each_shard(tmp_path):
     out = run_shardgate(["--config", bad, "--check-config"])
     assert out.returncode == 1
     assert "databases[0].shard_tls.ca: " in out.stderr and "nowhere.pem: cannot be read" in out.stderr
+
+
+def test_a_shard_that_never_answers_the_handshake_times_out(tmp_path, shardgate):
+    import socket
+    silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel completes TCP; nobody ever speaks TLS
+    try:
+        ca = CA(tmp_path / "shard_ca")
+        db = database("db1", 0, f"127.0.0.1:{silent.getsockname()[1]}")
+        db["multiplex"] = True
+        db["shard_tls"] = {"ca": str(ca.cert)}
+        sg = shardgate([db], workers=1)
+        with pytest.raises(Exception) as err:
+            sg.client().get("k")
+        assert "unavailable: TLS handshake timed out after 2000 ms" in str(err.value)
+    finally:
+        silent.close()
