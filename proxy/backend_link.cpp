@@ -135,6 +135,10 @@ void BackendLink::onStreamConnected(int status) {
   onConnected(status);
 }
 
+bool BackendLink::lostBeforeAnswer() const {
+  return tls_ != nullptr && !shard_spoke_ && mayBeRefusedAfterHandshake(*tls_);
+}
+
 void BackendLink::onStreamHandshake() {
   countShardHandshake(shard_stats_, *tls_);
   onConnected(0);
@@ -147,7 +151,7 @@ void BackendLink::onStreamTlsFailed() {
   // refuses our client certificate only after our side of the handshake
   // completed: an alert before the shard said anything is still the
   // handshake failing.
-  if (state_ == State::kReady && !shard_spoke_) {
+  if (state_ == State::kReady && lostBeforeAnswer()) {
     fail("TLS handshake failed: " + session.failureCode());
     return;
   }

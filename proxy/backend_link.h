@@ -147,7 +147,7 @@ class BackendLink final : public ShardLink, private net::StreamOwner {
   bool tcp_connected_ = false;     // over TLS: TCP is up, the handshake under way
   // A TLS connection lost before the shard said anything: with TLS 1.3 the
   // shard refuses a client certificate after our side of the handshake.
-  bool lostBeforeAnswer() const { return tls_ != nullptr && !shard_spoke_; }
+  bool lostBeforeAnswer() const;
   uv_timer_t* timer_ = nullptr;  // connect deadline, retry backoff, or request watchdog
   ByteBuffer out_;
   std::deque<Pending> fifo_;

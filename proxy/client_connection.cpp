@@ -318,7 +318,7 @@ void ClientConnection::onBackendTlsFailed() {
     onBackendFailed(why);
     return;
   }
-  if (!backend_spoke_) {
+  if (!backend_spoke_ && mayBeRefusedAfterHandshake(*backend_tls_)) {
     // TLS 1.3: the shard refuses our client certificate after our side of
     // the handshake completed; before it said anything, that is still a
     // failed handshake, and the shard is unavailable.
@@ -521,8 +521,8 @@ void ClientConnection::onBackendShutdown(int status) {
 }
 
 void ClientConnection::onBackendEnd(int status) {
-  if (backend_tls_ != nullptr && (!backend_connected_ || !backend_spoke_) && !backend_failed_ && !closing_ &&
-      !backend_eof_) {
+  if (backend_tls_ != nullptr && !backend_failed_ && !closing_ && !backend_eof_ &&
+      (!backend_connected_ || (!backend_spoke_ && mayBeRefusedAfterHandshake(*backend_tls_)))) {
     // The shard closed during the TLS handshake, or (TLS 1.3: a refused
     // client certificate, its alert lost to the reset our first write
     // drew) before saying anything: it is unusable, not a connection that

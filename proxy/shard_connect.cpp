@@ -2,6 +2,8 @@
 
 #include <uv.h>
 
+#include <string_view>
+
 #include "common/ascii.h"
 #include "proxy/worker.h"
 
@@ -30,6 +32,12 @@ Result<ShardConnection> connectShard(Worker& worker, const ShardEndpoint& shard,
   // The handshake needs the shard's answers before the owner asks for anything.
   (*tls)->setReading(true);
   return ShardConnection{*tls, *tls};
+}
+
+bool mayBeRefusedAfterHandshake(const net::TlsStream& tls) {
+  // Not negotiatedVersion(): after the shard's fatal alert the handshake no
+  // longer counts as finished, but the version agreed on stays.
+  return std::string_view(tls.session().protocolName()) == "TLSv1.3";
 }
 
 void countShardHandshake(ShardStats& stats, const net::TlsStream& tls) {

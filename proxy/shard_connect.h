@@ -35,4 +35,11 @@ Result<ShardConnection> connectShard(Worker& worker, const ShardEndpoint& shard,
 // A completed handshake with a shard: counted as full or resumed.
 void countShardHandshake(ShardStats& stats, const net::TlsStream& tls);
 
+// TLS 1.3 (RFC 8446 section 4.4.2): the shard checks our client
+// certificate after our side of the handshake completed, so a connection
+// that ends before the shard said anything may be a refused certificate
+// (its alert often lost to the reset our first write draws). Before TLS
+// 1.3 a completed handshake means the shard accepted it.
+bool mayBeRefusedAfterHandshake(const net::TlsStream& tls);
+
 }  // namespace shardgate::proxy

@@ -161,6 +161,23 @@ def test_the_shard_ca_reloads_live_and_a_bad_file_keeps_the_old_one(procs, tmp_p
     assert before.get("k") == b"v"
 
 
+def test_a_tls_1_2_shard_refusing_a_client_without_certificate(procs, tmp_path, shardgate):
+    ca = CA(tmp_path / "shard_ca")
+    a = tls_shard(procs, tmp_path, ca, 0x60, "--tls-auth-clients", "yes", "--tls-protocols", "TLSv1.2")
+    dbs = []
+    for name, multiplex in (("plain", False), ("routed", True)):
+        db = database(name, 0, a)
+        db["multiplex"] = multiplex
+        db["shard_tls"] = {"ca": str(ca.cert)}
+        dbs.append(db)
+    sg = shardgate(dbs, workers=1)
+    for name in ("plain", "routed"):
+        with pytest.raises(Exception) as err:
+            sg.client(name).get("k")
+        # Before TLS 1.3 the refusal is part of the handshake itself.
+        assert f"shard {a} unavailable: TLS handshake failed: " in str(err.value)
+
+
 def test_private_links_pubsub_and_blocking_over_tls(procs, tmp_path, shardgate):
     ca = CA(tmp_path / "shard_ca")
     a = tls_shard(procs, tmp_path, ca, 0x50)
