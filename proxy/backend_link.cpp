@@ -22,9 +22,10 @@ namespace {
 // second, and a dead one costs one refused connect a second per worker.
 constexpr uint64_t kFirstBackoffMs = 50;
 constexpr uint64_t kMaxBackoffMs = 1000;
-// A connect that neither succeeds nor fails (a host that drops SYNs) fails
-// the link after this long, so waiting requests get their error.
-constexpr uint64_t kConnectTimeoutMs = 2000;
+// A connect that neither succeeds nor fails (a host that drops SYNs), or a
+// TLS handshake that never completes, fails the link after this long, so
+// waiting requests get their error.
+constexpr uint64_t kConnectTimeoutMs = kShardConnectTimeoutMs;
 // A shard host that vanishes without a FIN or RST is noticed by the
 // kernel, not only by the request watchdog.
 constexpr unsigned kKeepaliveDelayS = 30;

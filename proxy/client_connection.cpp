@@ -101,6 +101,11 @@ void ClientConnection::connectBackend() {
   }
   backend_ = conn->stream;
   backend_tls_ = conn->tls;
+  // A TLS shard that accepts and never completes the handshake (a
+  // plaintext redis-server reads a ClientHello as an unfinished inline
+  // command) must not keep the client waiting: as long as a shared link's
+  // connect may take. A plaintext connection keeps the kernel's timeout.
+  if (backend_tls_ != nullptr) startDeadline(DeadlineKind::kHandshake, kShardConnectTimeoutMs);
 }
 
 // ---- reading ----------------------------------------------------------------
@@ -300,11 +305,14 @@ void ClientConnection::onBackendConnected(int status) {
   }
   // Over TLS the shard is usable once the handshake is done.
   if (backend_tls_ == nullptr) onBackendReady();
+  else backend_tcp_connected_ = true;
 }
 
 void ClientConnection::onBackendHandshake() {
   if (closing_) return;
   countShardHandshake(db_stats_.shard(0), *backend_tls_);
+  // The connect deadline (connectBackend), unless a closing one replaced it.
+  if (!client_eof_ && !close_after_flush_) worker_.stopDeadline(*this);
   // connectShard left the stream reading for the handshake: from here on
   // updateReading() decides (backpressure).
   backend_reading_ = true;
@@ -463,6 +471,12 @@ void ClientConnection::onHandshakeFailed(std::string_view reason) {
 
 void ClientConnection::onDeadline() {
   if (closing_) return;
+  if (handshake_done_ && backend_tls_ != nullptr && !backend_connected_ && !backend_failed_ && !client_eof_ &&
+      !close_after_flush_) {
+    onBackendFailed(std::string(backend_tcp_connected_ ? "TLS handshake timed out" : "connect timed out") +
+                    " after " + std::to_string(kShardConnectTimeoutMs) + " ms");
+    return;
+  }
   if (!handshake_done_) {
     worker_.stats().handshake_failures[static_cast<size_t>(HandshakeFailure::kTimeout)].add();
     spdlog::debug("{}: TLS handshake from {} timed out after {} ms", db_.listen, peerName(),

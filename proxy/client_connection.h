@@ -153,6 +153,7 @@ class ClientConnection final : public ReplySink, public Deadline<ClientConnectio
   bool backend_failed_ = false;
   bool backend_eof_ = false;
   bool backend_spoke_ = false;  // bytes came from the shard
+  bool backend_tcp_connected_ = false;  // over TLS: TCP is up, the handshake under way
   bool backend_shutdown_ = false;
   bool client_eof_ = false;
   bool client_dead_ = false;  // cannot be written to any more

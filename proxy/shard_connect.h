@@ -11,6 +11,8 @@
 // handshake means the shard is reachable.
 #pragma once
 
+#include <cstdint>
+
 #include "common/result.h"
 #include "net/io_driver.h"
 #include "net/stream.h"
@@ -21,6 +23,10 @@
 namespace shardgate::proxy {
 
 class Worker;
+
+// A shard connection that is not up by then (TCP connected and, over TLS,
+// the handshake done) fails, so the requests waiting on it get their error.
+inline constexpr uint64_t kShardConnectTimeoutMs = 2000;
 
 struct ShardConnection {
   net::Stream* stream = nullptr;   // what the owner reads and writes
