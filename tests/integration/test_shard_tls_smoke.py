@@ -220,12 +220,16 @@ def test_a_shard_that_never_answers_the_handshake_times_out(tmp_path, shardgate)
     silent.listen(16)  # the kernel completes TCP; nobody ever speaks TLS
     try:
         ca = CA(tmp_path / "shard_ca")
-        db = database("db1", 0, f"127.0.0.1:{silent.getsockname()[1]}")
-        db["multiplex"] = True
-        db["shard_tls"] = {"ca": str(ca.cert)}
-        sg = shardgate([db], workers=1)
-        with pytest.raises(Exception) as err:
-            sg.client().get("k")
-        assert "unavailable: TLS handshake timed out after 2000 ms" in str(err.value)
+        dbs = []
+        for name, multiplex in (("routed", True), ("plain", False)):
+            db = database(name, 0, f"127.0.0.1:{silent.getsockname()[1]}")
+            db["multiplex"] = multiplex
+            db["shard_tls"] = {"ca": str(ca.cert)}
+            dbs.append(db)
+        sg = shardgate(dbs, workers=1)
+        for name in ("routed", "plain"):
+            with pytest.raises(Exception) as err:
+                sg.client(name).get("k")
+            assert "unavailable: TLS handshake timed out after 2000 ms" in str(err.value)
     finally:
         silent.close()
