@@ -630,7 +630,8 @@ class Parser {
     if (!out.tls) return out;
     if (out.ca.empty()) {
       // Named where the operator turned TLS on.
-      if (own_tls || db_node == nullptr) fail(*f.find("tls"), f.path("ca"), "required when tls is on");
+      // (TLS is on only by the shard's own tls: true or by shard_tls.)
+      if (own_tls || db_node == nullptr) fail(own_tls ? *f.find("tls") : f.node(), f.path("ca"), "required when tls is on");
       const std::string db_path = f.path().substr(0, f.path().rfind(".shards[")) + ".shard_tls";
       fail(*db_node, db_path + ".ca", "required when tls is on (the CA bundle the shard's certificate must chain to)");
     }

@@ -305,12 +305,11 @@ void TlsSession::fail(const char* where, int ssl_error) {
     long verdict = SSL_get_verify_result(ssl_);
     if (verdict != X509_V_OK) failure_code_ += std::string(": ") + X509_verify_cert_error_string(verdict);
   }
-  // The server's certificate we refused: say why ("hostname mismatch",
-  // "unable to get local issuer certificate"), in the words an operator
-  // would search OpenSSL's documentation with.
   // A client that refused the server's certificate: the verdict is the
   // reason, whatever else the chain check left in the error queue first (a
-  // signature check against a same-named CA pushes "EVP lib").
+  // signature check against a same-named CA pushes "EVP lib"), and
+  // failureReason() says why in OpenSSL's words ("hostname mismatch",
+  // "unable to get local issuer certificate"); failureCode() stays short.
   long verdict = SSL_is_server(ssl_) != 1 && state_ == State::kFailed && SSL_is_init_finished(ssl_) != 1
                      ? SSL_get_verify_result(ssl_)
                      : X509_V_OK;
