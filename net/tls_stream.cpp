@@ -72,6 +72,12 @@ void TlsStream::onStreamData(const uint8_t* data, size_t len) {
       if (int rc = encryptAndWrite(held.data(), held.size()); rc != 0) {
         owner_->onStreamDrained(rc);
         if (closing_) return;
+      } else if (transport_->writeIdle()) {
+        // The held bytes reached the kernel at once: no write completes
+        // later to say so, and an owner that stopped reading its other
+        // side until this stream drained (backpressure) must hear it.
+        owner_->onStreamDrained(0);
+        if (closing_) return;
       }
     }
   }

@@ -114,7 +114,8 @@ void BackendLink::shutdownIfDrained() {
 
 void BackendLink::connect() {
   state_ = State::kConnecting;
-  auto conn = connectShard(worker_, map_->shard(shard_), this, net::ConnectOptions{kKeepaliveDelayS});
+  const ShardEndpoint& shard = map_->shard(shard_);
+  auto conn = connectShard(worker_, shard.addr, shard.tls.get(), this, net::ConnectOptions{kKeepaliveDelayS});
   if (!conn) {
     fail(conn.message());
     return;

@@ -90,11 +90,7 @@ void ClientConnection::startDeadline(DeadlineKind kind, uint64_t ms) {
 
 void ClientConnection::connectBackend() {
   backend_connecting_ = true;
-  ShardEndpoint shard;
-  shard.address = db_.shard;
-  shard.addr = db_.shard_addr;
-  shard.tls = db_.shard_tls;
-  auto conn = connectShard(worker_, shard, &shard_side_, net::ConnectOptions{});
+  auto conn = connectShard(worker_, db_.shard_addr, db_.shard_tls.get(), &shard_side_, net::ConnectOptions{});
   if (!conn) {
     onBackendFailed(conn.message());
     return;

@@ -9,29 +9,28 @@
 
 namespace shardgate::proxy {
 
-Result<ShardConnection> connectShard(Worker& worker, const ShardEndpoint& shard, net::StreamOwner* owner,
-                                     const net::ConnectOptions& options) {
+Result<ShardConnection> connectShard(Worker& worker, const sockaddr_storage& addr, const ShardTls* tls,
+                                     net::StreamOwner* owner, const net::ConnectOptions& options) {
   tls::TlsContextPtr ctx;
-  if (shard.tls) {
-    ctx = shard.tls->contexts.current();
+  if (tls != nullptr) {
+    ctx = tls->contexts.current();
     // The server builds every shard's context before the workers start.
     if (!ctx) return makeError("TLS: no client context for this shard");
   }
-  const auto& addr = reinterpret_cast<const sockaddr&>(shard.addr);
   net::Stream* tcp = nullptr;
-  if (int rc = worker.io().connect(addr, owner, options, &tcp); rc != 0) {
+  if (int rc = worker.io().connect(reinterpret_cast<const sockaddr&>(addr), owner, options, &tcp); rc != 0) {
     return makeError(asciiLower(uv_strerror(rc)));
   }
-  if (!shard.tls) return ShardConnection{tcp, nullptr};
-  auto tls = net::TlsStream::create(worker.io(), tcp, std::move(ctx), owner, shard.tls->verify_name,
-                                    worker.resumptionSlot(*shard.tls));
-  if (!tls) {
+  if (tls == nullptr) return ShardConnection{tcp, nullptr};
+  auto stream = net::TlsStream::create(worker.io(), tcp, std::move(ctx), owner, tls->verify_name,
+                                       worker.resumptionSlot(*tls));
+  if (!stream) {
     tcp->close();
-    return tls.error();
+    return stream.error();
   }
   // The handshake needs the shard's answers before the owner asks for anything.
-  (*tls)->setReading(true);
-  return ShardConnection{*tls, *tls};
+  (*stream)->setReading(true);
+  return ShardConnection{*stream, *stream};
 }
 
 bool mayBeRefusedAfterHandshake(const net::TlsStream& tls) {

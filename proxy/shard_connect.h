@@ -33,10 +33,11 @@ struct ShardConnection {
   net::TlsStream* tls = nullptr;   // the same stream when it is TLS, else null
 };
 
-// On error (the connect could not start, no TLS context) nothing is left
-// open and the message is what the "unavailable" line says.
-Result<ShardConnection> connectShard(Worker& worker, const ShardEndpoint& shard, net::StreamOwner* owner,
-                                     const net::ConnectOptions& options);
+// addr: the shard's; tls: its TLS (null: plaintext). On error (the connect
+// could not start, no TLS context) nothing is left open and the message is
+// what the "unavailable" line says.
+Result<ShardConnection> connectShard(Worker& worker, const sockaddr_storage& addr, const ShardTls* tls,
+                                     net::StreamOwner* owner, const net::ConnectOptions& options);
 
 // A completed handshake with a shard: counted as full or resumed.
 void countShardHandshake(ShardStats& stats, const net::TlsStream& tls);

@@ -67,7 +67,10 @@ def test_multiplexed_and_transparent_databases_reach_tls_shards(procs, tmp_path,
         r.set(f"k{i}", i)
     assert [int(r.get(f"k{i}")) for i in range(50)] == list(range(50))
     t = sg.client("plain")
-    assert t.get("k1") is not None or t.get("k0") is not None or t.dbsize() >= 0
+    # The first request, bigger than the socket takes at once, arrives while
+    # the handshake with the shard runs: held, then sent, then answered.
+    assert t.set("first", b"x" * 300_000) is True
+    assert t.strlen("first") == 300_000
     t.set("transparent", "yes")
     assert t.get("transparent") == b"yes"
     t.close()
