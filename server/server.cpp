@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 
 #include "proxy/command_fetch.h"
@@ -549,6 +550,18 @@ void Server::logTotals() const {
     audit += s.audit_below_min.get();
     for (size_t i = 0; i < failed.size(); ++i) failed[i] += s.handshake_failures[i].get();
   }
+  // Handshakes with TLS shards, every database and shard, full and resumed.
+  uint64_t shard_tls = 0, shard_tls_resumed = 0;
+  for (const auto& w : workers_) {
+    for (const auto& db : databases_) {
+      const size_t shards = std::min(db->shard_map->current()->shardCount(), proxy::kMaxShardStats);
+      for (size_t i = 0; i < shards; ++i) {
+        const proxy::ShardStats& s = w->stats().db(db->index).shard(i);
+        shard_tls += s.tls_handshakes[0].get() + s.tls_handshakes[1].get();
+        shard_tls_resumed += s.tls_handshakes[1].get();
+      }
+    }
+  }
   std::string failures;
   for (size_t i = 0; i < failed.size(); ++i) {
     if (failed[i] == 0) continue;
@@ -556,8 +569,10 @@ void Server::logTotals() const {
     failures += std::string(toString(static_cast<proxy::HandshakeFailure>(i))) + " " + std::to_string(failed[i]);
   }
   spdlog::info("totals: {} connections, {} TLS handshakes ({} resumed), failed handshakes: {}, "
-               "shard connect failures: {}, handshakes below tls.audit_min_version: {}",
-               total, ok, resumed, failures.empty() ? "none" : failures, backend_fail, audit);
+               "shard connect failures: {}, handshakes below tls.audit_min_version: {}, "
+               "TLS handshakes with shards: {} ({} resumed)",
+               total, ok, resumed, failures.empty() ? "none" : failures, backend_fail, audit, shard_tls,
+               shard_tls_resumed);
 }
 
 }  // namespace shardgate::server
