@@ -150,6 +150,7 @@ Result<std::unique_ptr<Server>> Server::create(config::Config config) {
   }
   // Before the first shard connection (the COMMAND fetch below).
   if (auto st = server->shard_tls_.loadInitial(server->config_, server->databases_); !st) return makeError(st.message());
+  server->shard_tls_.checkExpiry(static_cast<int64_t>(::time(nullptr)));
   for (auto& db : server->databases_) {
     if (db->multiplex) loadShardFacts(*db);
   }
@@ -447,6 +448,7 @@ void Server::startCertMaintenance() {
   uv_timer_start(&maintenance_timer_, [](uv_timer_t* t) {
     auto* self = static_cast<Server*>(t->data);
     self->reloader_.checkExpiry(static_cast<int64_t>(::time(nullptr)));
+    self->shard_tls_.checkExpiry(static_cast<int64_t>(::time(nullptr)));
     uint64_t now = uv_now(&self->loop_);
     if (now - self->ticket_keys_rotated_ms_ >= kTicketKeyRotationMs) {
       self->cert_store_.rotateTicketKeys();

@@ -193,4 +193,25 @@ void ShardTlsContexts::reload(const char* trigger) {
   }
 }
 
+void ShardTlsContexts::checkExpiry(int64_t now_epoch) {
+  constexpr int kWarnDays[] = {1, 7, 30};
+  for (Entry& entry : entries_) {
+    const tls::TlsContextPtr ctx = entry.shard->contexts.current();
+    if (!ctx || entry.shard->config.cert.empty()) continue;
+    const tls::CertInfo& info = ctx->certInfo();
+    const int64_t left = info.not_after_epoch - now_epoch;
+    for (int days : kWarnDays) {
+      if (left > static_cast<int64_t>(days) * 86400) continue;
+      if (entry.expiry_warned_generation == ctx->generation() && entry.expiry_warned_days <= days) break;
+      entry.expiry_warned_generation = ctx->generation();
+      entry.expiry_warned_days = days;
+      spdlog::warn("db {}: shard {}: the client certificate {} (serial {}) presented to the shard expires within "
+                   "{} day(s), on {}: replace {} and {}",
+                   entry.db, entry.address, info.subject, info.serial, days, info.not_after,
+                   entry.files.cert_path, entry.files.key_path);
+      break;
+    }
+  }
+}
+
 }  // namespace shardgate::server

@@ -11,6 +11,7 @@
 // once per shard connection).
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,6 +52,9 @@ class ShardTlsContexts {
   // Rebuilds the shards whose files changed (trigger: "file change", "SIGHUP").
   void reload(const char* trigger);
   bool any() const { return !entries_.empty(); }
+  // Warns once per generation and threshold (30, 7, 1 days) as a client
+  // certificate shardgate presents to a shard nears its end.
+  void checkExpiry(int64_t now_epoch);
 
  private:
   struct Entry {
@@ -60,6 +64,8 @@ class ShardTlsContexts {
     ShardTlsFiles files;          // what the published context was built from
     bool failing = false;         // the last attempt failed (and was logged)
     std::string last_failure;     // its message: said once, not at every event
+    uint64_t expiry_warned_generation = 0;
+    int expiry_warned_days = 0;   // the tightest threshold warned of for that generation
   };
 
   const config::Config* config_ = nullptr;

@@ -3,6 +3,8 @@
 #include "server/shard_tls_contexts.h"
 
 #include <doctest/doctest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <filesystem>
 #include <fstream>
@@ -154,4 +156,33 @@ TEST_CASE("shard TLS contexts: built at start, rebuilt when a file changes, kept
   std::filesystem::remove(ca);
   contexts.reload("SIGHUP");  // gone: kept
   CHECK(shard.contexts.current()->generation() == 2);
+}
+
+TEST_CASE("shard TLS contexts: a client certificate near its end is warned of once per threshold") {
+  TempDir dir;
+  makePair(dir.path, "ca");
+  makePair(dir.path, "client");
+  config::Config config = configWith(dir.path, "      ca: ca.pem\n      cert: client.pem\n      key: client.key\n");
+  std::vector<std::unique_ptr<proxy::Database>> dbs;
+  auto db = proxy::makeDatabase(config.databases[0], config.limits, 0);
+  REQUIRE(db.ok());
+  dbs.push_back(std::make_unique<proxy::Database>(std::move(*db)));
+  server::ShardTlsContexts contexts;
+  REQUIRE(contexts.loadInitial(config, dbs).ok());
+  const int64_t not_after = dbs[0]->shard_map->current()->shard(0).tls->contexts.current()->certInfo().not_after_epoch;
+
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(16);
+  auto before = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("expiry", sink));
+  contexts.checkExpiry(not_after - 40 * 86400);  // nothing yet
+  contexts.checkExpiry(not_after - 20 * 86400);  // 30 days
+  contexts.checkExpiry(not_after - 19 * 86400);  // said already
+  contexts.checkExpiry(not_after - 3600);         // 1 day
+  spdlog::set_default_logger(before);
+  const std::vector<std::string> lines = sink->last_formatted();
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0].find("db db1: shard 127.0.0.1:7001: the client certificate") != std::string::npos);
+  CHECK(lines[0].find("expires within 30 day(s)") != std::string::npos);
+  CHECK(lines[0].find(dir.path + "/client.pem") != std::string::npos);
+  CHECK(lines[1].find("expires within 1 day(s)") != std::string::npos);
 }
