@@ -21,6 +21,7 @@
 #include <initializer_list>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -455,7 +456,7 @@ class Parser {
     DatabaseConfig db;
     Fields f(*this, node, path,
              {"name", "listen", "tls", "client_auth", "client_ca", "client_crl", "client_allow", "password",
-              "shard_password", "multiplex", "shards", "cluster"});
+              "shard_password", "multiplex", "shard_tls", "shards", "cluster"});
 
     const YAML::Node& name = f.require("name");
     db.name = scalar(name, f.path("name"), "a name of letters, digits, '_' and '-'");
@@ -490,6 +491,9 @@ class Parser {
       if (db.shard_password->empty()) {
         fail(*n, f.path("shard_password"), "expected a password, got \"\"");
       }
+    }
+    if (const YAML::Node* n = f.find("shard_tls"); n != nullptr && !n->IsNull()) {
+      db.shard_tls = shardTls(*n, f.path("shard_tls"));
     }
     shardsOrCluster(f, db);
     if (const YAML::Node* n = f.find("multiplex")) {
@@ -528,11 +532,17 @@ class Parser {
     }
     if (cluster_node != nullptr) {
       db.cluster = clusterSection(*cluster_node, f.path("cluster"));
+      // Every discovered node is reached with the database's shard_tls:
+      // the nodes are not named in the config, so there is no per-node key.
+      if (db.shard_tls.tls && db.shard_tls.ca.empty()) {
+        fail(*f.find("shard_tls"), f.path("shard_tls") + ".ca",
+             "required when tls is on (the CA bundle the nodes' certificates must chain to)");
+      }
       return;
     }
     const YAML::Node& node = f.require(
         "shards", " (a list of shards with their slots), or \"cluster\" (a Redis Cluster's seeds)");
-    db.shards = shards(node, f.path("shards"));
+    db.shards = shards(node, f.path("shards"), db.shard_tls, f.find("shard_tls"));
   }
 
   ClusterConfig clusterSection(const YAML::Node& node, const std::string& path) const {
@@ -595,7 +605,104 @@ class Parser {
     }
   }
 
-  std::vector<ShardConfig> shards(const YAML::Node& node, const std::string& path) const {
+  std::string fileName(const YAML::Node& node, const std::string& path) const {
+    const char* expected = "a file name in cert_dir or an absolute path";
+    std::string text = scalar(node, path, expected);
+    if (text.empty() || text.back() == '/') fail(node, path, std::string("expected ") + expected + ", got " + quote(text));
+    return text;
+  }
+
+  std::string serverName(const YAML::Node& node, const std::string& path) const {
+    std::string text = scalar(node, path, "a host name such as redis.internal");
+    const bool good = !text.empty() && text.size() <= 253 && std::all_of(text.begin(), text.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+             c == '_' || c == ':' || c == '*';
+    });
+    if (!good) fail(node, path, "expected a host name such as redis.internal, got " + quote(text));
+    return text;
+  }
+
+  // shard_tls: the database's default for all its shards. Given as a
+  // mapping, TLS is on unless it says tls: false.
+  ShardTlsConfig shardTls(const YAML::Node& node, const std::string& path) const {
+    ShardTlsConfig out;
+    Fields f(*this, node, path, {"tls", "ca", "server_name", "cert", "key", "min_version", "ciphers", "ciphersuites"});
+    out.tls = true;
+    if (const YAML::Node* n = f.find("tls")) out.tls = boolean(*n, f.path("tls"));
+    shardTlsFiles(f, out);
+    if (const YAML::Node* n = f.find("server_name")) out.server_name = serverName(*n, f.path("server_name"));
+    if ((f.find("cert") == nullptr) != (f.find("key") == nullptr)) {
+      const bool has_cert = f.find("cert") != nullptr;
+      fail(*f.find(has_cert ? "cert" : "key"), f.path(has_cert ? "key" : "cert"),
+           std::string("required with ") + (has_cert ? "cert" : "key") + ": a client certificate needs both");
+    }
+    if (const YAML::Node* n = f.find("min_version")) {
+      const std::string key = f.path("min_version");
+      std::string text = scalar(*n, key, "\"1.2\" or \"1.3\"");
+      if (text != "1.2" && text != "1.3") fail(*n, key, "expected \"1.2\" or \"1.3\", got " + quote(text));
+      out.policy.min_version = version(*n, key);
+    }
+    for (auto [name, field] : {std::pair{"ciphers", &tls::TlsPolicy::ciphers},
+                               std::pair{"ciphersuites", &tls::TlsPolicy::ciphersuites}}) {
+      const YAML::Node* n = f.find(name);
+      if (n == nullptr) continue;
+      out.policy.*field = scalar(*n, f.path(name), "an OpenSSL cipher list");
+      tls::TlsPolicy alone;
+      alone.*field = out.policy.*field;
+      if (Status st = tls::validatePolicy(alone); !st) {
+        // validatePolicy names the data listeners' key ("tls.ciphers: ..."): drop it.
+        std::string message = st.message();
+        if (size_t colon = message.find(": "); message.rfind("tls.", 0) == 0 && colon != std::string::npos) {
+          message = message.substr(colon + 2);
+        }
+        fail(*n, f.path(name), message);
+      }
+    }
+    return out;
+  }
+
+  // ca, cert, key: in shard_tls and as a shard's overrides.
+  void shardTlsFiles(Fields& f, ShardTlsConfig& out) const {
+    for (auto [name, file, key] : {std::tuple{"ca", &out.ca, &out.ca_key}, std::tuple{"cert", &out.cert, &out.cert_key},
+                                   std::tuple{"key", &out.key, &out.key_key}}) {
+      if (const YAML::Node* n = f.find(name)) {
+        *file = fileName(*n, f.path(name));
+        *key = f.path(name);
+      }
+    }
+  }
+
+  // A shard's TLS: the database's shard_tls with the shard's own keys on
+  // top, checked whole (ca when on, cert and key together).
+  ShardTlsConfig shardTlsOf(Fields& f, const ShardTlsConfig& defaults, const YAML::Node* db_node) const {
+    ShardTlsConfig out = defaults;
+    bool own_tls = false;
+    if (const YAML::Node* n = f.find("tls")) {
+      out.tls = boolean(*n, f.path("tls"));
+      own_tls = true;
+    }
+    shardTlsFiles(f, out);
+    if (const YAML::Node* n = f.find("server_name")) out.server_name = serverName(*n, f.path("server_name"));
+    if (!out.tls) return out;
+    if (out.ca.empty()) {
+      // Named where the operator turned TLS on.
+      // (TLS is on only by the shard's own tls: true or by shard_tls.)
+      if (own_tls || db_node == nullptr) fail(own_tls ? *f.find("tls") : f.node(), f.path("ca"), "required when tls is on");
+      const std::string db_path = f.path().substr(0, f.path().rfind(".shards[")) + ".shard_tls";
+      fail(*db_node, db_path + ".ca", "required when tls is on (the CA bundle the shard's certificate must chain to)");
+    }
+    if (out.cert.empty() != out.key.empty()) {
+      const std::string& given = out.cert.empty() ? out.key_key : out.cert_key;
+      const YAML::Node* at = f.find(out.cert.empty() ? "key" : "cert");
+      const std::string missing = given.substr(0, given.rfind('.')) + (out.cert.empty() ? ".cert" : ".key");
+      fail(at != nullptr ? *at : (db_node != nullptr ? *db_node : f.node()), missing,
+           std::string("required with ") + (out.cert.empty() ? "key" : "cert") + ": a client certificate needs both");
+    }
+    return out;
+  }
+
+  std::vector<ShardConfig> shards(const YAML::Node& node, const std::string& path,
+                                  const ShardTlsConfig& tls_defaults, const YAML::Node* tls_node) const {
     if (!node.IsSequence() || node.size() == 0) {
       fail(node, path,
            "expected a list of at least one shard such as - { address: 127.0.0.1:7001 }, got " +
@@ -606,9 +713,10 @@ class Parser {
     std::vector<YAML::Node> slot_nodes;
     for (size_t i = 0; i < node.size(); ++i) {
       const std::string shard_path = element(path, i);
-      Fields f(*this, node[i], shard_path, {"address", "slots"});
+      Fields f(*this, node[i], shard_path, {"address", "slots", "tls", "server_name", "ca", "cert", "key"});
       ShardConfig shard;
       shard.address = address(f.require("address"), f.path("address"));
+      shard.tls = shardTlsOf(f, tls_defaults, tls_node);
       const YAML::Node* slots = f.find("slots");
       if (slots == nullptr) {
         if (several) {

@@ -31,9 +31,32 @@ struct SlotRange {
   bool operator==(const SlotRange&) const = default;
 };
 
+// TLS from shardgate to a shard: a database's shard_tls, or one shard's
+// settings with its overrides applied (ShardConfig::tls, what connections
+// use). Files: a name in cert_dir or an absolute path, read by the server.
+struct ShardTlsConfig {
+  bool tls = false;          // shard_tls given: true unless it says tls: false
+  std::string ca;            // required when tls is on: the shard's certificate must chain to it
+  std::string cert;          // optional client certificate and key, both or neither
+  std::string key;
+  // Sent as SNI and checked in the shard's certificate (DNS SAN / CN);
+  // empty: the certificate must carry the shard's IP address (IP SAN).
+  std::string server_name;
+  // min_version ("1.2" or "1.3"), ciphers and ciphersuites; the rest unused.
+  tls::TlsPolicy policy;
+  // The key each file was given under ("databases[0].shards[1].cert"), so
+  // errors about the file name the key the operator wrote.
+  std::string ca_key;
+  std::string cert_key;
+  std::string key_key;
+
+  bool operator==(const ShardTlsConfig&) const = default;
+};
+
 struct ShardConfig {
   net::SocketAddress address;
   std::vector<SlotRange> slots;  // one shard without `slots`: 0-16383
+  ShardTlsConfig tls;            // the database's shard_tls with this shard's overrides
 
   bool operator==(const ShardConfig&) const = default;
 };
@@ -76,6 +99,10 @@ struct DatabaseConfig {
   // (the multiplexed path) instead of forwarding each client's bytes over a
   // connection of its own. Several shards or a password always multiplex.
   bool multiplex = false;
+  // shard_tls as written (the default of every shard); each shard's resolved
+  // settings are in shards[i].tls. For a cluster database it applies to every
+  // discovered node.
+  ShardTlsConfig shard_tls;
   // Exactly one of the two: the shards and their slots, or a Redis Cluster
   // to discover (shards then stays empty; always multiplexed).
   std::vector<ShardConfig> shards;

@@ -7,7 +7,8 @@ namespace shardgate::net {
 using tls::TlsSession;
 
 Result<TlsStream*> TlsStream::create(IoDriver& io, Stream* transport, tls::TlsContextPtr ctx,
-                                     StreamOwner* owner, const std::string& server_name) {
+                                     StreamOwner* owner, const std::string& server_name,
+                                     std::shared_ptr<tls::ResumptionSlot> resumption) {
   const bool server = ctx->isServer();
   auto session = TlsSession::create(std::move(ctx), server ? TlsSession::Role::kServer
                                                            : TlsSession::Role::kClient);
@@ -15,6 +16,7 @@ Result<TlsStream*> TlsStream::create(IoDriver& io, Stream* transport, tls::TlsCo
   if (!server && !server_name.empty() && !session->setServerName(server_name)) {
     return makeError("TLS client: cannot use \"" + server_name + "\" as the server name");
   }
+  if (!server && resumption) session->useResumptionSlot(std::move(resumption));
   auto* self = new TlsStream(io, transport, std::move(session), owner);
   transport->setOwner(self);
   if (!server) {
@@ -69,6 +71,12 @@ void TlsStream::onStreamData(const uint8_t* data, size_t len) {
       held.swap(held_);
       if (int rc = encryptAndWrite(held.data(), held.size()); rc != 0) {
         owner_->onStreamDrained(rc);
+        if (closing_) return;
+      } else if (transport_->writeIdle()) {
+        // The held bytes reached the kernel at once: no write completes
+        // later to say so, and an owner that stopped reading its other
+        // side until this stream drained (backpressure) must hear it.
+        owner_->onStreamDrained(0);
         if (closing_) return;
       }
     }

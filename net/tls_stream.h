@@ -16,6 +16,7 @@
 // callback, so a TlsStream outlives the call that closed it.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "common/byte_buffer.h"
@@ -32,9 +33,12 @@ class TlsStream final : public Stream, private StreamOwner {
   // Takes over transport (this stream becomes its owner). The role is the
   // context's. server_name: client role only (empty: no SNI, no name
   // check). On failure (OpenSSL out of memory, a name it refuses) transport
-  // is left as it was, for the caller to close.
+  // is left as it was, for the caller to close. resumption: client role
+  // only; its session is offered and new ones are stored in it
+  // (tls::TlsSession::useResumptionSlot).
   static Result<TlsStream*> create(IoDriver& io, Stream* transport, tls::TlsContextPtr ctx,
-                                   StreamOwner* owner, const std::string& server_name = "");
+                                   StreamOwner* owner, const std::string& server_name = "",
+                                   std::shared_ptr<tls::ResumptionSlot> resumption = nullptr);
 
   // Stream
   void setOwner(StreamOwner* owner) override { owner_ = owner; }

@@ -8,6 +8,7 @@
 
 #include "redis/resp_encoder.h"
 #include "proxy/multiplex_session.h"
+#include "proxy/shard_connect.h"
 #include "common/ascii.h"
 #include "common/rate_limited_log.h"
 #include "common/uv_handle.h"
@@ -22,9 +23,10 @@ namespace {
 // second, and a dead one costs one refused connect a second per worker.
 constexpr uint64_t kFirstBackoffMs = 50;
 constexpr uint64_t kMaxBackoffMs = 1000;
-// A connect that neither succeeds nor fails (a host that drops SYNs) fails
-// the link after this long, so waiting requests get their error.
-constexpr uint64_t kConnectTimeoutMs = 2000;
+// A connect that neither succeeds nor fails (a host that drops SYNs), or a
+// TLS handshake that never completes, fails the link after this long, so
+// waiting requests get their error.
+constexpr uint64_t kConnectTimeoutMs = kShardConnectTimeoutMs;
 // A shard host that vanishes without a FIN or RST is noticed by the
 // kernel, not only by the request watchdog.
 constexpr unsigned kKeepaliveDelayS = 30;
@@ -105,7 +107,8 @@ void BackendLink::flush() {
   int rc = socket_->write(out_.data(), out_.size());
   out_.clear();
   if (rc != 0) {
-    fail(std::string("write failed: ") + asciiLower(uv_strerror(rc)));
+    fail(lostBeforeAnswer() ? "TLS handshake failed: " + asciiLower(uv_strerror(rc))
+                            : std::string("write failed: ") + asciiLower(uv_strerror(rc)));
     return;
   }
   shutdownIfDrained();
@@ -131,15 +134,50 @@ void BackendLink::shutdownIfDrained() {
 
 void BackendLink::connect() {
   state_ = State::kConnecting;
-  const auto& addr = reinterpret_cast<const sockaddr&>(map_->shard(shard_).addr);
-  net::Stream* stream = nullptr;
-  int rc = worker_.io().connect(addr, this, net::ConnectOptions{kKeepaliveDelayS}, &stream);
-  if (rc != 0) {
-    onConnected(rc);
+  const ShardEndpoint& shard = map_->shard(shard_);
+  auto conn = connectShard(worker_, shard.addr, shard.tls.get(), this, net::ConnectOptions{kKeepaliveDelayS});
+  if (!conn) {
+    fail(conn.message());
     return;
   }
-  socket_ = stream;
+  socket_ = conn->stream;
+  tls_ = conn->tls;
+  shard_spoke_ = false;
+  tcp_connected_ = false;
+  // Bounds the TLS handshake too: a shard that accepts and never answers.
   startTimer(kConnectTimeoutMs);
+}
+
+void BackendLink::onStreamConnected(int status) {
+  // Over TLS the link waits for the handshake (onStreamHandshake).
+  if (status == 0 && tls_ != nullptr) {
+    tcp_connected_ = true;
+    return;
+  }
+  onConnected(status);
+}
+
+bool BackendLink::lostBeforeAnswer() const {
+  return tls_ != nullptr && !shard_spoke_ && mayBeRefusedAfterHandshake(*tls_);
+}
+
+void BackendLink::onStreamHandshake() {
+  countShardHandshake(*shard_stats_, *tls_);
+  onConnected(0);
+}
+
+void BackendLink::onStreamTlsFailed() {
+  const tls::TlsSession& session = tls_->session();
+  // During the handshake the reason says it ("TLS handshake failed:
+  // certificate verify failed (hostname mismatch)"). With TLS 1.3 a shard
+  // refuses our client certificate only after our side of the handshake
+  // completed: an alert before the shard said anything is still the
+  // handshake failing.
+  if (state_ == State::kReady && lostBeforeAnswer()) {
+    fail("TLS handshake failed: " + session.failureCode());
+    return;
+  }
+  fail(session.failureReason());
 }
 
 void BackendLink::onConnected(int status) {
@@ -163,13 +201,40 @@ void BackendLink::onConnected(int status) {
     out_.append(auth.data(), auth.size());
     out_.append(rest.data(), rest.size());
   }
-  if (!db_.shard_password) markAvailable();  // else once AUTH is accepted
+  if (tls_ != nullptr && !db_.shard_password) {
+    // Over TLS 1.3 a completed handshake does not yet mean the shard took
+    // our certificate (see onStreamTlsFailed): the shard is available once
+    // it answers. A PING of our own, first, so that it answers even when
+    // nothing else is queued (a shared link reconnecting after a failure).
+    ByteBuffer rest;
+    rest.swap(out_);
+    out_.append(std::string_view("*1\r\n$4\r\nPING\r\n"));
+    out_.append(rest.data(), rest.size());
+    fifo_.push_front(Pending{nullptr, 0, false, uv_now(worker_.loop())});
+  } else if (!db_.shard_password) {
+    markAvailable();  // else once AUTH is accepted, or over TLS the first reply
+  }
   if (!out_.empty()) markDirty();
   if (!owner_ && !fifo_.empty()) startWatchdog();
   shutdownIfDrained();  // closeWrite() while connecting, nothing left to write
 }
 
 void BackendLink::onStreamEnd(int status) {
+  if (state_ == State::kConnecting) {
+    // Over TLS: the shard closed during the handshake (a plaintext shard
+    // reading our ClientHello as a bad command, a shard at maxclients).
+    fail(std::string(tls_ ? "TLS handshake failed: " : "") +
+         (status == UV_EOF ? "the shard closed the connection" : asciiLower(uv_strerror(status))));
+    return;
+  }
+  if (lostBeforeAnswer()) {
+    // Closed after the handshake before saying anything: a client
+    // certificate refused (TLS 1.3), its alert lost to the reset our
+    // first write drew; as good as a failed handshake.
+    fail("TLS handshake failed: " + std::string(status == UV_EOF ? "the shard closed the connection"
+                                                                 : asciiLower(uv_strerror(status))));
+    return;
+  }
   if (!owner_ && fifo_.empty() && out_.empty()) {
     // An idle shared link closed by the shard (its `timeout`, CLIENT
     // KILL): nothing was lost, the shard is not down; connect again when
@@ -185,6 +250,7 @@ void BackendLink::dropIdle() {
                 address());
   socket_->close();
   socket_ = nullptr;
+  tls_ = nullptr;
   scanner_ = redis::ReplyScanner();
   state_ = State::kIdle;
   if (timer_) uv_timer_stop(timer_);
@@ -192,7 +258,8 @@ void BackendLink::dropIdle() {
 
 void BackendLink::onStreamDrained(int status) {
   if (status != 0) {
-    fail(std::string("write failed: ") + asciiLower(uv_strerror(status)));
+    fail(lostBeforeAnswer() ? "TLS handshake failed: " + asciiLower(uv_strerror(status))
+                            : std::string("write failed: ") + asciiLower(uv_strerror(status)));
     return;
   }
   shutdownIfDrained();
@@ -200,6 +267,12 @@ void BackendLink::onStreamDrained(int status) {
 
 void BackendLink::onData(const uint8_t* data, size_t len) {
   worker_.stats().bytes_from_backends.add(len);
+  if (!shard_spoke_) {
+    shard_spoke_ = true;
+    // Over TLS (without AUTH to wait for) the shard's first answer is what
+    // makes it available (onConnected).
+    if (tls_ != nullptr && !db_.shard_password) markAvailable();
+  }
   // The replies of this read are handed over now: one clock read for all.
   worker_.refreshClock();
   last_progress_ms_ = uv_now(worker_.loop());
@@ -285,6 +358,7 @@ void BackendLink::fail(const std::string& why) {
   if (socket_) {
     socket_->close();
     socket_ = nullptr;
+    tls_ = nullptr;
   }
   scanner_ = redis::ReplyScanner();
   in_push_ = false;
@@ -390,7 +464,8 @@ void BackendLink::onTimer() {
     return;
   }
   if (state_ == State::kConnecting) {
-    fail("connect timed out after " + std::to_string(kConnectTimeoutMs) + " ms");
+    fail(std::string(tcp_connected_ ? "TLS handshake timed out" : "connect timed out") + " after " +
+         std::to_string(kConnectTimeoutMs) + " ms");
   } else if (state_ == State::kDown) {
     shard_stats_->reconnects.add();
     connect();

@@ -7,7 +7,8 @@
 //   MultiplexSession ─send()─► out_ ──flush() at the end of the loop turn──► shard
 //   shard ─► ReplyScanner ─► frame pieces ─► fifo_.front().request's session
 //
-// States: idle (never connected) ─► connecting ─► ready; a failure (refused,
+// States: idle (never connected) ─► connecting (TCP, and the TLS handshake
+// when the shard has tls on) ─► ready; a failure (refused,
 // lost, AUTH rejected, or -- shared links -- nothing received for
 // limits.shard_timeout_ms while a reply is owed) fails every waiting part
 // with an error at once and, for a shared link, retries with exponential
@@ -28,6 +29,7 @@
 
 #include "common/byte_buffer.h"
 #include "net/stream.h"
+#include "net/tls_stream.h"
 #include "proxy/database.h"
 #include "proxy/request.h"
 #include "proxy/shard_link.h"
@@ -125,7 +127,11 @@ class BackendLink final : public ShardLink, private net::StreamOwner {
   void onStreamData(const uint8_t* data, size_t len) override { onData(data, len); }
   void onStreamEnd(int status) override;
   void onStreamDrained(int status) override;
-  void onStreamConnected(int status) override { onConnected(status); }
+  void onStreamConnected(int status) override;
+  // TLS shards: the link is ready once the handshake completes; a failed
+  // handshake fails it like a refused connection, with the TLS reason.
+  void onStreamHandshake() override;
+  void onStreamTlsFailed() override;
 
   Worker& worker_;
   const Database& db_;
@@ -140,6 +146,12 @@ class BackendLink final : public ShardLink, private net::StreamOwner {
   std::string failure_;
   uint64_t backoff_ms_ = 0;
   net::Stream* socket_ = nullptr;  // one connection at a time; a new one after a failure
+  net::TlsStream* tls_ = nullptr;  // socket_, when the shard has tls on
+  bool shard_spoke_ = false;       // bytes arrived on this connection
+  bool tcp_connected_ = false;     // over TLS: TCP is up, the handshake under way
+  // A TLS connection lost before the shard said anything: with TLS 1.3 the
+  // shard refuses a client certificate after our side of the handshake.
+  bool lostBeforeAnswer() const;
   uv_timer_t* timer_ = nullptr;  // connect deadline, retry backoff, or request watchdog
   ByteBuffer out_;
   std::deque<Pending> fifo_;

@@ -1,4 +1,5 @@
 #include "proxy/client_connection.h"
+#include "proxy/shard_connect.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -112,11 +113,18 @@ void ClientConnection::startDeadline(DeadlineKind kind, uint64_t ms) {
 
 void ClientConnection::connectBackend() {
   backend_connecting_ = true;
-  const auto& addr = reinterpret_cast<const sockaddr&>(db_.shard_addr);
-  if (int rc = worker_.io().connect(addr, &shard_side_, net::ConnectOptions{}, &backend_); rc != 0) {
-    backend_ = nullptr;
-    onConnected(rc);
+  auto conn = connectShard(worker_, db_.shard_addr, db_.shard_tls.get(), &shard_side_, net::ConnectOptions{});
+  if (!conn) {
+    onBackendFailed(conn.message());
+    return;
   }
+  backend_ = conn->stream;
+  backend_tls_ = conn->tls;
+  // A TLS shard that accepts and never completes the handshake (a
+  // plaintext redis-server reads a ClientHello as an unfinished inline
+  // command) must not keep the client waiting: as long as a shared link's
+  // connect may take. A plaintext connection keeps the kernel's timeout.
+  if (backend_tls_ != nullptr) startDeadline(DeadlineKind::kHandshake, kShardConnectTimeoutMs);
 }
 
 // ---- reading ----------------------------------------------------------------
@@ -157,6 +165,7 @@ void ClientConnection::onStreamTlsFailed() {
 
 void ClientConnection::onBackendData(const uint8_t* data, size_t len) {
   if (closing_) return;
+  backend_spoke_ = true;
   last_activity_ms_ = uv_now(worker_.loop());
   awaiting_reply_ = false;
   worker_.stats().bytes_from_backends.add(len);
@@ -307,22 +316,64 @@ void ClientConnection::updateReading() {
 
 // ---- events -----------------------------------------------------------------
 
-void ClientConnection::onConnected(int status) {
+void ClientConnection::onBackendConnected(int status) {
   if (closing_) return;
   if (status != 0) {
-    backend_failed_ = true;
-    worker_.stats().backend_connect_failures.add();
-    db_stats_.shard(0).errors.add();
-    db_stats_.shard(0).markDown();
-    static thread_local RateLimitedLog refused(spdlog::level::warn, "failed shard connections");
-    if (auto pass = refused.admit(uv_now(worker_.loop()))) {
-      spdlog::warn("db {}: shard {} unavailable: {}{}", db_.name, db_.shard, uv_strerror(status), pass);
-    }
-    if (backend_) backend_->discardWrites();
-    sendErrorLine("-ERR shard " + db_.shard + " unavailable: " + asciiLower(uv_strerror(status)) + "\r\n");
-    closeAfterFlush();
+    onBackendFailed(asciiLower(uv_strerror(status)));
     return;
   }
+  // Over TLS the shard is usable once the handshake is done.
+  if (backend_tls_ == nullptr) onBackendReady();
+  else backend_tcp_connected_ = true;
+}
+
+void ClientConnection::onBackendHandshake() {
+  if (closing_) return;
+  countShardHandshake(db_stats_.shard(0), *backend_tls_);
+  // The connect deadline (connectBackend), unless a closing one replaced it.
+  if (!client_eof_ && !close_after_flush_) worker_.stopDeadline(*this);
+  // connectShard left the stream reading for the handshake: from here on
+  // updateReading() decides (backpressure).
+  backend_reading_ = true;
+  onBackendReady();
+}
+
+void ClientConnection::onBackendTlsFailed() {
+  if (closing_) return;
+  const std::string why = backend_tls_->session().failureReason();
+  if (!backend_connected_) {
+    onBackendFailed(why);
+    return;
+  }
+  if (!backend_spoke_ && mayBeRefusedAfterHandshake(*backend_tls_)) {
+    // TLS 1.3: the shard refuses our client certificate after our side of
+    // the handshake completed; before it said anything, that is still a
+    // failed handshake, and the shard is unavailable.
+    backend_eof_ = true;
+    onBackendFailed("TLS handshake failed: " + backend_tls_->session().failureCode());
+    return;
+  }
+  // After the handshake: a broken connection, as a reset would be.
+  spdlog::debug("db {}: shard {} TLS error: {}", db_.name, db_.shard, why);
+  onBackendEnd(UV_EPROTO);
+}
+
+void ClientConnection::onBackendFailed(const std::string& why) {
+  if (closing_ || backend_failed_) return;
+  backend_failed_ = true;
+  worker_.stats().backend_connect_failures.add();
+  db_stats_.shard(0).errors.add();
+  db_stats_.shard(0).markDown();
+  static thread_local RateLimitedLog refused(spdlog::level::warn, "failed shard connections");
+  if (auto pass = refused.admit(uv_now(worker_.loop()))) {
+    spdlog::warn("db {}: shard {} unavailable: {}{}", db_.name, db_.shard, why, pass);
+  }
+  if (backend_) backend_->discardWrites();
+  sendErrorLine("-ERR shard " + db_.shard + " unavailable: " + why + "\r\n");
+  closeAfterFlush();
+}
+
+void ClientConnection::onBackendReady() {
   // TCP_NODELAY is set by the stream; what was held went out before this.
   backend_connected_ = true;
   db_stats_.shard(0).markUp();
@@ -439,6 +490,12 @@ void ClientConnection::onHandshakeFailed(std::string_view reason) {
 
 void ClientConnection::onDeadline() {
   if (closing_) return;
+  if (handshake_done_ && backend_tls_ != nullptr && !backend_connected_ && !backend_failed_ && !client_eof_ &&
+      !close_after_flush_) {
+    onBackendFailed(std::string(backend_tcp_connected_ ? "TLS handshake timed out" : "connect timed out") +
+                    " after " + std::to_string(kShardConnectTimeoutMs) + " ms");
+    return;
+  }
   if (!handshake_done_) {
     worker_.stats().handshake_failures[static_cast<size_t>(HandshakeFailure::kTimeout)].add();
     spdlog::debug("{}: TLS handshake from {} timed out after {} ms", db_.listen, peerName(),
@@ -497,6 +554,17 @@ void ClientConnection::onBackendShutdown(int status) {
 }
 
 void ClientConnection::onBackendEnd(int status) {
+  if (backend_tls_ != nullptr && !backend_failed_ && !closing_ && !backend_eof_ &&
+      (!backend_connected_ || (!backend_spoke_ && mayBeRefusedAfterHandshake(*backend_tls_)))) {
+    // The shard closed during the TLS handshake, or (TLS 1.3: a refused
+    // client certificate, its alert lost to the reset our first write
+    // drew) before saying anything: it is unusable, not a connection that
+    // ended.
+    backend_eof_ = true;
+    onBackendFailed("TLS handshake failed: " + (status == UV_EOF ? std::string("the shard closed the connection")
+                                                                 : asciiLower(uv_strerror(status))));
+    return;
+  }
   if (backend_eof_) return;
   backend_eof_ = true;
   if (backend_) backend_->discardWrites();

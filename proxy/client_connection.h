@@ -76,8 +76,10 @@ class ClientConnection final : public ReplySink, public Deadline<ClientConnectio
     void onStreamData(const uint8_t* data, size_t len) override { conn.onBackendData(data, len); }
     void onStreamEnd(int status) override { conn.onBackendEnd(status); }
     void onStreamDrained(int status) override { conn.onToBackendDrained(status); }
-    void onStreamConnected(int status) override { conn.onConnected(status); }
+    void onStreamConnected(int status) override { conn.onBackendConnected(status); }
     void onStreamShutdown(int status) override { conn.onBackendShutdown(status); }
+    void onStreamHandshake() override { conn.onBackendHandshake(); }
+    void onStreamTlsFailed() override { conn.onBackendTlsFailed(); }
     ClientConnection& conn;
   };
 
@@ -104,7 +106,13 @@ class ClientConnection final : public ReplySink, public Deadline<ClientConnectio
   void onBackendEnd(int status);
   void onToBackendDrained(int status);
   void onBackendShutdown(int status);
-  void onConnected(int status);
+  void onBackendConnected(int status);
+  void onBackendHandshake();
+  void onBackendTlsFailed();
+  // The shard connection is usable (TCP up, and over TLS the handshake done).
+  void onBackendReady();
+  // It could not be made: why is what the client's -ERR line and the log say.
+  void onBackendFailed(const std::string& why);
   void onHandshakeDone();
   bool admitClientCertificate(const tls::TlsSession& session);
   void onHandshakeFailed(std::string_view reason);
@@ -132,6 +140,7 @@ class ClientConnection final : public ReplySink, public Deadline<ClientConnectio
   DbStats& db_stats_;  // this worker's counters of db_
   net::Stream* client_ = nullptr;  // a net::TlsStream when the database speaks TLS
   net::Stream* backend_ = nullptr;  // transparent path, from the first command on
+  net::TlsStream* backend_tls_ = nullptr;  // backend_, when the shard has tls on
   ShardSide shard_side_{*this};
   std::unique_ptr<MultiplexSession> multiplex_;  // several shards or a password
   uint64_t last_activity_ms_ = 0;
@@ -144,6 +153,8 @@ class ClientConnection final : public ReplySink, public Deadline<ClientConnectio
   bool backend_connected_ = false;
   bool backend_failed_ = false;
   bool backend_eof_ = false;
+  bool backend_spoke_ = false;  // bytes came from the shard
+  bool backend_tcp_connected_ = false;  // over TLS: TCP is up, the handshake under way
   bool backend_shutdown_ = false;
   bool client_eof_ = false;
   bool client_dead_ = false;  // cannot be written to any more

@@ -8,7 +8,13 @@
 
 namespace shardgate::proxy {
 
+std::string connectAddress(const redis::ClusterNode& node, bool tls) {
+  const uint16_t port = tls && node.tls_port != 0 ? node.tls_port : node.port;
+  return port == 0 ? std::string() : node.host + ":" + std::to_string(port);
+}
+
 Result<std::shared_ptr<const ShardMap>> shardMapFromTopology(const redis::ClusterTopology& topology,
+                                                             const std::shared_ptr<ShardTls>& db_tls,
                                                              const ShardMap* previous) {
   // Masters owning slots, in the order of their first slot.
   std::vector<int> masters;
@@ -22,7 +28,14 @@ Result<std::shared_ptr<const ShardMap>> shardMapFromTopology(const redis::Cluste
   if (masters.empty()) return makeError("no master owns a slot");
   // (address, node index) in the order the shards take.
   std::vector<std::pair<std::string, int>> ordered;
-  for (int m : masters) ordered.emplace_back(topology.nodes()[static_cast<size_t>(m)].address(), m);
+  for (int m : masters) {
+    const redis::ClusterNode& n = topology.nodes()[static_cast<size_t>(m)];
+    std::string address = connectAddress(n, db_tls != nullptr);
+    if (address.empty()) {
+      return makeError("master " + n.address() + " serves TLS only (no plaintext port): set the database's shard_tls");
+    }
+    ordered.emplace_back(std::move(address), m);
+  }
   if (previous != nullptr) {
     auto place = [&](const std::string& address) {
       for (size_t i = 0; i < previous->shardCount(); ++i) {
@@ -36,16 +49,17 @@ Result<std::shared_ptr<const ShardMap>> shardMapFromTopology(const redis::Cluste
   std::vector<ShardEndpoint> shards;
   std::vector<uint16_t> shard_of_node(topology.nodes().size(), ShardMap::kNoShard);
   for (const auto& [address, node] : ordered) {
-    const redis::ClusterNode& n = topology.nodes()[static_cast<size_t>(node)];
-    if (n.port == 0) {
-      return makeError("master " + address + " serves TLS only (no plaintext port): not supported yet");
-    }
     auto parsed = net::parseSocketAddress(address);
     if (!parsed) return makeError("master " + address + ": " + parsed.message());
     auto addr = net::toSockaddr(*parsed);
     if (!addr) return makeError("master " + address + ": " + addr.message());
     shard_of_node[static_cast<size_t>(node)] = static_cast<uint16_t>(shards.size());
-    shards.push_back(ShardEndpoint{address, *addr});
+    std::shared_ptr<ShardTls> tls;
+    for (size_t i = 0; previous != nullptr && i < previous->shardCount(); ++i) {
+      if (previous->shard(i).address == address) tls = previous->shard(i).tls;
+    }
+    if (!tls) tls = nodeTls(db_tls, parsed->host);
+    shards.push_back(ShardEndpoint{address, *addr, std::move(tls)});
   }
   ShardMap::SlotOwners owners{};
   for (size_t slot = 0; slot < owners.size(); ++slot) {

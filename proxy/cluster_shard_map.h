@@ -8,6 +8,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "common/result.h"
 #include "proxy/shard_map.h"
@@ -15,9 +16,19 @@
 
 namespace shardgate::proxy {
 
+// Where shardgate connects to a node: its TLS port when the database speaks
+// TLS to its nodes and the node has one, else its plaintext port; "" when
+// it has neither of the kind needed.
+std::string connectAddress(const redis::ClusterNode& node, bool tls);
+
 // Fails when no master owns a slot, or a master's address is not a numeric
-// HOST:PORT shardgate can connect to (a hostname, a TLS-only node).
+// HOST:PORT shardgate can connect to (a hostname).
+//
+// db_tls: the database's shard_tls (null: plaintext); each master's TLS is
+// a nodeTls of it -- the one of `previous` for a master it already had, so
+// a worker's resumption slot for that node stays.
 Result<std::shared_ptr<const ShardMap>> shardMapFromTopology(const redis::ClusterTopology& topology,
+                                                             const std::shared_ptr<ShardTls>& db_tls,
                                                              const ShardMap* previous = nullptr);
 
 }  // namespace shardgate::proxy

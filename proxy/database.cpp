@@ -27,6 +27,12 @@ Result<Database> makeDatabase(const config::DatabaseConfig& config, const config
   if (config.cluster) {
     db.cluster = true;
     db.cluster_refresh_ms = config.cluster->refresh_interval_ms;
+    if (config.shard_tls.tls) {
+      // The contexts every node's connections use (nodeTls); no name of its own.
+      db.shard_tls = std::make_shared<ShardTls>();
+      db.shard_tls->verify_name = config.shard_tls.server_name;
+      db.shard_tls->config = config.shard_tls;
+    }
     for (size_t i = 0; i < config.cluster->seeds.size(); ++i) {
       ShardEndpoint seed;
       seed.address = config.cluster->seeds[i].toString();
@@ -36,6 +42,7 @@ Result<Database> makeDatabase(const config::DatabaseConfig& config, const config
                          "]: " + addr.message());
       }
       seed.addr = *addr;
+      seed.tls = nodeTls(db.shard_tls, config.cluster->seeds[i].host);
       db.cluster_seeds.push_back(std::move(seed));
     }
     return db;
@@ -51,6 +58,11 @@ Result<Database> makeDatabase(const config::DatabaseConfig& config, const config
                        "].address: " + addr.message());
     }
     shard.addr = *addr;
+    if (const config::ShardTlsConfig& t = config.shards[i].tls; t.tls) {
+      shard.tls = std::make_shared<ShardTls>();
+      shard.tls->verify_name = t.server_name.empty() ? config.shards[i].address.host : t.server_name;
+      shard.tls->config = t;
+    }
     for (const config::SlotRange& r : config.shards[i].slots) {
       for (unsigned s = r.first; s <= r.last; ++s) owners[s] = static_cast<uint16_t>(i);
     }
@@ -58,6 +70,7 @@ Result<Database> makeDatabase(const config::DatabaseConfig& config, const config
   }
   db.shard = shards[0].address;
   db.shard_addr = shards[0].addr;
+  db.shard_tls = shards[0].tls;
   auto map = ShardMap::create(std::move(shards), owners);
   if (!map) return makeError("databases[" + std::to_string(index) + "].shards: " + map.message());
   db.shard_map = std::make_shared<ShardMapSource>(std::move(*map));

@@ -40,6 +40,9 @@ struct Database {
   bool multiplex = false;
   std::string shard;         // shards[0].address: the transparent path's one shard
   sockaddr_storage shard_addr{};
+  // shards[0]'s TLS (null: plaintext), the transparent path's; a cluster
+  // database's shard_tls, whose contexts every node's connections use.
+  std::shared_ptr<ShardTls> shard_tls;
   // The shards and which slots each owns. Replaceable at run time: the
   // multiplexed path routes each pipeline batch by the map current then.
   // A cluster database's first map comes from discovery (the server sets

@@ -1,11 +1,10 @@
 // NodeQuery: one blocking exchange with a Redis node -- connect (bounded by a
-// deadline), AUTH when a password is given, the commands pipelined, their
-// replies read whole. It never touches an event loop: the server calls it at
-// start, before the workers run, and the cluster monitor from the libuv
-// thread pool. Errors name the node and what failed.
-//
-// Plain TCP only for now (as the COMMAND fetch of proxy/command_fetch.h);
-// shard TLS adds its client context here when it lands.
+// deadline), the TLS handshake when the node has tls on (its current client
+// context, as a worker's connection would take), AUTH when a password is
+// given, the commands pipelined, their replies read whole. It never touches
+// an event loop: the server calls it at start, before the workers run (the
+// COMMAND fetch of proxy/command_fetch.h), and the cluster monitor from the
+// libuv thread pool. Errors say what failed, the caller names the node.
 #pragma once
 
 #include <optional>
@@ -34,7 +33,9 @@ class NodeReplies {
   std::vector<size_t> ends_;
 };
 
-// AUTH's reply is checked and not returned: an AUTH refused is the error.
+// AUTH's reply is checked and not returned: an AUTH refused is the error,
+// its message starting with kAuthRefused.
+inline constexpr std::string_view kAuthRefused = "AUTH with shard_password was refused: ";
 Result<NodeReplies> queryNode(const ShardEndpoint& node, const std::optional<std::string>& password,
                               const std::vector<std::vector<std::string>>& commands, int timeout_ms);
 

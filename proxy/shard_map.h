@@ -22,6 +22,7 @@
 
 #include "common/result.h"
 #include "config/config.h"
+#include "proxy/shard_tls.h"
 #include "redis/hash_slot.h"
 
 namespace shardgate::proxy {
@@ -29,6 +30,8 @@ namespace shardgate::proxy {
 struct ShardEndpoint {
   std::string address;  // "127.0.0.1:7001", as error lines and logs name it
   sockaddr_storage addr{};
+  // Set when the shard has tls on: every connection to it is TLS.
+  std::shared_ptr<ShardTls> tls;
 };
 
 class ShardMap {

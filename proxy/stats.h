@@ -76,6 +76,8 @@ struct ShardStats {
   Counter reconnects;       // connection attempts after a failure
   Counter errors;           // connections that failed (refused, lost, timed out, AUTH refused)
   Counter in_flight;        // requests sent and not answered yet
+  // TLS handshakes completed with the shard: [0] full, [1] resumed.
+  std::array<Counter, 2> tls_handshakes;
 
   // Connection outcomes, written only on a change (a connection's path
   // reads one counter): when the admin API says since when a shard is up

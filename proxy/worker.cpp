@@ -306,4 +306,10 @@ void Worker::maybeFinish() {
   log_flusher_.stop();  // the counts still held back are written now
 }
 
+std::shared_ptr<tls::ResumptionSlot> Worker::resumptionSlot(const ShardTls& shard) {
+  auto& slot = resumption_slots_[&shard];
+  if (!slot) slot = std::make_shared<tls::ResumptionSlot>();
+  return slot;
+}
+
 }  // namespace shardgate::proxy

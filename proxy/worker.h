@@ -23,6 +23,7 @@
 #include "proxy/request.h"
 #include "proxy/stats.h"
 #include "common/byte_buffer.h"
+#include "tls/resumption_slot.h"
 #include "tls/tls_context_store.h"
 
 namespace shardgate::proxy {
@@ -107,6 +108,9 @@ class Worker final : public LinkFactory {
     spare_buffers_.pop_back();
   }
   void takeBackBuffer(ByteBuffer& from);
+  // This worker's latest TLS session with a shard, offered on its next
+  // connection there (made on first use; looked up per connection only).
+  std::shared_ptr<tls::ResumptionSlot> resumptionSlot(const ShardTls& shard);
   ByteBuffer& frameScratch() override { return frame_scratch_; }
   ByteBuffer& replyScratch() override { return reply_scratch_; }
   std::vector<int>& intScratch() override { return scratch_ints_; }
@@ -160,6 +164,7 @@ class Worker final : public LinkFactory {
   std::vector<BackendLink*> dirty_links_;
   std::vector<ClientConnection*> dirty_clients_;
   std::vector<ByteBuffer> spare_buffers_;
+  std::unordered_map<const ShardTls*, std::shared_ptr<tls::ResumptionSlot>> resumption_slots_;
   ByteBuffer frame_scratch_;
   ByteBuffer reply_scratch_;
   std::vector<int> scratch_ints_;

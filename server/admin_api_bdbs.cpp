@@ -103,7 +103,9 @@ http::Response AdminApi::getBdbs() {
       }
     }
     for (size_t s = 0; s < dc.shards.size(); ++s) {
-      json shard = {{"address", dc.shards[s].address.toString()}, {"slots", slotText(dc.shards[s].slots)}};
+      json shard = {{"address", dc.shards[s].address.toString()},
+                    {"slots", slotText(dc.shards[s].slots)},
+                    {"tls", dc.shards[s].tls.tls}};
       shard.update(shardState(workers, db.index, std::min(s, proxy::kMaxShardStats - 1), host_.startedUnixMs()));
       shards.push_back(std::move(shard));
     }

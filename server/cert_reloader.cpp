@@ -1,9 +1,11 @@
 #include "server/cert_reloader.h"
+#include "server/shard_tls_contexts.h"
 
 #include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -128,6 +130,10 @@ Result<std::vector<tls::ClientAuthInput>> readClientAuthInputs(const config::Con
 
 std::vector<std::string> watchedCertFiles(const config::Config& config) {
   std::vector<std::string> files = tls::certDirFileNames();
+  // The TLS shards' CA, certificate and key files (ShardTlsContexts).
+  for (std::string& name : shardTlsFileNames(config)) {
+    if (std::find(files.begin(), files.end(), name) == files.end()) files.push_back(std::move(name));
+  }
   for (const config::DatabaseConfig& db : config.databases) {
     if (db.client_auth == config::ClientAuth::kNone) continue;
     for (const std::string* file : {&db.client_ca, &db.client_crl}) {

@@ -29,7 +29,8 @@ namespace shardgate::server {
 // the file.
 Result<std::vector<tls::ClientAuthInput>> readClientAuthInputs(const config::Config& config);
 // The files of cert_dir a change to which is a certificate change: the
-// named certificates' and every client_ca / client_crl given by name.
+// named certificates', every client_ca / client_crl given by name, and the
+// TLS shards' ca / cert / key files in cert_dir.
 std::vector<std::string> watchedCertFiles(const config::Config& config);
 
 class CertReloader {

@@ -24,7 +24,7 @@ bool unknownSubcommand(std::string_view reply) {
 Result<ClusterReading> askNode(const proxy::ShardEndpoint& node, const std::optional<std::string>& password,
                                int timeout_ms) {
   auto shards = proxy::queryNode(node, password, {{"CLUSTER", "SHARDS"}}, timeout_ms);
-  if (!shards) return shards.error();
+  if (!shards) return makeError(node.address + ": " + shards.message());
   std::string_view reply = shards->reply(0);
   // The host the node was reached at, for a reply that leaves endpoints
   // empty ("the host you asked"); an IPv6 address without its brackets.
@@ -36,7 +36,7 @@ Result<ClusterReading> askNode(const proxy::ShardEndpoint& node, const std::opti
     return ClusterReading{std::move(*topology), node.address, "CLUSTER SHARDS"};
   }
   auto slots = proxy::queryNode(node, password, {{"CLUSTER", "SLOTS"}}, timeout_ms);
-  if (!slots) return slots.error();
+  if (!slots) return makeError(node.address + ": " + slots.message());
   auto topology = redis::ClusterTopology::fromSlots(slots->reply(0), host);
   if (!topology) return makeError(node.address + ": " + topology.message());
   return ClusterReading{std::move(*topology), node.address, "CLUSTER SLOTS"};
@@ -77,7 +77,7 @@ struct ClusterMonitor::Work {
 Result<std::unique_ptr<ClusterMonitor>> ClusterMonitor::create(proxy::Database& db) {
   auto reading = readClusterTopology(db.cluster_seeds, db.shard_password, kStartNodeTimeoutMs);
   if (!reading) return makeError("no seed answered with the cluster's slots: " + reading.message());
-  auto map = proxy::shardMapFromTopology(reading->topology);
+  auto map = proxy::shardMapFromTopology(reading->topology, db.shard_tls);
   if (!map) return makeError("the topology from " + reading->node + ": " + map.message());
   db.shard_map = std::make_shared<proxy::ShardMapSource>(*map);
   spdlog::info("db {}: cluster discovered from {} ({}): {}; masters {}", db.name, reading->node,
@@ -164,12 +164,14 @@ std::vector<proxy::ShardEndpoint> ClusterMonitor::candidates() const {
   };
   for (const redis::NodeRole role : {redis::NodeRole::kMaster, redis::NodeRole::kReplica}) {
     for (const redis::ClusterNode& n : topology_.nodes()) {
-      if (n.role != role || n.health == redis::NodeHealth::kFailed || n.port == 0) continue;
-      auto parsed = net::parseSocketAddress(n.address());
+      if (n.role != role || n.health == redis::NodeHealth::kFailed) continue;
+      const std::string address = proxy::connectAddress(n, db_.shard_tls != nullptr);
+      if (address.empty()) continue;
+      auto parsed = net::parseSocketAddress(address);
       if (!parsed) continue;  // a hostname: the seeds may still do
       auto addr = net::toSockaddr(*parsed);
       if (!addr) continue;
-      add(proxy::ShardEndpoint{n.address(), *addr});
+      add(proxy::ShardEndpoint{address, *addr, proxy::nodeTls(db_.shard_tls, parsed->host)});
     }
   }
   for (const auto& seed : db_.cluster_seeds) add(seed);
@@ -220,7 +222,7 @@ void ClusterMonitor::finishRefresh(Work& work) {
     if (failing_) spdlog::info("db {}: cluster refresh: {} answers again", db_.name, reading.node);
     failing_ = false;
     const auto current = db_.shard_map->current();
-    auto map = proxy::shardMapFromTopology(reading.topology, current.get());
+    auto map = proxy::shardMapFromTopology(reading.topology, db_.shard_tls, current.get());
     if (!map) {
       spdlog::warn("db {}: cluster refresh: the topology from {}: {}; routing by the last map", db_.name,
                    reading.node, map.message());

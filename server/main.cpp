@@ -21,6 +21,7 @@
 #include "server/file_limit.h"
 #include "common/logging.h"
 #include "server/server.h"
+#include "server/shard_tls_contexts.h"
 
 namespace {
 
@@ -216,6 +217,10 @@ int main(int argc, char** argv) {
       for (const std::string& line : shardgate::server::describeEffective(*config, *settings)) {
         std::printf("  %s\n", line.c_str());
       }
+    }
+    // TLS to the shards: what each shard connection will be.
+    if (auto shards = shardgate::server::checkShardTls(*config)) {
+      for (const std::string& line : *shards) std::printf("  %s\n", line.c_str());
     }
     return 0;
   }

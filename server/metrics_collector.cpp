@@ -133,6 +133,9 @@ void addShardFamilies(const MetricsInput& in, std::vector<MetricFamily>& out) {
                                "Shard connections that failed: refused, lost, timed out, AUTH refused");
   MetricFamily in_flight = family("shardgate_shard_in_flight_requests", MetricType::kGauge,
                                   "Requests sent to the shard and not answered yet (multiplexed databases)");
+  MetricFamily tls_handshakes = family("shardgate_shard_tls_handshakes_total", MetricType::kCounter,
+                                       "TLS handshakes completed with the shard (shards with tls on), by whether "
+                                       "the session was resumed");
   for (const proxy::Database* db : in.databases) {
     const auto map = db->shard_map->current();
     const size_t n = std::min(map->shardCount(), proxy::kMaxShardStats);
@@ -142,6 +145,14 @@ void addShardFamilies(const MetricsInput& in, std::vector<MetricFamily>& out) {
         return sumDb(in, db->index, [&](const DbStats& d) { return field(d.shard(i)); });
       };
       errors.samples.push_back({labels, get([](const ShardStats& s) { return s.errors.get(); })});
+      if (map->shard(static_cast<uint16_t>(i)).tls) {
+        for (size_t resumed : {0, 1}) {
+          MetricLabels with = labels;
+          with.push_back({"resumed", resumed ? "true" : "false"});
+          tls_handshakes.samples.push_back(
+              {with, sumDb(in, db->index, [&](const DbStats& d) { return d.shard(i).tls_handshakes[resumed].get(); })});
+        }
+      }
       double down = sumGauge(in, db->index, [i](const DbStats& d) { return d.shard(i).down.get(); });
       up.samples.push_back({labels, down > 0 ? 0.0 : 1.0});
       if (!db->multiplex) continue;
@@ -154,6 +165,7 @@ void addShardFamilies(const MetricsInput& in, std::vector<MetricFamily>& out) {
   out.push_back(std::move(reconnects));
   out.push_back(std::move(errors));
   out.push_back(std::move(in_flight));
+  out.push_back(std::move(tls_handshakes));
 }
 
 void addTlsFamilies(const MetricsInput& in, std::vector<MetricFamily>& out) {

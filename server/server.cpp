@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 
 #include "proxy/command_fetch.h"
@@ -98,6 +99,7 @@ Status checkServable(const config::Config& file_config) {
       return makeError(config.where("databases[" + std::to_string(i) + "]") + db.message());
     }
   }
+  if (auto shards = checkShardTls(config); !shards) return shards.error();
   if (!usesCertStore(config)) return {};
   if (config.generate_self_signed && tls::proxyCertFilesAbsent(config.cert_dir)) return {};
   const std::string cert_dir = config.where("cert_dir") + "cert_dir: ";
@@ -146,6 +148,9 @@ Result<std::unique_ptr<Server>> Server::create(config::Config config) {
     }
     server->databases_.push_back(std::make_unique<proxy::Database>(std::move(*db)));
   }
+  // Before the first shard connection (cluster discovery, the COMMAND fetch below).
+  if (auto st = server->shard_tls_.loadInitial(server->config_, server->databases_); !st) return makeError(st.message());
+  server->shard_tls_.checkExpiry(static_cast<int64_t>(::time(nullptr)));
   // A cluster database's map comes from its nodes: the start fails, naming
   // each seed and why, when none answers.
   for (size_t i = 0; i < server->databases_.size(); ++i) {
@@ -439,10 +444,12 @@ void Server::beginShutdown(int signum) {
 }
 
 void Server::startCertMaintenance() {
-  if (!needsCertStore()) return;
+  if (!needsCertStore() && !shard_tls_.any()) return;
   auto watcher = tls::CertWatcher::create(
       &loop_, config_.cert_dir, watchedCertFiles(config_), kCertSettleMs, kCertPollMs, [this] {
-        if (!shutting_down_) reloadCerts("file change");
+        if (shutting_down_) return;
+        if (needsCertStore()) reloadCerts("file change");
+        shard_tls_.reload("file change");
       });
   if (watcher) {
     cert_watcher_ = std::move(*watcher);
@@ -461,6 +468,7 @@ void Server::startCertMaintenance() {
   uv_timer_start(&maintenance_timer_, [](uv_timer_t* t) {
     auto* self = static_cast<Server*>(t->data);
     self->reloader_.checkExpiry(static_cast<int64_t>(::time(nullptr)));
+    self->shard_tls_.checkExpiry(static_cast<int64_t>(::time(nullptr)));
     uint64_t now = uv_now(&self->loop_);
     if (now - self->ticket_keys_rotated_ms_ >= kTicketKeyRotationMs) {
       self->cert_store_.rotateTicketKeys();
@@ -517,6 +525,7 @@ void Server::reload() {
     spdlog::info("admin.users reloaded: {} user(s)", config_.admin.users.size());
   }
   if (needsCertStore()) reloadCerts("SIGHUP");
+  shard_tls_.reload("SIGHUP");
   notify_.ready(serviceStatus());
 }
 
@@ -563,6 +572,18 @@ void Server::logTotals() const {
     audit += s.audit_below_min.get();
     for (size_t i = 0; i < failed.size(); ++i) failed[i] += s.handshake_failures[i].get();
   }
+  // Handshakes with TLS shards, every database and shard, full and resumed.
+  uint64_t shard_tls = 0, shard_tls_resumed = 0;
+  for (const auto& w : workers_) {
+    for (const auto& db : databases_) {
+      const size_t shards = std::min(db->shard_map->current()->shardCount(), proxy::kMaxShardStats);
+      for (size_t i = 0; i < shards; ++i) {
+        const proxy::ShardStats& s = w->stats().db(db->index).shard(i);
+        shard_tls += s.tls_handshakes[0].get() + s.tls_handshakes[1].get();
+        shard_tls_resumed += s.tls_handshakes[1].get();
+      }
+    }
+  }
   std::string failures;
   for (size_t i = 0; i < failed.size(); ++i) {
     if (failed[i] == 0) continue;
@@ -570,8 +591,10 @@ void Server::logTotals() const {
     failures += std::string(toString(static_cast<proxy::HandshakeFailure>(i))) + " " + std::to_string(failed[i]);
   }
   spdlog::info("totals: {} connections, {} TLS handshakes ({} resumed), failed handshakes: {}, "
-               "shard connect failures: {}, handshakes below tls.audit_min_version: {}",
-               total, ok, resumed, failures.empty() ? "none" : failures, backend_fail, audit);
+               "shard connect failures: {}, handshakes below tls.audit_min_version: {}, "
+               "TLS handshakes with shards: {} ({} resumed)",
+               total, ok, resumed, failures.empty() ? "none" : failures, backend_fail, audit, shard_tls,
+               shard_tls_resumed);
 }
 
 }  // namespace shardgate::server

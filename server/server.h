@@ -18,6 +18,7 @@
 #include "server/metrics_endpoint.h"
 #include "server/pid_file.h"
 #include "server/service_notify.h"
+#include "server/shard_tls_contexts.h"
 #include "config/config.h"
 #include "proxy/database.h"
 #include "proxy/worker.h"
@@ -90,6 +91,8 @@ class Server final : private AdminHost {
   // Every named certificate; workers serve cert_store_.published(kProxy).
   tls::CertStore cert_store_;
   CertReloader reloader_;
+  // The client contexts of the TLS shards (rebuilt with the certificates).
+  ShardTlsContexts shard_tls_;
   std::unique_ptr<tls::CertWatcher> cert_watcher_;
   uv_timer_t maintenance_timer_{};  // expiry warnings, ticket key rotation
   uv_timer_t cert_retry_timer_{};

@@ -2,6 +2,7 @@
 // Nothing here is changed after create() returns; sessions on any worker
 // thread share the context read-only.
 #include "tls/tls_context.h"
+#include "tls/tls_session.h"
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -266,7 +267,7 @@ Result<TlsContextPtr> TlsContext::createServer(const CertBundle& bundle,
 Result<TlsContextPtr> TlsContext::createClient(const TlsPolicy& policy,
                                                const std::string& trusted_ca_pem,
                                                std::optional<TlsVersion> max_version,
-                                               const CertBundle* client_cert) {
+                                               const CertBundle* client_cert, uint64_t generation) {
   CertInfo info;
   if (client_cert != nullptr) {
     Result<CertInfo> checked = validateCertBundle(*client_cert);
@@ -306,8 +307,14 @@ Result<TlsContextPtr> TlsContext::createClient(const TlsPolicy& policy,
     if (Status s = useCertBundle(ctx.get(), *client_cert); !s) return Error{s.message()};
   }
 
+  // Sessions are handed to the connection's slot, not kept in the context:
+  // a context is shared by every shard connection of every worker, and a
+  // session is only worth offering to the shard that issued it.
+  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(ctx.get(), storeNewSession);
+
   ERR_clear_error();
-  return TlsContextPtr(new TlsContext(ctx.release(), std::move(info), policy, 0, false));
+  return TlsContextPtr(new TlsContext(ctx.release(), std::move(info), policy, generation, false));
 }
 
 Result<TlsContextPtr> TlsContext::createClientFromFiles(const TlsPolicy& policy,

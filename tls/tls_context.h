@@ -94,10 +94,16 @@ class TlsContext {
   // certificates. max_version caps what the client offers (preflight's TLS
   // 1.2 handshake). client_cert, if given, is presented when the server asks
   // for one (validated like a server bundle first).
+  //
+  // Every client context keeps no session cache of its own
+  // (SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE): the sessions
+  // the server sends go to the connection's ResumptionSlot, if it has one
+  // (TlsSession::useResumptionSlot). generation: what such sessions are
+  // tagged with, so they are only offered to contexts of that generation.
   static Result<std::shared_ptr<const TlsContext>> createClient(
       const TlsPolicy& policy, const std::string& trusted_ca_pem,
       std::optional<TlsVersion> max_version = std::nullopt,
-      const CertBundle* client_cert = nullptr);
+      const CertBundle* client_cert = nullptr, uint64_t generation = 0);
 
   // The same from files: a CA file to verify the server against, and an
   // optional certificate and key (both or neither) to present. Errors name

@@ -116,6 +116,8 @@ std::unique_ptr<TlsSession> TlsSession::create(TlsContextPtr ctx, Role role) {
   }
   std::unique_ptr<TlsSession> session(new TlsSession(std::move(ctx), ssl.release()));
   BIO_set_data(bio, session.get());
+  // The new-session callback finds the session (and its slot) through it.
+  SSL_set_app_data(session->ssl_, session.get());
   // rbio == wbio: SSL_set_bio takes the single reference.
   SSL_set_bio(session->ssl_, bio, bio);
   if (role == Role::kServer) {
@@ -151,6 +153,42 @@ bool TlsSession::setServerName(const std::string& name) {
   }
   ERR_clear_error();
   return ok;
+}
+
+void TlsSession::useResumptionSlot(std::shared_ptr<ResumptionSlot> slot) {
+  if (!slot || SSL_is_server(ssl_) == 1) return;
+  if (!slot->empty() && slot->generation() == ctx_->generation()) {
+    // A copy, not the slot's object: OpenSSL marks the session of a
+    // connection freed without close_notify as not resumable (a shard
+    // connection that failed, or was dropped), which must not spoil the
+    // slot for the next connection. A session the server no longer accepts
+    // simply ends in a full handshake.
+    SslSessionPtr copy(SSL_SESSION_dup(slot->session_.get()));
+    if (!copy || SSL_set_session(ssl_, copy.get()) != 1) ERR_clear_error();
+  }
+  resumption_ = std::move(slot);
+}
+
+int storeNewSession(SSL* ssl, SSL_SESSION* session) {
+  auto* self = static_cast<TlsSession*>(SSL_get_app_data(ssl));
+  // 0: OpenSSL keeps its reference (the slot holds a copy of its own).
+  if (self != nullptr) self->keepSession(session);
+  return 0;
+}
+
+bool TlsSession::keepSession(SSL_SESSION* session) {
+  if (!resumption_ || SSL_SESSION_is_resumable(session) != 1) return false;
+  // A copy, for the same reason as in useResumptionSlot: this connection
+  // keeps using `session` and may end uncleanly.
+  SSL_SESSION* copy = SSL_SESSION_dup(session);
+  if (copy == nullptr) {
+    ERR_clear_error();
+    return false;
+  }
+  resumption_->session_ = std::shared_ptr<SSL_SESSION>(copy, SSL_SESSION_free);
+  resumption_->generation_ = ctx_->generation();
+  ++resumption_->stored_;
+  return true;
 }
 
 void TlsSession::startHandshake(ByteBuffer& cipher_out) {
@@ -267,7 +305,21 @@ void TlsSession::fail(const char* where, int ssl_error) {
     long verdict = SSL_get_verify_result(ssl_);
     if (verdict != X509_V_OK) failure_code_ += std::string(": ") + X509_verify_cert_error_string(verdict);
   }
+  // A client that refused the server's certificate: the verdict is the
+  // reason, whatever else the chain check left in the error queue first (a
+  // signature check against a same-named CA pushes "EVP lib"), and
+  // failureReason() says why in OpenSSL's words ("hostname mismatch",
+  // "unable to get local issuer certificate"); failureCode() stays short.
+  long verdict = SSL_is_server(ssl_) != 1 && state_ == State::kFailed && SSL_is_init_finished(ssl_) != 1
+                     ? SSL_get_verify_result(ssl_)
+                     : X509_V_OK;
+  if (verdict != X509_V_OK && (SSL_get_verify_mode(ssl_) & SSL_VERIFY_PEER) != 0) {
+    failure_code_ = "certificate verify failed";
+  }
   failure_ = std::string(where) + ": " + failure_code_;
+  if (verdict != X509_V_OK && failure_code_ == "certificate verify failed") {
+    failure_ += std::string(" (") + X509_verify_cert_error_string(verdict) + ")";
+  }
   ERR_clear_error();
 }
 

@@ -17,6 +17,7 @@
 #include "common/byte_buffer.h"
 #include "common/result.h"
 #include "tls/client_identity.h"
+#include "tls/resumption_slot.h"
 #include "tls/tls_context.h"
 #include "tls/tls_version.h"
 
@@ -98,6 +99,11 @@ class TlsSession {
   // returns false when der does not parse.
   std::string exportSession() const;
   bool importSession(const std::string& der);
+  // Client role, before startHandshake: offers slot's session when it was
+  // made with a context of this one's generation, and stores every session
+  // the server sends from now on into slot (the context's new-session
+  // callback). The slot is kept alive by this session.
+  void useResumptionSlot(std::shared_ptr<ResumptionSlot> slot);
   uint64_t generation() const { return ctx_->generation(); }
   const TlsContext& context() const { return *ctx_; }
 
@@ -112,6 +118,9 @@ class TlsSession {
  private:
   TlsSession(TlsContextPtr ctx, ssl_st* ssl);
   void fail(const char* where, int ssl_error);
+  friend int storeNewSession(ssl_st* ssl, struct ssl_session_st* session);
+  // The new-session callback's work: true when the slot took a copy of session.
+  bool keepSession(struct ssl_session_st* session);
 
   TlsContextPtr ctx_;
   ssl_st* ssl_;
@@ -119,6 +128,10 @@ class TlsSession {
   State state_ = State::kHandshaking;
   std::string failure_;
   std::string failure_code_;
+  std::shared_ptr<ResumptionSlot> resumption_;  // client role: where new tickets go
 };
+
+// The SSL_CTX new-session callback of client contexts (tls_context.cpp).
+int storeNewSession(ssl_st* ssl, struct ssl_session_st* session);
 
 }  // namespace shardgate::tls

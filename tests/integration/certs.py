@@ -100,10 +100,14 @@ class CA:
 
     def issue(self, serial: int, name: str | None = None, cn: str = "localhost",
               not_before: dt.datetime | None = None,
-              not_after: dt.datetime | None = None) -> Pair:
+              not_after: dt.datetime | None = None,
+              sans: list[str] | None = None) -> Pair:
         """A new EC P-256 key and a leaf with this serial, valid from an hour ago
         for 90 days unless told otherwise (beyond shardgate's 30-day expiry
-        warning). Files: <name>.cert.pem, <name>.key.pem."""
+        warning). Files: <name>.cert.pem, <name>.key.pem. sans, as OpenSSL
+        spells them ("DNS:redis.internal", "IP:127.0.0.1"), replace the
+        default DNS:localhost,IP:127.0.0.1 (a shard's certificate for TLS to
+        the shards)."""
         now = dt.datetime.now(dt.timezone.utc)
         not_before = not_before or now - dt.timedelta(hours=1)
         not_after = not_after or now + dt.timedelta(days=90)
@@ -113,9 +117,19 @@ class CA:
         run_openssl("req", "-new", *_EC, "-subj", f"/CN={cn}", "-keyout", key,
                     "-out", csr, cwd=self.dir)
         (self.dir / "serial").write_text(f"{serial:02X}\n")
+        extensions = ["-extensions", "leaf"]
+        if sans is not None:
+            ext = self.dir / f"{name}.ext"
+            ext.write_text("[ leaf_sans ]\nbasicConstraints = critical,CA:FALSE\n"
+                           "keyUsage = critical,digitalSignature\n"
+                           "extendedKeyUsage = serverAuth,clientAuth\n"
+                           "authorityKeyIdentifier = keyid:always\n"
+                           "subjectKeyIdentifier = hash\n"
+                           + ("subjectAltName = " + ",".join(sans) + "\n" if sans else ""))
+            extensions = ["-extfile", str(ext), "-extensions", "leaf_sans"]
         run_openssl("ca", "-config", "ca.cnf", "-batch", "-notext", "-in", csr,
                     "-out", cert, "-cert", "ca.pem", "-keyfile", "ca.key",
-                    "-extensions", "leaf", "-startdate", openssl_time(not_before),
+                    *extensions, "-startdate", openssl_time(not_before),
                     "-enddate", openssl_time(not_after), cwd=self.dir)
         return Pair(cert=cert, key=key, serial=f"{serial:X}")
 

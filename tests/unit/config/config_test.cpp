@@ -205,9 +205,9 @@ TEST_CASE("config: unknown keys are named with the keys that are known") {
         "ciphersuites, handshake_timeout_ms, audit_min_version, control_min_version)");
   checkError(std::string(kMinimal) + "    port: 1\n", 6, "databases[0].port",
              "unknown key (known keys: name, listen, tls, client_auth, client_ca, client_crl, client_allow, "
-             "password, shard_password, multiplex, shards, cluster)");
+             "password, shard_password, multiplex, shard_tls, shards, cluster)");
   checkError(std::string(kMinimal) + "        weight: 1\n", 6, "databases[0].shards[0].weight",
-             "unknown key (known keys: address, slots)");
+             "unknown key (known keys: address, slots, tls, server_name, ca, cert, key)");
   checkError(std::string(kMinimal) + "admin:\n  port: 9443\n", 7, "admin.port",
              "unknown key (known keys: listen, users, max_connections, request_timeout_ms, max_body_bytes)");
 }
@@ -742,4 +742,111 @@ TEST_CASE("config: cluster section errors name the key") {
              "databases[0].cluster.refresh", "unknown key (known keys: seeds, refresh_interval_ms)");
   checkError(clusterDb("    cluster: { seeds: [127.0.0.1:7000] }\n    multiplex: false\n"), 5,
              "databases[0].multiplex", "a cluster database is always multiplexed");
+}
+
+TEST_CASE("config: a cluster database takes shard_tls for every node") {
+  Config c = parsed(clusterDb("    shard_tls:\n      ca: shard_ca.pem\n      server_name: redis.internal\n"
+                              "    cluster: { seeds: [127.0.0.1:7000] }\n"));
+  CHECK(c.databases[0].shard_tls.tls);
+  CHECK(c.databases[0].shard_tls.ca == "shard_ca.pem");
+  CHECK(c.databases[0].shard_tls.server_name == "redis.internal");
+  CHECK(c.databases[0].shards.empty());
+  checkError(clusterDb("    shard_tls:\n      server_name: x\n    cluster: { seeds: [127.0.0.1:7000] }\n"), 5,
+             "databases[0].shard_tls.ca", "required when tls is on");
+}
+
+// ---- shard_tls ------------------------------------------------------------------------
+
+namespace {
+
+// One database, two shards, shard_tls given by the caller (lines 4-).
+std::string withShardTls(const std::string& shard_tls, const std::string& shard0 = "",
+                         const std::string& shard1 = "") {
+  return "databases:\n"
+         "  - name: db1\n"
+         "    listen: 127.0.0.1:6380\n" +
+         shard_tls +
+         "    shards:\n"
+         "      - address: 127.0.0.1:7001\n"
+         "        slots: 0-8191\n" +
+         shard0 +
+         "      - address: 127.0.0.1:7002\n"
+         "        slots: 8192-16383\n" +
+         shard1;
+}
+
+}  // namespace
+
+TEST_CASE("config: shard_tls absent: every shard is plaintext") {
+  Config c = parsed(withShardTls(""));
+  CHECK_FALSE(c.databases[0].shard_tls.tls);
+  CHECK_FALSE(c.databases[0].shards[0].tls.tls);
+  CHECK_FALSE(c.databases[0].shards[1].tls.tls);
+}
+
+TEST_CASE("config: shard_tls applies to every shard, with defaults") {
+  Config c = parsed(withShardTls("    shard_tls:\n      ca: shard_ca.pem\n"));
+  for (const ShardConfig& shard : c.databases[0].shards) {
+    CHECK(shard.tls.tls);
+    CHECK(shard.tls.ca == "shard_ca.pem");
+    CHECK(shard.tls.ca_key == "databases[0].shard_tls.ca");
+    CHECK(shard.tls.cert.empty());
+    CHECK(shard.tls.server_name.empty());
+    CHECK((shard.tls.policy.min_version == tls::TlsVersion::k1_2));
+    CHECK(shard.tls.policy.ciphers == tls::kDefaultCiphers);
+    CHECK(shard.tls.policy.ciphersuites == tls::kDefaultCiphersuites);
+  }
+}
+
+TEST_CASE("config: a shard overrides tls, server_name and files") {
+  Config c = parsed(withShardTls(
+      "    shard_tls:\n      ca: shard_ca.pem\n      server_name: redis.internal\n      min_version: \"1.3\"\n"
+      "      cert: c.pem\n      key: c.key\n",
+      "        tls: false\n",
+      "        server_name: shard2.internal\n        ca: /etc/other_ca.pem\n        cert: s2.pem\n        key: s2.key\n"));
+  const auto& s0 = c.databases[0].shards[0].tls;
+  const auto& s1 = c.databases[0].shards[1].tls;
+  CHECK_FALSE(s0.tls);
+  CHECK(s1.tls);
+  CHECK(s1.server_name == "shard2.internal");
+  CHECK(s1.ca == "/etc/other_ca.pem");
+  CHECK(s1.ca_key == "databases[0].shards[1].ca");
+  CHECK(s1.cert == "s2.pem");
+  CHECK(s1.cert_key == "databases[0].shards[1].cert");
+  CHECK((s1.policy.min_version == tls::TlsVersion::k1_3));
+  CHECK(c.databases[0].shard_tls.server_name == "redis.internal");
+}
+
+TEST_CASE("config: one shard turns TLS on by itself") {
+  Config c = parsed(withShardTls("", "", "        tls: true\n        ca: ca.pem\n"));
+  CHECK_FALSE(c.databases[0].shards[0].tls.tls);
+  CHECK(c.databases[0].shards[1].tls.tls);
+}
+
+TEST_CASE("config: shard_tls errors name the key") {
+  checkError(withShardTls("    shard_tls:\n      server_name: x\n"), 5, "databases[0].shard_tls.ca",
+             "required when tls is on");
+  checkError(withShardTls("", "", "        tls: true\n"), 9, "databases[0].shards[1].ca", "required when tls is on");
+  checkError(withShardTls("    shard_tls:\n      ca: ca.pem\n      cert: c.pem\n"), 6, "databases[0].shard_tls.key",
+             "required with cert");
+  checkError(withShardTls("    shard_tls:\n      ca: ca.pem\n", "        key: k.pem\n"), 9,
+             "databases[0].shards[0].cert", "required with key");
+  checkError(withShardTls("    shard_tls:\n      ca: ca.pem\n      min_version: \"1.1\"\n"), 6,
+             "databases[0].shard_tls.min_version", "expected \"1.2\" or \"1.3\", got \"1.1\"");
+  checkError(withShardTls("    shard_tls:\n      ca: ca.pem\n      ciphers: NOPE\n"), 6,
+             "databases[0].shard_tls.ciphers", "no cipher matches");
+  checkError(withShardTls("    shard_tls:\n      ca: ca.pem\n      ciphersuites: NOPE\n"), 6,
+             "databases[0].shard_tls.ciphersuites", "invalid TLS 1.3 ciphersuite list");
+  checkError(withShardTls("    shard_tls:\n      ca: \"\"\n"), 5, "databases[0].shard_tls.ca", "expected a file name");
+  checkError(withShardTls("    shard_tls:\n      ca: ca.pem\n      tls: maybe\n"), 6, "databases[0].shard_tls.tls",
+             "expected true or false");
+  checkError(withShardTls("    shard_tls:\n      ca: ca.pem\n      sni: x\n"), 6, "databases[0].shard_tls.sni",
+             "unknown key (known keys: tls, ca, server_name, cert, key, min_version, ciphers, ciphersuites)");
+  checkError(withShardTls("    shard_tls:\n      ca: ca.pem\n      server_name: \"a b\"\n"), 6,
+             "databases[0].shard_tls.server_name", "expected a host name");
+}
+
+TEST_CASE("config: shard_tls: false keeps the files but turns TLS off") {
+  Config c = parsed(withShardTls("    shard_tls:\n      tls: false\n"));
+  CHECK_FALSE(c.databases[0].shards[0].tls.tls);
 }

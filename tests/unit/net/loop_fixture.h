@@ -27,6 +27,9 @@ struct Recorder : StreamOwner {
   int connected = 1;  // 1: not yet told
   bool handshake = false;
   bool tls_failed = false;
+  int drained = 0;  // onStreamDrained calls
+  int drained_after_handshake = 0;
+  int drained_status = 0;
   std::function<void(Recorder&)> on_data;
   std::function<void(Recorder&)> on_end;
 
@@ -39,7 +42,11 @@ struct Recorder : StreamOwner {
     end_status = status;
     if (on_end) on_end(*this);
   }
-  void onStreamDrained(int) override {}
+  void onStreamDrained(int status) override {
+    ++drained;
+    if (handshake) ++drained_after_handshake;
+    drained_status = status;
+  }
   void onStreamConnected(int status) override { connected = status; }
   void onStreamHandshake() override { handshake = true; }
   void onStreamTlsFailed() override { tls_failed = true; }

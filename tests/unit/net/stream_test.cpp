@@ -131,6 +131,59 @@ TEST_CASE("TlsStream: a client verifies the server, sends SNI, and talks") {
   client.stream->close();
 }
 
+TEST_CASE("TlsStream: what a client held during the handshake is sent after it, and the owner hears it drained") {
+  ServerCert cert;
+  LoopFixture f;
+  uint16_t port = f.listen(cert.server);
+  f.on_accept = [](Recorder& r) {
+    r.on_data = [](Recorder& self) {
+      if (self.got.size() == 1000) self.write("DONE");
+    };
+  };
+  Recorder client;
+  Stream* tcp = f.connect(port, client);
+  auto tls = TlsStream::create(f.driver, tcp, clientCtx(cert.root_pem), &client, "localhost");
+  REQUIRE(tls.ok());
+  client.stream = *tls;
+  client.write(std::string(1000, 'x'));
+  CHECK_FALSE(client.stream->writeIdle());  // held
+  client.stream->setReading(true);
+  REQUIRE(f.runUntil([&] { return client.got == "DONE" || client.tls_failed; }));
+  // An owner that stopped reading its other side until this stream drained
+  // (backpressure) is told, whether the held bytes went out at once or not.
+  CHECK(client.drained_after_handshake >= 1);
+  CHECK(client.drained_status == 0);
+  CHECK(client.stream->writeIdle());
+  client.stream->close();
+}
+
+TEST_CASE("TlsStream: a client resumes through its resumption slot") {
+  ServerCert cert;
+  LoopFixture f;
+  uint16_t port = f.listen(cert.server);
+  f.on_accept = [](Recorder& r) {
+    r.on_data = [](Recorder& self) {
+      if (self.got == "PING") self.write("PONG");
+    };
+  };
+  auto ctx = clientCtx(cert.root_pem);
+  auto slot = std::make_shared<tls::ResumptionSlot>();
+  for (bool resumed : {false, true}) {
+    CAPTURE(resumed);
+    Recorder client;
+    auto tls = TlsStream::create(f.driver, f.connect(port, client), ctx, &client, "127.0.0.1", slot);
+    REQUIRE(tls.ok());
+    client.stream = *tls;
+    client.write("PING");
+    client.stream->setReading(true);
+    // PONG comes after the TLS 1.3 ticket: the slot holds it by then.
+    REQUIRE(f.runUntil([&] { return client.got == "PONG" || client.tls_failed; }));
+    CHECK((*tls)->session().sessionReused() == resumed);
+    CHECK_FALSE(slot->empty());
+    client.stream->close();
+  }
+}
+
 TEST_CASE("TlsStream: a client refuses a server its CA did not sign") {
   ServerCert cert;
   tls::testing::ThreeLevelChain other;  // another root

@@ -26,7 +26,7 @@ redis::ClusterTopology topologyOf(const char* fixture) {
 }
 
 std::shared_ptr<const ShardMap> mapOf(const redis::ClusterTopology& t, const ShardMap* previous = nullptr) {
-  auto map = shardMapFromTopology(t, previous);
+  auto map = shardMapFromTopology(t, nullptr, previous);
   REQUIRE_MESSAGE(map.ok(), (map.ok() ? "" : map.message()));
   return *map;
 }

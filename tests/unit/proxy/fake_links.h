@@ -212,7 +212,7 @@ inline std::shared_ptr<const ShardMap> evenMap(size_t shards, int map_id = 0) {
   std::vector<ShardEndpoint> endpoints;
   for (size_t i = 0; i < shards; ++i) {
     endpoints.push_back(
-        ShardEndpoint{"10.0." + std::to_string(map_id) + "." + std::to_string(i) + ":6379", {}});
+        ShardEndpoint{"10.0." + std::to_string(map_id) + "." + std::to_string(i) + ":6379", {}, nullptr});
   }
   ShardMap::SlotOwners owners{};
   for (size_t slot = 0; slot < owners.size(); ++slot) {

@@ -25,7 +25,7 @@ TEST_CASE("shard map: create refuses a map naming a shard it does not have") {
   ShardMap::SlotOwners owners{};
   CHECK(!ShardMap::create({}, owners));
   owners[100] = 2;
-  auto map = ShardMap::create({ShardEndpoint{"a:1", {}}, ShardEndpoint{"b:2", {}}}, owners);
+  auto map = ShardMap::create({ShardEndpoint{"a:1", {}, nullptr}, ShardEndpoint{"b:2", {}, nullptr}}, owners);
   REQUIRE(!map);
   CHECK(map.message() == "slot 100 is owned by shard 2, but there are 2 shard(s)");
 }

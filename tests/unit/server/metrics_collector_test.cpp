@@ -15,7 +15,7 @@ namespace {
 std::shared_ptr<proxy::ShardMapSource> twoShards() {
   proxy::ShardMap::SlotOwners owners{};
   for (size_t s = 0; s < owners.size(); ++s) owners[s] = s < owners.size() / 2 ? 0 : 1;
-  auto map = proxy::ShardMap::create({proxy::ShardEndpoint{"127.0.0.1:7001", {}}, proxy::ShardEndpoint{"127.0.0.1:7002", {}}},
+  auto map = proxy::ShardMap::create({proxy::ShardEndpoint{"127.0.0.1:7001", {}, nullptr}, proxy::ShardEndpoint{"127.0.0.1:7002", {}, nullptr}},
                                      owners);
   REQUIRE(map);
   return std::make_shared<proxy::ShardMapSource>(*map);
@@ -121,4 +121,31 @@ TEST_CASE("metrics collector: the request kind follows the command table's flags
   CHECK((proxy::classifyRequest(redis::CommandInfo::kReadonly) == proxy::RequestKind::kRead));
   CHECK((proxy::classifyRequest(0) == proxy::RequestKind::kOther));
   CHECK((proxy::classifyRequest(redis::CommandInfo::kAdmin) == proxy::RequestKind::kOther));
+}
+
+TEST_CASE("metrics collector: TLS handshakes with a shard, summed over workers, for TLS shards only") {
+  proxy::ShardMap::SlotOwners owners{};
+  for (size_t s = 0; s < owners.size(); ++s) owners[s] = s < owners.size() / 2 ? 0 : 1;
+  auto tls = std::make_shared<proxy::ShardTls>();
+  auto map = proxy::ShardMap::create(
+      {proxy::ShardEndpoint{"127.0.0.1:7001", {}, tls}, proxy::ShardEndpoint{"127.0.0.1:7002", {}, nullptr}}, owners);
+  REQUIRE(map);
+  proxy::Database db;
+  db.index = 0;
+  db.name = "db1";
+  db.multiplex = true;
+  db.shard_map = std::make_shared<proxy::ShardMapSource>(*map);
+  proxy::Stats w1(1), w2(1);
+  w1.db(0).shard(0).tls_handshakes[0].add(2);
+  w2.db(0).shard(0).tls_handshakes[0].add(1);
+  w2.db(0).shard(0).tls_handshakes[1].add(5);
+  MetricsInput in;
+  in.workers = {&w1, &w2};
+  in.databases = {&db};
+  auto families = collectMetrics(in);
+  const MetricFamily& f = find(families, "shardgate_shard_tls_handshakes_total");
+  CHECK(f.type == MetricType::kCounter);
+  CHECK(value(f, {{"db", "db1"}, {"shard", "127.0.0.1:7001"}, {"resumed", "false"}}) == 3);
+  CHECK(value(f, {{"db", "db1"}, {"shard", "127.0.0.1:7001"}, {"resumed", "true"}}) == 5);
+  CHECK(f.samples.size() == 2);  // the plaintext shard has none
 }
