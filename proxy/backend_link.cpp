@@ -40,7 +40,8 @@ BackendLink::BackendLink(Worker& worker, const Database& db, std::shared_ptr<con
       db_(db),
       map_(std::move(map)),
       owner_(owner),
-      shard_stats_(&worker.stats().db(db.index).shard(shard)) {}
+      shard_stats_(&worker.stats().db(db.index).shard(shard)),
+      follow_redirects_(db.cluster && owner == nullptr) {}
 
 void BackendLink::rebind(std::shared_ptr<const ShardMap> map, uint16_t shard) {
   assert(owner_ == nullptr && map->shard(shard).address == address());
@@ -75,7 +76,9 @@ BackendLink::~BackendLink() {
 void BackendLink::send(std::string_view frame, Request* r, uint16_t part) {
   if (!owner_ && fifo_.empty() && state_ == State::kReady) startWatchdog();
   last_used_ms_ = uv_now(worker_.loop());
-  fifo_.push_back(Pending{r, part, false, last_used_ms_});
+  const bool keep = follow_redirects_ && r != nullptr;
+  fifo_.push_back(Pending{r, part, false, last_used_ms_, keep ? static_cast<uint32_t>(frame.size()) : 0});
+  if (keep) sent_.append(frame);
   out_.append(frame);
   if (state_ == State::kIdle) connect();
   markDirty();
@@ -195,7 +198,7 @@ void BackendLink::onConnected(int status) {
     // AUTH goes first, ahead of everything queued while connecting.
     ByteBuffer auth;
     redis::resp::appendCommand(auth, {"AUTH", *db_.shard_password});
-    fifo_.push_front(Pending{nullptr, 0, true, uv_now(worker_.loop())});
+    fifo_.push_front(Pending{nullptr, 0, true, uv_now(worker_.loop()), 0});
     ByteBuffer rest;
     rest.swap(out_);
     out_.append(auth.data(), auth.size());
@@ -210,7 +213,7 @@ void BackendLink::onConnected(int status) {
     rest.swap(out_);
     out_.append(std::string_view("*1\r\n$4\r\nPING\r\n"));
     out_.append(rest.data(), rest.size());
-    fifo_.push_front(Pending{nullptr, 0, false, uv_now(worker_.loop())});
+    fifo_.push_front(Pending{nullptr, 0, false, uv_now(worker_.loop()), 0});
   } else if (!db_.shard_password) {
     markAvailable();  // else once AUTH is accepted, or over TLS the first reply
   }
@@ -307,9 +310,21 @@ void BackendLink::deliver(const uint8_t* data, size_t len, bool done) {
     return;
   }
   Pending p = fifo_.front();
+  if (follow_redirects_ && p.request != nullptr && (holding_ || (partial_bytes_ == 0 && len > 0 && data[0] == '-'))) {
+    // An error reply: held until its line is whole (a MOVED cut short
+    // would name the wrong port), then followed or passed on.
+    held_.append(data, len);
+    holding_ = !done;
+    if (done) {
+      fifo_.pop_front();
+      followOrDeliver(p);
+    }
+    return;
+  }
   if (done) {
     fifo_.pop_front();
     partial_bytes_ = 0;
+    sent_.consume(p.frame_len);
   } else {
     partial_bytes_ += len;
   }
@@ -325,6 +340,22 @@ void BackendLink::deliver(const uint8_t* data, size_t len, bool done) {
     return;
   }
   if (p.request) deliverReply(worker_.requestPool(), p.request, p.part, data, len, done);
+}
+
+void BackendLink::followOrDeliver(const Pending& p) {
+  // Both copied out first: following may send on this link (its sent_
+  // grows) or fail it (both are cleared).
+  ClusterRedirects& redirects = worker_.clusterRedirects();
+  ByteBuffer& frame = redirects.frameScratch();
+  ByteBuffer& reply = redirects.replyScratch();
+  frame.clear();
+  reply.clear();
+  frame.append(sent_.data(), p.frame_len);
+  sent_.consume(p.frame_len);
+  reply.append(held_.data(), held_.size());
+  held_.clear();
+  if (redirects.onErrorReply(db_, address(), p.request, p.part)) return;
+  deliverReply(worker_.requestPool(), p.request, p.part, reply.data(), reply.size(), true);
 }
 
 void BackendLink::fail(const std::string& why) {
@@ -346,6 +377,9 @@ void BackendLink::fail(const std::string& why) {
   if (!expected) {
     worker_.stats().backend_connect_failures.add();
     shard_stats_->errors.add();
+    // A node of a cluster that stopped answering may have been failed
+    // over: the topology says, sooner than the next periodic refresh.
+    if (db_.cluster_refresh != nullptr) db_.cluster_refresh->requestRefresh();
     if (!owner_ && !reported_down_) {
       shard_stats_->down.add();
       shard_stats_->down_changed_ms.set(ShardStats::wallClockMs());
@@ -401,6 +435,12 @@ void BackendLink::failWaiting(const std::string& line) {
   // another link, or this one once it is back).
   std::deque<Pending> waiting;
   waiting.swap(fifo_);
+  // What the connection carried is answered with the error, never resent:
+  // a command written to it may have run. (Before the loop: a session told
+  // of a failure may send here again.)
+  sent_.clear();
+  held_.clear();
+  holding_ = false;
   bool first = true;
   for (const Pending& p : waiting) {
     if (p.request) {

@@ -15,6 +15,11 @@
 // backoff; while failing, send() is refused so callers answer
 // "-ERR shard … unavailable" without waiting.
 //
+// A cluster database's shared link also keeps a copy of each command until
+// its reply arrives (sent_, one reused buffer) and holds an error reply
+// until its line is whole, so that a MOVED / ASK / TRYAGAIN / CLUSTERDOWN
+// is followed (ClusterRedirects) instead of reaching the client.
+//
 // Lifetime: the owner deletes a link directly; its stream (net/) and timer
 // close, and free themselves, in the background.
 #pragma once
@@ -71,7 +76,7 @@ class BackendLink final : public ShardLink, private net::StreamOwner {
   void sendUnmatched(std::string_view frame) override;
   // One more reply on the way that is dropped (commands sent inside one
   // send() frame beyond its first).
-  void expectDropped() override { fifo_.push_back(Pending{nullptr, 0, false, 0}); }
+  void expectDropped() override { fifo_.push_back(Pending{nullptr, 0, false, 0, 0}); }
   // Writes what send() queued; the worker calls it once per loop turn.
   void flush();
   // Requests waiting for a reply on this link.
@@ -103,6 +108,7 @@ class BackendLink final : public ShardLink, private net::StreamOwner {
     uint16_t part;
     bool auth;         // the link's own AUTH: a failure fails the link
     uint64_t sent_ms;  // loop time it was queued (shared links' watchdog)
+    uint32_t frame_len;  // its bytes at the front of sent_ (0: none kept)
   };
   enum class State : uint8_t { kIdle, kConnecting, kReady, kDown };
 
@@ -168,6 +174,12 @@ class BackendLink final : public ShardLink, private net::StreamOwner {
   bool in_push_ = false;  // the frame being delivered is an out-of-band push
   bool write_closed_ = false;   // closeWrite() was called on this connection
   bool shutdown_sent_ = false;  // ... and its shutdown is under way
+  // A cluster database's shared link: redirects are followed.
+  bool follow_redirects_;
+  ByteBuffer sent_;        // the commands awaiting replies, in fifo_ order (frame_len each)
+  ByteBuffer held_;        // an error reply being received, not yet whole
+  bool holding_ = false;   // held_ is in use: the front reply is an error line
+  void followOrDeliver(const Pending& p);
 };
 
 }  // namespace shardgate::proxy

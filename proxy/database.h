@@ -20,6 +20,7 @@
 
 #include "redis/command_table.h"
 #include "config/config.h"
+#include "proxy/cluster_refresh.h"
 #include "proxy/shard_map.h"
 #include "proxy/shard_map_source.h"
 #include "redis/resp_limits.h"
@@ -54,6 +55,9 @@ struct Database {
   bool cluster = false;
   std::vector<ShardEndpoint> cluster_seeds;
   uint32_t cluster_refresh_ms = 0;
+  // The cluster monitor, set by the server before the workers start: a
+  // MOVED or a failed node connection asks it for a refresh.
+  ClusterRefresh* cluster_refresh = nullptr;
   std::optional<std::string> password;
   std::optional<std::string> shard_password;
   // client_auth optional or required: its clients' certificates are

@@ -50,6 +50,9 @@ struct Request {
   bool blocking = false;   // may wait for other clients (BLPOP, WAIT): ends with its client
   bool timed = false;      // its latency is observed when its reply is handed over
   uint8_t kind = 0;        // RequestKind, for the latency histogram
+  // A cluster database: MOVED/ASK followed, TRYAGAIN/CLUSTERDOWN retried (bounded).
+  uint8_t redirects = 0;
+  uint8_t retries = 0;
   uint64_t start_us = 0;   // the batch clock when it was parsed
   uint32_t scan_shard = 0;     // kScan: the shard that was asked
   ByteBuffer reply;                     // the complete (or buffered partial) reply
@@ -88,6 +91,8 @@ class RequestPool {
     r->on_private = false;
     r->blocking = false;
     r->timed = false;
+    r->redirects = 0;
+    r->retries = 0;
     r->reply.clear();
     // A big reply's memory goes back; the common small one is kept for reuse.
     if (r->reply.capacity() > kKeepBytes) r->reply.release();

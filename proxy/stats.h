@@ -111,6 +111,10 @@ struct DbStats {
   std::array<Counter, static_cast<size_t>(RequestKind::kCount)> requests;
   std::array<LatencyHistogram, static_cast<size_t>(RequestKind::kCount)> latency;
   std::array<ShardStats, kMaxShardStats> shards;
+  // A cluster database: replies a node redirected that the proxy followed
+  // ([0] MOVED, [1] ASK), and TRYAGAIN / CLUSTERDOWN replies it retried.
+  std::array<Counter, 2> cluster_redirects;
+  Counter cluster_retries;
 
   ShardStats& shard(size_t index) { return shards[index < kMaxShardStats ? index : kMaxShardStats - 1]; }
   const ShardStats& shard(size_t index) const {

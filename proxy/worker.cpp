@@ -160,9 +160,18 @@ SharedLinks& Worker::sharedLinks(const Database& db) {
 void Worker::refreshSharedLinks(const Database& db, SharedLinks& links) {
   // The generation first: the map loaded after it is at least that new.
   const uint64_t generation = db.shard_map->generation();
+  installSharedLinks(db, links, db.shard_map->current());
+  links.generation = generation;
+}
+
+void Worker::patchSharedLinks(const Database& db, SharedLinks& links, std::shared_ptr<const ShardMap> map) {
+  // The generation stays: the database's next map replaces this one.
+  installSharedLinks(db, links, std::move(map));
+}
+
+void Worker::installSharedLinks(const Database& db, SharedLinks& links, std::shared_ptr<const ShardMap> map) {
   // Links to endpoints the new map keeps carry on, with the requests in
   // flight on them; those to endpoints it dropped retire with the old set.
-  auto map = db.shard_map->current();
   auto set = carryOverLinks(
       links.current.get(), map,
       [&](uint16_t shard) { return std::make_shared<BackendLink>(*this, db, map, shard, nullptr); },
@@ -170,7 +179,6 @@ void Worker::refreshSharedLinks(const Database& db, SharedLinks& links) {
       [&](ShardLink& link, uint16_t shard) { static_cast<BackendLink&>(link).rebind(map, shard); });
   if (links.current) retired_links_.push_back(std::move(links.current));
   links.current = std::move(set);
-  links.generation = generation;
 }
 
 std::unique_ptr<ShardLink> Worker::openPrivateLink(const Database& db,
@@ -294,6 +302,7 @@ void Worker::upkeep() {
 void Worker::maybeFinish() {
   if (connection_count_ > 0 || handles_closed_) return;
   handles_closed_ = true;
+  cluster_redirects_.close();
   shared_links_.clear();  // their sockets and timers close in the background
   retired_links_.clear();
   dirty_links_.clear();

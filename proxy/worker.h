@@ -16,6 +16,7 @@
 #include "net/listener.h"
 #include "net/uv_io_driver.h"
 #include "proxy/backend_link.h"
+#include "proxy/cluster_redirects.h"
 #include "proxy/database.h"
 #include "proxy/deadline_list.h"
 #include "proxy/link_factory.h"
@@ -87,6 +88,11 @@ class Worker final : public LinkFactory {
   // once no session holds it and the links only it holds are idle (upkeep).
   SharedLinks& sharedLinks(const Database& db) override;
   void refreshSharedLinks(const Database& db, SharedLinks& links) override;
+  // A cluster database: this worker's links set for `map`, db's map with a
+  // MOVED applied (ClusterRedirects); the generation stays, so the
+  // database's next published map replaces it.
+  void patchSharedLinks(const Database& db, SharedLinks& links, std::shared_ptr<const ShardMap> map);
+  ClusterRedirects& clusterRedirects() { return cluster_redirects_; }
   std::unique_ptr<ShardLink> openPrivateLink(const Database& db, std::shared_ptr<const ShardMap> map,
                                              uint16_t shard, MultiplexSession* owner) override;
   RequestPool& requestPool() override { return request_pool_; }
@@ -127,6 +133,7 @@ class Worker final : public LinkFactory {
     net::Listener* listener = nullptr;
   };
 
+  void installSharedLinks(const Database& db, SharedLinks& links, std::shared_ptr<const ShardMap> map);
   void run();
   void beginDrain();
   void sweepIdle();
@@ -174,6 +181,8 @@ class Worker final : public LinkFactory {
   bool listener_paused_ = false;
   bool handles_closed_ = false;
   RateLimitedLogFlusher log_flusher_;
+  // Last: its links (ASK targets) go before the loop's other members.
+  ClusterRedirects cluster_redirects_{*this};
 };
 
 }  // namespace shardgate::proxy

@@ -82,7 +82,9 @@ Result<std::unique_ptr<ClusterMonitor>> ClusterMonitor::create(proxy::Database& 
   db.shard_map = std::make_shared<proxy::ShardMapSource>(*map);
   spdlog::info("db {}: cluster discovered from {} ({}): {}; masters {}", db.name, reading->node,
                reading->command, reading->topology.describe(), describeMasters(**map));
-  return std::unique_ptr<ClusterMonitor>(new ClusterMonitor(db, std::move(*reading)));
+  auto monitor = std::unique_ptr<ClusterMonitor>(new ClusterMonitor(db, std::move(*reading)));
+  db.cluster_refresh = monitor.get();
+  return monitor;
 }
 
 ClusterMonitor::ClusterMonitor(proxy::Database& db, ClusterReading first)
@@ -211,6 +213,7 @@ void ClusterMonitor::finishRefresh(Work& work) {
   in_flight_ = false;
   if (stopped_) return;
   if (!work.result || !*work.result) {
+    failed_.fetch_add(1, std::memory_order_relaxed);
     // Logged when it starts failing and when it recovers, not every tick.
     if (!failing_) {
       spdlog::warn("db {}: cluster refresh: no node answered ({}); routing by the last map", db_.name,
@@ -224,16 +227,19 @@ void ClusterMonitor::finishRefresh(Work& work) {
     const auto current = db_.shard_map->current();
     auto map = proxy::shardMapFromTopology(reading.topology, db_.shard_tls, current.get());
     if (!map) {
+      failed_.fetch_add(1, std::memory_order_relaxed);
       spdlog::warn("db {}: cluster refresh: the topology from {}: {}; routing by the last map", db_.name,
                    reading.node, map.message());
     } else if (!(*map)->sameRouting(*current)) {
       const std::string moves = redis::describeMoves(redis::changedSlots(topology_, reading.topology));
       db_.shard_map->replace(*map);
+      changed_.fetch_add(1, std::memory_order_relaxed);
       spdlog::info("db {}: cluster topology changed ({} from {}): {}; now {}; masters {}", db_.name,
                    reading.command, reading.node, moves, reading.topology.describe(), describeMasters(**map));
       topology_ = std::move(reading.topology);
     } else {
       // Same routing; replicas or health may differ: remember them as candidates.
+      unchanged_.fetch_add(1, std::memory_order_relaxed);
       topology_ = std::move(reading.topology);
     }
   }

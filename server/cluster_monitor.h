@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "proxy/cluster_refresh.h"
 #include "proxy/database.h"
 #include "redis/cluster_topology.h"
 
@@ -44,10 +45,11 @@ struct ClusterReading {
 Result<ClusterReading> readClusterTopology(const std::vector<proxy::ShardEndpoint>& candidates,
                                            const std::optional<std::string>& password, int timeout_ms);
 
-class ClusterMonitor {
+class ClusterMonitor final : public proxy::ClusterRefresh {
  public:
   // Discovers the cluster from db's seeds (blocking) and sets db.shard_map.
   // Fails, naming each seed and why, when none answers.
+  // Sets db.cluster_refresh to the monitor, too.
   static Result<std::unique_ptr<ClusterMonitor>> create(proxy::Database& db);
   ~ClusterMonitor();
   ClusterMonitor(const ClusterMonitor&) = delete;
@@ -58,7 +60,11 @@ class ClusterMonitor {
   // Any thread (a worker that got -MOVED): refresh soon. Coalesced: at most
   // one refresh in flight, and refreshes at least kMinGapMs apart. Callers
   // must be done (the workers finished) before stop().
-  void requestRefresh();
+  void requestRefresh() override;
+  Counts refreshCounts() const override {
+    return Counts{changed_.load(std::memory_order_relaxed), unchanged_.load(std::memory_order_relaxed),
+                  failed_.load(std::memory_order_relaxed)};
+  }
   // Control loop: no more refreshes. One in flight finishes on the pool and
   // is dropped; the handles close in the background.
   void stop();
@@ -92,6 +98,8 @@ class ClusterMonitor {
   bool stopped_ = false;
   bool failing_ = false;          // the last refresh found no node answering
   uint64_t last_start_ms_ = 0;    // loop time the last refresh began
+  // Written by the control loop, read by the metrics.
+  std::atomic<uint64_t> changed_{0}, unchanged_{0}, failed_{0};
 };
 
 }  // namespace shardgate::server

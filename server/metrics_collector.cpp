@@ -168,6 +168,43 @@ void addShardFamilies(const MetricsInput& in, std::vector<MetricFamily>& out) {
   out.push_back(std::move(tls_handshakes));
 }
 
+// Cluster databases only: the redirects the proxy followed for its clients,
+// the retries, and how the topology was followed.
+void addClusterFamilies(const MetricsInput& in, std::vector<MetricFamily>& out) {
+  MetricFamily redirects = family("shardgate_cluster_redirects_total", MetricType::kCounter,
+                                  "MOVED and ASK replies of cluster nodes that shardgate followed (the command sent "
+                                  "to the node named) instead of passing them to the client");
+  MetricFamily retries = family("shardgate_cluster_retries_total", MetricType::kCounter,
+                                "TRYAGAIN and CLUSTERDOWN replies of cluster nodes after which shardgate sent the "
+                                "command again (after a back-off)");
+  MetricFamily refreshes = family("shardgate_cluster_topology_refreshes_total", MetricType::kCounter,
+                                  "Reads of the cluster's topology (periodic, or asked for by a MOVED or a failed "
+                                  "node connection), by result: changed (a new map published), unchanged, failed");
+  MetricFamily version = family("shardgate_cluster_topology_version", MetricType::kGauge,
+                                "The version of the slot map shardgate routes by: 1 at start, one more with each "
+                                "change published");
+  for (const proxy::Database* db : in.databases) {
+    if (!db->cluster) continue;
+    for (size_t k : {0, 1}) {
+      redirects.samples.push_back({{{"db", db->name}, {"kind", k == 0 ? "moved" : "ask"}},
+                                   sumDb(in, db->index, [k](const DbStats& d) { return d.cluster_redirects[k].get(); })});
+    }
+    retries.samples.push_back({dbLabel(*db), sumDb(in, db->index, [](const DbStats& d) { return d.cluster_retries.get(); })});
+    if (db->cluster_refresh != nullptr) {
+      const proxy::ClusterRefresh::Counts c = db->cluster_refresh->refreshCounts();
+      for (auto [result, n] : {std::pair{"changed", c.changed}, std::pair{"unchanged", c.unchanged},
+                               std::pair{"failed", c.failed}}) {
+        refreshes.samples.push_back({{{"db", db->name}, {"result", result}}, static_cast<double>(n)});
+      }
+    }
+    version.samples.push_back({dbLabel(*db), static_cast<double>(db->shard_map->generation())});
+  }
+  out.push_back(std::move(redirects));
+  out.push_back(std::move(retries));
+  out.push_back(std::move(refreshes));
+  out.push_back(std::move(version));
+}
+
 void addTlsFamilies(const MetricsInput& in, std::vector<MetricFamily>& out) {
   MetricFamily hs = family("shardgate_tls_handshakes_total", MetricType::kCounter,
                            "TLS handshakes of database clients by negotiated version and result (a failed one "
@@ -275,6 +312,7 @@ std::vector<MetricFamily> collectMetrics(const MetricsInput& in) {
   std::vector<MetricFamily> out;
   addDatabaseFamilies(in, out);
   addShardFamilies(in, out);
+  addClusterFamilies(in, out);
   addTlsFamilies(in, out);
   addCertFamilies(in, out);
   addProcessFamilies(in, out);

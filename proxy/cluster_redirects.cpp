@@ -1,0 +1,214 @@
+#include "proxy/cluster_redirects.h"
+
+#include <algorithm>
+
+#include "common/uv_handle.h"
+#include "net/socket_address.h"
+#include "proxy/backend_link.h"
+#include "proxy/database.h"
+#include "proxy/multiplex_session.h"
+#include "proxy/worker.h"
+#include "redis/cluster_redirect.h"
+
+namespace shardgate::proxy {
+
+namespace {
+
+constexpr std::string_view kAsking = "*1\r\n$6\r\nASKING\r\n";
+
+// "host:port" as ShardEndpoint::address spells it (brackets for IPv6).
+std::string joinAddress(std::string_view host, uint16_t port) {
+  std::string out;
+  if (host.find(':') != std::string_view::npos) {
+    out.append("[").append(host).append("]");
+  } else {
+    out.append(host);
+  }
+  return out + ":" + std::to_string(port);
+}
+
+std::string hostOf(const std::string& address) {
+  std::string host = address.substr(0, address.rfind(':'));
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  return host;
+}
+
+}  // namespace
+
+ClusterRedirects::~ClusterRedirects() { close(); }
+
+void ClusterRedirects::close() {
+  std::vector<Retry> waiting;
+  waiting.swap(retries_);
+  for (Retry& r : waiting) {
+    deliverFailure(worker_.requestPool(), r.request, r.part, "-ERR shardgate is stopping\r\n", false);
+  }
+  if (timer_) {
+    uv_close(asHandle(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    timer_ = nullptr;
+  }
+  extra_.clear();
+}
+
+bool ClusterRedirects::onErrorReply(const Database& db, const std::string& from_address, Request* r,
+                                    uint16_t part) {
+  const std::string_view reply = reply_.view();
+  const redis::ClusterRedirect redirect = redis::classifyReply(reply);
+  DbStats& stats = worker_.dbStats(db);
+  switch (redirect.kind) {
+    case redis::RedirectKind::kNone:
+      return false;
+    case redis::RedirectKind::kMoved:
+    case redis::RedirectKind::kAsk: {
+      const bool moved = redirect.kind == redis::RedirectKind::kMoved;
+      // Whatever happens next, the map this worker routes by is behind.
+      if (moved && db.cluster_refresh != nullptr) db.cluster_refresh->requestRefresh();
+      // A node whose endpoint is a hostname nobody told us ("?"): only the
+      // refresh can say where it is; the client hears the node meanwhile.
+      if (redirect.hostUnknown()) return false;
+      const std::string address =
+          joinAddress(redirect.sameHostAsSender() ? std::string_view(hostOf(from_address)) : redirect.host,
+                      redirect.port);
+      if (r->redirects >= kMaxRedirects) {
+        answer(r, part,
+               "-ERR shardgate: slot " + std::to_string(redirect.slot) + " was redirected " +
+                   std::to_string(kMaxRedirects) + " times (last: " + (moved ? "MOVED" : "ASK") + " to " +
+                   address + "); the cluster is changing, try again\r\n");
+        return true;
+      }
+      ShardLink* to = linkTo(db, address, moved ? redirect.slot : -1);
+      if (to == nullptr) return false;  // an address we cannot connect to: the client sees the redirect
+      ++r->redirects;
+      stats.cluster_redirects[moved ? 0 : 1].add();
+      resend(db, *to, frame_.view(), r, part, !moved);
+      return true;
+    }
+    case redis::RedirectKind::kTryAgain:
+    case redis::RedirectKind::kClusterDown: {
+      if (r->retries >= kMaxRetries) return false;  // the node's error reaches the client
+      const uint64_t due = uv_now(worker_.loop()) + retryDelayMs(r->retries);
+      ++r->retries;
+      stats.cluster_retries.add();
+      // CLUSTERDOWN may mean a failover is under way: the new owner is learnt sooner.
+      if (redirect.kind == redis::RedirectKind::kClusterDown && db.cluster_refresh != nullptr) {
+        db.cluster_refresh->requestRefresh();
+      }
+      retries_.push_back(Retry{&db, from_address, std::string(frame_.view()), std::string(reply), r, part, due});
+      armTimer();
+      return true;
+    }
+  }
+  return false;
+}
+
+void ClusterRedirects::resend(const Database& db, ShardLink& to, std::string_view frame, Request* r, uint16_t part,
+                              bool asking) {
+  (void)db;
+  if (!to.available()) {
+    // Not written anywhere: the node is known to be down right now.
+    deliverFailure(worker_.requestPool(), r, part,
+                   "-ERR shard " + to.address() + " unavailable: " + to.failure() + "\r\n", false);
+    return;
+  }
+  // ASKING's +OK is dropped; the command's reply answers the part. One
+  // link, one FIFO: they reach the node in this order.
+  if (asking) to.send(kAsking, nullptr, 0);
+  to.send(frame, r, part);
+}
+
+void ClusterRedirects::answer(Request* r, uint16_t part, std::string_view frame) {
+  deliverReply(worker_.requestPool(), r, part, reinterpret_cast<const uint8_t*>(frame.data()), frame.size(), true);
+}
+
+ShardLink* ClusterRedirects::linkTo(const Database& db, const std::string& address, int moved_slot) {
+  SharedLinks& links = worker_.sharedLinks(db);
+  if (links.generation != db.shard_map->generation()) worker_.refreshSharedLinks(db, links);
+  const ShardMap& map = *links.current->map;
+  int index = -1;
+  for (size_t i = 0; i < map.shardCount(); ++i) {
+    if (map.shard(i).address == address) index = static_cast<int>(i);
+  }
+  const auto slot = static_cast<uint16_t>(moved_slot);
+  if (moved_slot >= 0 && (index < 0 || map.shardOfSlot(slot) != index)) {
+    // This worker's map follows the MOVED now; the monitor's refresh
+    // replaces it with the cluster's whole word soon after. Sessions adopt
+    // it at their next batch (MultiplexSession::refreshMap).
+    std::vector<ShardEndpoint> shards = map.shards();
+    if (index < 0) {
+      auto parsed = net::parseSocketAddress(address);
+      if (!parsed) return nullptr;
+      auto addr = net::toSockaddr(*parsed);
+      if (!addr) return nullptr;
+      shards.push_back(ShardEndpoint{address, *addr, nodeTls(db.shard_tls, parsed->host)});
+      index = static_cast<int>(shards.size() - 1);
+    }
+    ShardMap::SlotOwners owners;
+    for (size_t s = 0; s < owners.size(); ++s) owners[s] = map.shardOfSlot(static_cast<uint16_t>(s));
+    owners[slot] = static_cast<uint16_t>(index);
+    auto patched = ShardMap::create(std::move(shards), owners);
+    if (!patched) return nullptr;
+    worker_.patchSharedLinks(db, links, std::move(*patched));
+    return links.current->links[static_cast<size_t>(index)].get();
+  }
+  if (index >= 0) return links.current->links[static_cast<size_t>(index)].get();
+  // ASK to a node this worker's map does not have yet.
+  const std::string key = std::to_string(db.index) + "/" + address;
+  auto found = extra_.find(key);
+  if (found != extra_.end()) return found->second.get();
+  auto parsed = net::parseSocketAddress(address);
+  if (!parsed) return nullptr;
+  auto addr = net::toSockaddr(*parsed);
+  if (!addr) return nullptr;
+  ShardMap::SlotOwners owners;
+  owners.fill(ShardMap::kNoShard);
+  auto one = ShardMap::create({ShardEndpoint{address, *addr, nodeTls(db.shard_tls, parsed->host)}}, owners);
+  if (!one) return nullptr;
+  auto link = std::make_shared<BackendLink>(worker_, db, std::move(*one), 0, nullptr);
+  ShardLink* out = link.get();
+  extra_.emplace(key, std::move(link));
+  return out;
+}
+
+void ClusterRedirects::armTimer() {
+  if (!timer_) {
+    timer_ = new uv_timer_t;
+    uv_timer_init(worker_.loop(), timer_);
+    timer_->data = this;
+  }
+  uint64_t next = retries_.front().due_ms;
+  for (const Retry& r : retries_) next = std::min(next, r.due_ms);
+  const uint64_t now = uv_now(worker_.loop());
+  uv_timer_start(timer_, [](uv_timer_t* t) { static_cast<ClusterRedirects*>(t->data)->onTimer(); },
+                 next > now ? next - now : 0, 0);
+}
+
+void ClusterRedirects::onTimer() {
+  const uint64_t now = uv_now(worker_.loop());
+  worker_.refreshClock();
+  std::vector<Retry> due;
+  for (size_t i = 0; i < retries_.size();) {
+    if (retries_[i].due_ms <= now) {
+      due.push_back(std::move(retries_[i]));
+      retries_[i] = std::move(retries_.back());
+      retries_.pop_back();
+    } else {
+      ++i;
+    }
+  }
+  for (Retry& r : due) {
+    if (r.request->owner == nullptr) {
+      // The client is gone: nothing to retry for.
+      deliverFailure(worker_.requestPool(), r.request, r.part, "", false);
+      continue;
+    }
+    ShardLink* to = linkTo(*r.db, r.address, -1);
+    if (to == nullptr) {
+      answer(r.request, r.part, r.reply);
+      continue;
+    }
+    resend(*r.db, *to, r.frame, r.request, r.part, false);
+  }
+  if (!retries_.empty()) armTimer();
+}
+
+}  // namespace shardgate::proxy

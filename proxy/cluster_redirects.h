@@ -1,0 +1,104 @@
+// ClusterRedirects: one worker's handling of the replies a Redis Cluster
+// node gives instead of an answer, so that the client never sees them.
+// https://redis.io/docs/reference/cluster-spec/#redirection-and-resharding
+//
+//   shared BackendLink of a cluster database ─ error frame, whole ─► onErrorReply
+//     -MOVED slot host:port ─► refresh requested; this worker's map patched
+//                              (slot ─► that node) at once; the command
+//                              resent on the shared link to that node
+//     -ASK slot host:port   ─► ASKING + the command on that node's link, in
+//                              order; the map unchanged
+//     -TRYAGAIN, -CLUSTERDOWN ─► the command sent again to the same node
+//                              after a back-off (a timer), ~2 s in all
+//     anything else         ─► the client's reply, as it came
+//
+// What is resent is only ever a command a node refused without running it
+// (those four replies say so). A command written to a node whose connection
+// then failed is never resent -- it may have run -- its client gets the
+// link's "unavailable" error (BackendLink::failWaiting). Redirects per
+// request are bounded (kMaxRedirects), then the client gets an error naming
+// the slot. The request keeps its place in the client's FIFO throughout,
+// so the client's replies stay in order.
+//
+// Nothing here runs unless a node redirected: the steady state costs the
+// link's copy of each command (a reused buffer) and a first-byte check.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/byte_buffer.h"
+#include "proxy/request.h"
+#include "proxy/shard_link.h"
+#include "proxy/shard_map.h"
+
+namespace shardgate::proxy {
+
+class Worker;
+struct Database;
+class BackendLink;
+
+class ClusterRedirects {
+ public:
+  explicit ClusterRedirects(Worker& worker) : worker_(worker) {}
+  ~ClusterRedirects();
+  ClusterRedirects(const ClusterRedirects&) = delete;
+  ClusterRedirects& operator=(const ClusterRedirects&) = delete;
+
+  static constexpr uint8_t kMaxRedirects = 5;
+  // TRYAGAIN / CLUSTERDOWN: back-off 25, 50, 100, 200, 400, then 500 ms:
+  // about 2.2 s in all before the node's error reaches the client.
+  static constexpr uint8_t kMaxRetries = 8;
+  static uint64_t retryDelayMs(uint8_t attempt) { return attempt >= 5 ? 500 : uint64_t{25} << attempt; }
+
+  // Where a link copies a command and a held error reply before calling
+  // onErrorReply (reused: no allocation once warm).
+  ByteBuffer& frameScratch() { return frame_; }
+  ByteBuffer& replyScratch() { return reply_; }
+
+  // Part `part` of r, the command frameScratch() sent to `from_address`,
+  // was answered with the error frame replyScratch(). True: taken over
+  // (resent now or later, or answered with an error of the proxy's); false:
+  // the reply goes to the client as it is.
+  bool onErrorReply(const Database& db, const std::string& from_address, Request* r, uint16_t part);
+
+  // The worker is stopping: retries still waiting are answered with an error.
+  void close();
+
+ private:
+  struct Retry {
+    const Database* db;
+    std::string address;  // the node that said TRYAGAIN / CLUSTERDOWN
+    std::string frame;
+    std::string reply;    // its error: the client's if the node is gone by then
+    Request* request;
+    uint16_t part;
+    uint64_t due_ms;
+  };
+
+  // The shared link to `address` for db. moved_slot >= 0: that slot is now
+  // the node's -- this worker's map says so from now on (the node added to
+  // it if new). Null: the address cannot be connected to.
+  ShardLink* linkTo(const Database& db, const std::string& address, int moved_slot);
+  void resend(const Database& db, ShardLink& to, std::string_view frame, Request* r, uint16_t part, bool asking);
+  void answer(Request* r, uint16_t part, std::string_view frame);
+  void armTimer();
+  void onTimer();
+
+  Worker& worker_;
+  ByteBuffer frame_;
+  ByteBuffer reply_;
+  std::vector<Retry> retries_;
+  uv_timer_t* timer_ = nullptr;
+  // Links to nodes an ASK named that this worker's map does not have (a
+  // new master being filled), by database index and address.
+  std::unordered_map<std::string, std::shared_ptr<BackendLink>> extra_;
+};
+
+}  // namespace shardgate::proxy
