@@ -1,0 +1,247 @@
+"""A cluster that changes under load: shardgate follows MOVED, ASK, TRYAGAIN
+and CLUSTERDOWN itself, so its clients never see them.
+
+Each test starts a real six-node cluster (cluster_env) and shardgate in front
+of it with refresh_interval_ms 60000: within a test no periodic refresh runs,
+so only what a MOVED (or a failed node connection) triggers can keep routing
+right. Several plain redis-py clients write their own keys with known values
+(a Writer each, on a thread, for a bounded time), read back what they wrote,
+and record every acknowledged write and every error with its time and slot.
+
+- a reshard of 1200 slots holding keys: no error, no MOVED/ASK reaches a
+  client, every acknowledged write reads back (through shardgate and on the
+  owning node), and the metrics show the MOVED followed and the refreshes;
+- a CLUSTER FAILOVER on a replica: no error;
+- a master killed (SIGKILL): errors only for keys of that master's slots, and
+  only until shortly after its replica took over.
+- the same reshard over TLS to the nodes (shard_tls, nodes' TLS ports).
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+import pytest
+import redis
+
+from cluster_env import ClusterEnv, start_cluster
+from sharding_env import keyslot
+
+LOAD_CLIENTS = 4
+KEYS_PER_CLIENT = 1500
+# After a failover completes, shardgate's map follows within a refresh
+# (asked for by the failed connection, retried at most every second).
+FOLLOW_GRACE_S = 3.0
+
+
+def cluster_db(seeds: list[str], **extra) -> dict:
+    return {"name": "big", "listen": "127.0.0.1:0", "tls": False,
+            "cluster": {"seeds": seeds, "refresh_interval_ms": 60000}, **extra}
+
+
+@dataclass
+class Writer:
+    """One client writing its own keys in a loop until stopped: SET, then a
+    GET of a key it wrote before, checked against what it acknowledged."""
+    port: int
+    name: str
+    acked: dict[str, str] = field(default_factory=dict)
+    errors: list[tuple[float, str, str]] = field(default_factory=list)  # (time, key, error)
+    ops: int = 0
+
+    def run(self, stop: threading.Event) -> None:
+        r = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=15, decode_responses=True)
+        i = 0
+        try:
+            while not stop.is_set():
+                key = f"{self.name}:{i % KEYS_PER_CLIENT}"
+                value = f"{self.name}-{i}"
+                current = key  # the key of the operation under way, for the error
+                try:
+                    assert r.set(key, value) is True
+                    self.acked[key] = value
+                    back = f"{self.name}:{(i * 7) % KEYS_PER_CLIENT}"
+                    if back in self.acked:
+                        current = back
+                        got = r.get(back)
+                        if got != self.acked[back]:
+                            self.errors.append((time.monotonic(), back, f"read {got!r}, wrote {self.acked[back]!r}"))
+                except (redis.RedisError, AssertionError) as e:
+                    self.errors.append((time.monotonic(), current, f"{type(e).__name__}: {e}"))
+                    if current == key:
+                        self.acked.pop(key, None)  # unknown now: it may or may not have been applied
+                    time.sleep(0.005)
+                self.ops += 1
+                i += 1
+        finally:
+            r.close()
+
+
+class Load:
+    def __init__(self, port: int, clients: int = LOAD_CLIENTS) -> None:
+        self.writers = [Writer(port, f"w{n}") for n in range(clients)]
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=w.run, args=(self.stop,), daemon=True) for w in self.writers]
+
+    def __enter__(self) -> "Load":
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=30)
+        assert not any(t.is_alive() for t in self.threads), "a writer did not stop"
+
+    def errors(self) -> list[tuple[float, str, str]]:
+        return sorted(e for w in self.writers for e in w.errors)
+
+    def acked(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for w in self.writers:
+            out.update(w.acked)
+        return out
+
+    def ops(self) -> int:
+        return sum(w.ops for w in self.writers)
+
+    def wait_ops(self, n: int, timeout: float = 30.0) -> None:
+        """Until the writers did n more operations (the load is really running)."""
+        target = self.ops() + n
+        deadline = time.monotonic() + timeout
+        while self.ops() < target:
+            assert time.monotonic() < deadline, f"load stalled at {self.ops()} ops"
+            time.sleep(0.05)
+
+
+def metrics(port: int) -> dict[str, float]:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    out = {}
+    for line in body.splitlines():
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$', line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def metrics_port(sg) -> int:
+    deadline = time.monotonic() + 10
+    while True:
+        m = re.search(r"\bmetrics listening on (\S+):(\d+) ", sg.log())
+        if m:
+            return int(m.group(2))
+        assert time.monotonic() < deadline, sg.log()
+        time.sleep(0.02)
+
+
+def check_everything_readable(sg, env: ClusterEnv, acked: dict[str, str]) -> None:
+    keys = list(acked)
+    with redis.Redis(host="127.0.0.1", port=sg.port("big"), socket_timeout=15, decode_responses=True) as r:
+        for i in range(0, len(keys), 200):
+            chunk = keys[i:i + 200]
+            assert r.mget(chunk) == [acked[k] for k in chunk]
+    owners = env.slot_map()
+    clients: dict[int, redis.Redis] = {}
+    try:
+        for key, value in acked.items():
+            port = owners[keyslot(key)]
+            if port not in clients:
+                clients[port] = env.by_port(port).client(decode_responses=True)
+            assert clients[port].get(key) == value, f"{key!r} on its owner {port}"
+    finally:
+        for c in clients.values():
+            c.close()
+
+
+@pytest.fixture
+def env(procs, tmp_path):
+    return start_cluster(procs, tmp_path)
+
+
+def reshard_under_load(sg, env: ClusterEnv) -> None:
+    source, target = env.masters()[0], env.masters()[1]
+    mport = metrics_port(sg)
+    with Load(sg.port("big")) as load:
+        load.wait_ops(2000)  # every writer's keys exist before slots move
+        before = env.slot_map()
+        env.reshard(1200, source, target)
+        load.wait_ops(2000)
+    after = env.slot_map()
+    moved = [s for s in range(16384) if before[s] != after[s]]
+    assert len(moved) == 1200
+    assert load.errors() == [], load.errors()[:20]
+    acked = load.acked()
+    assert sum(1 for k in acked if keyslot(k) in set(moved)) > 100, "the load did not touch the moved slots"
+    check_everything_readable(sg, env, acked)
+    m = metrics(mport)
+    assert m['shardgate_cluster_redirects_total{db="big",kind="moved"}'] > 0, m
+    assert m['shardgate_cluster_topology_refreshes_total{db="big",result="changed"}'] > 0, m
+    assert m['shardgate_cluster_topology_version{db="big"}'] > 1, m
+    # No periodic refresh within the test: every change came from a MOVED.
+    assert "cluster topology changed" in sg.log()
+
+
+def test_a_reshard_under_load_reaches_no_client(env, shardgate):
+    sg = shardgate([cluster_db([env.masters()[0].address])], metrics={"listen": "127.0.0.1:0", "tls": False})
+    reshard_under_load(sg, env)
+
+
+def test_a_manual_failover_under_load_reaches_no_client(env, shardgate):
+    sg = shardgate([cluster_db([env.masters()[0].address])], metrics={"listen": "127.0.0.1:0", "tls": False})
+    replica = env.replicas(env.masters()[1])[0]
+    with Load(sg.port("big")) as load:
+        load.wait_ops(2000)
+        old_master = env.failover(replica)
+        load.wait_ops(2000)
+    assert load.errors() == [], load.errors()[:20]
+    assert replica in env.masters() and old_master in env.replicas(replica)
+    check_everything_readable(sg, env, load.acked())
+    m = metrics(metrics_port(sg))
+    assert m['shardgate_cluster_redirects_total{db="big",kind="moved"}'] > 0, m
+
+
+def test_a_killed_master_costs_only_its_slots_until_the_failover(env, shardgate):
+    sg = shardgate([cluster_db([env.masters()[0].address, env.masters()[1].address])])
+    victim = env.masters()[2]
+    with Load(sg.port("big")) as load:
+        load.wait_ops(2000)
+        dead_slots = {s for s, port in enumerate(env.slot_map()) if port == victim.port}
+        killed_at = time.monotonic()
+        dead, promoted = env.kill_master(2)
+        failed_over_at = time.monotonic()
+        assert dead is victim
+        time.sleep(FOLLOW_GRACE_S)
+        load.wait_ops(2000)
+        quiet_from = time.monotonic()
+        load.wait_ops(2000)
+    errors = load.errors()
+    elsewhere = [e for e in errors if keyslot(e[1]) not in dead_slots]
+    assert elsewhere == [], elsewhere[:20]
+    late = [e for e in errors if e[0] > failed_over_at + FOLLOW_GRACE_S]
+    assert late == [], (late[:20], f"failover took {failed_over_at - killed_at:.1f} s")
+    assert not [e for e in errors if e[0] > quiet_from]
+    # Writes acknowledged after shardgate followed the failover are there.
+    with redis.Redis(host="127.0.0.1", port=sg.port("big"), decode_responses=True) as r:
+        for k in [k for k in load.acked() if keyslot(k) in dead_slots][:200]:
+            assert r.set(k, "after") is True
+            assert r.get(k) == "after"
+    assert env.slot_owner(next(iter(dead_slots))) is promoted
+
+
+def test_a_reshard_under_load_over_tls_to_the_nodes(procs, tmp_path, shardgate):
+    env = start_cluster(procs, tmp_path, tls=True)
+    seed = env.masters()[0]
+    sg = shardgate([cluster_db([f"127.0.0.1:{seed.tls_port}"],
+                               shard_tls={"ca": str(env.ca_cert)})],
+                   metrics={"listen": "127.0.0.1:0", "tls": False})
+    assert re.search(r"db big: cluster discovered from 127\.0\.0\.1:%d" % seed.tls_port, sg.log()), sg.log()
+    # The masters in the map are the nodes' TLS ports.
+    for m in env.masters():
+        assert f"127.0.0.1:{m.tls_port}" in sg.log()
+    reshard_under_load(sg, env)
+    m = metrics(metrics_port(sg))
+    assert any(k.startswith("shardgate_shard_tls_handshakes_total") and v > 0 for k, v in m.items()), m
