@@ -69,7 +69,9 @@ bool ClusterRedirects::onErrorReply(const Database& db, const std::string& from_
       const std::string address =
           joinAddress(redirect.sameHostAsSender() ? std::string_view(hostOf(from_address)) : redirect.host,
                       redirect.port);
-      if (r->redirects >= kMaxRedirects) {
+      // Several parts (a split command): each may be redirected as often.
+      const size_t parts = std::max<size_t>(1, r->parts.size());
+      if (r->redirects >= kMaxRedirects * parts) {
         answer(r, part,
                "-ERR shardgate: slot " + std::to_string(redirect.slot) + " was redirected " +
                    std::to_string(kMaxRedirects) + " times (last: " + (moved ? "MOVED" : "ASK") + " to " +

@@ -51,7 +51,8 @@ class ClusterRedirects {
   ClusterRedirects(const ClusterRedirects&) = delete;
   ClusterRedirects& operator=(const ClusterRedirects&) = delete;
 
-  static constexpr uint8_t kMaxRedirects = 5;
+  // Per part of a request (a split MGET's parts may each be redirected).
+  static constexpr uint16_t kMaxRedirects = 5;
   // TRYAGAIN / CLUSTERDOWN: back-off 25, 50, 100, 200, 400, then 500 ms:
   // about 2.2 s in all before the node's error reaches the client.
   static constexpr uint8_t kMaxRetries = 8;

@@ -51,7 +51,7 @@ struct Request {
   bool timed = false;      // its latency is observed when its reply is handed over
   uint8_t kind = 0;        // RequestKind, for the latency histogram
   // A cluster database: MOVED/ASK followed, TRYAGAIN/CLUSTERDOWN retried (bounded).
-  uint8_t redirects = 0;
+  uint16_t redirects = 0;  // over all its parts
   uint8_t retries = 0;
   uint64_t start_us = 0;   // the batch clock when it was parsed
   uint32_t scan_shard = 0;     // kScan: the shard that was asked

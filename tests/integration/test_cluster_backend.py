@@ -9,10 +9,9 @@ endpoint. Where a key lives is checked on the cluster itself: a GET on a node
 that does not own the key's slot answers MOVED, so a value read from
 `env.slot_owner(slot)` directly proves the key is there.
 
-Not covered here, because not built yet: following MOVED/ASK between two
-refreshes, and failover handled as it happens (the next step of the cluster
-backend); a failover is followed only at the next refresh, which the last
-test shows."""
+Following MOVED/ASK/TRYAGAIN/CLUSTERDOWN under load, failovers as they
+happen and TLS to the nodes are test_cluster_redirects.py's; here a reshard
+is also followed by MOVED, and the last test shows a failover followed."""
 from __future__ import annotations
 
 import re
@@ -70,9 +69,9 @@ def wait_for_log(sg, pattern: str, after: int = 0, timeout: float = CHANGE_TIMEO
 
 def wait_routed(r: redis.Redis, items: dict[str, str], timeout: float = CHANGE_TIMEOUT_S) -> None:
     """Until every key reads back its value through shardgate. A reshard
-    moves slots one at a time and a refresh may land in the middle; until one
-    lands after the last move, keys of the slots moved since answer the old
-    owner's MOVED (following MOVED is the next step), which is what is polled."""
+    moves slots one at a time; shardgate follows each MOVED, so this
+    normally reads at once (a MOVED reaching the client is still polled
+    past, as the test is about the refresh)."""
     keys = list(items)
     deadline = time.monotonic() + timeout
     while True:
@@ -249,8 +248,8 @@ def test_no_seed_answering_fails_the_start(tmp_path, refused_address, redis_serv
 
 
 def test_a_failover_is_followed_at_the_next_refresh(env, shardgate):
-    """Not MOVED-driven failover handling (the next step): the periodic
-    refresh alone replaces a dead master by its promoted replica."""
+    """A dead master is replaced by its promoted replica in the routing
+    (the failed connection asks for a refresh; the periodic one backs it)."""
     sg = shardgate([cluster_db([env.masters()[0].address, env.masters()[1].address])])
     items = {f"f:{i}": str(i) for i in range(1000)}
     with client(sg) as r:
