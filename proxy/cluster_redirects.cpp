@@ -211,6 +211,7 @@ void ClusterRedirects::onTimer() {
     resend(*r.db, *to, r.frame, r.request, r.part, false);
   }
   if (!retries_.empty()) armTimer();
+  worker_.flushNow();
 }
 
 }  // namespace shardgate::proxy

@@ -93,6 +93,10 @@ class Worker final : public LinkFactory {
   // database's next published map replaces it.
   void patchSharedLinks(const Database& db, SharedLinks& links, std::shared_ptr<const ShardMap> map);
   ClusterRedirects& clusterRedirects() { return cluster_redirects_; }
+  // Writes what is queued now, for a timer callback that queued commands or
+  // replies: the loop's check phase comes only after its next poll, which
+  // may block until some other event.
+  void flushNow() { flushDirty(); }
   std::unique_ptr<ShardLink> openPrivateLink(const Database& db, std::shared_ptr<const ShardMap> map,
                                              uint16_t shard, MultiplexSession* owner) override;
   RequestPool& requestPool() override { return request_pool_; }

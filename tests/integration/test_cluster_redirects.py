@@ -245,3 +245,49 @@ def test_a_reshard_under_load_over_tls_to_the_nodes(procs, tmp_path, shardgate):
     reshard_under_load(sg, env)
     m = metrics(metrics_port(sg))
     assert any(k.startswith("shardgate_shard_tls_handshakes_total") and v > 0 for k, v in m.items()), m
+
+
+def test_a_migrating_slot_ask_tryagain_and_moved_step_by_step(env, shardgate):
+    """One slot migrated by hand (the steps redis-cli --cluster reshard takes),
+    each redirect checked where it happens."""
+    sg = shardgate([cluster_db([env.masters()[0].address])], metrics={"listen": "127.0.0.1:0", "tls": False})
+    mport = metrics_port(sg)
+    keys = ["{mig}a", "{mig}b", "{mig}c"]
+    slot = keyslot(keys[0])
+    source = env.slot_owner(slot)
+    target = next(m for m in env.masters() if m is not source)
+    with redis.Redis(host="127.0.0.1", port=sg.port("big"), socket_timeout=15, decode_responses=True) as r:
+        assert r.set(keys[0], "A") and r.set(keys[1], "B")
+        assert target.command("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id) in (b"OK", "OK", True)
+        assert source.command("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id) in (b"OK", "OK", True)
+        source.command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", keys[0])
+
+        # The source no longer has {mig}a: ASK to the target, followed.
+        assert r.get(keys[0]) == "A"
+        assert r.get(keys[1]) == "B"  # still on the source: answered there
+        # A new key in a migrating slot is created on the target (ASK).
+        assert r.set(keys[2], "C")
+        with target.client(single_connection_client=True, decode_responses=True) as t:
+            t.execute_command("ASKING")
+            assert t.get(keys[2]) == "C"
+        m = metrics(mport)
+        assert m['shardgate_cluster_redirects_total{db="big",kind="ask"}'] >= 2, m
+
+        # One key moved, one not: the source says TRYAGAIN; shardgate retries
+        # for about 2 s, then the client gets the node's error.
+        started = time.monotonic()
+        with pytest.raises(redis.ResponseError, match="^TRYAGAIN"):
+            r.mget(keys[0], keys[1])
+        assert 1.5 < time.monotonic() - started < 10
+        assert metrics(mport)['shardgate_cluster_retries_total{db="big"}'] >= 8
+
+        # The rest moves and the slot is the target's: MOVED, followed.
+        source.command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", keys[1])
+        for node in env.masters():
+            node.command("CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
+        assert r.mget(keys) == ["A", "B", "C"]
+        assert r.set(keys[1], "B2") and r.get(keys[1]) == "B2"
+        m = metrics(mport)
+        assert m['shardgate_cluster_redirects_total{db="big",kind="moved"}'] >= 1, m
+    with target.client(decode_responses=True) as t:
+        assert t.get(keys[1]) == "B2"
