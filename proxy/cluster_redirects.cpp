@@ -52,6 +52,8 @@ void ClusterRedirects::close() {
 
 bool ClusterRedirects::onErrorReply(const Database& db, const std::string& from_address, Request* r,
                                     uint16_t part) {
+  // The client is gone: its reply is dropped, whatever it is.
+  if (r->owner == nullptr) return false;
   const std::string_view reply = reply_.view();
   const redis::ClusterRedirect redirect = redis::classifyReply(reply);
   DbStats& stats = worker_.dbStats(db);
