@@ -50,57 +50,78 @@ void ClusterRedirects::close() {
   extra_.clear();
 }
 
-bool ClusterRedirects::onErrorReply(const Database& db, const std::string& from_address, Request* r,
-                                    uint16_t part) {
-  // The client is gone: its reply is dropped, whatever it is.
-  if (r->owner == nullptr) return false;
-  const std::string_view reply = reply_.view();
+RedirectPlan planRedirect(std::string_view reply, std::string_view from_address, uint16_t redirects,
+                          uint8_t retries, size_t parts) {
+  RedirectPlan plan;
   const redis::ClusterRedirect redirect = redis::classifyReply(reply);
-  DbStats& stats = worker_.dbStats(db);
   switch (redirect.kind) {
     case redis::RedirectKind::kNone:
-      return false;
+      return plan;
     case redis::RedirectKind::kMoved:
     case redis::RedirectKind::kAsk: {
       const bool moved = redirect.kind == redis::RedirectKind::kMoved;
       // Whatever happens next, the map this worker routes by is behind.
-      if (moved && db.cluster_refresh != nullptr) db.cluster_refresh->requestRefresh();
+      plan.refresh = moved;
+      plan.slot = redirect.slot;
       // A node whose endpoint is a hostname nobody told us ("?"): only the
       // refresh can say where it is; the client hears the node meanwhile.
-      if (redirect.hostUnknown()) return false;
-      const std::string address =
-          joinAddress(redirect.sameHostAsSender() ? std::string_view(hostOf(from_address)) : redirect.host,
-                      redirect.port);
+      if (redirect.hostUnknown()) return plan;
+      plan.address = joinAddress(
+          redirect.sameHostAsSender() ? std::string_view(hostOf(std::string(from_address))) : redirect.host,
+          redirect.port);
       // Several parts (a split command): each may be redirected as often.
-      const size_t parts = std::max<size_t>(1, r->parts.size());
-      if (r->redirects >= kMaxRedirects * parts) {
-        answer(r, part,
-               "-ERR shardgate: slot " + std::to_string(redirect.slot) + " was redirected " +
-                   std::to_string(kMaxRedirects) + " times (last: " + (moved ? "MOVED" : "ASK") + " to " +
-                   address + "); the cluster is changing, try again\r\n");
-        return true;
+      if (redirects >= ClusterRedirects::kMaxRedirects * std::max<size_t>(1, parts)) {
+        plan.action = RedirectPlan::Action::kTooMany;
+        plan.error = "-ERR shardgate: slot " + std::to_string(redirect.slot) + " was redirected " +
+                     std::to_string(ClusterRedirects::kMaxRedirects) + " times (last: " +
+                     (moved ? "MOVED" : "ASK") + " to " + plan.address + "); the cluster is changing, try again\r\n";
+        return plan;
       }
-      ShardLink* to = linkTo(db, address, moved ? redirect.slot : -1);
+      plan.action = moved ? RedirectPlan::Action::kMoved : RedirectPlan::Action::kAsk;
+      return plan;
+    }
+    case redis::RedirectKind::kTryAgain:
+    case redis::RedirectKind::kClusterDown:
+      // CLUSTERDOWN may mean a failover is under way: the new owner is learnt sooner.
+      plan.refresh = redirect.kind == redis::RedirectKind::kClusterDown;
+      if (retries >= ClusterRedirects::kMaxRetries) return plan;  // the node's error reaches the client
+      plan.action = RedirectPlan::Action::kRetry;
+      plan.delay_ms = ClusterRedirects::retryDelayMs(retries);
+      return plan;
+  }
+  return plan;
+}
+
+bool ClusterRedirects::onErrorReply(const Database& db, const std::string& from_address, Request* r,
+                                    uint16_t part) {
+  // The client is gone: its reply is dropped, whatever it is.
+  if (r->owner == nullptr) return false;
+  const RedirectPlan plan = planRedirect(reply_.view(), from_address, r->redirects, r->retries, r->parts.size());
+  if (plan.refresh && db.cluster_refresh != nullptr) db.cluster_refresh->requestRefresh();
+  DbStats& stats = worker_.dbStats(db);
+  switch (plan.action) {
+    case RedirectPlan::Action::kPass:
+      return false;
+    case RedirectPlan::Action::kTooMany:
+      answer(r, part, plan.error);
+      return true;
+    case RedirectPlan::Action::kMoved:
+    case RedirectPlan::Action::kAsk: {
+      const bool moved = plan.action == RedirectPlan::Action::kMoved;
+      ShardLink* to = linkTo(db, plan.address, moved ? plan.slot : -1);
       if (to == nullptr) return false;  // an address we cannot connect to: the client sees the redirect
       ++r->redirects;
       stats.cluster_redirects[moved ? 0 : 1].add();
       resend(db, *to, frame_.view(), r, part, !moved);
       return true;
     }
-    case redis::RedirectKind::kTryAgain:
-    case redis::RedirectKind::kClusterDown: {
-      if (r->retries >= kMaxRetries) return false;  // the node's error reaches the client
-      const uint64_t due = uv_now(worker_.loop()) + retryDelayMs(r->retries);
+    case RedirectPlan::Action::kRetry:
       ++r->retries;
       stats.cluster_retries.add();
-      // CLUSTERDOWN may mean a failover is under way: the new owner is learnt sooner.
-      if (redirect.kind == redis::RedirectKind::kClusterDown && db.cluster_refresh != nullptr) {
-        db.cluster_refresh->requestRefresh();
-      }
-      retries_.push_back(Retry{&db, from_address, std::string(frame_.view()), std::string(reply), r, part, due});
+      retries_.push_back(Retry{&db, from_address, std::string(frame_.view()), std::string(reply_.view()), r, part,
+                               uv_now(worker_.loop()) + plan.delay_ms});
       armTimer();
       return true;
-    }
   }
   return false;
 }

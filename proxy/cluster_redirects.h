@@ -44,6 +44,29 @@ class Worker;
 struct Database;
 class BackendLink;
 
+// What to do with one error reply of a cluster node -- the decision alone,
+// no I/O, so it is tested with bytes.
+struct RedirectPlan {
+  enum class Action : uint8_t {
+    kPass,      // the client gets the reply as it is
+    kMoved,     // the slot is `address`'s now: route it there, send there
+    kAsk,       // ASKING, then the command, at `address`
+    kRetry,     // the same node again after delay_ms
+    kTooMany,   // redirected too often: the client gets `error`
+  };
+  Action action = Action::kPass;
+  uint16_t slot = 0;
+  std::string address;  // kMoved, kAsk: "host:port" ("[::1]:port" for IPv6)
+  uint64_t delay_ms = 0;
+  bool refresh = false;  // ask for a topology refresh (MOVED, CLUSTERDOWN)
+  std::string error;     // kTooMany: the whole error line
+};
+
+// reply: one whole error frame from the node at from_address; redirects,
+// retries: what the request had so far; parts: how many parts it has.
+RedirectPlan planRedirect(std::string_view reply, std::string_view from_address, uint16_t redirects,
+                          uint8_t retries, size_t parts);
+
 class ClusterRedirects {
  public:
   explicit ClusterRedirects(Worker& worker) : worker_(worker) {}

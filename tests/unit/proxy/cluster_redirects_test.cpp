@@ -1,0 +1,76 @@
+// planRedirect: what a worker does with a cluster node's error reply,
+// decided from the bytes alone.
+#include "proxy/cluster_redirects.h"
+
+#include <doctest/doctest.h>
+
+using shardgate::proxy::ClusterRedirects;
+using shardgate::proxy::planRedirect;
+using shardgate::proxy::RedirectPlan;
+using Action = RedirectPlan::Action;
+
+TEST_CASE("planRedirect: MOVED is followed to the node named, with a refresh") {
+  RedirectPlan p = planRedirect("-MOVED 3999 127.0.0.1:6381\r\n", "127.0.0.1:7000", 0, 0, 0);
+  CHECK(p.action == Action::kMoved);
+  CHECK(p.slot == 3999);
+  CHECK(p.address == "127.0.0.1:6381");
+  CHECK(p.refresh);
+}
+
+TEST_CASE("planRedirect: ASK is followed once, the map unchanged, no refresh") {
+  RedirectPlan p = planRedirect("-ASK 12182 10.0.0.2:7001\r\n", "10.0.0.1:7000", 2, 0, 0);
+  CHECK(p.action == Action::kAsk);
+  CHECK(p.slot == 12182);
+  CHECK(p.address == "10.0.0.2:7001");
+  CHECK_FALSE(p.refresh);
+}
+
+TEST_CASE("planRedirect: an empty host is the sender's; IPv6 gets brackets; '?' is passed on") {
+  CHECK(planRedirect("-MOVED 1 :6390\r\n", "10.1.2.3:7000", 0, 0, 0).address == "10.1.2.3:6390");
+  CHECK(planRedirect("-MOVED 1 :6390\r\n", "[::1]:7000", 0, 0, 0).address == "[::1]:6390");
+  CHECK(planRedirect("-MOVED 1 ::1:6390\r\n", "127.0.0.1:7000", 0, 0, 0).address == "[::1]:6390");
+  RedirectPlan unknown = planRedirect("-MOVED 1 ?:6390\r\n", "127.0.0.1:7000", 0, 0, 0);
+  CHECK(unknown.action == Action::kPass);
+  CHECK(unknown.refresh);  // only the topology can say where it is
+}
+
+TEST_CASE("planRedirect: redirects are bounded per part, then an error naming the slot") {
+  CHECK(planRedirect("-MOVED 7 127.0.0.1:1\r\n", "127.0.0.1:2", 4, 0, 0).action == Action::kMoved);
+  RedirectPlan p = planRedirect("-MOVED 7 127.0.0.1:1\r\n", "127.0.0.1:2", ClusterRedirects::kMaxRedirects, 0, 0);
+  CHECK(p.action == Action::kTooMany);
+  CHECK(p.error == "-ERR shardgate: slot 7 was redirected 5 times (last: MOVED to 127.0.0.1:1); the cluster is "
+                   "changing, try again\r\n");
+  // A command split in 3 parts may take 5 redirects for each.
+  CHECK(planRedirect("-ASK 7 127.0.0.1:1\r\n", "127.0.0.1:2", 14, 0, 3).action == Action::kAsk);
+  CHECK(planRedirect("-ASK 7 127.0.0.1:1\r\n", "127.0.0.1:2", 15, 0, 3).action == Action::kTooMany);
+}
+
+TEST_CASE("planRedirect: TRYAGAIN and CLUSTERDOWN are retried with back-off for about 2 s, then passed on") {
+  uint64_t total = 0;
+  for (uint8_t attempt = 0; attempt < ClusterRedirects::kMaxRetries; ++attempt) {
+    RedirectPlan p = planRedirect("-TRYAGAIN Multiple keys request during rehashing of slot\r\n", "127.0.0.1:1", 0,
+                                  attempt, 0);
+    REQUIRE(p.action == Action::kRetry);
+    CHECK_FALSE(p.refresh);
+    total += p.delay_ms;
+  }
+  CHECK(total >= 2000);
+  CHECK(total <= 2500);
+  CHECK(planRedirect("-TRYAGAIN x\r\n", "127.0.0.1:1", 0, ClusterRedirects::kMaxRetries, 0).action ==
+        Action::kPass);
+  RedirectPlan down = planRedirect("-CLUSTERDOWN The cluster is down\r\n", "127.0.0.1:1", 0, 0, 0);
+  CHECK(down.action == Action::kRetry);
+  CHECK(down.delay_ms == 25);
+  CHECK(down.refresh);
+}
+
+TEST_CASE("planRedirect: other errors and malformed redirects reach the client as they are") {
+  for (const char* reply : {"-ERR wrong number of arguments\r\n", "-WRONGTYPE Operation against a key\r\n",
+                            "-MOVED 99999 127.0.0.1:1\r\n", "-MOVED 1 127.0.0.1\r\n", "-MOVEDX 1 a:1\r\n",
+                            "+OK\r\n"}) {
+    CAPTURE(reply);
+    RedirectPlan p = planRedirect(reply, "127.0.0.1:1", 0, 0, 0);
+    CHECK(p.action == Action::kPass);
+    CHECK_FALSE(p.refresh);
+  }
+}
