@@ -176,7 +176,10 @@ ShardLink* ClusterRedirects::linkTo(const Database& db, const std::string& addre
     return links.current->links[static_cast<size_t>(index)].get();
   }
   if (index >= 0) return links.current->links[static_cast<size_t>(index)].get();
-  // ASK to a node this worker's map does not have yet.
+  // ASK to a node this worker's map does not have yet (a new master being
+  // filled): a shared link of its own, kept for the worker's life (a
+  // cluster has few nodes). Its connection counters land on position 0 of
+  // the database's shards: it has no position in the map.
   const std::string key = std::to_string(db.index) + "/" + address;
   auto found = extra_.find(key);
   if (found != extra_.end()) return found->second.get();
