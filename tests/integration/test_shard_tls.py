@@ -1,0 +1,675 @@
+"""TLS from shardgate to the shards (`shard_tls` of a database, per-shard
+overrides), with real TLS-only redis-servers (`--port 0 --tls-port N`: a
+plaintext hop could not work), redis-py and redis-cli --tls on both sides.
+
+What is checked: every connection shardgate makes to a shard is TLS (shared
+and private links of multiplexed databases, a transparent database's
+per-client connection, the COMMAND fetch at start); the shard's certificate
+is verified (CA, IP SAN by default, DNS SAN with server_name, min_version);
+a client certificate is presented when configured; a TLS failure reaches the
+client as the shard-unavailable line with the TLS reason, promptly, and is
+logged; reconnects resume the TLS session (metric); the CA file reloads live;
+config errors name the key; GET /v1/bdbs shows each shard's "tls".
+
+The certificates (module-scoped: no process, only files) are made once with
+certs.CA (the openssl CLI)."""
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from certs import CA, Pair, place
+from conftest import (TlsRedisServer, recv_until, run_shardgate, wait_for_blocked_clients,
+                      write_config)
+from sharding_env import (THREE_SHARD_SLOTS, Err, RespClient, ShardedDb, parse_slot_ranges,
+                          redis_cli)
+
+SHARD_CA = "shard_ca.pem"  # shard_tls.ca, a name in cert_dir
+PROMPT_S = 5.0             # a TLS failure must be answered well before this
+DEADLINE_S = 10.0          # bounded waits for what happens in the background
+SERVER_NAME = "redis.internal"
+
+_METRICS_LISTENING = re.compile(r"\bmetrics listening on (\S+):(\d+) ")
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+# What a TLS reason looks like in the unavailable line: OpenSSL's words
+# ("certificate verify failed", "tlsv13 alert certificate required",
+# "unsupported protocol", ...) or ours ("TLS handshake failed: ...").
+TLS_REASON = r"(?i).*(tls|ssl|certificate|handshake|alert|protocol)"
+
+
+@dataclass(frozen=True)
+class Pki:
+    """Everything the tests need, under two CAs."""
+    ca: CA           # the shards' CA: what shard_tls.ca trusts
+    other: CA        # an unrelated CA
+    ip_only: Pair    # shard certificate with only IP:127.0.0.1 (what no server_name checks)
+    dns_only: Pair   # shard certificate with only DNS:redis.internal
+    foreign: Pair    # IP:127.0.0.1, but signed by `other`
+    rotated: Pair    # IP:127.0.0.1, signed by `other`: the shard's next certificate in a CA rotation
+    gate: Pair       # shardgate's client certificate (clientAuth) under `ca`
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> Pki:
+    d = tmp_path_factory.mktemp("shard-pki")
+    ca = CA(d / "ca", name="shard CA")
+    other = CA(d / "other", name="another CA")
+    return Pki(
+        ca=ca, other=other,
+        ip_only=ca.issue_server(0x31, "ip-only", "shard", ["IP:127.0.0.1"]),
+        dns_only=ca.issue_server(0x32, "dns-only", SERVER_NAME, [f"DNS:{SERVER_NAME}"]),
+        foreign=other.issue_server(0x41, "foreign", "shard", ["IP:127.0.0.1"]),
+        rotated=other.issue_server(0x42, "rotated", "shard", ["IP:127.0.0.1"]),
+        gate=ca.issue_client(0x33, "gate", "shardgate", ["DNS:shardgate"]),
+    )
+
+
+class Env:
+    """One test's shards and cert_dir (tmp_path/certs, where the shardgate
+    fixtures point cert_dir), with the shards' CA in it as shard_ca.pem."""
+
+    def __init__(self, pki: Pki, tmp_path: Path, tls_redis_server, shardgate) -> None:
+        self.pki = pki
+        self.tmp = tmp_path
+        self.cert_dir = tmp_path / "certs"
+        self.cert_dir.mkdir()
+        shutil.copy(pki.ca.cert, self.cert_dir / SHARD_CA)
+        self._tls_redis_server = tls_redis_server
+        self._shardgate = shardgate
+        self.sg = None
+
+    def shard(self, pair: Pair | None = None, **kw) -> TlsRedisServer:
+        """A TLS-only redis-server serving `pair` (default: the IP-SAN one);
+        its tls-ca-cert-file is the shards' CA (client certificates under
+        tls-auth-clients chain to it)."""
+        pair = pair or self.pki.ip_only
+        issuer = self.pki.other.cert if pair in (self.pki.foreign, self.pki.rotated) else self.pki.ca.cert
+        kw.setdefault("client_cert", self.pki.gate.cert)
+        kw.setdefault("client_key", self.pki.gate.key)
+        return self._tls_redis_server(cert=pair.cert, key=pair.key, ca=self.pki.ca.cert,
+                                      server_ca=issuer, **kw)
+
+    def start(self, databases: list[dict], **top):
+        self.sg = self._shardgate(databases, **top)
+        return self.sg
+
+    # -- clients through shardgate
+
+    def raw(self, db: str, timeout: float = DEADLINE_S) -> RespClient:
+        return RespClient.tls(self.sg.port(db), self.sg.ca, timeout=timeout)
+
+    def expect_unavailable(self, db: str, shard: TlsRedisServer, reason: str = TLS_REASON) -> str:
+        """A fresh client of `db` sends GET and must get, promptly, the shard's
+        unavailable line (naming the shard) with a reason matching `reason`."""
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", self.sg.port(db)), timeout=PROMPT_S) as raw:
+            ctx = ssl.create_default_context(cafile=str(self.sg.ca))
+            ctx.check_hostname = False
+            s = ctx.wrap_socket(raw, server_hostname="localhost")
+            try:
+                s.sendall(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                pass  # the error line may already be waiting: read it
+            reply = recv_until(s, b"\r\n", timeout=PROMPT_S).decode(errors="replace")
+        elapsed = time.monotonic() - started
+        prefix = f"-ERR shard {shard.address} unavailable: "
+        assert reply.startswith(prefix), (
+            f"db {db}: expected {prefix!r}... within {PROMPT_S} s, got {reply!r} after "
+            f"{elapsed:.2f} s\nshardgate log:\n{self.sg.log()}")
+        assert re.match(reason, reply[len(prefix):]), (
+            f"db {db}: reason {reply[len(prefix):]!r} does not match {reason!r}\n{self.sg.log()}")
+        assert elapsed < PROMPT_S, f"db {db}: the error took {elapsed:.2f} s"
+        assert self.sg.proc.poll() is None, f"shardgate exited\n{self.sg.log()}"
+        return reply
+
+    def works(self, db: str, key: str = "probe") -> None:
+        """SET and GET through `db` with redis-py, checked on no shard."""
+        c = self.sg.client(db)
+        try:
+            assert c.set(key, "v") is True
+            assert c.get(key) == b"v"
+        finally:
+            c.close()
+
+    def wait_log(self, pattern: str, since: int = 0) -> str:
+        """The first line matching `pattern` in the log after offset `since`."""
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            m = re.search(pattern, self.sg.log()[since:], re.MULTILINE)
+            if m:
+                return m.group(0)
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {pattern!r} in the log after offset {since}:\n{self.sg.log()}")
+            time.sleep(0.05)
+
+    # -- metrics
+
+    def metrics(self) -> str:
+        m = _METRICS_LISTENING.search(self.sg.log())
+        assert m, f"no metrics listener\n{self.sg.log()}"
+        out = subprocess.run(["curl", "--silent", "--show-error", "--max-time", "10",
+                              f"http://127.0.0.1:{m.group(2)}/metrics"],
+                             capture_output=True, text=True, timeout=15)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """Sum of `name`'s samples whose labels include `labels`; None if none has."""
+    total, found = 0.0, False
+    for line in text.splitlines():
+        m = _SAMPLE.match(line)
+        if not m or m.group(1) != name:
+            continue
+        have = dict(_LABEL.findall(m.group(2) or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            total += float(m.group(3))
+            found = True
+    return total if found else None
+
+
+@pytest.fixture
+def env(pki, tmp_path, tls_redis_server, shardgate) -> Env:
+    return Env(pki, tmp_path, tls_redis_server, shardgate)
+
+
+def tls_db(name: str, *shards, multiplex: bool | None = None, slots=None,
+           shard_tls: dict | None = None, **keys) -> dict:
+    """A database (clients over TLS) whose shards are reached over TLS:
+    shard_tls defaults to {"ca": shard_ca.pem}. A shard is a server or a
+    dict of its keys."""
+    db: dict = {"name": name, "listen": "127.0.0.1:0", "tls": True}
+    if multiplex is not None:
+        db["multiplex"] = multiplex
+    db["shard_tls"] = {"ca": SHARD_CA} if shard_tls is None else shard_tls
+    db.update(keys)
+    entries = []
+    for i, s in enumerate(shards):
+        entry = dict(s) if isinstance(s, dict) else {"address": s.address}
+        if slots is not None:
+            entry["slots"] = slots[i]
+        entries.append(entry)
+    db["shards"] = entries
+    return db
+
+
+def assert_tls_only(shard: TlsRedisServer) -> None:
+    """The shard's port answers no plaintext: whatever reached it through
+    shardgate came over TLS."""
+    with socket.create_connection(("127.0.0.1", shard.port), timeout=5) as s:
+        try:
+            s.sendall(b"PING\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        reply = recv_until(s, b"+PONG", timeout=2)
+    assert b"+PONG" not in reply, f"{shard.address} answered plaintext: {reply!r}"
+
+
+def direct_tls(shard: TlsRedisServer) -> ssl.SSLSocket:
+    ctx = ssl.create_default_context(cafile=str(shard.ca))
+    ctx.check_hostname = False
+    raw = socket.create_connection(("127.0.0.1", shard.port), timeout=5)
+    return ctx.wrap_socket(raw)
+
+
+# ---------------------------------------------------------------- 1. multiplexed, one shard
+
+
+def test_multiplexed_one_shard_over_tls(env):
+    shard = env.shard()
+    assert_tls_only(shard)
+    sg = env.start([tls_db("mux", shard, multiplex=True)])
+    c = sg.client("mux")
+    assert c.set("greeting", "hello over tls") is True
+    assert c.get("greeting") == b"hello over tls"
+    assert c.incr("counter") == 1
+    c.close()
+    # On the shard itself (TLS, direct), and through shardgate with redis-cli.
+    assert shard.client().get("greeting") == b"hello over tls"
+    assert shard.cli("GET", "counter").stdout.strip() == "1"
+    cli = redis_cli(sg.port("mux"), sg.ca, "GET", "greeting")
+    assert cli.stdout.strip() == "hello over tls", cli
+
+
+# ---------------------------------------------------------------- 2. three shards
+
+
+def test_three_tls_shards_keys_land_on_the_right_shard(env):
+    shards = [env.shard() for _ in THREE_SHARD_SLOTS]
+    sg = env.start([tls_db("db1", *shards, multiplex=True, slots=THREE_SHARD_SLOTS)])
+    db = ShardedDb(sg=sg, shards=shards, slot_ranges=[parse_slot_ranges(r) for r in THREE_SHARD_SLOTS])
+    c = sg.client("db1")
+    keys = [f"user:{i}" for i in range(30)]
+    for k in keys:
+        assert c.set(k, f"v-{k}") is True
+    assert c.mget(keys) == [f"v-{k}".encode() for k in keys]  # a request split over the shards
+    c.close()
+    for k in keys:
+        assert db.holders(k) == [db.shard_index(k)], (k, db.holders(k), db.describe())
+    assert sorted(db.shard_sizes()) == sorted(
+        sum(1 for k in keys if db.shard_index(k) == i) for i in range(3))
+    # redis-cli --tls straight to a shard, for a key of each.
+    for i, shard in enumerate(shards):
+        k = next(k for k in keys if db.shard_index(k) == i)
+        assert shard.cli("GET", k).stdout.strip() == f"v-{k}"
+
+
+# ---------------------------------------------------------------- 3. transparent
+
+
+def test_transparent_database_over_tls_keeps_redis_semantics(env):
+    shard = env.shard()
+    sg = env.start([tls_db("t", shard, multiplex=False)])
+
+    # Byte for byte: the same pipeline (inline command, unknown command,
+    # ECHO) answered the same by the shard directly and through shardgate.
+    pipeline = (b"PING\r\n*2\r\n$4\r\nECHO\r\n$5\r\nhello\r\nNOSUCHCMD a b\r\n"
+                b"*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$1\r\n1\r\n*2\r\n$4\r\nINCR\r\n$1\r\nb\r\n")
+    expected_end = b":2\r\n"
+    with direct_tls(shard) as s:
+        s.sendall(pipeline)
+        direct = recv_until(s, expected_end)
+    shard.client().delete("b")
+    with env.raw("t") as conn:
+        conn.send_raw(pipeline)
+        proxied = recv_until(conn.sock, expected_end)
+    assert proxied == direct, (proxied, direct)
+
+    a = env.raw("t")
+    # CLIENT SETNAME reaches the shard's own connection.
+    assert a.call("CLIENT", "SETNAME", "via-shardgate") == "OK"
+    names = [cl["name"] for cl in shard.client().client_list()]
+    assert "via-shardgate" in names, names
+    # MULTI/EXEC.
+    assert a.pipeline([("MULTI",), ("SET", "m", "1"), ("INCR", "m"), ("EXEC",)]) == \
+        ["OK", "QUEUED", "QUEUED", ["OK", 2]]
+    # BLPOP blocks on the shard itself, then is woken by another client.
+    b = env.raw("t")
+    b.send("BLPOP", "queue", "10")
+    wait_for_blocked_clients(shard.client(), 1)
+    assert a.call("LPUSH", "queue", "job") == 1
+    assert b.read_reply("BLPOP") == [b"queue", b"job"]
+    a.close()
+    b.close()
+
+
+# ---------------------------------------------------------------- 4. private links
+
+
+def test_private_links_of_a_multiplexed_database_are_tls(env):
+    shard = env.shard()
+    sg = env.start([tls_db("mux", shard, multiplex=True)])
+    blocked = env.raw("mux")
+    other = env.raw("mux")
+    assert other.call("SET", "k", "1") == "OK"  # the shared link is up
+    # BLPOP runs on a private link: blocked on the shard, and the shared
+    # link keeps serving meanwhile.
+    blocked.send("BLPOP", "queue", "10")
+    wait_for_blocked_clients(shard.client(), 1)
+    assert other.call("INCR", "k") == 2
+    assert other.call("RPUSH", "queue", "job") == 1
+    assert blocked.read_reply("BLPOP") == [b"queue", b"job"]
+    # WATCH/MULTI/EXEC on a private link; a write by another client between
+    # WATCH and EXEC aborts it, as on redis-server.
+    assert blocked.call("WATCH", "w") == "OK"
+    assert blocked.pipeline([("MULTI",), ("SET", "w", "mine"), ("EXEC",)]) == ["OK", "QUEUED", ["OK"]]
+    assert blocked.call("WATCH", "w") == "OK"
+    assert other.call("SET", "w", "theirs") == "OK"
+    assert blocked.pipeline([("MULTI",), ("SET", "w", "mine"), ("EXEC",)]) == ["OK", "QUEUED", None]
+    assert shard.client().get("w") == b"theirs"
+    blocked.close()
+    other.close()
+
+
+# ---------------------------------------------------------------- 5. client certificate
+
+
+def test_shard_requiring_client_certificates(env, pki):
+    shard = env.shard(auth_clients="yes")
+    # Only with a certificate does the shard answer (checked directly).
+    no_cert = redis.Redis(host="127.0.0.1", port=shard.port, ssl=True, ssl_ca_certs=str(shard.ca),
+                          ssl_check_hostname=False, socket_timeout=5)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        no_cert.ping()
+    assert shard.client().ping() is True
+
+    sg = env.start([
+        # cert/key as absolute paths; the CA as a name in cert_dir.
+        tls_db("good", shard, multiplex=True,
+               shard_tls={"ca": SHARD_CA, "cert": str(pki.gate.cert), "key": str(pki.gate.key)}),
+        tls_db("good_t", shard, multiplex=False,
+               shard_tls={"ca": SHARD_CA, "cert": str(pki.gate.cert), "key": str(pki.gate.key)}),
+        tls_db("bad", shard, multiplex=True),
+        tls_db("bad_t", shard, multiplex=False),
+    ])
+    env.works("good")
+    env.works("good_t")
+    # The COMMAND fetch at start presented the certificate too.
+    env.wait_log(rf"db good: \d+ commands known, from shard {re.escape(shard.address)}")
+    env.expect_unavailable("bad", shard)
+    env.expect_unavailable("bad_t", shard)
+    env.wait_log(rf"db bad: shard {re.escape(shard.address)} unavailable: .*")
+    # Still running and serving.
+    env.works("good", "after")
+    assert shard.client().get("after") == b"v"
+
+
+# ---------------------------------------------------------------- 6. server_name
+
+
+def test_server_name_is_checked_and_the_default_requires_the_ip_san(env):
+    named = env.shard(env.pki.dns_only)   # DNS:redis.internal, no IP SAN
+    sg = env.start([
+        tls_db("wrong", named, multiplex=True, shard_tls={"ca": SHARD_CA, "server_name": "other.internal"}),
+        tls_db("right", named, multiplex=True, shard_tls={"ca": SHARD_CA, "server_name": SERVER_NAME}),
+        # The per-shard server_name overrides the database's.
+        tls_db("override", {"address": named.address, "server_name": SERVER_NAME}, multiplex=True,
+               shard_tls={"ca": SHARD_CA, "server_name": "other.internal"}),
+        tls_db("default", named, multiplex=True),
+        tls_db("default_t", named, multiplex=False),
+    ])
+    name_reason = r"(?i).*(hostname mismatch|verify failed|certificate verify)"
+    env.expect_unavailable("wrong", named, name_reason)
+    env.wait_log(rf"db wrong: shard {re.escape(named.address)} unavailable: .*"
+                 r"(hostname mismatch|verify failed|certificate verify)")
+    env.works("right")
+    env.works("override")
+    # No server_name: the certificate must carry 127.0.0.1; this one does not.
+    env.expect_unavailable("default", named, name_reason)
+    env.expect_unavailable("default_t", named, name_reason)
+    assert named.client().get("probe") == b"v"
+
+
+def test_server_name_is_sent_as_sni(env, pki):
+    """The shard must see the server_name as SNI. redis-server does not
+    record SNI, so an `openssl s_server` stands in as the shard: it logs the
+    name it was sent (-servername with -cert2: a second certificate for that
+    name, and "Switching server context." when it is asked for)."""
+    log = env.tmp / "s_server.log"
+    with open(log, "wb") as out:
+        # Port 0: s_server prints the port it got ("ACCEPT 127.0.0.1:N").
+        proc = subprocess.Popen(
+            ["openssl", "s_server", "-accept", "127.0.0.1:0", "-cert", str(pki.ip_only.cert),
+             "-key", str(pki.ip_only.key), "-servername", SERVER_NAME, "-cert2", str(pki.dns_only.cert),
+             "-key2", str(pki.dns_only.key), "-naccept", "20"],
+            stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        while not (m := re.search(rb"ACCEPT 127\.0\.0\.1:(\d+)", log.read_bytes())):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        port = int(m.group(1))
+        sg = env.start([tls_db("t", {"address": f"127.0.0.1:{port}"}, multiplex=False,
+                               shard_tls={"ca": SHARD_CA, "server_name": SERVER_NAME})])
+        with socket.create_connection(("127.0.0.1", sg.port("t")), timeout=5) as raw:
+            ctx = ssl.create_default_context(cafile=str(sg.ca))
+            ctx.check_hostname = False
+            s = ctx.wrap_socket(raw, server_hostname="localhost")
+            s.sendall(b"PING\r\n")
+            # s_server prints what it receives once the handshake is done.
+            while b"PING" not in log.read_bytes():
+                assert time.monotonic() < deadline, f"{log.read_text()}\n{sg.log()}"
+                time.sleep(0.05)
+        assert "Switching server context" in log.read_text(), log.read_text()
+    finally:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+# ---------------------------------------------------------------- 7. wrong CA
+
+
+def test_shard_certificate_from_another_ca_is_refused_promptly(env):
+    foreign = env.shard(env.pki.foreign)
+    good = env.shard()
+    sg = env.start([tls_db("foreign", foreign, multiplex=True),
+                    tls_db("foreign_t", foreign, multiplex=False),
+                    tls_db("good", good, multiplex=True)],
+                   metrics={"listen": "127.0.0.1:0", "tls": False})
+    verify = r"(?i).*(verify failed|unable to get local issuer|unknown ca|self.signed)"
+    env.expect_unavailable("foreign", foreign, verify)
+    env.expect_unavailable("foreign_t", foreign, verify)
+    env.wait_log(rf"db foreign: shard {re.escape(foreign.address)} unavailable: .*")
+    env.works("good")
+    # The failures count as shard errors.
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        m = env.metrics()
+        errors = metric(m, "shardgate_shard_errors_total", db="foreign", shard=foreign.address)
+        errors_t = metric(m, "shardgate_shard_errors_total", db="foreign_t", shard=foreign.address)
+        if (errors or 0) >= 1 and (errors_t or 0) >= 1:
+            break
+        assert time.monotonic() < deadline, (errors, errors_t, m)
+        time.sleep(0.1)
+    assert metric(m, "shardgate_shard_errors_total", db="good", shard=good.address) == 0
+
+
+# ---------------------------------------------------------------- 8. min_version
+
+
+def test_min_version_against_a_tls12_only_shard(env):
+    old = env.shard(extra=("--tls-protocols", "TLSv1.2"))
+    # The premise: the shard refuses TLS 1.3.
+    probe = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{old.port}", "-tls1_3"],
+                           input=b"", capture_output=True, timeout=10)
+    assert probe.returncode != 0, "the shard accepted TLS 1.3: the test's premise is wrong"
+    sg = env.start([
+        tls_db("v13", old, multiplex=True, shard_tls={"ca": SHARD_CA, "min_version": "1.3"}),
+        tls_db("v13_t", old, multiplex=False, shard_tls={"ca": SHARD_CA, "min_version": "1.3"}),
+        tls_db("v12", old, multiplex=True, shard_tls={"ca": SHARD_CA, "min_version": "1.2"}),
+    ])
+    env.expect_unavailable("v13", old)
+    env.expect_unavailable("v13_t", old)
+    env.works("v12")
+
+
+# ---------------------------------------------------------------- 9. resumption
+
+
+def test_reconnects_resume_the_tls_session(env):
+    shard = env.shard()
+    sg = env.start([tls_db("mux", shard, multiplex=True)],
+                   metrics={"listen": "127.0.0.1:0", "tls": False})
+    c = sg.client("mux")
+    assert c.set("k", "0") is True
+    before = env.metrics()
+    full0 = metric(before, "shardgate_shard_tls_handshakes_total", db="mux", shard=shard.address,
+                   resumed="false")
+    resumed0 = metric(before, "shardgate_shard_tls_handshakes_total", db="mux", shard=shard.address,
+                      resumed="true")
+    assert full0 is not None and full0 >= 1, f"no full handshake counted\n{before}"
+    assert resumed0 is not None, before
+
+    admin = shard.client(single_connection_client=True)
+    kills = 5
+    for round_ in range(kills):
+        killed = admin.execute_command("CLIENT", "KILL", "TYPE", "normal")  # SKIPME yes: not admin
+        assert killed >= 1, f"round {round_}: shardgate had no connection on the shard"
+        # Traffic continues once the link is back (errors while it reconnects).
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            try:
+                if c.incr("k") >= 1:
+                    break
+            except redis.exceptions.ResponseError as e:
+                assert "unavailable" in str(e), e
+            assert time.monotonic() < deadline, f"round {round_}: no traffic after the kill\n{sg.log()}"
+            time.sleep(0.05)
+    assert int(c.get("k")) == kills
+    c.close()
+
+    after = env.metrics()
+    full = metric(after, "shardgate_shard_tls_handshakes_total", db="mux", shard=shard.address,
+                  resumed="false") - full0
+    resumed = metric(after, "shardgate_shard_tls_handshakes_total", db="mux", shard=shard.address,
+                     resumed="true") - resumed0
+    # Each kill forced at least one reconnect; most must have resumed.
+    assert resumed >= kills and resumed > full, (
+        f"{resumed} resumed and {full} full handshakes over {kills} kills\n{after}")
+
+
+# ---------------------------------------------------------------- 10. CA rotation
+
+
+def test_live_rotation_of_the_shard_ca(env, pki):
+    shard = env.shard()
+    sg = env.start([tls_db("t", shard, multiplex=False)])
+    held = sg.client("t", single_connection_client=True)
+    assert held.set("held", "1") is True
+    admin = shard.client(single_connection_client=True)
+    assert admin.ping() is True
+
+    # The shard moves to a certificate from another CA (redis-server applies
+    # it to new connections); shardgate still trusts only the first CA.
+    assert admin.execute_command("CONFIG", "SET", "tls-cert-file", str(pki.rotated.cert),
+                                 "tls-key-file", str(pki.rotated.key)) == b"OK"
+    env.expect_unavailable("t", shard, r"(?i).*(verify failed|unable to get local issuer|unknown ca)")
+    assert held.get("held") == b"1", "the connection opened before the change must keep working"
+
+    # shard_ca.pem replaced in cert_dir (atomic rename): new connections verify
+    # against the new CA.
+    place(pki.other.cert, env.cert_dir, SHARD_CA)
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        with env.raw("t") as conn:
+            reply = conn.call("GET", "held")
+        if reply == b"1":
+            break
+        assert isinstance(reply, Err) and "unavailable" in reply.message, reply
+        assert time.monotonic() < deadline, f"the new CA was not applied: {reply}\n{sg.log()}"
+        time.sleep(0.1)
+    assert held.incr("n") == 1
+
+    # A bad CA file: one line naming the file, the CA before it kept.
+    mark = len(sg.log())
+    place(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n", env.cert_dir, SHARD_CA)
+    env.wait_log(rf"^.*{re.escape(SHARD_CA)}.*$", since=mark)
+    for _ in range(3):
+        with env.raw("t") as conn:
+            assert conn.call("GET", "held") == b"1"
+    assert held.incr("n") == 2
+    assert sg.proc.poll() is None
+    held.close()
+
+
+# ---------------------------------------------------------------- 11. config errors
+
+
+def check_config(tmp_path: Path, db: dict, start: bool = False) -> subprocess.CompletedProcess:
+    config = write_config(tmp_path, [db])
+    args = ["--config", config] + ([] if start else ["--check-config"])
+    return run_shardgate(args)
+
+
+def test_config_errors_name_the_key(env, tmp_path, pki):
+    address = "127.0.0.1:7001"  # never connected: the config is refused first
+    # tls on and no CA: --check-config and a start both refuse, naming the key.
+    db = tls_db("db1", {"address": address}, shard_tls={"tls": True})
+    for start in (False, True):
+        r = check_config(tmp_path, db, start)
+        assert r.returncode != 0, r
+        assert "databases[0].shard_tls.ca" in r.stdout + r.stderr, r
+
+    # A missing certificate file is named, with its key.
+    db = tls_db("db1", {"address": address},
+                shard_tls={"ca": SHARD_CA, "cert": "missing_client.pem", "key": str(pki.gate.key)})
+    r = check_config(tmp_path, db)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "databases[0].shard_tls.cert" in out and "missing_client.pem" in out, r
+
+    # A per-shard CA that does not exist.
+    db = tls_db("db1", {"address": address, "slots": "0-8191"},
+                {"address": "127.0.0.1:7002", "slots": "8192-16383", "ca": "nope_ca.pem"})
+    r = check_config(tmp_path, db)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "databases[0].shards[1].ca" in out and "nope_ca.pem" in out, r
+
+    # cert without key.
+    db = tls_db("db1", {"address": address}, shard_tls={"ca": SHARD_CA, "cert": str(pki.gate.cert)})
+    r = check_config(tmp_path, db)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and re.search(r"databases\[0\]\.shard_tls\.(cert|key)\b", out), r
+
+    # A CA file that is no certificate.
+    (env.cert_dir / "garbage.pem").write_text("hello\n")
+    db = tls_db("db1", {"address": address}, shard_tls={"ca": "garbage.pem"})
+    r = check_config(tmp_path, db)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "databases[0].shard_tls.ca" in out and "garbage.pem" in out, r
+
+    # A good one passes and shows the shard TLS settings.
+    db = tls_db("db1", {"address": address},
+                shard_tls={"ca": SHARD_CA, "cert": str(pki.gate.cert), "key": str(pki.gate.key),
+                           "server_name": SERVER_NAME, "min_version": "1.3"})
+    r = check_config(tmp_path, db)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, r
+    assert SHARD_CA in out and SERVER_NAME in out, r
+
+
+# ---------------------------------------------------------------- 12. COMMAND fetch
+
+
+def test_command_fetch_at_start_goes_over_tls(env):
+    shards = [env.shard(extra=("--databases", "4")) for _ in THREE_SHARD_SLOTS]
+    sg = env.start([tls_db("db1", *shards, multiplex=True, slots=THREE_SHARD_SLOTS)])
+    version = re.search(r"v=(\S+)", subprocess.run(["redis-server", "--version"], capture_output=True,
+                                                    text=True).stdout).group(1)
+    line = env.wait_log(r"db db1: \d+ commands known, from shard 127\.0\.0\.1:\d+ .*")
+    assert f"redis {version}, 4 databases" in line, line
+    assert "no shard answered COMMAND" not in sg.log(), sg.log()
+    db = ShardedDb(sg=sg, shards=shards, slot_ranges=[parse_slot_ranges(r) for r in THREE_SHARD_SLOTS])
+    with db.raw() as conn:
+        # What the shards said: their database count and version.
+        assert conn.call("SELECT", "3") == "OK"
+        assert conn.call("SELECT", "4") == Err("ERR DB index is out of range")
+        assert conn.call("SELECT", "0") == "OK"
+        hello = conn.call("HELLO")
+        assert hello[hello.index(b"version") + 1] == version.encode(), hello
+        # Commands whose keys the table finds: EVAL/EVAL_RO by numkeys, a
+        # movable-keys LMPOP, each on the shard of its key.
+        for i in range(3):
+            key = db.key_on(i, "script")
+            assert conn.call("EVAL", "return redis.call('SET', KEYS[1], ARGV[1])", "1", key, "x") == "OK"
+            assert db.holders(key) == [i], (key, db.holders(key))
+            assert conn.call("EVAL_RO", "return redis.call('GET', KEYS[1])", "1", key) == b"x"
+            lkey = db.key_on(i, "list")
+            assert conn.call("RPUSH", lkey, "a", "b") == 2
+            assert conn.call("LMPOP", "1", lkey, "LEFT") == [lkey.encode(), [b"a"]]
+            assert db.holders(lkey) == [i]
+
+
+# ---------------------------------------------------------------- 13. admin API
+
+
+def test_bdbs_shows_tls_per_shard(env, admin_shardgate, redis_server):
+    tls_shard = env.shard()
+    plain = redis_server()
+    slots = ("0-8191", "8192-16383")
+    db = tls_db("db1", tls_shard, {"address": plain.address, "tls": False}, multiplex=True, slots=slots)
+    sg = admin_shardgate([db])
+    env.sg = sg
+    r = sg.curl("GET", "/v1/bdbs")
+    assert r.status == 200, r
+    shards = {s["address"]: s for s in r.json()[0]["shards"]}
+    assert shards[tls_shard.address]["tls"] is True, shards
+    assert shards[plain.address]["tls"] is False, shards
+    # The mixed database routes to both.
+    sharded = ShardedDb(sg=sg, shards=[tls_shard, plain], slot_ranges=[parse_slot_ranges(s) for s in slots])
+    c = sg.client("db1")
+    for i in range(2):
+        key = sharded.key_on(i, "mixed")
+        assert c.set(key, "v") is True
+        assert sharded.holders(key) == [i]
+    c.close()
