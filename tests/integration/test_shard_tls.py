@@ -343,6 +343,9 @@ def test_shard_requiring_client_certificates(env, pki):
     with pytest.raises(redis.exceptions.ConnectionError):
         no_cert.ping()
     assert shard.client().ping() is True
+    shutil.copy(pki.gate.cert, env.cert_dir / "gate.pem")
+    shutil.copy(pki.gate.key, env.cert_dir / "gate.key")
+    (env.cert_dir / "gate.key").chmod(0o600)
 
     env.start([
         # cert/key as absolute paths; the CA as a name in cert_dir.
@@ -350,11 +353,15 @@ def test_shard_requiring_client_certificates(env, pki):
                shard_tls={"ca": SHARD_CA, "cert": str(pki.gate.cert), "key": str(pki.gate.key)}),
         tls_db("good_t", shard, multiplex=False,
                shard_tls={"ca": SHARD_CA, "cert": str(pki.gate.cert), "key": str(pki.gate.key)}),
+        # Per-shard cert/key, as names in cert_dir.
+        tls_db("good_per_shard", {"address": shard.address, "cert": "gate.pem", "key": "gate.key"},
+               multiplex=True),
         tls_db("bad", shard, multiplex=True),
         tls_db("bad_t", shard, multiplex=False),
     ])
     env.works("good")
     env.works("good_t")
+    env.works("good_per_shard")
     # The COMMAND fetch at start presented the certificate too.
     env.wait_log(rf"db good: \d+ commands known, from shard {re.escape(shard.address)}")
     env.expect_unavailable("bad", shard)
