@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -527,16 +528,41 @@ def test_reconnects_resume_the_tls_session(env):
             assert time.monotonic() < deadline, f"round {round_}: no traffic after the kill\n{sg.log()}"
             time.sleep(0.05)
     assert int(c.get("k")) == kills
-    c.close()
 
     after = env.metrics()
-    full = metric(after, "shardgate_shard_tls_handshakes_total", db="mux", shard=shard.address,
-                  resumed="false") - full0
-    resumed = metric(after, "shardgate_shard_tls_handshakes_total", db="mux", shard=shard.address,
-                     resumed="true") - resumed0
+    full1 = metric(after, "shardgate_shard_tls_handshakes_total", db="mux", shard=shard.address,
+                   resumed="false")
+    resumed1 = metric(after, "shardgate_shard_tls_handshakes_total", db="mux", shard=shard.address,
+                      resumed="true")
+    full, resumed = full1 - full0, resumed1 - resumed0
     # Each kill forced at least one reconnect; most must have resumed.
     assert resumed >= kills and resumed > full, (
         f"{resumed} resumed and {full} full handshakes over {kills} kills\n{after}")
+
+    # A new client context (the CA file changed: another trust set) does not
+    # offer a session of the old one: the next reconnect is a full handshake.
+    mark = len(sg.log())
+    place(env.pki.ca.cert.read_bytes() + env.pki.other.cert.read_bytes(), env.cert_dir, SHARD_CA)
+    env.wait_log(r"db mux: .*(reloaded|generation \d+ -> \d+)", since=mark)
+    assert admin.execute_command("CLIENT", "KILL", "TYPE", "normal") >= 1
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        try:
+            if c.incr("k") == kills + 1:
+                break
+        except redis.exceptions.ResponseError as e:
+            assert "unavailable" in str(e), e
+        assert time.monotonic() < deadline, f"no traffic after the reload and kill\n{sg.log()}"
+        time.sleep(0.05)
+    c.close()
+    last = env.metrics()
+    full2 = metric(last, "shardgate_shard_tls_handshakes_total", db="mux", shard=shard.address,
+                   resumed="false")
+    resumed2 = metric(last, "shardgate_shard_tls_handshakes_total", db="mux", shard=shard.address,
+                      resumed="true")
+    assert full2 > full1 and resumed2 == resumed1, (
+        f"after the new context: {full2 - full1} full, {resumed2 - resumed1} resumed handshakes "
+        f"(a session of the old context must not be offered)\n{last}")
 
 
 # ---------------------------------------------------------------- 10. CA rotation
@@ -583,6 +609,32 @@ def test_live_rotation_of_the_shard_ca(env, pki):
     assert held.incr("n") == 2
     assert sg.proc.poll() is None
     held.close()
+
+
+def test_sighup_reloads_a_shard_ca_given_by_absolute_path(env, pki):
+    """A CA outside cert_dir (absolute path), changed in place: SIGHUP applies it."""
+    outside = env.tmp / "elsewhere"
+    outside.mkdir()
+    ca_file = outside / "shard-ca.pem"
+    shutil.copy(pki.ca.cert, ca_file)
+    shard = env.shard()
+    sg = env.start([tls_db("t", shard, multiplex=False, shard_tls={"ca": str(ca_file)})])
+    env.works("t")
+    admin = shard.client(single_connection_client=True)
+    assert admin.execute_command("CONFIG", "SET", "tls-cert-file", str(pki.rotated.cert),
+                                 "tls-key-file", str(pki.rotated.key)) == b"OK"
+    env.expect_unavailable("t", shard, r"(?i).*(verify failed|unable to get local issuer|unknown ca)")
+    ca_file.write_bytes(pki.ca.cert.read_bytes() + pki.other.cert.read_bytes())  # both CAs
+    sg.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        with env.raw("t") as conn:
+            reply = conn.call("GET", "probe")
+        if reply == b"v":
+            break
+        assert isinstance(reply, Err) and "unavailable" in reply.message, reply
+        assert time.monotonic() < deadline, f"SIGHUP did not apply the new CA: {reply}\n{sg.log()}"
+        time.sleep(0.1)
 
 
 # ---------------------------------------------------------------- 11. config errors
@@ -637,7 +689,7 @@ def test_config_errors_name_the_key(env, tmp_path, pki):
     r = check_config(tmp_path, db)
     out = r.stdout + r.stderr
     assert r.returncode == 0, r
-    assert SHARD_CA in out and SERVER_NAME in out, r
+    assert SHARD_CA in out and SERVER_NAME in out and "1.3" in out, r
 
 
 # ---------------------------------------------------------------- 12. COMMAND fetch
