@@ -29,8 +29,8 @@ import pytest
 import redis
 
 from certs import CA, Pair, place
-from conftest import (TlsRedisServer, recv_until, run_shardgate, wait_for_blocked_clients,
-                      write_config)
+from conftest import (TlsRedisServer, recv_until, run_shardgate, start_tls_redis_on_port,
+                      stop_process, wait_for_blocked_clients, write_config)
 from sharding_env import (THREE_SHARD_SLOTS, Err, RespClient, ShardedDb, parse_slot_ranges,
                           redis_cli)
 
@@ -330,6 +330,12 @@ def test_private_links_of_a_multiplexed_database_are_tls(env):
     assert other.call("SET", "w", "theirs") == "OK"
     assert blocked.pipeline([("MULTI",), ("SET", "w", "mine"), ("EXEC",)]) == ["OK", "QUEUED", None]
     assert shard.client().get("w") == b"theirs"
+    # SUBSCRIBE: private links too.
+    sub = env.raw("mux")
+    assert sub.call("SUBSCRIBE", "news") == [b"subscribe", b"news", 1]
+    assert other.call("PUBLISH", "news", "hello") == 1
+    assert sub.read_reply("message") == [b"message", b"news", b"hello"]
+    sub.close()
     blocked.close()
     other.close()
 
@@ -565,6 +571,35 @@ def test_reconnects_resume_the_tls_session(env):
         f"(a session of the old context must not be offered)\n{last}")
 
 
+def test_a_restarted_shard_is_reached_again(env, procs, tmp_path):
+    """A shard restarted on its address has new ticket keys: the session
+    shardgate offers is refused and a full handshake follows, without an
+    error loop."""
+    shard = env.shard()
+    sg = env.start([tls_db("mux", shard, multiplex=True), tls_db("t", shard, multiplex=False)],
+                   metrics={"listen": "127.0.0.1:0", "tls": False})
+    env.works("mux")
+    env.works("t")
+    for _ in range(2):
+        stop_process(shard.proc)
+        shard = start_tls_redis_on_port(procs, tmp_path, shard.port, cert=env.pki.ip_only.cert,
+                                        key=env.pki.ip_only.key, ca=env.pki.ca.cert)
+        deadline = time.monotonic() + DEADLINE_S
+        c = sg.client("mux")
+        while True:
+            try:
+                if c.set("after", "1") is True:
+                    break
+            except redis.exceptions.ResponseError as e:  # while the shard is away
+                assert "unavailable" in str(e), e
+            assert time.monotonic() < deadline, f"no traffic after the restart\n{sg.log()}"
+            time.sleep(0.05)
+        c.close()
+        env.works("t", "after_t")
+        assert shard.client().get("after") == b"1"
+    assert sg.proc.poll() is None
+
+
 # ---------------------------------------------------------------- 10. CA rotation
 
 
@@ -722,6 +757,25 @@ def test_command_fetch_at_start_goes_over_tls(env):
             assert conn.call("RPUSH", lkey, "a", "b") == 2
             assert conn.call("LMPOP", "1", lkey, "LEFT") == [lkey.encode(), [b"a"]]
             assert db.holders(lkey) == [i]
+
+
+def test_tls_on_one_shard_of_a_database_without_shard_tls(env, redis_server):
+    """No shard_tls on the database: a shard with its own `tls: true` and
+    `ca` is reached over TLS, the others in plaintext."""
+    tls_shard = env.shard()
+    plain = redis_server()
+    slots = ("0-8191", "8192-16383")
+    db = tls_db("db1", {"address": tls_shard.address, "tls": True, "ca": SHARD_CA},
+                {"address": plain.address}, multiplex=True, slots=slots)
+    del db["shard_tls"]
+    sg = env.start([db])
+    sharded = ShardedDb(sg=sg, shards=[tls_shard, plain], slot_ranges=[parse_slot_ranges(s) for s in slots])
+    c = sg.client("db1")
+    for i in range(2):
+        key = sharded.key_on(i, "mixed")
+        assert c.set(key, "v") is True
+        assert sharded.holders(key) == [i]
+    c.close()
 
 
 # ---------------------------------------------------------------- 13. admin API
