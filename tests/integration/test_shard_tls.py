@@ -351,6 +351,8 @@ def test_shard_requiring_client_certificates(env, pki):
     with pytest.raises(redis.exceptions.ConnectionError):
         no_cert.ping()
     assert shard.client().ping() is True
+    # With TLS 1.2 the refusal comes inside the handshake.
+    shard12 = env.shard(auth_clients="yes", extra=("--tls-protocols", "TLSv1.2"))
     shutil.copy(pki.gate.cert, env.cert_dir / "gate.pem")
     shutil.copy(pki.gate.key, env.cert_dir / "gate.key")
     (env.cert_dir / "gate.key").chmod(0o600)
@@ -369,6 +371,9 @@ def test_shard_requiring_client_certificates(env, pki):
         # the handshake, racing shardgate's first write: every try counts).
         *[tls_db(f"bad{i}", shard, multiplex=True) for i in range(BAD_TRIES)],
         tls_db("bad_t", shard, multiplex=False),
+        tls_db("bad12", shard12, multiplex=True),
+        tls_db("good12", shard12, multiplex=True,
+               shard_tls={"ca": SHARD_CA, "cert": str(pki.gate.cert), "key": str(pki.gate.key)}),
     ])
     env.works("good")
     env.works("good_t")
@@ -378,6 +383,8 @@ def test_shard_requiring_client_certificates(env, pki):
     for i in range(BAD_TRIES):
         env.expect_unavailable(f"bad{i}", shard)
         env.expect_unavailable("bad_t", shard)  # a new shard connection each time
+    env.expect_unavailable("bad12", shard12)
+    env.works("good12")
     env.wait_log(rf"db bad\d: shard {re.escape(shard.address)} unavailable: .*")
     # Still running and serving.
     env.works("good", "after")
