@@ -489,6 +489,34 @@ def test_shard_certificate_from_another_ca_is_refused_promptly(env):
     assert metric(m, "shardgate_shard_errors_total", db="good", shard=good.address) == 0
 
 
+def test_plaintext_and_silent_shards_fail_the_handshake_promptly(env, redis_server):
+    """TLS configured, but the shard speaks plaintext (a redis-server without
+    TLS), or never answers the ClientHello (a socket whose connections are
+    never accepted: the kernel completes TCP, nobody reads): each client gets
+    the unavailable line with a TLS reason, not a hang."""
+    plain = redis_server()
+    silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    try:
+        silent_address = "127.0.0.1:%d" % silent.getsockname()[1]
+        env.start([tls_db("plain", plain, multiplex=True),
+                   tls_db("plain_t", plain, multiplex=False),
+                   tls_db("silent", {"address": silent_address}, multiplex=True),
+                   tls_db("silent_t", {"address": silent_address}, multiplex=False)])
+        env.expect_unavailable("plain", plain)
+        env.expect_unavailable("plain_t", plain)
+
+        @dataclass
+        class Silent:
+            address: str
+        timed_out = r"(?i).*(tls|ssl|handshake).*tim(ed|e)[ -]?out"
+        env.expect_unavailable("silent", Silent(silent_address), timed_out)
+        env.expect_unavailable("silent_t", Silent(silent_address), timed_out)
+    finally:
+        silent.close()
+
+
 # ---------------------------------------------------------------- 8. min_version
 
 
