@@ -515,11 +515,12 @@ def test_plaintext_and_silent_shards_fail_the_handshake_promptly(env, redis_serv
         silent.close()
 
 
-# ---------------------------------------------------------------- 8. min_version
+# ---------------------------------------------------------------- 8. min_version, ciphers
 
 
-def test_min_version_against_a_tls12_only_shard(env):
-    old = env.shard(extra=("--tls-protocols", "TLSv1.2"))
+def test_min_version_ciphers_and_ciphersuites(env):
+    old = env.shard(extra=("--tls-protocols", "TLSv1.2", "--tls-ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256"))
+    new = env.shard(extra=("--tls-protocols", "TLSv1.3", "--tls-ciphersuites", "TLS_AES_128_GCM_SHA256"))
     # The premise: the shard refuses TLS 1.3.
     probe = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{old.port}", "-tls1_3"],
                            input=b"", capture_output=True, timeout=10)
@@ -529,11 +530,24 @@ def test_min_version_against_a_tls12_only_shard(env):
         tls_db("v13_t", old, multiplex=False, shard_tls={"ca": SHARD_CA, "min_version": "1.3"}),
         tls_db("v12", old, multiplex=True, shard_tls={"ca": SHARD_CA, "min_version": "1.2"}),
         tls_db("v_default", old, multiplex=False),  # the default minimum is 1.2
+        # TLS 1.2 cipher list and TLS 1.3 suites offered to the shards.
+        tls_db("ciphers_other", old, multiplex=False,
+               shard_tls={"ca": SHARD_CA, "ciphers": "ECDHE-ECDSA-CHACHA20-POLY1305"}),
+        tls_db("ciphers_same", old, multiplex=False,
+               shard_tls={"ca": SHARD_CA, "ciphers": "ECDHE-ECDSA-AES128-GCM-SHA256"}),
+        tls_db("suites_other", new, multiplex=False,
+               shard_tls={"ca": SHARD_CA, "ciphersuites": "TLS_CHACHA20_POLY1305_SHA256"}),
+        tls_db("suites_same", new, multiplex=False,
+               shard_tls={"ca": SHARD_CA, "ciphersuites": "TLS_AES_128_GCM_SHA256"}),
     ])
     env.expect_unavailable("v13", old)
     env.expect_unavailable("v13_t", old)
     env.works("v12")
     env.works("v_default")
+    env.expect_unavailable("ciphers_other", old)
+    env.works("ciphers_same")
+    env.expect_unavailable("suites_other", new)
+    env.works("suites_same")
 
 
 # ---------------------------------------------------------------- 9. resumption
