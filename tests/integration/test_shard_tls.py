@@ -620,6 +620,29 @@ def test_reconnects_resume_the_tls_session(env):
         f"(a session of the old context must not be offered)\n{last}")
 
 
+def test_transparent_clients_resume_the_tls_session(env):
+    """A transparent database makes a shard connection per client: after the
+    first on each worker, they resume."""
+    shard = env.shard()
+    env.start([tls_db("t", shard, multiplex=False)], metrics={"listen": "127.0.0.1:0", "tls": False})
+    clients = 8
+    for i in range(clients):
+        with env.raw("t") as conn:
+            assert conn.call("SET", f"k{i}", "v") == "OK"
+    labels = {"db": "t", "shard": shard.address}
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        m = env.metrics()
+        full = metric(m, "shardgate_shard_tls_handshakes_total", resumed="false", **labels) or 0
+        resumed = metric(m, "shardgate_shard_tls_handshakes_total", resumed="true", **labels) or 0
+        if full + resumed >= clients:
+            break
+        assert time.monotonic() < deadline, f"{full} full + {resumed} resumed handshakes for {clients}\n{m}"
+        time.sleep(0.1)
+    # One full handshake per worker (2) at most; the rest resumed.
+    assert full <= 2 and resumed >= clients - 2, f"{full} full, {resumed} resumed\n{m}"
+
+
 def test_a_restarted_shard_is_reached_again(env, procs, tmp_path):
     """A shard restarted on its address has new ticket keys: the session
     shardgate offers is refused and a full handshake follows, without an
