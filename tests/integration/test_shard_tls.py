@@ -5,11 +5,14 @@ plaintext hop could not work), redis-py and redis-cli --tls on both sides.
 What is checked: every connection shardgate makes to a shard is TLS (shared
 and private links of multiplexed databases, a transparent database's
 per-client connection, the COMMAND fetch at start); the shard's certificate
-is verified (CA, IP SAN by default, DNS SAN with server_name, min_version);
-a client certificate is presented when configured; a TLS failure reaches the
-client as the shard-unavailable line with the TLS reason, promptly, and is
-logged; reconnects resume the TLS session (metric); the CA file reloads live;
-config errors name the key; GET /v1/bdbs shows each shard's "tls".
+is verified (CA, IP SAN by default, DNS SAN with server_name, sent as SNI);
+min_version, ciphers and ciphersuites are what is offered; a client
+certificate is presented when configured; a TLS failure (refused, plaintext
+or silent shard) reaches the client as the shard-unavailable line with the
+TLS reason, promptly, and is logged and counted; reconnects resume the TLS
+session (metric), but not across a new client context; the CA file reloads
+live (file change, SIGHUP); config errors name the key; GET /v1/bdbs shows
+each shard's "tls".
 
 The certificates (module-scoped: no process, only files) are made once with
 certs.CA (the openssl CLI)."""
@@ -138,7 +141,7 @@ class Env:
         return reply
 
     def works(self, db: str, key: str = "probe") -> None:
-        """SET and GET through `db` with redis-py, checked on no shard."""
+        """SET and GET through `db` with redis-py (the shard is not asked directly)."""
         c = self.sg.client(db)
         try:
             assert c.set(key, "v") is True
