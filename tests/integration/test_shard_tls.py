@@ -275,6 +275,39 @@ def test_three_tls_shards_keys_land_on_the_right_shard(env):
         assert shard.cli("GET", k).stdout.strip() == f"v-{k}"
 
 
+def test_big_values_and_deep_pipelines_cross_the_tls_hop(env):
+    """Many TLS records each way: requests and values far above the 16 KiB
+    record size, and a pipeline whose replies the shard writes faster than
+    they are read. A client's first request is a big one: for a transparent
+    database it arrives while shardgate's handshake with the shard runs."""
+    shard = env.shard()
+    env.start([tls_db("mux", shard, multiplex=True), tls_db("t", shard, multiplex=False)])
+    big = bytes(range(256)) * (6 * 4096)  # 6 MiB, every byte value
+    for db in ("mux", "t"):
+        first = env.sg.client(db, socket_timeout=10, single_connection_client=True)
+        try:
+            assert first.set(f"first-{db}", b"f" * 100_000) is True
+        except redis.exceptions.TimeoutError:
+            seen = [(cl["addr"], cl["cmd"], cl["qbuf"]) for cl in shard.client().client_list()]
+            pytest.fail(f"db {db}: no reply to a 100 kB first request within 10 s; the shard's "
+                        f"connections (addr, last command, query buffer): {seen}")
+        assert first.strlen(f"first-{db}") == 100_000
+        first.close()
+        c = env.sg.client(db, socket_timeout=30)
+        assert c.set(f"big-{db}", big) is True
+        assert c.get(f"big-{db}") == big
+        p = c.pipeline(transaction=False)
+        for i in range(2000):
+            p.set(f"{db}:{i}", str(i) * 50)
+        for i in range(2000):
+            p.get(f"{db}:{i}")
+        replies = p.execute()
+        assert replies[:2000] == [True] * 2000
+        assert replies[2000:] == [(str(i) * 50).encode() for i in range(2000)]
+        c.close()
+    assert shard.client().strlen("big-mux") == len(big)
+
+
 # ---------------------------------------------------------------- 3. transparent
 
 
