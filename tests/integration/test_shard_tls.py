@@ -64,6 +64,7 @@ class Pki:
     foreign: Pair    # IP:127.0.0.1, but signed by `other`
     rotated: Pair    # IP:127.0.0.1, signed by `other`: the shard's next certificate in a CA rotation
     gate: Pair       # shardgate's client certificate (clientAuth) under `ca`
+    gate_other: Pair  # the same, under `other`: its next client certificate in a rotation
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,7 @@ def pki(tmp_path_factory) -> Pki:
         foreign=other.issue_server(0x41, "foreign", "shard", ["IP:127.0.0.1"]),
         rotated=other.issue_server(0x42, "rotated", "shard", ["IP:127.0.0.1"]),
         gate=ca.issue_client(0x33, "gate", "shardgate", ["DNS:shardgate"]),
+        gate_other=other.issue_client(0x43, "gate-other", "shardgate", ["DNS:shardgate"]),
     )
 
 
@@ -759,6 +761,33 @@ def test_live_rotation_of_the_shard_ca(env, pki):
     assert held.incr("n") == 2
     assert sg.proc.poll() is None
     held.close()
+
+
+def test_live_rotation_of_the_client_certificate(env, pki):
+    """shard_tls.cert/key replaced in cert_dir (key, then certificate, each
+    by rename): new shard connections present the new certificate."""
+    shutil.copy(pki.gate.cert, env.cert_dir / "gate.pem")
+    shutil.copy(pki.gate.key, env.cert_dir / "gate.key")
+    shard = env.shard(auth_clients="yes")
+    sg = env.start([tls_db("t", shard, multiplex=False,
+                           shard_tls={"ca": SHARD_CA, "cert": "gate.pem", "key": "gate.key"})])
+    env.works("t")
+    # The shard now accepts only client certificates of the other CA.
+    admin = shard.client(single_connection_client=True)
+    assert admin.execute_command("CONFIG", "SET", "tls-ca-cert-file", str(pki.other.cert)) == b"OK"
+    env.expect_unavailable("t", shard)
+    place(pki.gate_other.key, env.cert_dir, "gate.key")
+    place(pki.gate_other.cert, env.cert_dir, "gate.pem")
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        with env.raw("t") as conn:
+            reply = conn.call("GET", "probe")
+        if reply == b"v":
+            break
+        assert isinstance(reply, Err) and "unavailable" in reply.message, reply
+        assert time.monotonic() < deadline, f"the new client certificate was not presented: {reply}\n{sg.log()}"
+        time.sleep(0.1)
+    assert sg.proc.poll() is None
 
 
 def test_sighup_reloads_a_shard_ca_given_by_absolute_path(env, pki):
