@@ -33,8 +33,9 @@ import pytest
 import redis
 
 from certs import CA, Pair, place
-from conftest import (TlsRedisServer, recv_until, run_shardgate, start_tls_redis_on_port,
-                      stop_process, wait_for_blocked_clients, write_config)
+from conftest import (TlsRedisServer, recv_until, recv_until_eof, run_shardgate,
+                      start_tls_redis_on_port, stop_process, wait_for_blocked_clients,
+                      write_config)
 from sharding_env import (THREE_SHARD_SLOTS, Err, RespClient, ShardedDb, parse_slot_ranges,
                           redis_cli)
 
@@ -315,7 +316,18 @@ def test_big_values_and_deep_pipelines_cross_the_tls_hop(env):
 
 def test_transparent_database_over_tls_keeps_redis_semantics(env):
     shard = env.shard()
-    env.start([tls_db("t", shard, multiplex=False)])
+    plain_clients = tls_db("t_plain", shard, multiplex=False)
+    plain_clients["tls"] = False  # plaintext clients, TLS to the shard
+    env.start([tls_db("t", shard, multiplex=False), plain_clients])
+
+    # A client's half-close: what it sent before is still answered, then the
+    # connection ends (the shard's side closed after the replies).
+    value = b"h" * 50_000
+    with socket.create_connection(("127.0.0.1", env.sg.port("t_plain")), timeout=5) as s:
+        s.sendall(RespClient.encode("SET", "half", value) + RespClient.encode("GET", "half"))
+        s.shutdown(socket.SHUT_WR)
+        data, closed = recv_until_eof(s, timeout=5)
+    assert closed and data == b"+OK\r\n$%d\r\n%s\r\n" % (len(value), value), (closed, data[:200])
 
     # Byte for byte: the same pipeline (inline command, unknown command,
     # ECHO) answered the same by the shard directly and through shardgate.
@@ -530,6 +542,10 @@ def test_shard_certificate_from_another_ca_is_refused_promptly(env):
         assert time.monotonic() < deadline, (errors, errors_t, m)
         time.sleep(0.1)
     assert metric(m, "shardgate_shard_errors_total", db="good", shard=good.address) == 0
+    # Reported like a shard that is down.
+    assert metric(m, "shardgate_shard_up", db="foreign", shard=foreign.address) == 0, m
+    assert metric(m, "shardgate_shard_up", db="foreign_t", shard=foreign.address) == 0, m
+    assert metric(m, "shardgate_shard_up", db="good", shard=good.address) == 1, m
 
 
 def test_plaintext_and_silent_shards_fail_the_handshake_promptly(env, redis_server):
