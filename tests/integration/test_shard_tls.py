@@ -891,8 +891,12 @@ def test_config_errors_name_the_key(env, tmp_path, pki):
 
 
 def test_command_fetch_at_start_goes_over_tls(env):
-    shards = [env.shard(extra=("--databases", "4")) for _ in THREE_SHARD_SLOTS]
-    sg = env.start([tls_db("db1", *shards, multiplex=True, slots=THREE_SHARD_SLOTS)])
+    """Shards with a password too: AUTH with shard_password goes over TLS,
+    in the fetch and on the links."""
+    shards = [env.shard(extra=("--databases", "4", "--requirepass", "shard secret"))
+              for _ in THREE_SHARD_SLOTS]
+    sg = env.start([tls_db("db1", *shards, multiplex=True, slots=THREE_SHARD_SLOTS,
+                           shard_password="shard secret")])
     version = re.search(r"v=(\S+)", subprocess.run(["redis-server", "--version"], capture_output=True,
                                                     text=True).stdout).group(1)
     line = env.wait_log(r"db db1: \d+ commands known, from shard 127\.0\.0\.1:\d+ .*")
