@@ -164,6 +164,13 @@ class Env:
                 pytest.fail(f"no {pattern!r} in the log after offset {since}:\n{self.sg.log()}")
             time.sleep(0.05)
 
+    def wait_bad_file_line(self, *names: str, since: int) -> str:
+        """A log line after `since` naming one of the files and saying that
+        something is wrong with it."""
+        files = "|".join(re.escape(n) for n in names)
+        trouble = r"(error|invalid|cannot|can't|failed|unable|kept|keep|not reloaded|no cert|mismatch|does not match)"
+        return self.wait_log(rf"(?i)^.*(({files}).*{trouble}|{trouble}.*({files})).*$", since=since)
+
     # -- metrics
 
     def metrics(self) -> str:
@@ -768,9 +775,7 @@ def test_live_rotation_of_the_shard_ca(env, pki):
     # A bad CA file: one line naming the file, the CA before it kept.
     mark = len(sg.log())
     place(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n", env.cert_dir, SHARD_CA)
-    env.wait_log(rf"(?i)^.*({re.escape(SHARD_CA)}.*(error|invalid|cannot|can't|failed|unable|kept|keep|no cert)"
-                 rf"|(error|invalid|cannot|can't|failed|unable|kept|keep|no cert).*{re.escape(SHARD_CA)}).*$",
-                 since=mark)
+    env.wait_bad_file_line(SHARD_CA, since=mark)
     for _ in range(3):
         with env.raw("t") as conn:
             assert conn.call("GET", "held") == b"1"
@@ -781,19 +786,25 @@ def test_live_rotation_of_the_shard_ca(env, pki):
 
 def test_live_rotation_of_the_client_certificate(env, pki):
     """shard_tls.cert/key replaced in cert_dir (key, then certificate, each
-    by rename): new shard connections present the new certificate."""
+    by rename): a key alone does not match and is refused, the pair is
+    applied; new shard connections present the new certificate."""
     shutil.copy(pki.gate.cert, env.cert_dir / "gate.pem")
     shutil.copy(pki.gate.key, env.cert_dir / "gate.key")
     shard = env.shard(auth_clients="yes")
     sg = env.start([tls_db("t", shard, multiplex=False,
                            shard_tls={"ca": SHARD_CA, "cert": "gate.pem", "key": "gate.key"})])
     env.works("t")
+    # A key that does not match the certificate: named in the log, the pair
+    # before it kept.
+    mark = len(sg.log())
+    place(pki.gate_other.key, env.cert_dir, "gate.key")
+    env.wait_bad_file_line("gate.key", "gate.pem", since=mark)
+    env.works("t", "still")
     # The shard now accepts only client certificates of the other CA.
     admin = shard.client(single_connection_client=True)
     assert admin.execute_command("CONFIG", "SET", "tls-ca-cert-file", str(pki.other.cert)) == b"OK"
     env.expect_unavailable("t", shard)
-    place(pki.gate_other.key, env.cert_dir, "gate.key")
-    place(pki.gate_other.cert, env.cert_dir, "gate.pem")
+    place(pki.gate_other.cert, env.cert_dir, "gate.pem")  # now matching the new key
     deadline = time.monotonic() + DEADLINE_S
     while True:
         with env.raw("t") as conn:
