@@ -688,10 +688,12 @@ def test_reconnects_resume_the_tls_session(env):
         f"(a session of the old context must not be offered)\n{last}")
 
 
-def test_transparent_clients_resume_the_tls_session(env):
+@pytest.mark.parametrize("protocol", ["TLSv1.2", "TLSv1.3"])
+def test_transparent_clients_resume_the_tls_session(env, protocol):
     """A transparent database makes a shard connection per client: after the
-    first on each worker, they resume."""
-    shard = env.shard()
+    first on each worker, they resume (TLS 1.2: the session known at the
+    handshake; TLS 1.3: the ticket sent after it)."""
+    shard = env.shard(extra=("--tls-protocols", protocol))
     env.start([tls_db("t", shard, multiplex=False)], metrics={"listen": "127.0.0.1:0", "tls": False})
     clients = 8
     for i in range(clients):
