@@ -869,6 +869,15 @@ def test_config_errors_name_the_key(env, tmp_path, pki):
     r = check_config(tmp_path, db)
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "databases[0].shard_tls.cert" in out and "missing_client.pem" in out, r
+    assert "No such file or directory" in out, r
+
+    # The same for a shard's own certificate.
+    db = tls_db("db1", {"address": address, "slots": "0-8191"},
+                {"address": "127.0.0.1:7002", "slots": "8192-16383", "cert": "nope.pem",
+                 "key": str(pki.gate.key)})
+    r = check_config(tmp_path, db)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "databases[0].shards[1].cert" in out and "nope.pem" in out, r
 
     # A per-shard CA that does not exist.
     db = tls_db("db1", {"address": address, "slots": "0-8191"},
