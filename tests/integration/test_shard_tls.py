@@ -946,22 +946,27 @@ def test_command_fetch_at_start_goes_over_tls(env):
 
 
 def test_tls_on_one_shard_of_a_database_without_shard_tls(env, redis_server):
-    """No shard_tls on the database: a shard with its own `tls: true` and
-    `ca` is reached over TLS, the others in plaintext."""
+    """No shard_tls on the database, or one with tls: false: a shard with its
+    own `tls: true` (and `ca` where the database gives none) is reached over
+    TLS, the others in plaintext."""
     tls_shard = env.shard()
     plain = redis_server()
     slots = ("0-8191", "8192-16383")
     db = tls_db("db1", {"address": tls_shard.address, "tls": True, "ca": SHARD_CA},
                 {"address": plain.address}, multiplex=True, slots=slots)
     del db["shard_tls"]
-    sg = env.start([db])
+    # shard_tls with tls: false keeps the settings for a shard that says tls: true.
+    db_off = tls_db("db2", {"address": tls_shard.address, "tls": True}, {"address": plain.address},
+                    multiplex=True, slots=slots, shard_tls={"tls": False, "ca": SHARD_CA})
+    sg = env.start([db, db_off])
     sharded = ShardedDb(sg=sg, shards=[tls_shard, plain], slot_ranges=[parse_slot_ranges(s) for s in slots])
-    c = sg.client("db1")
-    for i in range(2):
-        key = sharded.key_on(i, "mixed")
-        assert c.set(key, "v") is True
-        assert sharded.holders(key) == [i]
-    c.close()
+    for name in ("db1", "db2"):
+        c = sg.client(name)
+        for i in range(2):
+            key = sharded.key_on(i, f"mixed-{name}")
+            assert c.set(key, "v") is True
+            assert sharded.holders(key) == [i]
+        c.close()
 
 
 # ---------------------------------------------------------------- 13. admin API
