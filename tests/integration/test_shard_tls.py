@@ -33,7 +33,7 @@ import pytest
 import redis
 
 from certs import CA, Pair, place
-from conftest import (TlsRedisServer, recv_until, recv_until_eof, run_shardgate,
+from conftest import (TlsRedisServer, database, recv_until, recv_until_eof, run_shardgate,
                       start_tls_redis_on_port, stop_process, wait_for_blocked_clients,
                       write_config)
 from sharding_env import (THREE_SHARD_SLOTS, Err, RespClient, ShardedDb, parse_slot_ranges,
@@ -977,13 +977,18 @@ def test_bdbs_shows_tls_per_shard(env, admin_shardgate, redis_server):
     plain = redis_server()
     slots = ("0-8191", "8192-16383")
     db = tls_db("db1", tls_shard, {"address": plain.address, "tls": False}, multiplex=True, slots=slots)
-    sg = admin_shardgate([db])
+    transparent = tls_db("db2", tls_shard, multiplex=False)
+    plain_db = database("db3", 0, plain.address)  # no shard_tls at all
+    sg = admin_shardgate([db, transparent, plain_db])
     env.sg = sg
     r = sg.curl("GET", "/v1/bdbs")
     assert r.status == 200, r
-    shards = {s["address"]: s for s in r.json()[0]["shards"]}
+    bdbs = {b["name"]: b for b in r.json()}
+    shards = {s["address"]: s for s in bdbs["db1"]["shards"]}
     assert shards[tls_shard.address]["tls"] is True, shards
     assert shards[plain.address]["tls"] is False, shards
+    assert [s["tls"] for s in bdbs["db2"]["shards"]] == [True], bdbs["db2"]
+    assert [s["tls"] for s in bdbs["db3"]["shards"]] == [False], bdbs["db3"]
     # The mixed database routes to both.
     sharded = ShardedDb(sg=sg, shards=[tls_shard, plain], slot_ranges=[parse_slot_ranges(s) for s in slots])
     c = sg.client("db1")
