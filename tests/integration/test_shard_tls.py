@@ -18,6 +18,7 @@ The certificates (module-scoped: no process, only files) are made once with
 certs.CA (the openssl CLI)."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -152,6 +153,20 @@ class Env:
             assert c.get(key) == b"v"
         finally:
             c.close()
+
+    def wait_until_served(self, db: str, key: str, value: bytes, what: str) -> None:
+        """Fresh clients of `db` GET `key` until one gets `value` (a change in
+        the background is applied); the ones before may only get the
+        unavailable line. `what` says what did not happen, on failure."""
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            with self.raw(db) as conn:
+                reply = conn.call("GET", key)
+            if reply == value:
+                return
+            assert isinstance(reply, Err) and "unavailable" in reply.message, reply
+            assert time.monotonic() < deadline, f"{what}: {reply}\n{self.sg.log()}"
+            time.sleep(0.1)
 
     def wait_log(self, pattern: str, since: int = 0) -> str:
         """The first line matching `pattern` in the log after offset `since`."""
@@ -770,15 +785,7 @@ def test_live_rotation_of_the_shard_ca(env, pki):
     # shard_ca.pem replaced in cert_dir (atomic rename): new connections verify
     # against the new CA.
     place(pki.other.cert, env.cert_dir, SHARD_CA)
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        with env.raw("t") as conn:
-            reply = conn.call("GET", "held")
-        if reply == b"1":
-            break
-        assert isinstance(reply, Err) and "unavailable" in reply.message, reply
-        assert time.monotonic() < deadline, f"the new CA was not applied: {reply}\n{sg.log()}"
-        time.sleep(0.1)
+    env.wait_until_served("t", "held", b"1", "the new CA was not applied")
     assert held.incr("n") == 1
 
     # A bad CA file: one line naming the file, the CA before it kept.
@@ -814,16 +821,35 @@ def test_live_rotation_of_the_client_certificate(env, pki):
     assert admin.execute_command("CONFIG", "SET", "tls-ca-cert-file", str(pki.other.cert)) == b"OK"
     env.expect_unavailable("t", shard)
     place(pki.gate_other.cert, env.cert_dir, "gate.pem")  # now matching the new key
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        with env.raw("t") as conn:
-            reply = conn.call("GET", "probe")
-        if reply == b"v":
-            break
-        assert isinstance(reply, Err) and "unavailable" in reply.message, reply
-        assert time.monotonic() < deadline, f"the new client certificate was not presented: {reply}\n{sg.log()}"
-        time.sleep(0.1)
+    env.wait_until_served("t", "probe", b"v", "the new client certificate was not presented")
     assert sg.proc.poll() is None
+
+
+def test_kubernetes_data_swap_of_the_shard_ca(env, pki):
+    """cert_dir as a Kubernetes secret volume mounts it: shard_ca.pem is a
+    symlink through `..data`, which the kubelet swaps by rename() to a new
+    timestamped directory (the file itself never changes in place)."""
+    (env.cert_dir / SHARD_CA).unlink()
+    first = env.cert_dir / "..2026_12_06_03_00_00.000000001"
+    first.mkdir()
+    shutil.copy(pki.ca.cert, first / SHARD_CA)
+    os.symlink(first.name, env.cert_dir / "..data")
+    os.symlink(f"..data/{SHARD_CA}", env.cert_dir / SHARD_CA)
+    shard = env.shard()
+    env.start([tls_db("t", shard, multiplex=False)])
+    env.works("t")
+    admin = shard.client(single_connection_client=True)
+    assert admin.execute_command("CONFIG", "SET", "tls-cert-file", str(pki.rotated.cert),
+                                 "tls-key-file", str(pki.rotated.key)) == b"OK"
+    env.expect_unavailable("t", shard, r"(?i).*(verify failed|unable to get local issuer|unknown ca)")
+    # The kubelet's atomic writer: new dir, temporary symlink, rename over ..data.
+    second = env.cert_dir / "..2026_12_06_03_05_00.000000002"
+    second.mkdir()
+    shutil.copy(pki.other.cert, second / SHARD_CA)
+    os.symlink(second.name, env.cert_dir / "..data_tmp")
+    os.replace(env.cert_dir / "..data_tmp", env.cert_dir / "..data")
+    shutil.rmtree(first)
+    env.wait_until_served("t", "probe", b"v", "the ..data swap was not picked up")
 
 
 def test_sighup_reloads_a_shard_ca_given_by_absolute_path(env, pki):
@@ -841,15 +867,7 @@ def test_sighup_reloads_a_shard_ca_given_by_absolute_path(env, pki):
     env.expect_unavailable("t", shard, r"(?i).*(verify failed|unable to get local issuer|unknown ca)")
     ca_file.write_bytes(pki.ca.cert.read_bytes() + pki.other.cert.read_bytes())  # both CAs
     sg.proc.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        with env.raw("t") as conn:
-            reply = conn.call("GET", "probe")
-        if reply == b"v":
-            break
-        assert isinstance(reply, Err) and "unavailable" in reply.message, reply
-        assert time.monotonic() < deadline, f"SIGHUP did not apply the new CA: {reply}\n{sg.log()}"
-        time.sleep(0.1)
+    env.wait_until_served("t", "probe", b"v", "SIGHUP did not apply the new CA")
 
 
 # ---------------------------------------------------------------- 11. config errors
