@@ -300,6 +300,9 @@ def test_three_tls_shards_keys_land_on_the_right_shard(env):
         assert shard.cli("GET", k).stdout.strip() == f"v-{k}"
 
 
+# ---------------------------------------------------------------- big values, deep pipelines
+
+
 def test_big_values_and_deep_pipelines_cross_the_tls_hop(env):
     """Many TLS records each way: requests and values far above the 16 KiB
     record size, and a pipeline whose replies the shard writes faster than
