@@ -34,7 +34,12 @@ def _children_cpu() -> float:
 
 
 def _tls_args(proc: T.Proc, ctx: T.Ctx) -> list[str]:
-    return ["--tls", "--cacert", str(ctx.certs["ca"])] if proc.tls else []
+    if not proc.tls:
+        return []
+    out = ["--tls", "--cacert", str(ctx.certs["ca"])]
+    if proc.client_cert:
+        out += ["--cert", str(ctx.certs["client_cert"]), "--key", str(ctx.certs["client_key"])]
+    return out
 
 
 # ------------------------------------------------------------ a. GET/SET
@@ -103,6 +108,10 @@ def handshakes(proc: T.Proc, ctx: T.Ctx, mode: str, seconds: float) -> dict:
     assert mode in ("new", "reuse")
     argv = ["openssl", "s_time", "-connect", f"127.0.0.1:{proc.port}", f"-{mode}",
             "-time", str(int(seconds) + 30), "-CAfile", str(ctx.certs["ca"]), "-tls1_2"]
+    if proc.client_cert:
+        # A full handshake then carries the client's certificate and its
+        # CertificateVerify, which the target checks; a resumed one carries none.
+        argv += ["-cert", str(ctx.certs["client_cert"]), "-key", str(ctx.certs["client_key"])]
     cli0 = _children_cpu()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     buf = bytearray()
@@ -315,12 +324,14 @@ class Resp:
     (it does not look at replies)."""
 
     def __init__(self, port: int, tls: bool = False, ca: Path | None = None,
-                 timeout: float = 10.0):
+                 timeout: float = 10.0, client_cert: tuple[Path, Path] | None = None):
         import socket
         import ssl
         raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         if tls:
             sctx = ssl.create_default_context(cafile=str(ca))
+            if client_cert:
+                sctx.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
             raw = sctx.wrap_socket(raw, server_hostname="localhost")
         self.sock = raw
         self.buf = b""
@@ -508,3 +519,103 @@ def calibrate_mget(proc: T.Proc, ctx: T.Ctx, pipeline: int, seconds: float) -> i
     rps = mget(proc, ctx, pipeline, probe_n)["rps"]
     step = 500 * pipeline
     return max(step, int(rps * seconds / step) * step)
+
+
+# ------------------------------- h. shard reconnects resumed (mtls)
+
+
+def start_observer(ctx: T.Ctx, backend_port: int, d: Path) -> tuple[subprocess.Popen, int, Path]:
+    """bench/shard_observer.py in front of the shard's plain port: a TLS shard
+    that records, per accepted connection, whether the handshake resumed."""
+    port = T.free_port()
+    events = d / "observer_events.jsonl"
+    events.touch()
+    c = ctx.certs
+    argv = [sys.executable, str(HERE / "shard_observer.py"), "--port", str(port),
+            "--backend-port", str(backend_port), "--cert", str(c["cert"]),
+            "--key", str(c["key"]), "--ca", str(c["ca"]), "--events", str(events)]
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         start_new_session=True)
+    if not select.select([p.stdout], [], [], 10)[0] or "listening" not in p.stdout.readline():
+        p.kill()
+        p.wait()
+        raise RuntimeError("shard_observer.py did not start")
+    return p, port, events
+
+
+def observer_events(events: Path) -> list[dict]:
+    return [json.loads(line) for line in events.read_text().splitlines() if line.strip()]
+
+
+def shard_reconnects(tdef: T.TargetDef, ctx: T.Ctx, kill_port: int, events: Path,
+                     count: int, per_kill_s: float = 5.0) -> dict:
+    """Forces `count` shard reconnects on a fresh instance of the target whose
+    shard is the observer (ctx.tls_shard_port), and counts how the resulting
+    shard-side handshakes went, as the observer saw them.
+
+    Each round: CLIENT KILL TYPE normal on the shard's plain port (which drops
+    the observer's backend connections, so the observer drops the target's TLS
+    connections), then PINGs through the target (a new client connection when
+    the target closed ours, as a proxy with a shard connection per client does)
+    until the observer records a new handshake and a PING answers PONG. The
+    handshake that set the target up comes before the first kill and is not
+    counted: every counted one is a reconnect, which should resume."""
+    proc = T.start_target(tdef, ctx)
+    cc = (ctx.certs["client_cert"], ctx.certs["client_key"]) if tdef.client_cert else None
+    client: Resp | None = None
+
+    def ping() -> bool:
+        nonlocal client
+        try:
+            if client is None:
+                client = Resp(proc.port, tdef.tls, ctx.certs["ca"], timeout=2, client_cert=cc)
+            return client.call("PING") == "PONG"
+        except (OSError, RuntimeError):
+            if client is not None:
+                try:
+                    client.close()
+                except OSError:
+                    pass
+            client = None
+            return False
+
+    try:
+        deadline = time.monotonic() + per_kill_s
+        while not ping():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{tdef.name}: no PONG through the observer")
+            time.sleep(0.02)
+        time.sleep(0.2)             # connections a target opens at start (other workers)
+        base = len(observer_events(events))
+        killed, slow = [], 0
+        for _ in range(count):
+            before = len(observer_events(events))
+            with Resp(kill_port) as k:
+                killed.append(k.call("CLIENT", "KILL", "TYPE", "normal"))
+            deadline = time.monotonic() + per_kill_s
+            while True:
+                ok = ping()
+                if ok and len(observer_events(events)) > before:
+                    break
+                if time.monotonic() > deadline:
+                    slow += 1
+                    break
+                time.sleep(0.01)
+        time.sleep(0.3)             # reconnects of links the client did not use
+        evs = observer_events(events)[base:]
+        hs = [e for e in evs if "reused" in e]
+        resumed = sum(1 for e in hs if e["reused"])
+        return {"reconnects": count, "handshakes": len(hs), "resumed": resumed,
+                "full": len(hs) - resumed,
+                "resumed_frac": resumed / len(hs) if hs else 0.0,
+                "failed_handshakes": len(evs) - len(hs),
+                "versions": sorted({e.get("version") for e in hs}),
+                "rounds_without_reconnect": slow,
+                "killed_per_round": killed}
+    finally:
+        if client is not None:
+            try:
+                client.close()
+            except OSError:
+                pass
+        proc.stop()
