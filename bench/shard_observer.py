@@ -8,8 +8,9 @@ appends one JSON line per completed handshake to --events:
     {"t": <unix time>, "reused": true|false, "version": "TLSv1.3"}
 
 then relays bytes both ways to the redis-server's plain port. When the
-redis-server closes its side (CLIENT KILL), the TLS side is closed too, so the
-proxy in front sees its shard connection drop and must reconnect.
+redis-server closes its side (CLIENT KILL), the TLS side is closed too, with
+close_notify as redis-server closes its own TLS connections, so the proxy in
+front sees its shard connection end cleanly and must reconnect.
 
 It is the same observer for every target that speaks TLS to the shard, so
 haproxy, stunnel and shardgate are counted the same way: by the server, from
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import select
 import signal
 import socket
 import ssl
@@ -33,21 +35,43 @@ import threading
 import time
 
 
-def relay(src, dst) -> None:
-    """Copy src to dst until src ends; then end both, so the peer thread stops too."""
+def relay(conn: ssl.SSLSocket, back: socket.socket) -> None:
+    """Copies both ways on one thread (an SSL object is not for two threads).
+    When redis-server closes (CLIENT KILL), the TLS side is closed as
+    redis-server closes its own TLS connections: close_notify
+    (SSL_shutdown), then the socket. A client that sees an unclean close may
+    drop the session it would resume (OpenSSL marks such a session bad), so a
+    silent close here would measure the observer, not the proxy."""
+    conn.setblocking(False)
+    back.setblocking(False)
     try:
         while True:
-            data = src.recv(65536)
-            if not data:
-                break
-            dst.sendall(data)
-    except OSError:
+            ready = [conn] if conn.pending() else select.select([conn, back], [], [])[0]
+            if conn in ready:
+                try:
+                    data = conn.recv(65536)
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    data = None
+                if data == b"":
+                    return              # the proxy closed: close redis' side below
+                if data:
+                    back.setblocking(True)
+                    back.sendall(data)
+                    back.setblocking(False)
+            if back in ready:
+                data = back.recv(65536)
+                if not data:
+                    conn.settimeout(1)
+                    try:
+                        conn.unwrap()   # close_notify; waits up to 1 s for the peer's
+                    except (OSError, ssl.SSLError, ValueError):
+                        pass
+                    return
+                conn.setblocking(True)
+                conn.sendall(data)
+                conn.setblocking(False)
+    except (OSError, ssl.SSLError):
         pass
-    for s in (src, dst):
-        try:
-            s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 def serve(conn: ssl.SSLSocket, backend_port: int, events, lock: threading.Lock) -> None:
@@ -71,12 +95,8 @@ def serve(conn: ssl.SSLSocket, backend_port: int, events, lock: threading.Lock) 
     except OSError:
         conn.close()
         return
-    back.settimeout(None)
     back.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    t = threading.Thread(target=relay, args=(back, conn), daemon=True)
-    t.start()
     relay(conn, back)
-    t.join(timeout=5)
     conn.close()
     back.close()
 
