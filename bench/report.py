@@ -71,6 +71,15 @@ MTLS_WORKLOADS: dict[str, tuple[str, list[Figure]]] = {
     "mtls_hs_reuse": ("mTLS: new connection per request, resumed TLS 1.2 session "
                       "(openssl s_time -reuse -tls1_2 -cert)", WORKLOADS["hs_reuse"][1]),
 }
+_CONN_FIGURES = [Figure("conns_per_s", "connections/s", True, ",.0f", False),
+                 Figure("cpu_us_per_conn", "proxy CPU µs/connection", False, ".0f"),
+                 Figure("resumed_frac", "fraction resumed", True, ".2f", False)]
+MTLS_WORKLOADS["mtls_conn_full"] = (
+    "mTLS: new connection + PING + PONG, full TLS 1.3 handshake with a client certificate "
+    "(Python client: the rate is the client's, the CPU the target's)", _CONN_FIGURES)
+MTLS_WORKLOADS["mtls_conn_resumed"] = (
+    "mTLS: new connection + PING + PONG, resumed TLS 1.3 session (the previous "
+    "connection's ticket)", _CONN_FIGURES)
 ALL_WORKLOADS = {**WORKLOADS, **S3_WORKLOADS, **MTLS_WORKLOADS}
 
 
@@ -371,9 +380,13 @@ def mtls_tables(summary: dict, target_order: list[str]) -> str:
                   "   proxy CPU: the target's own processes, never the shard (redis-mtls: "
                   "redis-server itself, clients straight to its TLS port)"]
         if wl_name.startswith("mtls_hs"):
-            lines.append("   a proxy with a shard connection per client (all but the -mux rows) "
-                         "also opens a TLS connection to the shard per handshake, resumed from "
-                         "its cached session: that is in its figure")
+            lines.append("   s_time sends no command: haproxy and stunnel open their shard "
+                         "connection on accept (its cost is in their figure), shardgate on the "
+                         "first command (not here); see the connection + PING tables")
+        if wl_name.startswith("mtls_conn"):
+            lines.append("   every connection carries a command: a proxy with a shard connection "
+                         "per client (not the -mux rows) also opens a TLS connection to the "
+                         "shard, resuming its cached session")
         head = f"   {'figure':<24} {'target':<22} {'median':>12} {'[min–max]':>25} " \
                f"{'×haproxy':>9} {'×stunnel':>9}"
         lines += [head, "   " + "-" * (len(head) - 3)]

@@ -619,3 +619,64 @@ def shard_reconnects(tdef: T.TargetDef, ctx: T.Ctx, kill_port: int, events: Path
             except OSError:
                 pass
         proc.stop()
+
+
+def connect_ping(proc: T.Proc, ctx: T.Ctx, resume: bool, seconds: float) -> dict:
+    """A new connection per request, for `seconds`: TLS handshake with the
+    client certificate (TLS 1.3, the default), one PING, its PONG, close.
+    resume=True offers the previous connection's session (a TLS 1.3 ticket,
+    read with the PONG).
+
+    s_time (the hs_* workloads) sends no command, and a proxy that opens its
+    shard connection on the client's first command (shardgate's transparent
+    mode) then never touches the shard, while one that connects on accept
+    (haproxy, stunnel) does. Here every connection carries a command, so
+    every target pays what a real client's connection costs it: its
+    client-side handshake plus, for a proxy with a shard connection per
+    client, the TLS connection to the shard. The client is Python, so the
+    rate is the client's; CPU per connection is the target's own."""
+    import socket
+    import ssl
+    sctx = ssl.create_default_context(cafile=str(ctx.certs["ca"]))
+    if proc.client_cert:
+        sctx.load_cert_chain(str(ctx.certs["client_cert"]), str(ctx.certs["client_key"]))
+    session = None
+    full = resumed = 0
+
+    def one() -> None:
+        nonlocal session, full, resumed
+        raw = socket.create_connection(("127.0.0.1", proc.port), timeout=5)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s = sctx.wrap_socket(raw, server_hostname="localhost", session=session)
+        try:
+            s.sendall(b"*1\r\n$4\r\nPING\r\n")
+            buf = b""
+            while not buf.endswith(b"\r\n"):
+                chunk = s.recv(64)
+                if not chunk:
+                    break
+                buf += chunk
+            if buf != b"+PONG\r\n":
+                raise RuntimeError(f"PING through {proc.name} answered {buf!r}")
+            if s.session_reused:
+                resumed += 1
+            else:
+                full += 1
+            if resume:
+                session = s.session
+        finally:
+            s.close()
+
+    if resume:
+        one()                       # the session to resume
+        full = resumed = 0
+    cpu0, t0 = proc.cpu_seconds(), time.monotonic()
+    end = t0 + seconds
+    while time.monotonic() < end:
+        one()
+    wall, cpu = time.monotonic() - t0, proc.cpu_seconds() - cpu0
+    total = full + resumed
+    return {"conns_per_s": total / wall, "cpu_us_per_conn": cpu * 1e6 / total,
+            "resumed_frac": resumed / total,
+            "raw": {"connections": total, "full": full, "resumed": resumed,
+                    "wall_s": round(wall, 3), "proxy_cpu_s": round(cpu, 3)}}
