@@ -563,14 +563,17 @@ def shard_reconnects(tdef: T.TargetDef, ctx: T.Ctx, kill_port: int, events: Path
     proc = T.start_target(tdef, ctx)
     cc = (ctx.certs["client_cert"], ctx.certs["client_key"]) if tdef.client_cert else None
     client: Resp | None = None
+    last: object = None
 
     def ping() -> bool:
-        nonlocal client
+        nonlocal client, last
         try:
             if client is None:
                 client = Resp(proc.port, tdef.tls, ctx.certs["ca"], timeout=2, client_cert=cc)
-            return client.call("PING") == "PONG"
-        except (OSError, RuntimeError):
+            last = client.call("PING")
+            return last == "PONG"
+        except (OSError, RuntimeError) as e:
+            last = e
             if client is not None:
                 try:
                     client.close()
@@ -587,8 +590,14 @@ def shard_reconnects(tdef: T.TargetDef, ctx: T.Ctx, kill_port: int, events: Path
             time.sleep(0.02)
         time.sleep(0.2)             # connections a target opens at start (other workers)
         base = len(observer_events(events))
-        killed, slow = [], 0
+        killed, slow, slow_in_a_row = [], 0, 0
         for _ in range(count):
+            if slow_in_a_row == 3:
+                # A target that does not reconnect would cost per_kill_s per
+                # round: three in a row is the verdict.
+                raise RuntimeError(f"{tdef.name}: no new shard handshake within "
+                                   f"{per_kill_s:.0f} s after each of 3 kills in a row "
+                                   f"(last PING: {last!r})")
             before = len(observer_events(events))
             with Resp(kill_port) as k:
                 killed.append(k.call("CLIENT", "KILL", "TYPE", "normal"))
@@ -596,9 +605,11 @@ def shard_reconnects(tdef: T.TargetDef, ctx: T.Ctx, kill_port: int, events: Path
             while True:
                 ok = ping()
                 if ok and len(observer_events(events)) > before:
+                    slow_in_a_row = 0
                     break
                 if time.monotonic() > deadline:
                     slow += 1
+                    slow_in_a_row += 1
                     break
                 time.sleep(0.01)
         time.sleep(0.3)             # reconnects of links the client did not use
