@@ -75,10 +75,10 @@ _CONN_FIGURES = [Figure("conns_per_s", "connections/s", True, ",.0f", False),
                  Figure("cpu_us_per_conn", "proxy CPU µs/connection", False, ".0f"),
                  Figure("resumed_frac", "fraction resumed", True, ".2f", False)]
 MTLS_WORKLOADS["mtls_conn_full"] = (
-    "mTLS: new connection + PING + PONG, full TLS 1.3 handshake with a client certificate "
+    "mTLS: new connection + GET (a miss), full TLS 1.3 handshake with a client certificate "
     "(Python client: the rate is the client's, the CPU the target's)", _CONN_FIGURES)
 MTLS_WORKLOADS["mtls_conn_resumed"] = (
-    "mTLS: new connection + PING + PONG, resumed TLS 1.3 session (the previous "
+    "mTLS: new connection + GET (a miss), resumed TLS 1.3 session (the previous "
     "connection's ticket)", _CONN_FIGURES)
 ALL_WORKLOADS = {**WORKLOADS, **S3_WORKLOADS, **MTLS_WORKLOADS}
 
@@ -382,7 +382,7 @@ def mtls_tables(summary: dict, target_order: list[str]) -> str:
         if wl_name.startswith("mtls_hs"):
             lines.append("   s_time sends no command: haproxy and stunnel open their shard "
                          "connection on accept (its cost is in their figure), shardgate on the "
-                         "first command (not here); see the connection + PING tables")
+                         "first command (not here); see the new connection + GET tables")
         if wl_name.startswith("mtls_conn"):
             lines.append("   every connection carries a command: a proxy with a shard connection "
                          "per client (not the -mux rows) also opens a TLS connection to the "
@@ -409,7 +409,7 @@ def format_mtls_resume(mt: dict) -> str:
     res = mt.get("resume", {})
     if not res:
         return ""
-    lines = ["", "== mTLS: shard reconnects (CLIENT KILL TYPE normal on the shard, then PING "
+    lines = ["", "== mTLS: shard reconnects (CLIENT KILL TYPE normal on the shard, then GET "
                  "through the target), shard-side handshakes as bench/shard_observer.py saw them",
              f"   {'target':<22} {'kills':>6} {'handshakes':>11} {'resumed':>8} {'full':>5} "
              f"{'resumed %':>10}  versions"]

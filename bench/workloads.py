@@ -555,9 +555,10 @@ def shard_reconnects(tdef: T.TargetDef, ctx: T.Ctx, kill_port: int, events: Path
 
     Each round: CLIENT KILL TYPE normal on the shard's plain port (which drops
     the observer's backend connections, so the observer drops the target's TLS
-    connections), then PINGs through the target (a new client connection when
+    connections), then a GET through the target (a new client connection when
     the target closed ours, as a proxy with a shard connection per client does)
-    until the observer records a new handshake and a PING answers PONG. The
+    until the observer records a new handshake and a GET is answered. GET, not
+    PING: a multiplexing proxy may answer PING itself without its shard. The
     handshake that set the target up comes before the first kill and is not
     counted: every counted one is a reconnect, which should resume."""
     proc = T.start_target(tdef, ctx)
@@ -570,8 +571,8 @@ def shard_reconnects(tdef: T.TargetDef, ctx: T.Ctx, kill_port: int, events: Path
         try:
             if client is None:
                 client = Resp(proc.port, tdef.tls, ctx.certs["ca"], timeout=2, client_cert=cc)
-            last = client.call("PING")
-            return last == "PONG"
+            last = client.call("GET", "bench:reconnect-probe")
+            return last is None         # the key never exists: a nil bulk reply
         except (OSError, RuntimeError) as e:
             last = e
             if client is not None:
@@ -586,7 +587,8 @@ def shard_reconnects(tdef: T.TargetDef, ctx: T.Ctx, kill_port: int, events: Path
         deadline = time.monotonic() + per_kill_s
         while not ping():
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{tdef.name}: no PONG through the observer")
+                raise RuntimeError(f"{tdef.name}: no GET answered through the observer "
+                               f"({last!r})")
             time.sleep(0.02)
         time.sleep(0.2)             # connections a target opens at start (other workers)
         base = len(observer_events(events))
@@ -597,7 +599,7 @@ def shard_reconnects(tdef: T.TargetDef, ctx: T.Ctx, kill_port: int, events: Path
                 # round: three in a row is the verdict.
                 raise RuntimeError(f"{tdef.name}: no new shard handshake within "
                                    f"{per_kill_s:.0f} s after each of 3 kills in a row "
-                                   f"(last PING: {last!r})")
+                                   f"(last GET answered: {last!r})")
             before = len(observer_events(events))
             with Resp(kill_port) as k:
                 killed.append(k.call("CLIENT", "KILL", "TYPE", "normal"))
@@ -634,7 +636,9 @@ def shard_reconnects(tdef: T.TargetDef, ctx: T.Ctx, kill_port: int, events: Path
 
 def connect_ping(proc: T.Proc, ctx: T.Ctx, resume: bool, seconds: float) -> dict:
     """A new connection per request, for `seconds`: TLS handshake with the
-    client certificate (TLS 1.3, the default), one PING, its PONG, close.
+    client certificate (TLS 1.3, the default), one GET of a missing key (a
+    command every target sends to the shard; a multiplexing proxy may answer
+    PING itself), its nil reply, close.
     resume=True offers the previous connection's session (a TLS 1.3 ticket,
     read with the PONG).
 
@@ -660,15 +664,15 @@ def connect_ping(proc: T.Proc, ctx: T.Ctx, resume: bool, seconds: float) -> dict
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s = sctx.wrap_socket(raw, server_hostname="localhost", session=session)
         try:
-            s.sendall(b"*1\r\n$4\r\nPING\r\n")
+            s.sendall(b"*2\r\n$3\r\nGET\r\n$20\r\nbench:conn-probe-key\r\n")
             buf = b""
             while not buf.endswith(b"\r\n"):
                 chunk = s.recv(64)
                 if not chunk:
                     break
                 buf += chunk
-            if buf != b"+PONG\r\n":
-                raise RuntimeError(f"PING through {proc.name} answered {buf!r}")
+            if buf != b"$-1\r\n":
+                raise RuntimeError(f"GET through {proc.name} answered {buf!r}")
             if s.session_reused:
                 resumed += 1
             else:
