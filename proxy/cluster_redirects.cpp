@@ -237,7 +237,7 @@ void ClusterRedirects::onTimer() {
     resend(*r.db, *to, r.frame, r.request, r.part, false);
   }
   if (!retries_.empty()) armTimer();
-  worker_.flushNow();
+  // Written before the loop blocks again (the worker's prepare-phase flush).
 }
 
 }  // namespace shardgate::proxy

@@ -41,6 +41,13 @@ Status Worker::start(std::vector<Binding> bindings) {
   uv_check_init(&loop_, &flush_check_);
   flush_check_.data = this;
   uv_check_start(&flush_check_, [](uv_check_t* c) { static_cast<Worker*>(c->data)->flushDirty(); });
+  // Timers run before the poll and the check after it: what a timer
+  // callback queued (a watchdog's errors, a retry, a deadline's close)
+  // would wait for the next wake-up. Flushing again just before the loop
+  // blocks writes it at once; with nothing dirty it is two empty checks.
+  uv_prepare_init(&loop_, &flush_prepare_);
+  flush_prepare_.data = this;
+  uv_prepare_start(&flush_prepare_, [](uv_prepare_t* p) { static_cast<Worker*>(p->data)->flushDirty(); });
   uv_timer_init(&loop_, &upkeep_timer_);
   upkeep_timer_.data = this;
   uv_timer_init(&loop_, &deadline_timer_);
@@ -307,6 +314,7 @@ void Worker::maybeFinish() {
   retired_links_.clear();
   dirty_links_.clear();
   uv_close(asHandle(&flush_check_), nullptr);
+  uv_close(asHandle(&flush_prepare_), nullptr);
   uv_close(asHandle(&upkeep_timer_), nullptr);
   uv_close(asHandle(&deadline_timer_), nullptr);
   uv_close(asHandle(&wake_), nullptr);

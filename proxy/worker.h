@@ -93,10 +93,6 @@ class Worker final : public LinkFactory {
   // database's next published map replaces it.
   void patchSharedLinks(const Database& db, SharedLinks& links, std::shared_ptr<const ShardMap> map);
   ClusterRedirects& clusterRedirects() { return cluster_redirects_; }
-  // Writes what is queued now, for a timer callback that queued commands or
-  // replies: the loop's check phase comes only after its next poll, which
-  // may block until some other event.
-  void flushNow() { flushDirty(); }
   std::unique_ptr<ShardLink> openPrivateLink(const Database& db, std::shared_ptr<const ShardMap> map,
                                              uint16_t shard, MultiplexSession* owner) override;
   RequestPool& requestPool() override { return request_pool_; }
@@ -157,6 +153,7 @@ class Worker final : public LinkFactory {
   uv_timer_t drain_timer_{};
   uv_timer_t sweep_timer_{};
   uv_check_t flush_check_{};
+  uv_prepare_t flush_prepare_{};  // what timer callbacks queued, written before the loop blocks
   uv_timer_t upkeep_timer_{};  // idle private shard connections
   uv_timer_t deadline_timer_{};
   uint64_t deadline_armed_ms_ = 0;  // when deadline_timer_ fires; 0: not armed
