@@ -76,13 +76,14 @@ void HttpServer::onAccepted(int fd) {
     return;
   }
   if (connections_.size() >= options_.max_connections) {
-    ::close(fd);
     ++refused_;
     static thread_local RateLimitedLog refused(spdlog::level::warn, "refused control connections");
     if (auto pass = refused.admit(uv_now(loop_))) {
       spdlog::warn("{} on {}: {} connections open, the most allowed: a new one was closed at once{}",
                    options_.name, address_, connections_.size(), pass);
     }
+    // After the line: whoever sees the close finds the reason already logged.
+    ::close(fd);
     return;
   }
   net::Stream* stream = nullptr;
