@@ -5,7 +5,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from targets import PEERS, SHARD3_NAMES, SHARDGATES, SHARDGATES_PLAIN
+from targets import BY_NAME, MTLS_PEERS, PEERS, SHARD3_NAMES, SHARDGATES, SHARDGATES_PLAIN
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,29 @@ S3_WORKLOADS: dict[str, tuple[str, list[Figure]]] = {
     "s3_mget_p16": (f"3 shards: MGET of 10 random keys, 50 connections, pipeline 16",
                     _request_figures("MGET")),
 }
-ALL_WORKLOADS = {**WORKLOADS, **S3_WORKLOADS}
+
+# Client certificates and TLS to the shard (mtls): its own targets
+# (targets.MTLS_TARGETS) and ratios to haproxy-mtls and stunnel-mtls.
+MTLS_WORKLOADS: dict[str, tuple[str, list[Figure]]] = {
+    "mtls_getset_p1": ("mTLS + TLS to the shard: GET/SET, 50 connections, pipeline 1, "
+                       "random keys", _request_figures()),
+    "mtls_getset_p16": ("mTLS + TLS to the shard: GET/SET, 50 connections, pipeline 16, "
+                        "random keys", _request_figures()),
+    "mtls_hs_new": ("mTLS: new connection per request, full TLS 1.2 handshake with a client "
+                    "certificate (openssl s_time -new -tls1_2 -cert)", WORKLOADS["hs_new"][1]),
+    "mtls_hs_reuse": ("mTLS: new connection per request, resumed TLS 1.2 session "
+                      "(openssl s_time -reuse -tls1_2 -cert)", WORKLOADS["hs_reuse"][1]),
+}
+_CONN_FIGURES = [Figure("conns_per_s", "connections/s", True, ",.0f", False),
+                 Figure("cpu_us_per_conn", "proxy CPU µs/connection", False, ".0f"),
+                 Figure("resumed_frac", "fraction resumed", True, ".2f", False)]
+MTLS_WORKLOADS["mtls_conn_full"] = (
+    "mTLS: new connection + GET (a miss), full TLS 1.3 handshake with a client certificate "
+    "(Python client: the rate is the client's, the CPU the target's)", _CONN_FIGURES)
+MTLS_WORKLOADS["mtls_conn_resumed"] = (
+    "mTLS: new connection + GET (a miss), resumed TLS 1.3 session (the previous "
+    "connection's ticket)", _CONN_FIGURES)
+ALL_WORKLOADS = {**WORKLOADS, **S3_WORKLOADS, **MTLS_WORKLOADS}
 
 
 def aggregate(rounds: list[dict]) -> dict:
@@ -340,3 +362,118 @@ def chart(summary: dict, target_order: list[str], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+# ------------------------------------------------------------ mtls group
+
+
+def mtls_tables(summary: dict, target_order: list[str]) -> str:
+    """The mtls tables: ratios to haproxy-mtls and to stunnel-mtls."""
+    lines: list[str] = []
+    for wl_name, (title, figures) in MTLS_WORKLOADS.items():
+        wl = summary.get(wl_name)
+        if not wl:
+            continue
+        lines += ["", f"== {title}",
+                  "   median over rounds [min–max]; ×haproxy, ×stunnel = ratio to haproxy-mtls "
+                  "and to stunnel-mtls",
+                  "   proxy CPU: the target's own processes, never the shard (redis-mtls: "
+                  "redis-server itself, clients straight to its TLS port)"]
+        if wl_name.startswith("mtls_hs"):
+            lines.append("   s_time sends no command: haproxy and stunnel open their shard "
+                         "connection on accept (its cost is in their figure), shardgate on the "
+                         "first command (not here); see the new connection + GET tables")
+        if wl_name.startswith("mtls_conn"):
+            lines.append("   every connection carries a command: a proxy with a shard connection "
+                         "per client (not the -mux rows) also opens a TLS connection to the "
+                         "shard, resuming its cached session")
+        head = f"   {'figure':<24} {'target':<22} {'median':>12} {'[min–max]':>25} " \
+               f"{'×haproxy':>9} {'×stunnel':>9}"
+        lines += [head, "   " + "-" * (len(head) - 3)]
+        for fig in figures:
+            per = wl.get(fig.key, {})
+            for t in target_order:
+                if t not in per:
+                    continue
+                st = per[t]
+                rng = f"[{st['min']:{fig.fmt}}–{st['max']:{fig.fmt}}]"
+                ratios = ["" if not fig.compare else
+                          _ratio(st["median"], per.get(b, {}).get("median")) for b in MTLS_PEERS]
+                lines.append(f"   {fig.label:<24} {t:<22} {st['median']:>12{fig.fmt}} {rng:>25} "
+                             f"{ratios[0]:>9} {ratios[1]:>9}")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def format_mtls_resume(mt: dict) -> str:
+    res = mt.get("resume", {})
+    if not res:
+        return ""
+    lines = ["", "== mTLS: shard reconnects (CLIENT KILL TYPE normal on the shard, then GET "
+                 "through the target), shard-side handshakes as bench/shard_observer.py saw them",
+             f"   {'target':<22} {'kills':>6} {'handshakes':>11} {'resumed':>8} {'full':>5} "
+             f"{'resumed %':>10}  versions"]
+    for n, r in res.items():
+        if "error" in r:
+            lines.append(f"   {n:<22} error: {r['error'][:200]}")
+            continue
+        extra = []
+        if r.get("failed_handshakes"):
+            extra.append(f"{r['failed_handshakes']} failed handshakes")
+        if r.get("rounds_without_reconnect"):
+            extra.append(f"{r['rounds_without_reconnect']} kills with no new handshake in time")
+        lines.append(f"   {n:<22} {r['reconnects']:>6} {r['handshakes']:>11} {r['resumed']:>8} "
+                     f"{r['full']:>5} {100 * r['resumed_frac']:>9.1f}%  "
+                     f"{','.join(v or '?' for v in r['versions'])}"
+                     + (f"  ({'; '.join(extra)})" if extra else ""))
+    return "\n".join(lines)
+
+
+def check_mtls(summary: dict, resume: dict) -> list[dict]:
+    """Issue 16's targets: shardgate-mtls-mux's CPU per request at P16 against
+    haproxy-mtls's, and the share of shard reconnects resumed, for every
+    shardgate row that speaks TLS to the shard."""
+    checks = []
+    peer = "haproxy-mtls"
+    for pl in (16,):
+        wl = f"mtls_getset_p{pl}"
+        sg, pv = _med(summary, wl, "cpu_us_per_req", "shardgate-mtls-mux"), \
+            _med(summary, wl, "cpu_us_per_req", peer)
+        desc = f"mTLS: proxy CPU/request P{pl} shardgate-mtls-mux <= 0.6x haproxy-mtls"
+        if sg is None or pv is None:
+            checks.append({"target": desc, "status": "n/a", "detail": "not measured"})
+            continue
+        others = "; ".join(
+            f"{n} {_num(v)} ({v / pv:.3f})" for n in ("shardgate-mtls-mux-1w", "shardgate-mtls",
+                                                     "shardgate-mtls-1w")
+            if (v := _med(summary, wl, "cpu_us_per_req", n)) is not None)
+        checks.append({"target": desc, "status": "PASS" if sg <= 0.6 * pv else "FAIL",
+                       "detail": f"{_num(sg)} vs {_num(pv)} µs (ratio {sg / pv:.3f}, "
+                                 f"need <= 0.6)" + (f" [{others}]" if others else "")})
+    rows = [n for n in BY_NAME if n.startswith("shardgate-mtls") or n == "shard-tls"]
+    measured = {n: resume[n] for n in rows if n in resume}
+    desc = "mTLS: >= 90% of shard reconnects resumed (every shardgate row)"
+    if not measured:
+        checks.append({"target": desc, "status": "n/a", "detail": "not measured"})
+    else:
+        ok = all("error" not in r and r["handshakes"] >= r["reconnects"]
+                 and r["resumed_frac"] >= 0.9 for r in measured.values())
+        detail = "; ".join(
+            f"{n}: error" if "error" in r else
+            f"{n} {r['resumed']}/{r['handshakes']} ({100 * r['resumed_frac']:.0f}%)"
+            for n, r in measured.items())
+        peers = "; ".join(f"{n} {r['resumed']}/{r['handshakes']}"
+                          for n, r in resume.items() if n not in rows and "error" not in r)
+        checks.append({"target": desc, "status": "PASS" if ok else "FAIL",
+                       "detail": detail + (f" [peers: {peers}]" if peers else "")})
+    return checks
+
+
+def format_mtls_checks(checks: list[dict]) -> str:
+    if not checks:
+        return ""
+    w = max(len(c["target"]) for c in checks)
+    lines = ["", "== Issue 16 targets (mTLS on the client side, TLS to the shard)"]
+    for c in checks:
+        lines.append(f"   {c['status']:<5} {c['target']:<{w}}  {c['detail']}")
+    return "\n".join(lines)

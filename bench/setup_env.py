@@ -67,7 +67,8 @@ def build_shardgate() -> Path:
 
 
 def make_certs(d: Path) -> dict[str, Path]:
-    """A CA and an ECDSA P-256 leaf for localhost/127.0.0.1, via the openssl CLI.
+    """A CA, an ECDSA P-256 leaf for localhost/127.0.0.1 and a client
+    certificate, via the openssl CLI.
 
     Every target serves this leaf so the handshake cost (one P-256 signature)
     is the same for all of them; clients verify against ca.pem."""
@@ -92,6 +93,19 @@ def make_certs(d: Path) -> dict[str, Path]:
          "-out", "leaf.pem")
     # haproxy wants certificate and key in one file.
     (d / "combined.pem").write_text((d / "leaf.pem").read_text() + (d / "leaf.key").read_text())
+    # A client certificate from the same CA, for the mtls group: the bench's
+    # clients present it to the targets, and the targets present it to the
+    # TLS shard (which requires one, as a shard with tls-auth-clients yes does).
+    ossl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "client.key.sec1")
+    ossl("pkcs8", "-topk8", "-nocrypt", "-in", "client.key.sec1", "-out", "client.key")
+    ossl("req", "-new", "-key", "client.key", "-subj", "/CN=bench client", "-out", "client.csr")
+    (d / "client.ext").write_text(
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n")
+    ossl("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+         "-CAcreateserial", "-days", "30", "-sha256", "-extfile", "client.ext",
+         "-out", "client.pem")
+    (d / "client_combined.pem").write_text((d / "client.pem").read_text()
+                                           + (d / "client.key").read_text())
     # shardgate reads fixed names from its cert_dir.
     sg = d / "shardgate"
     sg.mkdir(exist_ok=True)
@@ -99,4 +113,6 @@ def make_certs(d: Path) -> dict[str, Path]:
     (sg / "proxy_key.pem").write_text((d / "leaf.key").read_text())
     os.chmod(sg / "proxy_key.pem", 0o600)
     return {"ca": d / "ca.pem", "cert": d / "leaf.pem", "key": d / "leaf.key",
-            "combined": d / "combined.pem", "shardgate_dir": sg}
+            "combined": d / "combined.pem", "shardgate_dir": sg,
+            "client_cert": d / "client.pem", "client_key": d / "client.key",
+            "client_combined": d / "client_combined.pem"}

@@ -42,6 +42,7 @@ class Ctx:
     workdir: Path
     direct_port: int = 0       # set once `direct` is up; every proxy forwards there
     shard_ports: list[int] = field(default_factory=list)  # the 3 shards of `shards3`
+    tls_shard_port: int = 0    # the mtls group's TLS shard (or the observer in front of it)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class TargetDef:
     what_is_measured: str      # whose CPU and RSS the "proxy" figures are
     handshake_only: bool = False  # serves handshakes, not Redis: only the handshake workload
     handshakes: bool = True       # False: its handshake path is another target's; not re-timed
+    client_cert: bool = False     # clients must present the bench's client certificate
+    shard_tls: bool = False       # speaks TLS to its shard (the mtls group's reconnect workload)
 
 
 # ------------------------------------------------------------------ processes
@@ -90,6 +93,7 @@ class Proc:
     log: Path
     dir: Path
     tls: bool
+    client_cert: bool = False
     _pgid: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -159,14 +163,17 @@ class Proc:
             pass
 
 
-def probe(port: int, tls: bool, ca: Path, timeout: float = 3.0, ping: bool = True) -> None:
+def probe(port: int, tls: bool, ca: Path, timeout: float = 3.0, ping: bool = True,
+          client_cert: tuple[Path, Path] | None = None) -> None:
     """One PING through the target, verifying the certificate: the whole path
     (TLS, proxy, backend) works before anything is measured. ping=False: the
-    verified handshake alone."""
+    verified handshake alone. client_cert: (certificate, key) to present."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
         sock: socket.socket = raw
         if tls:
             ctx = ssl.create_default_context(cafile=str(ca))
+            if client_cert:
+                ctx.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
             sock = ctx.wrap_socket(raw, server_hostname="localhost")
         if not ping:
             return
@@ -193,7 +200,8 @@ def start_target(tdef: TargetDef, ctx: Ctx, port: int | None = None,
         popen = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL, start_new_session=True,
                                  preexec_fn=raise_nofile, cwd=d, **kw)
-    proc = Proc(tdef.name, port, popen, log, d, tdef.tls)
+    proc = Proc(tdef.name, port, popen, log, d, tdef.tls, tdef.client_cert)
+    cc = (ctx.certs["client_cert"], ctx.certs["client_key"]) if tdef.client_cert else None
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -202,7 +210,8 @@ def start_target(tdef: TargetDef, ctx: Ctx, port: int | None = None,
             raise RuntimeError(f"{tdef.name} exited with {popen.returncode} on start:\n"
                                f"{proc.log_tail()}")
         try:
-            probe(port, tdef.tls, ctx.certs["ca"], ping=not tdef.handshake_only)
+            probe(port, tdef.tls, ctx.certs["ca"], ping=not tdef.handshake_only,
+                  client_cert=cc)
             return proc
         except (OSError, RuntimeError, ssl.SSLError) as e:
             last = e
@@ -466,9 +475,162 @@ SHARD3_TARGETS: list[TargetDef] = [
               "shardgate, workers: auto, 3 shards"),
 ]
 
-BY_NAME = {t.name: t for t in TARGETS + SHARD3_TARGETS}
+
+# ------------------------------------- client certificates + TLS to the shard (mtls)
+#
+# One redis-server with a TLS port that requires a client certificate
+# (`tls-auth-clients yes`) is the shard; every MTLS_TARGETS proxy asks its
+# clients for a certificate (the bench's client.pem, verified against ca.pem)
+# and speaks TLS to that shard, presenting the same client certificate and
+# verifying the shard's (the leaf, which carries IP:127.0.0.1). The shard's
+# plain port is the bench's own door: CLIENT KILL, and the backend of
+# bench/shard_observer.py for the reconnect workload.
+
+
+def start_tls_shard(ctx: Ctx, port: int, d: Path):
+    """`port` is the plain port (probed, used for CLIENT KILL); the TLS port is
+    ctx.tls_shard_port, chosen by the caller."""
+    c = ctx.certs
+    return ["redis-server", "--port", str(port), "--tls-port", str(ctx.tls_shard_port),
+            "--tls-cert-file", str(c["cert"]), "--tls-key-file", str(c["key"]),
+            "--tls-ca-cert-file", str(c["ca"]), "--tls-auth-clients", "yes",
+            *_redis_common()], {}
+
+
+def start_redis_mtls(ctx: Ctx, port: int, d: Path):
+    c = ctx.certs
+    return ["redis-server", "--port", "0", "--tls-port", str(port),
+            "--tls-cert-file", str(c["cert"]), "--tls-key-file", str(c["key"]),
+            "--tls-ca-cert-file", str(c["ca"]), "--tls-auth-clients", "yes",
+            *_redis_common()], {}
+
+
+def start_stunnel_mtls(ctx: Ctx, port: int, d: Path):
+    """stunnel has no TLS-to-TLS service: a service is a TLS server or (client
+    = yes) a TLS client. So two services in one process, chained over a
+    loopback port: [mtls-in] terminates the clients' TLS and requires their
+    certificate, [mtls-out] is the TLS client to the shard. Proc's CPU is the
+    one stunnel process, both services and the loopback hop between them."""
+    c = ctx.certs
+    mid = free_port()
+    conf = d / "stunnel.conf"
+    conf.write_text(f"""foreground = yes
+pid = {d / 'stunnel.pid'}
+debug = warning
+socket = l:TCP_NODELAY=1
+socket = r:TCP_NODELAY=1
+
+[mtls-in]
+accept = 127.0.0.1:{port}
+connect = 127.0.0.1:{mid}
+cert = {c['cert']}
+key = {c['key']}
+CAfile = {c['ca']}
+requireCert = yes
+verifyChain = yes
+TIMEOUTidle = {IDLE_TIMEOUT_S}
+
+[mtls-out]
+client = yes
+accept = 127.0.0.1:{mid}
+connect = 127.0.0.1:{ctx.tls_shard_port}
+cert = {c['client_cert']}
+key = {c['client_key']}
+CAfile = {c['ca']}
+verifyChain = yes
+checkIP = 127.0.0.1
+TIMEOUTidle = {IDLE_TIMEOUT_S}
+""")
+    return ["stunnel4", str(conf)], {}
+
+
+def start_haproxy_mtls(ctx: Ctx, port: int, d: Path):
+    c = ctx.certs
+    conf = d / "haproxy.cfg"
+    maxconn = min(30000, (resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 200) // 2)
+    # The server line: TLS, the shard's certificate verified against the CA,
+    # the client certificate presented. haproxy reuses the last session per
+    # server and thread by default (no-ssl-reuse would turn it off).
+    conf.write_text(f"""global
+    nbthread 2
+    maxconn {maxconn}
+    pidfile {d / 'haproxy.pid'}
+
+defaults
+    mode tcp
+    maxconn {maxconn}
+    timeout connect 5s
+    timeout client {IDLE_TIMEOUT_S}s
+    timeout server {IDLE_TIMEOUT_S}s
+
+frontend fe
+    bind 127.0.0.1:{port} ssl crt {c['combined']} ca-file {c['ca']} verify required
+    default_backend be
+
+backend be
+    server s1 127.0.0.1:{ctx.tls_shard_port} ssl verify required ca-file {c['ca']} crt {c['client_combined']}
+""")
+    return ["haproxy", "-db", "-f", str(conf)], {}
+
+
+def _start_shardgate_mtls(workers: str, multiplex: bool, client_tls: bool = True) -> Callable:
+    """shard_tls as agreed for issue 16: ca, cert, key by absolute path; no
+    server_name, so the shard's certificate must carry 127.0.0.1 (it does)."""
+    def start(ctx: Ctx, port: int, d: Path):
+        c = ctx.certs
+        conf = d / "shardgate.yaml"
+        client = (f"""    tls: true
+    client_auth: required
+    client_ca: {json.dumps(str(c['ca']))}
+""" if client_tls else "    tls: false\n")
+        conf.write_text(f"""workers: {workers}
+log_level: warn
+cert_dir: {json.dumps(str(c['shardgate_dir']))}
+generate_self_signed: false
+drain_timeout_ms: 1000
+databases:
+  - name: bench
+    listen: "127.0.0.1:{port}"
+{client}    multiplex: {"true" if multiplex else "false"}
+    shard_tls:
+      ca: {json.dumps(str(c['ca']))}
+      cert: {json.dumps(str(c['client_cert']))}
+      key: {json.dumps(str(c['client_key']))}
+    shards:
+      - address: "127.0.0.1:{ctx.tls_shard_port}"
+""")
+        return [str(ctx.shardgate_bin), "--config", str(conf)], {}
+    return start
+
+
+TLS_SHARD = TargetDef("tls-shard", False, False, start_tls_shard,
+                      REDIS_ITSELF + ", the mtls group's TLS shard")
+MTLS_TARGETS: list[TargetDef] = [
+    TargetDef("redis-mtls", True, True, start_redis_mtls,
+              REDIS_ITSELF + ", its own TLS port, tls-auth-clients yes", client_cert=True),
+    TargetDef("stunnel-mtls", True, True, start_stunnel_mtls,
+              "stunnel4 process (two chained services)", client_cert=True, shard_tls=True),
+    TargetDef("haproxy-mtls", True, True, start_haproxy_mtls,
+              "haproxy process (2 threads)", client_cert=True, shard_tls=True),
+    TargetDef("shardgate-mtls-1w", True, False, _start_shardgate_mtls("1", False),
+              "shardgate, workers: 1", client_cert=True, shard_tls=True),
+    TargetDef("shardgate-mtls", True, False, _start_shardgate_mtls("auto", False),
+              "shardgate, workers: auto", client_cert=True, shard_tls=True),
+    TargetDef("shardgate-mtls-mux-1w", True, False, _start_shardgate_mtls("1", True),
+              "shardgate, workers: 1, multiplex: true", client_cert=True, shard_tls=True),
+    TargetDef("shardgate-mtls-mux", True, False, _start_shardgate_mtls("auto", True),
+              "shardgate, workers: auto, multiplex: true", client_cert=True, shard_tls=True),
+    # TLS to the shard alone: plaintext clients, so the table shows what the
+    # shard hop costs without the client side's TLS.
+    TargetDef("shard-tls", False, False, _start_shardgate_mtls("1", False, client_tls=False),
+              "shardgate, workers: 1, tls: false, TLS to the shard", shard_tls=True),
+]
+
+BY_NAME = {t.name: t for t in TARGETS + SHARD3_TARGETS + MTLS_TARGETS}
 PEERS = [t.name for t in TARGETS if t.peer]
 # Plain forwarding (the default for one shard) and multiplex: true.
 SHARDGATES_PLAIN = ["shardgate-1w", "shardgate"]
 SHARDGATES = SHARDGATES_PLAIN + ["shardgate-mux-1w", "shardgate-mux"]
 SHARD3_NAMES = [t.name for t in SHARD3_TARGETS]
+MTLS_NAMES = [t.name for t in MTLS_TARGETS]
+MTLS_PEERS = ["haproxy-mtls", "stunnel-mtls"]

@@ -34,7 +34,12 @@ def _children_cpu() -> float:
 
 
 def _tls_args(proc: T.Proc, ctx: T.Ctx) -> list[str]:
-    return ["--tls", "--cacert", str(ctx.certs["ca"])] if proc.tls else []
+    if not proc.tls:
+        return []
+    out = ["--tls", "--cacert", str(ctx.certs["ca"])]
+    if proc.client_cert:
+        out += ["--cert", str(ctx.certs["client_cert"]), "--key", str(ctx.certs["client_key"])]
+    return out
 
 
 # ------------------------------------------------------------ a. GET/SET
@@ -103,6 +108,10 @@ def handshakes(proc: T.Proc, ctx: T.Ctx, mode: str, seconds: float) -> dict:
     assert mode in ("new", "reuse")
     argv = ["openssl", "s_time", "-connect", f"127.0.0.1:{proc.port}", f"-{mode}",
             "-time", str(int(seconds) + 30), "-CAfile", str(ctx.certs["ca"]), "-tls1_2"]
+    if proc.client_cert:
+        # A full handshake then carries the client's certificate and its
+        # CertificateVerify, which the target checks; a resumed one carries none.
+        argv += ["-cert", str(ctx.certs["client_cert"]), "-key", str(ctx.certs["client_key"])]
     cli0 = _children_cpu()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     buf = bytearray()
@@ -315,12 +324,14 @@ class Resp:
     (it does not look at replies)."""
 
     def __init__(self, port: int, tls: bool = False, ca: Path | None = None,
-                 timeout: float = 10.0):
+                 timeout: float = 10.0, client_cert: tuple[Path, Path] | None = None):
         import socket
         import ssl
         raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         if tls:
             sctx = ssl.create_default_context(cafile=str(ca))
+            if client_cert:
+                sctx.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
             raw = sctx.wrap_socket(raw, server_hostname="localhost")
         self.sock = raw
         self.buf = b""
@@ -508,3 +519,179 @@ def calibrate_mget(proc: T.Proc, ctx: T.Ctx, pipeline: int, seconds: float) -> i
     rps = mget(proc, ctx, pipeline, probe_n)["rps"]
     step = 500 * pipeline
     return max(step, int(rps * seconds / step) * step)
+
+
+# ------------------------------- h. shard reconnects resumed (mtls)
+
+
+def start_observer(ctx: T.Ctx, backend_port: int, d: Path) -> tuple[subprocess.Popen, int, Path]:
+    """bench/shard_observer.py in front of the shard's plain port: a TLS shard
+    that records, per accepted connection, whether the handshake resumed."""
+    port = T.free_port()
+    events = d / "observer_events.jsonl"
+    events.touch()
+    c = ctx.certs
+    argv = [sys.executable, str(HERE / "shard_observer.py"), "--port", str(port),
+            "--backend-port", str(backend_port), "--cert", str(c["cert"]),
+            "--key", str(c["key"]), "--ca", str(c["ca"]), "--events", str(events)]
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         start_new_session=True)
+    if not select.select([p.stdout], [], [], 10)[0] or "listening" not in p.stdout.readline():
+        p.kill()
+        p.wait()
+        raise RuntimeError("shard_observer.py did not start")
+    return p, port, events
+
+
+def observer_events(events: Path) -> list[dict]:
+    return [json.loads(line) for line in events.read_text().splitlines() if line.strip()]
+
+
+def shard_reconnects(tdef: T.TargetDef, ctx: T.Ctx, kill_port: int, events: Path,
+                     count: int, per_kill_s: float = 5.0) -> dict:
+    """Forces `count` shard reconnects on a fresh instance of the target whose
+    shard is the observer (ctx.tls_shard_port), and counts how the resulting
+    shard-side handshakes went, as the observer saw them.
+
+    Each round: CLIENT KILL TYPE normal on the shard's plain port (which drops
+    the observer's backend connections, so the observer drops the target's TLS
+    connections), then a GET through the target (a new client connection when
+    the target closed ours, as a proxy with a shard connection per client does)
+    until the observer records a new handshake and a GET is answered. GET, not
+    PING: a multiplexing proxy may answer PING itself without its shard. The
+    handshake that set the target up comes before the first kill and is not
+    counted: every counted one is a reconnect, which should resume."""
+    proc = T.start_target(tdef, ctx)
+    cc = (ctx.certs["client_cert"], ctx.certs["client_key"]) if tdef.client_cert else None
+    client: Resp | None = None
+    last: object = None
+
+    def ping() -> bool:
+        nonlocal client, last
+        try:
+            if client is None:
+                client = Resp(proc.port, tdef.tls, ctx.certs["ca"], timeout=2, client_cert=cc)
+            last = client.call("GET", "bench:reconnect-probe")
+            return last is None         # the key never exists: a nil bulk reply
+        except (OSError, RuntimeError) as e:
+            last = e
+            if client is not None:
+                try:
+                    client.close()
+                except OSError:
+                    pass
+            client = None
+            return False
+
+    try:
+        deadline = time.monotonic() + per_kill_s
+        while not ping():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{tdef.name}: no GET answered through the observer "
+                               f"({last!r})")
+            time.sleep(0.02)
+        time.sleep(0.2)             # connections a target opens at start (other workers)
+        base = len(observer_events(events))
+        killed, slow, slow_in_a_row = [], 0, 0
+        for _ in range(count):
+            if slow_in_a_row == 3:
+                # A target that does not reconnect would cost per_kill_s per
+                # round: three in a row is the verdict.
+                raise RuntimeError(f"{tdef.name}: no new shard handshake within "
+                                   f"{per_kill_s:.0f} s after each of 3 kills in a row "
+                                   f"(last GET answered: {last!r})")
+            before = len(observer_events(events))
+            with Resp(kill_port) as k:
+                killed.append(k.call("CLIENT", "KILL", "TYPE", "normal"))
+            deadline = time.monotonic() + per_kill_s
+            while True:
+                ok = ping()
+                if ok and len(observer_events(events)) > before:
+                    slow_in_a_row = 0
+                    break
+                if time.monotonic() > deadline:
+                    slow += 1
+                    slow_in_a_row += 1
+                    break
+                time.sleep(0.01)
+        time.sleep(0.3)             # reconnects of links the client did not use
+        evs = observer_events(events)[base:]
+        hs = [e for e in evs if "reused" in e]
+        resumed = sum(1 for e in hs if e["reused"])
+        return {"reconnects": count, "handshakes": len(hs), "resumed": resumed,
+                "full": len(hs) - resumed,
+                "resumed_frac": resumed / len(hs) if hs else 0.0,
+                "failed_handshakes": len(evs) - len(hs),
+                "versions": sorted({e.get("version") for e in hs}),
+                "rounds_without_reconnect": slow,
+                "killed_per_round": killed}
+    finally:
+        if client is not None:
+            try:
+                client.close()
+            except OSError:
+                pass
+        proc.stop()
+
+
+def connect_ping(proc: T.Proc, ctx: T.Ctx, resume: bool, seconds: float) -> dict:
+    """A new connection per request, for `seconds`: TLS handshake with the
+    client certificate (TLS 1.3, the default), one GET of a missing key (a
+    command every target sends to the shard; a multiplexing proxy may answer
+    PING itself), its nil reply, close.
+    resume=True offers the previous connection's session (a TLS 1.3 ticket,
+    read with the PONG).
+
+    s_time (the hs_* workloads) sends no command, and a proxy that opens its
+    shard connection on the client's first command (shardgate's transparent
+    mode) then never touches the shard, while one that connects on accept
+    (haproxy, stunnel) does. Here every connection carries a command, so
+    every target pays what a real client's connection costs it: its
+    client-side handshake plus, for a proxy with a shard connection per
+    client, the TLS connection to the shard. The client is Python, so the
+    rate is the client's; CPU per connection is the target's own."""
+    import socket
+    import ssl
+    sctx = ssl.create_default_context(cafile=str(ctx.certs["ca"]))
+    if proc.client_cert:
+        sctx.load_cert_chain(str(ctx.certs["client_cert"]), str(ctx.certs["client_key"]))
+    session = None
+    full = resumed = 0
+
+    def one() -> None:
+        nonlocal session, full, resumed
+        raw = socket.create_connection(("127.0.0.1", proc.port), timeout=5)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s = sctx.wrap_socket(raw, server_hostname="localhost", session=session)
+        try:
+            s.sendall(b"*2\r\n$3\r\nGET\r\n$20\r\nbench:conn-probe-key\r\n")
+            buf = b""
+            while not buf.endswith(b"\r\n"):
+                chunk = s.recv(64)
+                if not chunk:
+                    break
+                buf += chunk
+            if buf != b"$-1\r\n":
+                raise RuntimeError(f"GET through {proc.name} answered {buf!r}")
+            if s.session_reused:
+                resumed += 1
+            else:
+                full += 1
+            if resume:
+                session = s.session
+        finally:
+            s.close()
+
+    if resume:
+        one()                       # the session to resume
+        full = resumed = 0
+    cpu0, t0 = proc.cpu_seconds(), time.monotonic()
+    end = t0 + seconds
+    while time.monotonic() < end:
+        one()
+    wall, cpu = time.monotonic() - t0, proc.cpu_seconds() - cpu0
+    total = full + resumed
+    return {"conns_per_s": total / wall, "cpu_us_per_conn": cpu * 1e6 / total,
+            "resumed_frac": resumed / total,
+            "raw": {"connections": total, "full": full, "resumed": resumed,
+                    "wall_s": round(wall, 3), "proxy_cpu_s": round(cpu, 3)}}

@@ -120,11 +120,12 @@ void ClientConnection::connectBackend() {
   }
   backend_ = conn->stream;
   backend_tls_ = conn->tls;
-  // A TLS shard that accepts and never completes the handshake (a
-  // plaintext redis-server reads a ClientHello as an unfinished inline
-  // command) must not keep the client waiting: as long as a shared link's
-  // connect may take. A plaintext connection keeps the kernel's timeout.
-  if (backend_tls_ != nullptr) startDeadline(DeadlineKind::kHandshake, kShardConnectTimeoutMs);
+  // A shard that does not answer the connect (a dropped SYN: the kernel
+  // would retry for minutes), or a TLS shard that accepts and never
+  // completes the handshake (a plaintext redis-server reads a ClientHello
+  // as an unfinished inline command), must not keep the client waiting:
+  // as long as a shared link's connect may take.
+  startDeadline(DeadlineKind::kHandshake, kShardConnectTimeoutMs);
 }
 
 // ---- reading ----------------------------------------------------------------
@@ -323,8 +324,12 @@ void ClientConnection::onBackendConnected(int status) {
     return;
   }
   // Over TLS the shard is usable once the handshake is done.
-  if (backend_tls_ == nullptr) onBackendReady();
-  else backend_tcp_connected_ = true;
+  backend_tcp_connected_ = true;
+  if (backend_tls_ == nullptr) {
+    // The connect deadline (connectBackend), unless a closing one replaced it.
+    if (!client_eof_ && !close_after_flush_) worker_.stopDeadline(*this);
+    onBackendReady();
+  }
 }
 
 void ClientConnection::onBackendHandshake() {
@@ -490,7 +495,7 @@ void ClientConnection::onHandshakeFailed(std::string_view reason) {
 
 void ClientConnection::onDeadline() {
   if (closing_) return;
-  if (handshake_done_ && backend_tls_ != nullptr && !backend_connected_ && !backend_failed_ && !client_eof_ &&
+  if (handshake_done_ && backend_connecting_ && !backend_connected_ && !backend_failed_ && !client_eof_ &&
       !close_after_flush_) {
     onBackendFailed(std::string(backend_tcp_connected_ ? "TLS handshake timed out" : "connect timed out") +
                     " after " + std::to_string(kShardConnectTimeoutMs) + " ms");

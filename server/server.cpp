@@ -58,8 +58,6 @@ Result<tls::TlsPolicy> policyWithOverrides(const config::Config& config, Cluster
   return policy;
 }
 
-// Keys the configuration accepts whose feature is not built yet.
-// Refusing them is better than starting without what the operator asked for.
 // A multiplexed database's command table: from the first shard that answers
 // COMMAND, or the built-in table (common Redis 7.0 commands) if none does.
 void loadShardFacts(proxy::Database& db) {

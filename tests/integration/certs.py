@@ -140,6 +140,19 @@ class CA:
         SANs given as OpenSSL spells them ("DNS:app.example.com",
         "email:ops@example.com", "URI:spiffe://example.org/ns/prod/sa/app").
         Past dates make an expired one."""
+        return self._issue_with(serial, name, cn, sans, "clientAuth", not_before, not_after)
+
+    def issue_server(self, serial: int, name: str, cn: str, sans: list[str] | None = None,
+                     not_before: dt.datetime | None = None,
+                     not_after: dt.datetime | None = None) -> Pair:
+        """A server certificate (extendedKeyUsage serverAuth) with exactly these
+        SANs, e.g. ["IP:127.0.0.1"] or ["DNS:redis.internal"]: a redis-server's
+        certificate whose names the tests choose (issue() always has both
+        DNS:localhost and IP:127.0.0.1)."""
+        return self._issue_with(serial, name, cn, sans, "serverAuth", not_before, not_after)
+
+    def _issue_with(self, serial: int, name: str, cn: str, sans: list[str] | None, eku: str,
+                    not_before: dt.datetime | None, not_after: dt.datetime | None) -> Pair:
         now = dt.datetime.now(dt.timezone.utc)
         not_before = not_before or now - dt.timedelta(hours=1)
         not_after = not_after or now + dt.timedelta(days=90)
@@ -147,7 +160,7 @@ class CA:
                           self.dir / f"{name}.cert.pem")
         ext = self.dir / f"{name}.ext"
         lines = ["[ client ]", "basicConstraints = critical,CA:FALSE",
-                 "keyUsage = critical,digitalSignature", "extendedKeyUsage = clientAuth",
+                 "keyUsage = critical,digitalSignature", f"extendedKeyUsage = {eku}",
                  "authorityKeyIdentifier = keyid:always", "subjectKeyIdentifier = hash"]
         if sans:
             lines.append("subjectAltName = " + ",".join(sans))

@@ -268,6 +268,77 @@ def redis_server(procs, tmp_path):
     return start
 
 
+@dataclass
+class TlsRedisServer(RedisServer):
+    """A redis-server listening on a TLS port only (`--port 0`): nothing but
+    TLS reaches it. `ca` verifies its certificate; `client_cert`/`client_key`
+    are what a direct client presents when it runs with tls-auth-clients yes."""
+    ca: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+    def client(self, **kw) -> redis.Redis:
+        """redis-py over TLS straight to the shard, bypassing shardgate
+        (the certificate checked against `ca`, not its host name)."""
+        kw.setdefault("socket_timeout", 10)
+        if self.client_cert is not None:
+            kw.setdefault("ssl_certfile", str(self.client_cert))
+            kw.setdefault("ssl_keyfile", str(self.client_key))
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, ssl=True,
+                           ssl_ca_certs=str(self.ca), ssl_cert_reqs="required",
+                           ssl_check_hostname=False, **kw)
+
+    def cli(self, *command: str) -> subprocess.CompletedProcess:
+        """redis-cli --tls straight to the shard."""
+        args = ["redis-cli", "--tls", "--cacert", str(self.ca), "-h", "127.0.0.1",
+                "-p", str(self.port)]
+        if self.client_cert is not None:
+            args += ["--cert", str(self.client_cert), "--key", str(self.client_key)]
+        return subprocess.run([*args, *command], capture_output=True, text=True, timeout=10)
+
+
+def start_tls_redis_on_port(procs, tmp_path: Path, port: int, *, cert: Path, key: Path, ca: Path,
+                            server_ca: Path | None = None, auth_clients: str = "no",
+                            client_cert: Path | None = None, client_key: Path | None = None,
+                            extra: tuple[str, ...] = (), name: str | None = None) -> TlsRedisServer:
+    """redis-server with only a TLS port (`--port 0 --tls-port PORT`) serving
+    `cert`/`key`. `ca` is its tls-ca-cert-file: what client certificates must
+    chain to under `auth_clients` "yes"/"optional". `server_ca` is what the
+    returned server's direct clients verify `cert` with (default: `ca`)."""
+    args = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert),
+            "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca),
+            "--tls-auth-clients", auth_clients, *extra]
+    # start_redis_on_port puts "--port <port>" first; the later "--port 0"
+    # wins (redis-server applies its arguments in order), so only TLS listens.
+    plain = start_redis_on_port(procs, tmp_path, port, *args, name=name or f"tls-redis-port{port}")
+    return TlsRedisServer(port=port, proc=plain.proc, log_path=plain.log_path,
+                          password=plain.password, ca=server_ca or ca, client_cert=client_cert,
+                          client_key=client_key)
+
+
+@pytest.fixture
+def tls_redis_server(procs, tmp_path):
+    """Factory: tls_redis_server(cert=, key=, ca=, **start_tls_redis_on_port's
+    keywords) starts a TLS-only redis-server on a free port.
+
+    redis-server cannot pick its TLS port itself (`--tls-port 0` turns TLS
+    off: "Configured to not listen anywhere"), so, as `redis_server` does for
+    the plain port, a port found free is used and a start that fails with
+    "Address already in use" is retried on another port."""
+    counter = iter(range(1000))
+
+    def start(**kw) -> TlsRedisServer:
+        kw.setdefault("name", f"tls-redis{next(counter)}")
+        for _ in range(4):
+            try:
+                return start_tls_redis_on_port(procs, tmp_path, free_port(), **kw)
+            except PortTaken:
+                continue
+        return start_tls_redis_on_port(procs, tmp_path, free_port(), **kw)
+
+    return start
+
+
 # ---------------------------------------------------------------- config YAML
 
 

@@ -200,3 +200,36 @@ def test_connection_keeps_working_across_many_reconnects_of_others(proxied):
             assert steady.incr("steady") == i // 10 + 1
     assert steady.get("steady") == b"6"
     assert sg.proc.poll() is None
+
+
+def test_shard_that_never_answers_the_connect_fails_the_client_promptly(shardgate):
+    """A shard address that drops SYNs (here: a listening socket whose accept
+    queue is full) would leave a forwarded client waiting for the kernel's
+    connect retries, minutes. The client gets the shard-down error within the
+    connect bound instead, on a plaintext and on a TLS endpoint."""
+    import socket
+    lst = socket.socket()
+    filler = socket.socket()
+    try:
+        lst.bind(("127.0.0.1", 0))
+        lst.listen(0)
+        filler.connect(lst.getsockname())  # the one connection the queue holds
+        address = f"127.0.0.1:{lst.getsockname()[1]}"
+        sg = shardgate([database("tls", 0, address), database("plain", 0, address, tls=False)])
+        for name, tls in (("tls", True), ("plain", False)):
+            client = sg.client(name, socket_timeout=10) if tls else \
+                redis.Redis(host="127.0.0.1", port=sg.port(name), socket_timeout=10)
+            started = time.monotonic()
+            try:
+                client.ping()
+                raise AssertionError(f"{name}: PING answered by a shard that never accepted")
+            except redis.ResponseError as err:
+                assert f"shard {address} unavailable: connect timed out" in str(err), (name, err)
+            finally:
+                client.close()
+            elapsed = time.monotonic() - started
+            assert 1.5 <= elapsed < 6, f"{name}: told after {elapsed:.1f} s"
+        assert f"shard {address} unavailable: connect timed out" in sg.log()
+    finally:
+        filler.close()
+        lst.close()
