@@ -1,0 +1,247 @@
+"""The cluster group of bench/run (`--only cluster`, opt-in): shardgate in
+front of a real Redis Cluster, beside the cluster-aware client a user would
+otherwise point straight at the nodes.
+
+    redis-benchmark --cluster --tls ──TLS──▶ node ports (tls-port)   direct-cluster-tls
+    redis-benchmark --tls ──TLS──▶ shardgate ──plain──▶ node ports   shardgate-cluster{,-1w}
+    redis-benchmark --tls ──TLS──▶ shardgate ──TLS────▶ tls-ports    shardgate-cluster-tls
+
+The cluster is tests/integration/cluster_env.py's rig with tls=True: 3
+masters, 3 replicas, every node serving TLS on its tls-port beside its
+plaintext port, cluster bus and replication over TLS (tls-cluster,
+tls-replication), one certificate (SAN IP:127.0.0.1) from the rig's own CA.
+Clients are not asked for certificates (tls-auth-clients no).
+
+Besides the GET/SET rounds, `reshard_check` runs a bounded GET/SET load
+through shardgate while `redis-cli --cluster reshard` moves slots with their
+keys, and the same load with no reshard, to compare p99 and count errors.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import targets as T
+import workloads as W
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+
+import cluster_env as CE  # noqa: E402
+from conftest import Procs  # noqa: E402
+from sharding_env import keyslot  # noqa: E402
+
+# The reshard check's load: fewer connections than the rounds' 50, so the
+# machine (2 cores) has room for the migration itself; the same load runs
+# with and without a reshard.
+RESHARD_CLIENTS = 10
+
+
+class Cluster:
+    """The rig's TLS cluster, its processes in a conftest Procs registry."""
+
+    def __init__(self, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.procs = Procs()
+        try:
+            self.env = CE.start_cluster(self.procs, workdir, tls=True)
+        except BaseException:
+            self.procs.stop_all()
+            raise
+
+    def masters(self) -> list[CE.ClusterNode]:
+        return self.env.masters()
+
+    def cpu_seconds(self) -> float:
+        """utime+stime of every node (masters and replicas: a replica's
+        share of a write is part of what the cluster spends)."""
+        ticks = 0
+        for n in self.env.live_nodes():
+            st = T._read_stat(n.proc.pid)
+            if st is not None:
+                ticks += int(st[11]) + int(st[12])
+        return ticks / T.CLK_TCK
+
+    def stop(self) -> None:
+        self.procs.stop_all()
+
+
+@dataclass
+class DirectCluster:
+    """direct-cluster-tls, shaped as a targets.Proc for workloads.getset:
+    redis-benchmark --cluster at a master's TLS port, the 'proxy' CPU being
+    the nodes' (as `direct`'s is redis-server's)."""
+    cluster: Cluster
+    name: str = T.CLUSTER_DIRECT
+    tls: bool = True
+    client_cert: bool = False
+    extra_args: list[str] = field(default_factory=lambda: ["--cluster"])
+
+    @property
+    def port(self) -> int:
+        return self.cluster.masters()[0].tls_port
+
+    def cpu_seconds(self) -> float:
+        return self.cluster.cpu_seconds()
+
+    def alive(self) -> bool:
+        return all(n.alive() for n in self.cluster.env.nodes)
+
+    def log_tail(self, n: int = 15) -> str:
+        return ""
+
+
+def populate(proc: T.Proc, ctx: T.Ctx, keys: int = W.KEYSPACE) -> None:
+    """Every benchmark key (key:%012d, 0 <= i < keys) set through `proc`, so
+    each slot holds keys and a reshard has keys to move."""
+    with W.Resp(proc.port, tls=True, ca=ctx.certs["ca"]) as c:
+        step = 1000
+        for lo in range(0, keys, step):
+            replies = c.pipeline([("SET", W.bench_key(i), "xxx")
+                                  for i in range(lo, min(keys, lo + step))])
+            bad = [r for r in replies if r != "OK"]
+            if bad:
+                raise RuntimeError(f"populating through {proc.name}: {bad[0]!r}")
+
+
+def _load(port: int, ctx: T.Ctx, n: int) -> dict:
+    """The reshard check's bounded load: redis-benchmark --tls at shardgate,
+    RESHARD_CLIENTS connections, pipeline 1, SET then GET, n each. -e prints
+    error replies (at most one a second, the first always): any printed one,
+    or a connection error (redis-benchmark exits), counts."""
+    argv = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "--tls",
+            "--cacert", str(ctx.certs["ca"]), "-c", str(RESHARD_CLIENTS), "-P", "1",
+            "-n", str(n), "-r", str(W.KEYSPACE), "-t", "set,get", "--csv", "-e"]
+    t0 = time.monotonic()
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    wall = time.monotonic() - t0
+    rows = {row["test"]: row for row in csv.DictReader(
+        io.StringIO("\n".join(l for l in r.stdout.splitlines() if l.startswith('"'))))
+        if row.get("test") in ("SET", "GET")}
+    err_lines = [l for l in (r.stdout + r.stderr).splitlines() if "rror" in l]
+    out = {"rc": r.returncode, "wall_s": round(wall, 2), "errors_shown": len(err_lines),
+           "first_errors": err_lines[:3]}
+    if set(rows) == {"SET", "GET"}:
+        s, g = rows["SET"], rows["GET"]
+        out.update(rps=2 * n / (n / float(s["rps"]) + n / float(g["rps"])),
+                   p50_ms=(float(s["p50_latency_ms"]) + float(g["p50_latency_ms"])) / 2,
+                   p99_ms=max(float(s["p99_latency_ms"]), float(g["p99_latency_ms"])),
+                   max_ms=max(float(s["max_latency_ms"]), float(g["max_latency_ms"])))
+    return out
+
+
+class _Verifier(threading.Thread):
+    """SET then GET, one at a time, on keys whose slots the reshard moves,
+    until stopped: every reply checked, every error counted (exactly, unlike
+    redis-benchmark's -e)."""
+
+    def __init__(self, port: int, ca: Path, keys: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.port, self.ca, self.keys = port, ca, keys
+        self.stop_evt = threading.Event()
+        self.ops = 0
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        i = 0
+        try:
+            with W.Resp(self.port, tls=True, ca=self.ca) as c:
+                while not self.stop_evt.is_set():
+                    k = self.keys[i % len(self.keys)]
+                    v = f"v{i}"
+                    for cmd, want in ((("SET", k, v), "OK"), (("GET", k), v)):
+                        got = c.pipeline([cmd])[0]   # an error reply comes back as a value
+                        got = got.decode() if isinstance(got, bytes) else got
+                        self.ops += 1
+                        if got != want and len(self.errors) < 1000:
+                            self.errors.append(f"{cmd[0]} {k}: {got!r}")
+                    i += 1
+        except Exception as e:  # noqa: BLE001 - the connection itself failed
+            self.errors.append(f"connection: {type(e).__name__}: {e}")
+
+
+def _moving_keys(env: CE.ClusterEnv, source: CE.ClusterNode, n_slots: int) -> list[str]:
+    """Benchmark keys in the first n_slots slots `source` owns: redis-cli
+    --cluster reshard takes a source's slots in ascending order."""
+    owned = [s for s, p in enumerate(env.slot_map()) if p == source.port][:n_slots]
+    moving = set(owned)
+    return [W.bench_key(i) for i in range(W.KEYSPACE) if keyslot(W.bench_key(i)) in moving][:500]
+
+
+def reshard_check(cluster: Cluster, proc: T.Proc, ctx: T.Ctx, n_slots: int,
+                  log) -> dict:
+    """p99 through shardgate (`proc`) while n_slots slots move with their
+    keys, against the same load with none moving; errors counted.
+
+    1. A reshard with no load, A -> B: its duration D sizes the load.
+    2. Steady: the load (n requests, about D long) with nothing moving.
+    3. The same load started with a reshard B -> A (the same slots and keys
+       back), and a verifier on keys in those slots.
+    4. Steady again, so the machine's drift shows."""
+    env = cluster.env
+    a, b = env.masters()[0], env.masters()[1]
+    out: dict = {"slots": n_slots, "from_to": [a.address, b.address]}
+    populate(proc, ctx)
+    keys_before = sum(n.command("DBSIZE") for n in env.masters())
+    out["keys_total"] = keys_before
+    t0 = time.monotonic()
+    env.reshard(n_slots, a, b)
+    out["reshard_alone_s"] = round(time.monotonic() - t0, 2)
+    log(f"  cluster reshard of {n_slots} slots with no load: {out['reshard_alone_s']} s")
+    # Size the load to last about as long as the reshard.
+    probe = _load(proc.port, ctx, 5000)
+    rate = probe.get("rps", 10000)
+    n = max(5000, int(rate * out["reshard_alone_s"] / 2 / 1000) * 1000)
+    out["load_n_each"] = n
+    out["steady_before"] = _load(proc.port, ctx, n)
+    log(f"  steady load (n {n:,} SET + {n:,} GET): {_fmt(out['steady_before'])}")
+    # a's lowest slots went to b; b's lowest slots are now those, and they go back.
+    moving = _moving_keys(env, b, n_slots)
+    out["verifier_keys"] = len(moving)
+    ver = _Verifier(proc.port, ctx.certs["ca"], moving)
+    result: dict = {}
+
+    def resh() -> None:
+        t = time.monotonic()
+        try:
+            env.reshard(n_slots, b, a)
+            result["ok"] = True
+        except Exception as e:  # noqa: BLE001
+            result["error"] = f"{type(e).__name__}: {e}"
+        result["s"] = round(time.monotonic() - t, 2)
+        result["end"] = time.monotonic()
+
+    ver.start()
+    th = threading.Thread(target=resh, daemon=True)
+    start = time.monotonic()
+    th.start()
+    during = _load(proc.port, ctx, n)
+    load_end = time.monotonic()
+    th.join(timeout=300)
+    ver.stop_evt.set()
+    ver.join(timeout=10)
+    reshard_end = result.get("end", time.monotonic())
+    during["overlap"] = round(min(load_end, reshard_end) - start, 2)
+    out["during"] = during
+    out["reshard_loaded_s"] = result.get("s")
+    out["reshard_error"] = result.get("error")
+    out["verifier"] = {"ops": ver.ops, "errors": len(ver.errors), "first_errors": ver.errors[:5]}
+    log(f"  load during reshard of {n_slots} slots ({result.get('s')} s): {_fmt(during)}; "
+        f"verifier {ver.ops:,} ops, {len(ver.errors)} errors")
+    out["steady_after"] = _load(proc.port, ctx, n)
+    log(f"  steady load again: {_fmt(out['steady_after'])}")
+    out["keys_end"] = sum(n_.command("DBSIZE") for n_ in env.masters())
+    return out
+
+
+def _fmt(r: dict) -> str:
+    if "p99_ms" not in r:
+        return f"failed rc {r.get('rc')}: {r.get('first_errors')}"
+    return (f"{r['rps']:,.0f} req/s, p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms, "
+            f"max {r['max_ms']:.1f} ms, {r['wall_s']} s, errors shown {r['errors_shown']}")
