@@ -5,7 +5,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from targets import BY_NAME, MTLS_PEERS, PEERS, SHARD3_NAMES, SHARDGATES, SHARDGATES_PLAIN
+from targets import BY_NAME, CLUSTER_DIRECT, MTLS_PEERS, PEERS, SHARD3_NAMES, SHARDGATES, SHARDGATES_PLAIN
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,23 @@ MTLS_WORKLOADS["mtls_conn_full"] = (
 MTLS_WORKLOADS["mtls_conn_resumed"] = (
     "mTLS: new connection + GET (a miss), resumed TLS 1.3 session (the previous "
     "connection's ticket)", _CONN_FIGURES)
-ALL_WORKLOADS = {**WORKLOADS, **S3_WORKLOADS, **MTLS_WORKLOADS}
+
+# A Redis Cluster (cluster): its own targets (targets.CLUSTER_NAMES), ratios
+# to direct-cluster-tls (redis-benchmark --cluster at the nodes' TLS ports).
+def _cluster_figures() -> list[Figure]:
+    f = _request_figures()
+    return f[:4] + [Figure("nodes_cpu_us_per_req", "nodes' CPU µs/request", False, ".2f"),
+                    Figure("total_cpu_us_per_req", "proxy + nodes µs/request", False, ".2f"),
+                    f[4]]
+
+
+CLUSTER_WORKLOADS: dict[str, tuple[str, list[Figure]]] = {
+    "cl_getset_p1": ("Redis Cluster (3 masters + 3 replicas): GET/SET, 50 connections, "
+                     "pipeline 1, random keys", _cluster_figures()),
+    "cl_getset_p16": ("Redis Cluster (3 masters + 3 replicas): GET/SET, 50 connections, "
+                      "pipeline 16, random keys", _cluster_figures()),
+}
+ALL_WORKLOADS = {**WORKLOADS, **S3_WORKLOADS, **MTLS_WORKLOADS, **CLUSTER_WORKLOADS}
 
 
 def aggregate(rounds: list[dict]) -> dict:
@@ -474,6 +490,115 @@ def format_mtls_checks(checks: list[dict]) -> str:
         return ""
     w = max(len(c["target"]) for c in checks)
     lines = ["", "== Issue 16 targets (mTLS on the client side, TLS to the shard)"]
+    for c in checks:
+        lines.append(f"   {c['status']:<5} {c['target']:<{w}}  {c['detail']}")
+    return "\n".join(lines)
+
+
+def cluster_tables(summary: dict, target_order: list[str]) -> str:
+    """The cluster tables: ratios to direct-cluster-tls."""
+    lines: list[str] = []
+    for wl_name, (title, figures) in CLUSTER_WORKLOADS.items():
+        wl = summary.get(wl_name)
+        if not wl:
+            continue
+        lines += ["", f"== {title}",
+                  f"   median over rounds [min–max]; ×direct = ratio to {CLUSTER_DIRECT} "
+                  "(redis-benchmark --cluster --tls at the nodes' TLS ports)",
+                  "   proxy CPU: shardgate's own process; for direct-cluster-tls the nodes "
+                  "(all 6). nodes' CPU: all 6 redis-servers during the run"]
+        head = f"   {'figure':<26} {'target':<22} {'median':>12} {'[min–max]':>25} {'×direct':>8}"
+        lines += [head, "   " + "-" * (len(head) - 3)]
+        for fig in figures:
+            per = wl.get(fig.key, {})
+            for t in target_order:
+                if t not in per:
+                    continue
+                st = per[t]
+                rng = f"[{st['min']:{fig.fmt}}–{st['max']:{fig.fmt}}]"
+                ratio = "" if not fig.compare else _ratio(
+                    st["median"], per.get(CLUSTER_DIRECT, {}).get("median"))
+                lines.append(f"   {fig.label:<26} {t:<22} {st['median']:>12{fig.fmt}} "
+                             f"{rng:>25} {ratio:>8}")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def format_reshard(rs: dict | None) -> str:
+    if not rs:
+        return ""
+    lines = ["", "== Live reshard through shardgate-cluster (redis-cli --cluster reshard, "
+                 "keys moved; load: redis-benchmark --tls -c 10 -P 1 SET then GET)"]
+    if "error" in rs:
+        return "\n".join(lines + [f"   error: {rs['error']}"])
+    lines.append(f"   {rs['slots']} slots with {rs.get('keys_total', '?'):,} keys in the cluster; "
+                 f"reshard alone {rs.get('reshard_alone_s')} s, under load "
+                 f"{rs.get('reshard_loaded_s')} s; load n {rs.get('load_n_each', 0):,} SET + GET")
+    for k, label in (("steady_before", "steady (before)"), ("during", "during the reshard"),
+                     ("steady_after", "steady (after)")):
+        r = rs.get(k, {})
+        if "p99_ms" not in r:
+            lines.append(f"   {label:<20} failed: rc {r.get('rc')} {r.get('first_errors')}")
+            continue
+        ov = f", {r['overlap']} s of it during the reshard" if "overlap" in r else ""
+        lines.append(f"   {label:<20} {r['rps']:>9,.0f} req/s  p50 {r['p50_ms']:.3f} ms  "
+                     f"p99 {r['p99_ms']:.3f} ms  max {r['max_ms']:.1f} ms  "
+                     f"{r['wall_s']} s{ov}; error replies shown {r['errors_shown']}")
+    v = rs.get("verifier", {})
+    lines.append(f"   verifier (SET+GET checked, keys in the moving slots): {v.get('ops', 0):,} "
+                 f"commands, {v.get('errors')} errors" + (f": {v['first_errors']}"
+                                                         if v.get("first_errors") else ""))
+    if rs.get("reshard_error"):
+        lines.append(f"   reshard under load failed: {rs['reshard_error']}")
+    return "\n".join(lines)
+
+
+def check_cluster(summary: dict, cl: dict) -> list[dict]:
+    """Issue 17's targets: shardgate-cluster's requests/s at P16 against
+    direct-cluster-tls's; p99 during a live reshard <= 2x steady, no errors."""
+    checks = []
+    wl = "cl_getset_p16"
+    sg, d = _med(summary, wl, "rps", "shardgate-cluster"), _med(summary, wl, "rps", CLUSTER_DIRECT)
+    desc = "cluster: requests/s P16 shardgate-cluster >= direct-cluster-tls"
+    if sg is None or d is None:
+        checks.append({"target": desc, "status": "n/a", "detail": "not measured"})
+    else:
+        others = "; ".join(f"{n} {v:,.0f} ({v / d:.2f}x)" for n in
+                           ("shardgate-cluster-1w", "shardgate-cluster-tls")
+                           if (v := _med(summary, wl, "rps", n)) is not None)
+        checks.append({"target": desc, "status": "PASS" if sg >= d else "FAIL",
+                       "detail": f"{sg:,.0f} vs {d:,.0f} ({sg / d:.2f}x)"
+                                 + (f" [{others}]" if others else "")})
+    rs = cl.get("reshard")
+    desc = "cluster: p99 during a live reshard <= 2x steady p99, 0 errors"
+    if not rs:
+        checks.append({"target": desc, "status": "n/a", "detail": "not measured"})
+        return checks
+    during, steady = rs.get("during", {}), [rs.get(k, {}).get("p99_ms") for k in
+                                            ("steady_before", "steady_after")]
+    steady = [s for s in steady if s is not None]
+    if "error" in rs or "p99_ms" not in during or not steady:
+        checks.append({"target": desc, "status": "FAIL",
+                       "detail": rs.get("error") or f"load failed: {during.get('first_errors')}"})
+        return checks
+    base = min(steady)   # the lower steady p99: the stricter comparison
+    errors = (during["errors_shown"] + (during["rc"] != 0)
+              + rs.get("verifier", {}).get("errors", 1) + bool(rs.get("reshard_error")))
+    ok = during["p99_ms"] <= 2 * base and errors == 0
+    checks.append({"target": desc, "status": "PASS" if ok else "FAIL",
+                   "detail": f"p99 {during['p99_ms']:.3f} vs {base:.3f} ms "
+                             f"({during['p99_ms'] / base:.2f}x, need <= 2); errors {errors} "
+                             f"(redis-benchmark shown {during['errors_shown']}, rc {during['rc']}; "
+                             f"verifier {rs.get('verifier', {}).get('errors')} of "
+                             f"{rs.get('verifier', {}).get('ops', 0):,})"})
+    return checks
+
+
+def format_cluster_checks(checks: list[dict]) -> str:
+    if not checks:
+        return ""
+    w = max(len(c["target"]) for c in checks)
+    lines = ["", "== Issue 17 targets (Redis Cluster backend)"]
     for c in checks:
         lines.append(f"   {c['status']:<5} {c['target']:<{w}}  {c['detail']}")
     return "\n".join(lines)
