@@ -176,20 +176,22 @@ def _moving_keys(env: CE.ClusterEnv, source: CE.ClusterNode, n_slots: int) -> li
 
 
 def reshard_check(cluster: Cluster, proc: T.Proc, ctx: T.Ctx, n_slots: int,
-                  log) -> dict:
+                  rounds: int, log) -> dict:
     """p99 through shardgate (`proc`) while n_slots slots move with their
     keys, against the same load with none moving; errors counted. The load
     always runs with a verifier beside it (SET and GET checked one at a time
     on 500 keys in the slots that move).
 
     1. A reshard with no load, A -> B: its duration D sizes the load.
-    2. Steady: the load (n requests, about D long) with nothing moving.
-    3. The same load started with a reshard B -> A (the same slots and keys
-       back), and a verifier on keys in those slots.
-    4. Steady again, so the machine's drift shows."""
+    2. Each round: the load (n requests, about D long) with nothing moving
+       ("steady"), then the same load started with a reshard of the same
+       slots and keys the other way ("during"); B -> A, then A -> B, ...
+    3. Steady once more, so the machine's drift shows.
+    The check compares the medians of the during and the steady p99s."""
     env = cluster.env
     a, b = env.masters()[0], env.masters()[1]
-    out: dict = {"slots": n_slots, "from_to": [a.address, b.address]}
+    out: dict = {"slots": n_slots, "from_to": [a.address, b.address], "rounds": rounds,
+                 "steady": [], "during": []}
     populate(proc, ctx)
     out["keys_total"] = sum(n.command("DBSIZE") for n in env.masters())
     keys_a = a.command("DBSIZE")
@@ -197,13 +199,15 @@ def reshard_check(cluster: Cluster, proc: T.Proc, ctx: T.Ctx, n_slots: int,
     env.reshard(n_slots, a, b)
     out["reshard_alone_s"] = round(time.monotonic() - t0, 2)
     out["keys_moved"] = keys_a - a.command("DBSIZE")
-    log(f"  cluster reshard of {n_slots} slots with no load: {out['reshard_alone_s']} s")
+    log(f"  cluster reshard of {n_slots} slots ({out['keys_moved']:,} keys) with no load: "
+        f"{out['reshard_alone_s']} s")
     # Size the load to last about as long as the reshard.
     probe = _load(proc.port, ctx, 5000)
     rate = probe.get("rps", 10000)
     n = max(5000, int(rate * out["reshard_alone_s"] / 2 / 1000) * 1000)
     out["load_n_each"] = n
-    # a's lowest slots went to b; b's lowest slots are now those, and they go back.
+    # reshard takes a source's lowest slots: a's lowest went to b, where they
+    # are now the lowest, and so they go back and forth.
     moving = _moving_keys(env, b, n_slots)
     out["verifier_keys"] = len(moving)
 
@@ -220,34 +224,40 @@ def reshard_check(cluster: Cluster, proc: T.Proc, ctx: T.Ctx, n_slots: int,
                            "first_errors": ver.errors[:5]}
         return res
 
-    out["steady_before"] = verified_load()
-    log(f"  steady load (n {n:,} SET + {n:,} GET): {_fmt(out['steady_before'])}")
-    result: dict = {}
+    src, dst = b, a
+    for r in range(rounds):
+        steady = verified_load()
+        out["steady"].append(steady)
+        log(f"  round {r + 1}/{rounds} steady (n {n:,} SET + {n:,} GET): {_fmt(steady)}")
+        result: dict = {}
 
-    def resh() -> None:
-        t = time.monotonic()
-        try:
-            env.reshard(n_slots, b, a)
-            result["ok"] = True
-        except Exception as e:  # noqa: BLE001
-            result["error"] = f"{type(e).__name__}: {e}"
-        result["s"] = round(time.monotonic() - t, 2)
-        result["end"] = time.monotonic()
+        def resh(src=src, dst=dst, result=result) -> None:
+            t = time.monotonic()
+            try:
+                env.reshard(n_slots, src, dst)
+            except Exception as e:  # noqa: BLE001 - reported as an error of the check
+                result["error"] = f"{type(e).__name__}: {e}"
+            result["s"] = round(time.monotonic() - t, 2)
+            result["end"] = time.monotonic()
 
-    th = threading.Thread(target=resh, daemon=True)
-    start = time.monotonic()
-    th.start()
-    during = verified_load()
-    load_end = time.monotonic()
-    th.join(timeout=300)
-    reshard_end = result.get("end", time.monotonic())
-    during["overlap"] = round(min(load_end, reshard_end) - start, 2)
-    out["during"] = during
-    out["reshard_loaded_s"] = result.get("s")
-    out["reshard_error"] = result.get("error")
-    log(f"  load during reshard of {n_slots} slots ({result.get('s')} s): {_fmt(during)}")
-    out["steady_after"] = verified_load()
-    log(f"  steady load again: {_fmt(out['steady_after'])}")
+        th = threading.Thread(target=resh, daemon=True)
+        start = time.monotonic()
+        th.start()
+        during = verified_load()
+        load_end = time.monotonic()
+        th.join(timeout=300)
+        during["overlap"] = round(min(load_end, result.get("end", load_end)) - start, 2)
+        during["reshard_s"] = result.get("s")
+        during["reshard_error"] = result.get("error")
+        during["direction"] = f"{src.address} -> {dst.address}"
+        out["during"].append(during)
+        log(f"  round {r + 1}/{rounds} during a reshard ({result.get('s')} s): {_fmt(during)}"
+            + (f"; reshard failed: {result['error']}" if "error" in result else ""))
+        if "error" in result:
+            break
+        src, dst = dst, src
+    out["steady"].append(verified_load())
+    log(f"  steady once more: {_fmt(out['steady'][-1])}")
     out["keys_end"] = sum(n_.command("DBSIZE") for n_ in env.masters())
     return out
 
