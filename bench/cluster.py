@@ -167,12 +167,19 @@ class _Verifier(threading.Thread):
             self.errors.append(f"connection: {type(e).__name__}: {e}")
 
 
-def _moving_keys(env: CE.ClusterEnv, source: CE.ClusterNode, n_slots: int) -> list[str]:
-    """Benchmark keys in the first n_slots slots `source` owns: redis-cli
-    --cluster reshard takes a source's slots in ascending order."""
-    owned = [s for s, p in enumerate(env.slot_map()) if p == source.port][:n_slots]
-    moving = set(owned)
-    return [W.bench_key(i) for i in range(W.KEYSPACE) if keyslot(W.bench_key(i)) in moving][:500]
+def _moving_keys(env: CE.ClusterEnv, source: CE.ClusterNode, n_slots: int,
+                 count: int = 500) -> list[str]:
+    """The verifier's keys: in the first n_slots slots `source` owns (redis-cli
+    --cluster reshard takes a source's slots in ascending order), and outside
+    redis-benchmark's key:%012d, which the load would overwrite between the
+    verifier's SET and GET."""
+    moving = set([s for s, p in enumerate(env.slot_map()) if p == source.port][:n_slots])
+    keys, i = [], 0
+    while len(keys) < count:
+        if keyslot(f"verify:{i}") in moving:
+            keys.append(f"verify:{i}")
+        i += 1
+    return keys
 
 
 def reshard_check(cluster: Cluster, proc: T.Proc, ctx: T.Ctx, n_slots: int,
@@ -180,7 +187,7 @@ def reshard_check(cluster: Cluster, proc: T.Proc, ctx: T.Ctx, n_slots: int,
     """p99 through shardgate (`proc`) while n_slots slots move with their
     keys, against the same load with none moving; errors counted. The load
     always runs with a verifier beside it (SET and GET checked one at a time
-    on 500 keys in the slots that move).
+    on 500 keys of its own in the slots that move).
 
     1. A reshard with no load, A -> B: its duration D sizes the load.
     2. Each round: the load (n requests, about D long) with nothing moving
@@ -192,8 +199,21 @@ def reshard_check(cluster: Cluster, proc: T.Proc, ctx: T.Ctx, n_slots: int,
     a, b = env.masters()[0], env.masters()[1]
     out: dict = {"slots": n_slots, "from_to": [a.address, b.address], "rounds": rounds,
                  "steady": [], "during": []}
+    # Only the benchmark's keys, ~6 a slot: redis-benchmark --cluster's own
+    # keys (direct-cluster-tls) carry one hash tag per master, so they pile
+    # up in a few slots, which would make the moved key count depend on
+    # which slots those happen to be.
+    for m in env.masters():
+        m.command("FLUSHALL")
     populate(proc, ctx)
     out["keys_total"] = sum(n.command("DBSIZE") for n in env.masters())
+    # The verifier's keys exist before the first move, so they move too.
+    moving = _moving_keys(env, a, n_slots)
+    out["verifier_keys"] = len(moving)
+    with W.Resp(proc.port, tls=True, ca=ctx.certs["ca"]) as c:
+        bad = [r for r in c.pipeline([("SET", k, "0") for k in moving]) if r != "OK"]
+        if bad:
+            raise RuntimeError(f"setting the verifier's keys: {bad[0]!r}")
     keys_a = a.command("DBSIZE")
     t0 = time.monotonic()
     env.reshard(n_slots, a, b)
@@ -207,9 +227,7 @@ def reshard_check(cluster: Cluster, proc: T.Proc, ctx: T.Ctx, n_slots: int,
     n = max(5000, int(rate * out["reshard_alone_s"] / 2 / 1000) * 1000)
     out["load_n_each"] = n
     # reshard takes a source's lowest slots: a's lowest went to b, where they
-    # are now the lowest, and so they go back and forth.
-    moving = _moving_keys(env, b, n_slots)
-    out["verifier_keys"] = len(moving)
+    # are now the lowest, and so the same slots go back and forth.
 
     def verified_load() -> dict:
         """The load with the verifier beside it, in every phase alike."""
