@@ -547,7 +547,8 @@ def format_reshard(rs: dict | None) -> str:
         return "\n".join(lines + [f"   error: {rs['error']}"])
     lines.append(f"   {rs['slots']} slots, {rs.get('keys_moved', 0):,} keys moved each time "
                  f"({rs.get('keys_total', 0):,} keys in the cluster); reshard with no load "
-                 f"{rs.get('reshard_alone_s')} s; load n {rs.get('load_n_each', 0):,} SET "
+                 f"{rs.get('reshard_alone_s')} s (CPU: redis-cli {rs.get('reshard_cli_cpu_s')} s, "
+                 f"nodes {rs.get('reshard_nodes_cpu_s')} s); load n {rs.get('load_n_each', 0):,} SET "
                  f"+ n GET per phase")
     steady, during = rs.get("steady", []), rs.get("during", [])
     for i in range(max(len(steady), len(during))):
