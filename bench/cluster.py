@@ -110,7 +110,7 @@ def populate(proc: T.Proc, ctx: T.Ctx, keys: int = W.KEYSPACE) -> None:
                 raise RuntimeError(f"populating through {proc.name}: {bad[0]!r}")
 
 
-def _load(port: int, ctx: T.Ctx, n: int) -> dict:
+def _load(port: int, ctx: T.Ctx, n: int, extra: list[str] = ()) -> dict:
     """The reshard check's bounded load: redis-benchmark --tls at shardgate,
     RESHARD_CLIENTS connections, pipeline 1, SET then GET, n each.
     redis-benchmark 7 exits at the first error reply or connection error
@@ -118,7 +118,7 @@ def _load(port: int, ctx: T.Ctx, n: int) -> dict:
     line is an error; a run that ends with 0 had none."""
     argv = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "--tls",
             "--cacert", str(ctx.certs["ca"]), "-c", str(RESHARD_CLIENTS), "-P", "1",
-            "-n", str(n), "-r", str(W.KEYSPACE), "-t", "set,get", "--csv"]
+            "-n", str(n), "-r", str(W.KEYSPACE), "-t", "set,get", "--csv", *extra]
     t0 = time.monotonic()
     r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     wall = time.monotonic() - t0
@@ -247,14 +247,17 @@ def reshard_check(cluster: Cluster, proc: T.Proc, ctx: T.Ctx, n_slots: int,
                            "first_errors": ver.errors[:5]}
         return res
 
-    src, dst = b, a
-    for r in range(rounds):
-        steady = verified_load()
-        out["steady"].append(steady)
-        log(f"  round {r + 1}/{rounds} steady (n {n:,} SET + {n:,} GET): {_fmt(steady)}")
+    # The control: the same load straight at the nodes (redis-benchmark
+    # --cluster --tls, which follows MOVED and ASK itself), steady and during
+    # a reshard, so the machine's share of the p99 shows apart from shardgate's.
+    dctx = T.Ctx(certs={**ctx.certs, "ca": env.ca_cert}, shardgate_bin=ctx.shardgate_bin,
+                 workdir=ctx.workdir)
+    out["direct_steady"], out["direct_during"] = [], []
+
+    def loaded_reshard(src, dst, load) -> dict:
         result: dict = {}
 
-        def resh(src=src, dst=dst, result=result) -> None:
+        def resh() -> None:
             t = time.monotonic()
             try:
                 env.reshard(n_slots, src, dst)
@@ -266,17 +269,55 @@ def reshard_check(cluster: Cluster, proc: T.Proc, ctx: T.Ctx, n_slots: int,
         th = threading.Thread(target=resh, daemon=True)
         start = time.monotonic()
         th.start()
-        during = verified_load()
+        during = load()
         load_end = time.monotonic()
         th.join(timeout=300)
         during["overlap"] = round(min(load_end, result.get("end", load_end)) - start, 2)
         during["reshard_s"] = result.get("s")
         during["reshard_error"] = result.get("error")
         during["direction"] = f"{src.address} -> {dst.address}"
+        return during
+
+    def direct_load() -> dict:
+        return _load(a.tls_port, dctx, n, ["--cluster"])
+
+    def drop_direct_keys() -> None:
+        """redis-benchmark --cluster puts a hash tag in every key, a new one
+        per request: its SETs would add ~n new keys each run, and later
+        reshards would move more keys than earlier ones."""
+        for m in env.masters():
+            with m.client() as rc:
+                batch = []
+                for k in rc.scan_iter(match="*{*", count=1000):
+                    batch.append(k)
+                    if len(batch) >= 1000:
+                        rc.unlink(*batch)
+                        batch = []
+                if batch:
+                    rc.unlink(*batch)
+
+    src, dst = b, a
+    for r in range(rounds):
+        steady = verified_load()
+        out["steady"].append(steady)
+        log(f"  round {r + 1}/{rounds} steady (n {n:,} SET + {n:,} GET): {_fmt(steady)}")
+        during = loaded_reshard(src, dst, verified_load)
         out["during"].append(during)
-        log(f"  round {r + 1}/{rounds} during a reshard ({result.get('s')} s): {_fmt(during)}"
-            + (f"; reshard failed: {result['error']}" if "error" in result else ""))
-        if "error" in result:
+        log(f"  round {r + 1}/{rounds} during a reshard ({during['reshard_s']} s): {_fmt(during)}"
+            + (f"; reshard failed: {during['reshard_error']}" if during["reshard_error"] else ""))
+        if during["reshard_error"]:
+            break
+        src, dst = dst, src
+        out["direct_steady"].append(direct_load())
+        drop_direct_keys()
+        log(f"  round {r + 1}/{rounds} control, straight at the nodes, steady: "
+            f"{_fmt(out['direct_steady'][-1])}")
+        ctl = loaded_reshard(src, dst, direct_load)
+        out["direct_during"].append(ctl)
+        drop_direct_keys()
+        log(f"  round {r + 1}/{rounds} control during a reshard ({ctl['reshard_s']} s): "
+            f"{_fmt(ctl)}")
+        if ctl["reshard_error"]:
             break
         src, dst = dst, src
     out["steady"].append(verified_load())
@@ -290,5 +331,6 @@ def _fmt(r: dict) -> str:
         return f"failed rc {r.get('rc')}: {r.get('first_errors')}"
     return (f"{r['rps']:,.0f} req/s, p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms, "
             f"max {r['max_ms']:.1f} ms, {r['wall_s']} s, rc {r['rc']}, error lines "
-            f"{r['errors_shown']}; verifier {r['verifier']['ops']:,} commands, "
-            f"{r['verifier']['errors']} errors")
+            f"{r['errors_shown']}" + (f"; verifier {r['verifier']['ops']:,} commands, "
+                                      f"{r['verifier']['errors']} errors"
+                                      if "verifier" in r else ""))

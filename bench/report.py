@@ -532,8 +532,9 @@ def _load_line(label: str, r: dict) -> str:
     v = r.get("verifier", {})
     return (f"   {label:<22} {r['rps']:>9,.0f} req/s  p50 {r['p50_ms']:.3f} ms  "
             f"p99 {r['p99_ms']:.3f} ms  max {r['max_ms']:.1f} ms  {r['wall_s']} s{ov}; "
-            f"exit {r['rc']}, error lines {r['errors_shown']}; verifier {v.get('ops', 0):,} "
-            f"commands, {v.get('errors')} errors"
+            f"exit {r['rc']}, error lines {r['errors_shown']}"
+            + (f"; verifier {v.get('ops', 0):,} commands, {v.get('errors')} errors"
+               if v else "")
             + (f": {v['first_errors']}" if v.get("first_errors") else ""))
 
 
@@ -558,6 +559,21 @@ def format_reshard(rs: dict | None) -> str:
             lines.append(_load_line(f"during reshard {i + 1}", during[i]))
             if during[i].get("reshard_error"):
                 lines.append(f"   reshard failed: {during[i]['reshard_error']}")
+    ds, dd = rs.get("direct_steady", []), rs.get("direct_during", [])
+    if ds or dd:
+        lines.append("   control: the same load straight at the nodes (redis-benchmark --cluster "
+                     "--tls -c 10, no verifier), each round after shardgate's")
+        for i in range(max(len(ds), len(dd))):
+            if i < len(ds):
+                lines.append(_load_line(f"direct steady {i + 1}", ds[i]))
+            if i < len(dd):
+                lines.append(_load_line(f"direct during {i + 1}", dd[i]))
+        pd = [r["p99_ms"] for r in dd if "p99_ms" in r]
+        pst = [r["p99_ms"] for r in ds if "p99_ms" in r]
+        if pd and pst:
+            lines.append(f"   control median p99 during / steady: {statistics.median(pd):.3f} / "
+                         f"{statistics.median(pst):.3f} ms = "
+                         f"{statistics.median(pd) / statistics.median(pst):.2f}x")
     return "\n".join(lines)
 
 
