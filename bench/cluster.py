@@ -287,14 +287,13 @@ def reshard_check(cluster: Cluster, proc: T.Proc, ctx: T.Ctx, n_slots: int,
         reshards would move more keys than earlier ones."""
         for m in env.masters():
             with m.client() as rc:
-                batch = []
-                for k in rc.scan_iter(match="*{*", count=1000):
-                    batch.append(k)
-                    if len(batch) >= 1000:
-                        rc.unlink(*batch)
-                        batch = []
-                if batch:
-                    rc.unlink(*batch)
+                # One UNLINK per key: a node refuses keys of several slots.
+                pipe = rc.pipeline(transaction=False)
+                for i, k in enumerate(rc.scan_iter(match="*{*", count=1000)):
+                    pipe.unlink(k)
+                    if i % 1000 == 999:
+                        pipe.execute()
+                pipe.execute()
 
     src, dst = b, a
     for r in range(rounds):
