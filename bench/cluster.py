@@ -51,9 +51,12 @@ class Cluster:
         self.procs = Procs()
         try:
             self.env = CE.start_cluster(self.procs, workdir, tls=True)
-        except BaseException:
+        except KeyboardInterrupt:
             self.procs.stop_all()
             raise
+        except BaseException as e:  # noqa: BLE001 - the rig fails with pytest.fail (a BaseException)
+            self.procs.stop_all()
+            raise RuntimeError(f"the cluster did not start: {e}") from e
 
     def masters(self) -> list[CE.ClusterNode]:
         return self.env.masters()
