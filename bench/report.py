@@ -5,7 +5,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from targets import BY_NAME, MTLS_PEERS, PEERS, SHARD3_NAMES, SHARDGATES, SHARDGATES_PLAIN
+from targets import BY_NAME, CLUSTER_DIRECT, MTLS_PEERS, PEERS, SHARD3_NAMES, SHARDGATES, SHARDGATES_PLAIN
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,23 @@ MTLS_WORKLOADS["mtls_conn_full"] = (
 MTLS_WORKLOADS["mtls_conn_resumed"] = (
     "mTLS: new connection + GET (a miss), resumed TLS 1.3 session (the previous "
     "connection's ticket)", _CONN_FIGURES)
-ALL_WORKLOADS = {**WORKLOADS, **S3_WORKLOADS, **MTLS_WORKLOADS}
+
+# A Redis Cluster (cluster): its own targets (targets.CLUSTER_NAMES), ratios
+# to direct-cluster-tls (redis-benchmark --cluster at the nodes' TLS ports).
+def _cluster_figures() -> list[Figure]:
+    f = _request_figures()
+    return f[:4] + [Figure("nodes_cpu_us_per_req", "nodes' CPU µs/request", False, ".2f"),
+                    Figure("total_cpu_us_per_req", "proxy + nodes µs/request", False, ".2f"),
+                    f[4]]
+
+
+CLUSTER_WORKLOADS: dict[str, tuple[str, list[Figure]]] = {
+    "cl_getset_p1": ("Redis Cluster (3 masters + 3 replicas): GET/SET, 50 connections, "
+                     "pipeline 1, random keys", _cluster_figures()),
+    "cl_getset_p16": ("Redis Cluster (3 masters + 3 replicas): GET/SET, 50 connections, "
+                      "pipeline 16, random keys", _cluster_figures()),
+}
+ALL_WORKLOADS = {**WORKLOADS, **S3_WORKLOADS, **MTLS_WORKLOADS, **CLUSTER_WORKLOADS}
 
 
 def aggregate(rounds: list[dict]) -> dict:
@@ -474,6 +490,142 @@ def format_mtls_checks(checks: list[dict]) -> str:
         return ""
     w = max(len(c["target"]) for c in checks)
     lines = ["", "== Issue 16 targets (mTLS on the client side, TLS to the shard)"]
+    for c in checks:
+        lines.append(f"   {c['status']:<5} {c['target']:<{w}}  {c['detail']}")
+    return "\n".join(lines)
+
+
+def cluster_tables(summary: dict, target_order: list[str]) -> str:
+    """The cluster tables: ratios to direct-cluster-tls."""
+    lines: list[str] = []
+    for wl_name, (title, figures) in CLUSTER_WORKLOADS.items():
+        wl = summary.get(wl_name)
+        if not wl:
+            continue
+        lines += ["", f"== {title}",
+                  f"   median over rounds [min–max]; ×direct = ratio to {CLUSTER_DIRECT} "
+                  "(redis-benchmark --cluster --tls at the nodes' TLS ports)",
+                  "   proxy CPU: shardgate's own process; for direct-cluster-tls the nodes "
+                  "(all 6). nodes' CPU: all 6 redis-servers during the run"]
+        head = f"   {'figure':<26} {'target':<22} {'median':>12} {'[min–max]':>25} {'×direct':>8}"
+        lines += [head, "   " + "-" * (len(head) - 3)]
+        for fig in figures:
+            per = wl.get(fig.key, {})
+            for t in target_order:
+                if t not in per:
+                    continue
+                st = per[t]
+                rng = f"[{st['min']:{fig.fmt}}–{st['max']:{fig.fmt}}]"
+                ratio = "" if not fig.compare else _ratio(
+                    st["median"], per.get(CLUSTER_DIRECT, {}).get("median"))
+                lines.append(f"   {fig.label:<26} {t:<22} {st['median']:>12{fig.fmt}} "
+                             f"{rng:>25} {ratio:>8}")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _load_line(label: str, r: dict) -> str:
+    if "p99_ms" not in r:
+        return f"   {label:<22} failed: exit {r.get('rc')} {r.get('first_errors')}"
+    ov = (f", {r['overlap']} s of it during the {r['reshard_s']} s reshard"
+          if "overlap" in r else "")
+    v = r.get("verifier", {})
+    return (f"   {label:<22} {r['rps']:>9,.0f} req/s  p50 {r['p50_ms']:.3f} ms  "
+            f"p99 {r['p99_ms']:.3f} ms  max {r['max_ms']:.1f} ms  {r['wall_s']} s{ov}; "
+            f"exit {r['rc']}, error lines {r['errors_shown']}"
+            + (f"; verifier {v.get('ops', 0):,} commands, {v.get('errors')} errors"
+               if v else "")
+            + (f": {v['first_errors']}" if v.get("first_errors") else ""))
+
+
+def format_reshard(rs: dict | None) -> str:
+    if not rs:
+        return ""
+    lines = ["", "== Live reshard through shardgate-cluster (redis-cli --cluster reshard, "
+                 "keys moved; load: redis-benchmark --tls -c 10 -P 1 SET then GET, and a "
+                 "verifier: SET + GET checked one at a time on keys in the moving slots)"]
+    if "error" in rs:
+        return "\n".join(lines + [f"   error: {rs['error']}"])
+    lines.append(f"   {rs['slots']} slots, {rs.get('keys_moved', 0):,} keys moved each time "
+                 f"({rs.get('keys_total', 0):,} keys in the cluster); reshard with no load "
+                 f"{rs.get('reshard_alone_s')} s (CPU: redis-cli {rs.get('reshard_cli_cpu_s')} s, "
+                 f"nodes {rs.get('reshard_nodes_cpu_s')} s); load n {rs.get('load_n_each', 0):,} SET "
+                 f"+ n GET per phase")
+    steady, during = rs.get("steady", []), rs.get("during", [])
+    for i in range(max(len(steady), len(during))):
+        if i < len(steady):
+            lines.append(_load_line(f"steady {i + 1}", steady[i]))
+        if i < len(during):
+            lines.append(_load_line(f"during reshard {i + 1}", during[i]))
+            if during[i].get("reshard_error"):
+                lines.append(f"   reshard failed: {during[i]['reshard_error']}")
+    ds, dd = rs.get("direct_steady", []), rs.get("direct_during", [])
+    if ds or dd:
+        lines.append("   control: the same load straight at the nodes (redis-benchmark --cluster "
+                     "--tls -c 10, no verifier), each round after shardgate's")
+        for i in range(max(len(ds), len(dd))):
+            if i < len(ds):
+                lines.append(_load_line(f"direct steady {i + 1}", ds[i]))
+            if i < len(dd):
+                lines.append(_load_line(f"direct during {i + 1}", dd[i]))
+        pd = [r["p99_ms"] for r in dd if "p99_ms" in r]
+        pst = [r["p99_ms"] for r in ds if "p99_ms" in r]
+        if pd and pst:
+            lines.append(f"   control median p99 during / steady: {statistics.median(pd):.3f} / "
+                         f"{statistics.median(pst):.3f} ms = "
+                         f"{statistics.median(pd) / statistics.median(pst):.2f}x")
+    return "\n".join(lines)
+
+
+def check_cluster(summary: dict, cl: dict) -> list[dict]:
+    """Issue 17's targets: shardgate-cluster's requests/s at P16 against
+    direct-cluster-tls's; p99 during a live reshard <= 2x steady, no errors."""
+    checks = []
+    wl = "cl_getset_p16"
+    sg, d = _med(summary, wl, "rps", "shardgate-cluster"), _med(summary, wl, "rps", CLUSTER_DIRECT)
+    desc = "cluster: requests/s P16 shardgate-cluster >= direct-cluster-tls"
+    if sg is None or d is None:
+        checks.append({"target": desc, "status": "n/a", "detail": "not measured"})
+    else:
+        others = "; ".join(f"{n} {v:,.0f} ({v / d:.2f}x)" for n in
+                           ("shardgate-cluster-1w", "shardgate-cluster-tls")
+                           if (v := _med(summary, wl, "rps", n)) is not None)
+        checks.append({"target": desc, "status": "PASS" if sg >= d else "FAIL",
+                       "detail": f"{sg:,.0f} vs {d:,.0f} ({sg / d:.2f}x)"
+                                 + (f" [{others}]" if others else "")})
+    rs = cl.get("reshard")
+    desc = "cluster: p99 during a live reshard <= 2x steady p99, 0 errors"
+    if not rs:
+        checks.append({"target": desc, "status": "n/a", "detail": "not measured"})
+        return checks
+    during, steady = rs.get("during", []), rs.get("steady", [])
+    p_during = [r["p99_ms"] for r in during if "p99_ms" in r]
+    p_steady = [r["p99_ms"] for r in steady if "p99_ms" in r]
+    if "error" in rs or not p_during or not p_steady:
+        checks.append({"target": desc, "status": "FAIL",
+                       "detail": rs.get("error") or "a load run failed"})
+        return checks
+    d_med, s_med = statistics.median(p_during), statistics.median(p_steady)
+    bench_err = sum(r.get("errors_shown", 0) + (r.get("rc") != 0) for r in during)
+    ver_err = sum(r.get("verifier", {}).get("errors", 1) for r in during)
+    ver_ops = sum(r.get("verifier", {}).get("ops", 0) for r in during)
+    resh_err = sum(bool(r.get("reshard_error")) for r in during)
+    errors = bench_err + ver_err + resh_err + (len(during) < rs.get("rounds", 0))
+    ok = d_med <= 2 * s_med and errors == 0
+    checks.append({"target": desc, "status": "PASS" if ok else "FAIL",
+                   "detail": f"median p99 {d_med:.3f} vs {s_med:.3f} ms "
+                             f"({d_med / s_med:.2f}x, need <= 2; {len(during)} reshards, "
+                             f"{len(steady)} steady runs); errors {errors} (redis-benchmark "
+                             f"{bench_err}, verifier {ver_err} of {ver_ops:,} commands, "
+                             f"reshard {resh_err})"})
+    return checks
+
+
+def format_cluster_checks(checks: list[dict]) -> str:
+    if not checks:
+        return ""
+    w = max(len(c["target"]) for c in checks)
+    lines = ["", "== Issue 17 targets (Redis Cluster backend)"]
     for c in checks:
         lines.append(f"   {c['status']:<5} {c['target']:<{w}}  {c['detail']}")
     return "\n".join(lines)

@@ -43,6 +43,11 @@ class Ctx:
     direct_port: int = 0       # set once `direct` is up; every proxy forwards there
     shard_ports: list[int] = field(default_factory=list)  # the 3 shards of `shards3`
     tls_shard_port: int = 0    # the mtls group's TLS shard (or the observer in front of it)
+    # The cluster group's Redis Cluster: its masters' plaintext and TLS ports
+    # (seeds) and the CA its nodes' certificate chains to.
+    cluster_seeds: list[int] = field(default_factory=list)
+    cluster_tls_seeds: list[int] = field(default_factory=list)
+    cluster_ca: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -626,7 +631,54 @@ MTLS_TARGETS: list[TargetDef] = [
               "shardgate, workers: 1, tls: false, TLS to the shard", shard_tls=True),
 ]
 
-BY_NAME = {t.name: t for t in TARGETS + SHARD3_TARGETS + MTLS_TARGETS}
+
+# ------------------------------------------------ a Redis Cluster (cluster)
+#
+# A 3-master/3-replica Redis Cluster whose nodes serve TLS on a tls-port (and
+# speak TLS on the cluster bus and for replication) beside a plaintext port;
+# bench/cluster.py starts it with tests/integration/cluster_env.py. Its peer,
+# `direct-cluster-tls`, is redis-benchmark --cluster --tls at the nodes' TLS
+# ports (no process of its own: bench/cluster.py measures the nodes). The
+# shardgate rows take TLS from the clients and find the nodes from the seeds.
+
+
+def _start_shardgate_cluster(workers: str, tls_to_nodes: bool) -> Callable:
+    """`cluster: {seeds}` over the masters' plaintext ports (the nodes do no
+    TLS for shardgate's traffic) or, tls_to_nodes, their TLS ports with
+    shard_tls (the nodes' certificate carries IP:127.0.0.1, so no server_name)."""
+    def start(ctx: Ctx, port: int, d: Path):
+        seeds = ctx.cluster_tls_seeds if tls_to_nodes else ctx.cluster_seeds
+        shard_tls = (f"""    shard_tls:
+      ca: {json.dumps(str(ctx.cluster_ca))}
+""" if tls_to_nodes else "")
+        conf = d / "shardgate.yaml"
+        conf.write_text(f"""workers: {workers}
+log_level: warn
+cert_dir: {json.dumps(str(ctx.certs['shardgate_dir']))}
+generate_self_signed: false
+drain_timeout_ms: 1000
+databases:
+  - name: cluster
+    listen: "127.0.0.1:{port}"
+    tls: true
+    cluster:
+      seeds: [{", ".join(f'"127.0.0.1:{p}"' for p in seeds)}]
+{shard_tls}""")
+        return [str(ctx.shardgate_bin), "--config", str(conf)], {}
+    return start
+
+
+CLUSTER_DIRECT = "direct-cluster-tls"
+CLUSTER_TARGETS: list[TargetDef] = [
+    TargetDef("shardgate-cluster-1w", True, False, _start_shardgate_cluster("1", False),
+              "shardgate, workers: 1, plaintext to the nodes"),
+    TargetDef("shardgate-cluster", True, False, _start_shardgate_cluster("auto", False),
+              "shardgate, workers: auto, plaintext to the nodes"),
+    TargetDef("shardgate-cluster-tls", True, False, _start_shardgate_cluster("auto", True),
+              "shardgate, workers: auto, shard_tls to the nodes' TLS ports"),
+]
+
+BY_NAME = {t.name: t for t in TARGETS + SHARD3_TARGETS + MTLS_TARGETS + CLUSTER_TARGETS}
 PEERS = [t.name for t in TARGETS if t.peer]
 # Plain forwarding (the default for one shard) and multiplex: true.
 SHARDGATES_PLAIN = ["shardgate-1w", "shardgate"]
@@ -634,3 +686,6 @@ SHARDGATES = SHARDGATES_PLAIN + ["shardgate-mux-1w", "shardgate-mux"]
 SHARD3_NAMES = [t.name for t in SHARD3_TARGETS]
 MTLS_NAMES = [t.name for t in MTLS_TARGETS]
 MTLS_PEERS = ["haproxy-mtls", "stunnel-mtls"]
+# direct-cluster-tls is no TargetDef (nothing of its own to start), but a name
+# --targets accepts.
+CLUSTER_NAMES = [CLUSTER_DIRECT] + [t.name for t in CLUSTER_TARGETS]

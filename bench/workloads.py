@@ -45,7 +45,7 @@ def _tls_args(proc: T.Proc, ctx: T.Ctx) -> list[str]:
 # ------------------------------------------------------------ a. GET/SET
 
 
-def getset(proc: T.Proc, ctx: T.Ctx, pipeline: int, n: int) -> dict:
+def getset(proc: T.Proc, ctx: T.Ctx, pipeline: int, n: int, extra_args: list[str] = ()) -> dict:
     """redis-benchmark -t set,get: SET then GET, n requests each.
 
     req/s is the combined rate over both tests (2n requests / their summed
@@ -55,12 +55,14 @@ def getset(proc: T.Proc, ctx: T.Ctx, pipeline: int, n: int) -> dict:
     is small beside n requests."""
     argv = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(proc.port), *_tls_args(proc, ctx),
             "-c", str(CLIENTS), "-P", str(pipeline), "-n", str(n), "-r", str(KEYSPACE),
-            "-t", "set,get", "--csv"]
+            "-t", "set,get", "--csv", *extra_args]
     cli0, cpu0, t0 = _children_cpu(), proc.cpu_seconds(), time.monotonic()
     r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     wall, cpu = time.monotonic() - t0, proc.cpu_seconds() - cpu0
     client_cpu = _children_cpu() - cli0
-    rows = {row["test"]: row for row in csv.DictReader(io.StringIO(r.stdout))
+    # --cluster prints the nodes it found before the CSV.
+    table = r.stdout[max(0, r.stdout.find('"test"')):]
+    rows = {row["test"]: row for row in csv.DictReader(io.StringIO(table))
             if row.get("test") in ("SET", "GET")}
     if r.returncode != 0 or set(rows) != {"SET", "GET"}:
         raise RuntimeError(f"redis-benchmark on {proc.name} failed (rc {r.returncode}): "
@@ -81,12 +83,13 @@ def getset(proc: T.Proc, ctx: T.Ctx, pipeline: int, n: int) -> dict:
     }
 
 
-def calibrate_getset(proc: T.Proc, ctx: T.Ctx, pipeline: int, seconds_per_test: float) -> int:
+def calibrate_getset(proc: T.Proc, ctx: T.Ctx, pipeline: int, seconds_per_test: float,
+                     extra_args: list[str] = ()) -> int:
     """-n so that each test (SET, then GET) takes about seconds_per_test here.
     Doubles as the target's warm-up. The same n is then used in every round,
     so rounds stay comparable."""
     probe_n = 2000 if pipeline == 1 else 20000
-    rps = getset(proc, ctx, pipeline, probe_n)["rps"]
+    rps = getset(proc, ctx, pipeline, probe_n, extra_args)["rps"]
     step = 1000 * pipeline
     return max(step, int(rps * seconds_per_test / step) * step)
 
