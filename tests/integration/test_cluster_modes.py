@@ -7,17 +7,18 @@ happens is checked on the cluster itself: the master that owns a slot is
 asked directly (its keys, its blocked clients, its shard channels).
 
 - MULTI/EXEC on keys of one slot ({tag}), on each master: the replies and the
-  values on the owning master;
+  values on the owning master; over two slots refused as a node refuses it;
 - WATCH: EXEC aborts (null) after another client wrote the watched key, runs
   when nobody did;
 - BLPOP blocks on the owning master (INFO's blocked_clients there, and on no
   other master) and is woken by an LPUSH sent through shardgate;
 - SELECT 1: refused as a cluster node refuses it (never accepted, then
   written into database 0);
-- SUBSCRIBE/PUBLISH through shardgate, and a PUBLISH on any node reaches a
-  subscriber of the endpoint (the cluster bus spreads it);
+- SUBSCRIBE/PSUBSCRIBE/PUBLISH through shardgate, and a PUBLISH on any node
+  reaches a subscriber of the endpoint (the cluster bus spreads it);
 - SSUBSCRIBE/SPUBLISH: the subscription lives on the master owning the shard
-  channel's slot (PUBSUB SHARDNUMSUB there) and SPUBLISH reaches it;
+  channel's slot (PUBSUB SHARDNUMSUB there), SPUBLISH reaches it, and
+  SUNSUBSCRIBE leaves every master;
 - SCAN over every master returns every key exactly once (stable cluster);
 - DBSIZE, KEYS, FLUSHALL over every master;
 - cluster-aware clients through the endpoint: `redis-cli -c` and redis-py's
@@ -106,6 +107,31 @@ def test_multi_exec_on_one_slot_of_each_master(env, sg):
         assert c.call("GET", "after:multi") == b"v"
 
 
+def test_multi_over_two_slots_is_refused_as_a_cluster_node_refuses_it(env, sg):
+    """A node refuses a transaction whose commands name keys of two slots
+    (cluster.c getNodeByQuery): at EXEC, with -CROSSSLOT, when both slots are
+    its own. Through shardgate the same, and for slots of two masters the
+    second command is refused at once, making EXEC abort. Either way the
+    transaction ends: the next command runs, it is not queued."""
+    m0, m1 = env.masters()[0], env.masters()[1]
+    t0, t1 = tag_on(env, m0, "x"), tag_on(env, m1, "y")
+    owners = env.slot_map()
+    same_master = next(f"k{n}" for n in range(100_000)
+                       if owners[keyslot(f"k{n}")] == m0.port and keyslot(f"k{n}") != keyslot(t0))
+    crossslot = Err("CROSSSLOT Keys in request don't hash to the same slot")
+    with raw(sg) as c:
+        assert c.pipeline([("MULTI",), ("SET", f"{t0}a", "1"), ("SET", f"{t1}a", "1"),
+                           ("EXEC",)]) == [
+            "OK", "QUEUED", crossslot,
+            Err("EXECABORT Transaction discarded because of previous errors.")]
+        assert c.pipeline([("MULTI",), ("SET", f"{t0}a", "1"), ("SET", same_master, "1"),
+                           ("EXEC",)]) == ["OK", "QUEUED", "QUEUED", crossslot]
+        assert c.call("SET", "after:crossslot", "v") == "OK"
+        assert c.call("EXISTS", f"{t0}a", f"{t1}a", same_master) == 0, "a refused transaction ran"
+        # WATCH of keys of two slots: refused as a node refuses it.
+        assert c.call("WATCH", f"{t0}a", f"{t1}a") == crossslot
+
+
 def test_watch_aborts_exec_after_another_client_wrote_the_key(env, sg):
     master = env.masters()[1]
     tag = tag_on(env, master, "w")
@@ -183,8 +209,17 @@ def test_subscribe_and_publish_through_the_endpoint(env, sg):
             master.command("PUBLISH", "news", f"from {master.port}")
             assert sub.read_reply("message") == [b"message", b"news",
                                                  f"from {master.port}".encode()]
+        # Patterns too (the bus carries every message to every node).
+        assert sub.call("PSUBSCRIBE", "new*") == [b"psubscribe", b"new*", 2]
+        assert pub.call("PUBLISH", "newer", "p") == 1
+        assert sub.read_reply("pmessage") == [b"pmessage", b"new*", b"newer", b"p"]
+        env.masters()[2].command("PUBLISH", "newest", "q")
+        assert sub.read_reply("pmessage") == [b"pmessage", b"new*", b"newest", b"q"]
+        assert sub.call("PUNSUBSCRIBE", "new*") == [b"punsubscribe", b"new*", 1]
         assert sub.call("UNSUBSCRIBE", "news") == [b"unsubscribe", b"news", 0]
+        # Out of pub/sub mode: an ordinary command is answered as such.
         assert sub.call("PING") == "PONG"
+        assert sub.call("SET", "after:pubsub", "1") == "OK"
 
 
 def test_ssubscribe_lives_on_the_master_owning_the_shard_channel(env, sg):
@@ -206,6 +241,16 @@ def test_ssubscribe_lives_on_the_master_owning_the_shard_channel(env, sg):
         port, channel = next(iter(channels.items()))
         assert env.by_port(port).command("SPUBLISH", channel, "direct") == 1
         assert sub.read_reply("smessage") == [b"smessage", channel.encode(), b"direct"]
+        # SUNSUBSCRIBE with no channel leaves all three, on their three masters.
+        sub.send("SUNSUBSCRIBE")
+        replies = [sub.read_reply(f"sunsubscribe {n}") for n in range(len(channels))]
+        assert sorted(r[1] for r in replies) == sorted(c.encode() for c in channels.values()), replies
+        assert all(r[0] == b"sunsubscribe" for r in replies), replies
+        assert sorted(r[2] for r in replies) == list(range(len(channels))), replies
+        for port, channel in channels.items():
+            assert env.by_port(port).command("PUBSUB", "SHARDNUMSUB", channel) == [
+                channel.encode(), 0], f"{channel} still subscribed on {port}"
+        assert sub.call("SET", "after:ssubscribe", "1") == "OK"
 
 
 # ---------------------------------------------------------------- whole database
