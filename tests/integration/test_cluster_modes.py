@@ -18,7 +18,8 @@ asked directly (its keys, its blocked clients, its shard channels).
   reaches a subscriber of the endpoint (the cluster bus spreads it);
 - SSUBSCRIBE/SPUBLISH: the subscription lives on the master owning the shard
   channel's slot (PUBSUB SHARDNUMSUB there), SPUBLISH reaches it, and
-  SUNSUBSCRIBE leaves every master;
+  SUNSUBSCRIBE leaves every master; shard channels counted and left apart
+  from ordinary channels, as one redis-server does;
 - SCAN over every master returns every key exactly once (stable cluster);
 - DBSIZE, KEYS, FLUSHALL over every master;
 - cluster-aware clients through the endpoint: `redis-cli -c` and redis-py's
@@ -251,6 +252,57 @@ def test_ssubscribe_lives_on_the_master_owning_the_shard_channel(env, sg):
             assert env.by_port(port).command("PUBSUB", "SHARDNUMSUB", channel) == [
                 channel.encode(), 0], f"{channel} still subscribed on {port}"
         assert sub.call("SET", "after:ssubscribe", "1") == "OK"
+
+
+def pubsub_script(port: int, channel: str, bare: str) -> list:
+    """On a subscriber and a publisher connection to `port`: a shard channel
+    and an ordinary channel subscribed together, then a bare `bare`
+    (UNSUBSCRIBE or SUNSUBSCRIBE) and one message on each channel. Returns
+    what the two connections heard, a missing reply as a marker."""
+    heard: list = []
+    with RespClient.plain(port, timeout=2) as sub, RespClient.plain(port, timeout=2) as pub:
+        def read(what: str):
+            try:
+                return sub.read_reply(what)
+            except AssertionError:
+                return f"<no {what} within 2 s>"
+
+        sub.send("SSUBSCRIBE", channel)
+        heard.append(read("ssubscribe confirmation"))
+        sub.send("SUBSCRIBE", "plain-news")
+        heard.append(read("subscribe confirmation"))
+        sub.send(bare)
+        heard.append(read(f"{bare} confirmation"))
+        # Redis left only the kind `bare` names: the other still delivers.
+        if bare == "UNSUBSCRIBE":
+            heard.append(pub.call("SPUBLISH", channel, "still-here"))
+            heard.append(read("smessage"))
+        else:
+            heard.append(pub.call("PUBLISH", "plain-news", "still-here"))
+            heard.append(read("message"))
+        sub.send("SUNSUBSCRIBE" if bare == "UNSUBSCRIBE" else "UNSUBSCRIBE")
+        heard.append(read("last confirmation"))
+        heard.append(sub.call("PING"))
+    return heard
+
+
+@pytest.mark.parametrize("bare", ["UNSUBSCRIBE", "SUNSUBSCRIBE"])
+def test_shard_channels_and_channels_are_counted_and_left_apart_as_redis_does(
+        env, sg, redis_server, bare):
+    """Redis keeps a client's shard channels apart from its channels and
+    patterns (pubsub.c: clientShardSubscriptionsCount vs
+    clientSubscriptionsCount): SUBSCRIBE after an SSUBSCRIBE counts 1, a bare
+    UNSUBSCRIBE leaves only the ordinary channels and a bare SUNSUBSCRIBE only
+    the shard channels, and the other subscription keeps delivering. The same
+    script through shardgate and on one redis-server must hear the same."""
+    channel = tag_on(env, env.masters()[1], "mix") + "orders"
+    reference = redis_server()
+    want = pubsub_script(reference.port, channel, bare)
+    assert want[:3] == [[b"ssubscribe", channel.encode(), 1], [b"subscribe", b"plain-news", 1],
+                        [b"unsubscribe" if bare == "UNSUBSCRIBE" else b"sunsubscribe",
+                         b"plain-news" if bare == "UNSUBSCRIBE" else channel.encode(), 0]], want
+    got = pubsub_script(sg.port("big"), channel, bare)
+    assert got == want, f"through shardgate: {got}\none redis-server: {want}"
 
 
 # ---------------------------------------------------------------- whole database
