@@ -18,7 +18,8 @@ asked directly (its keys, its blocked clients, its shard channels).
   reaches a subscriber of the endpoint (the cluster bus spreads it);
 - SSUBSCRIBE/SPUBLISH: the subscription lives on the master owning the shard
   channel's slot (PUBSUB SHARDNUMSUB there), SPUBLISH reaches it, and
-  SUNSUBSCRIBE leaves every master; shard channels counted and left apart
+  SUNSUBSCRIBE leaves every master (also two slots of one master); SSUBSCRIBE
+  over two slots answered; shard channels counted and left apart
   from ordinary channels, as one redis-server does;
 - SCAN over every master returns every key exactly once (stable cluster);
 - DBSIZE, KEYS, FLUSHALL over every master;
@@ -252,6 +253,55 @@ def test_ssubscribe_lives_on_the_master_owning_the_shard_channel(env, sg):
             assert env.by_port(port).command("PUBSUB", "SHARDNUMSUB", channel) == [
                 channel.encode(), 0], f"{channel} still subscribed on {port}"
         assert sub.call("SET", "after:ssubscribe", "1") == "OK"
+
+
+def two_slot_channels(env: ClusterEnv, master: ClusterNode) -> tuple[str, str]:
+    """Two shard channels in different slots, both owned by `master`."""
+    a = tag_on(env, master, "sa") + "c"
+    b = next(tag_on(env, master, f"sb{n}-") + "c" for n in range(100)
+             if keyslot(tag_on(env, master, f"sb{n}-")) != keyslot(a))
+    return a, b
+
+
+def test_bare_sunsubscribe_leaves_shard_channels_of_two_slots_on_one_master(env, sg):
+    """A node takes SSUBSCRIBE/SUNSUBSCRIBE naming shard channels of one slot
+    only (-CROSSSLOT otherwise), but a bare SUNSUBSCRIBE leaves them all. A
+    client subscribed, one command each, to two channels of two slots that
+    one master owns, then sends a bare SUNSUBSCRIBE: both are confirmed (as
+    one redis-server confirms them: counts 1 and 0) and the client is out of
+    pub/sub. shardgate must not name both channels in one command to the node
+    (it refuses that with -CROSSSLOT and the client would wait for ever)."""
+    a, b = two_slot_channels(env, env.masters()[0])
+    with raw(sg) as sub, raw(sg) as pub:
+        assert sub.call("SSUBSCRIBE", a) == [b"ssubscribe", a.encode(), 1]
+        assert sub.call("SSUBSCRIBE", b) == [b"ssubscribe", b.encode(), 2]
+        for channel in (a, b):
+            assert pub.call("SPUBLISH", channel, "m") == 1
+            assert sub.read_reply("smessage") == [b"smessage", channel.encode(), b"m"]
+        sub.send("SUNSUBSCRIBE")
+        replies = [sub.read_reply("bare SUNSUBSCRIBE's first confirmation"),
+                   sub.read_reply("bare SUNSUBSCRIBE's second confirmation")]
+        assert all(isinstance(r, list) and r[0] == b"sunsubscribe" for r in replies), replies
+        assert sorted(r[2] for r in replies) == [0, 1], replies
+        assert sorted(r[1] for r in replies) == sorted([a.encode(), b.encode()]), replies
+        assert sub.call("PING") == "PONG"
+
+
+def test_ssubscribe_of_two_slots_in_one_command_is_answered(env, sg):
+    """Redis Cluster refuses `SSUBSCRIBE a b` over two slots with -CROSSSLOT;
+    one redis-server subscribes both. Through shardgate either is acceptable,
+    but an answer must come, and the connection must go on."""
+    a, b = two_slot_channels(env, env.masters()[0])
+    with raw(sg) as sub:
+        sub.send("SSUBSCRIBE", a, b)
+        first = sub.read_reply("SSUBSCRIBE of two slots")
+        if isinstance(first, Err):
+            assert first.message.startswith("CROSSSLOT"), first
+            assert sub.call("PING") == "PONG"
+        else:
+            second = sub.read_reply("SSUBSCRIBE's second confirmation")
+            assert [first, second] == [[b"ssubscribe", a.encode(), 1],
+                                       [b"ssubscribe", b.encode(), 2]]
 
 
 def pubsub_script(port: int, channel: str, bare: str) -> list:
