@@ -30,7 +30,6 @@ asked directly (its keys, its blocked clients, its shard channels).
 from __future__ import annotations
 
 import subprocess
-import time
 
 import pytest
 from redis.cluster import RedisCluster
