@@ -63,8 +63,10 @@ void MultiplexSession::clearPubsub() {
   monitor_.reset();
   channels_.clear();
   patterns_.clear();
+  shard_channels_.clear();
   expected_.clear();
   arrived_.clear();
+  sent_pubsub_.clear();
 }
 
 void MultiplexSession::clearMulti() {

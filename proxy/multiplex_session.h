@@ -186,6 +186,9 @@ class MultiplexSession {
   void deliverOutOfBand(const ByteBuffer& frame);
   void useForStream(int shard, ShardLink& link);
   void endPubsubIfDone();
+  // A confirmation (or, error, an error line) from `shard`: settle its oldest
+  // command in sent_pubsub_. Returns false when none was waiting.
+  bool settlePubsub(int shard, bool error, std::string_view line);
   // A null in the client's protocol: RESP3's "_", RESP2's null bulk.
   void appendNull(ByteBuffer& out) const {
     out.append(std::string_view(resp3_ ? "_\r\n" : "$-1\r\n"));
@@ -195,7 +198,8 @@ class MultiplexSession {
            route == redis::CommandRoute::kUnsubscribe || route == redis::CommandRoute::kPunsubscribe;
   }
   bool subscribed() const {
-    return stream_ || !channels_.empty() || !patterns_.empty() || !expected_.empty();
+    return stream_ || !channels_.empty() || !patterns_.empty() || !shard_channels_.empty() ||
+           !expected_.empty();
   }
   void endStream();
   // Forget the pub/sub and MONITOR state (subscriptions, confirmations owed).
@@ -308,6 +312,8 @@ class MultiplexSession {
   Request* stream_ = nullptr;
   std::set<std::string, std::less<>> channels_;
   std::set<std::string, std::less<>> patterns_;
+  // SSUBSCRIBE's: counted apart from channels and patterns, as Redis does.
+  std::set<std::string, std::less<>> shard_channels_;
   std::vector<ByteBuffer> push_partial_;  // per shard: a frame being received
   std::vector<bool> stream_links_;        // per shard: its private link carries the stream
   ByteBuffer oob_;  // RESP3 pushes waiting for a reply being streamed to finish
@@ -335,6 +341,16 @@ class MultiplexSession {
   // until a client subscribes (a deque allocates on construction).
   std::list<Confirm> expected_;
   std::vector<Confirm> arrived_;  // arrived before their turn
+  // (Un)subscription commands sent and not wholly confirmed, oldest first:
+  // a shard answers in order, so an error line from it is the answer to its
+  // oldest one, whose confirmations will never come.
+  struct SentPubsub {
+    int shard;
+    std::string kind;
+    std::vector<std::string> names;
+    size_t left;  // confirmations still due
+  };
+  std::list<SentPubsub> sent_pubsub_;
 };
 
 // A link's reply piece for request r (whose session may be gone).

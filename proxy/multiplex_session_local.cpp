@@ -67,6 +67,13 @@ MultiplexSession::Next MultiplexSession::select() {
     replyError("ERR value is out of range, value must between -2147483648 and 2147483647");
     return Next::kContinue;
   }
+  if (db_.cluster && index != 0) {
+    // A cluster node has only database 0 and refuses the SELECT (same check,
+    // same place, in db.c selectCommand); accepting it here would let the
+    // client's writes land in database 0 while it believes itself elsewhere.
+    replyError("ERR SELECT is not allowed in cluster mode");
+    return Next::kContinue;
+  }
   if (index < 0 || static_cast<uint64_t>(index) >= db_.shard_databases) {
     replyError("ERR DB index is out of range");
     return Next::kContinue;

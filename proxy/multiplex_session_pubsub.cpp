@@ -16,11 +16,19 @@
 
 namespace shardgate::proxy {
 
+namespace {
+
+// SSUBSCRIBE / SUNSUBSCRIBE (lower case), whose shard channels Redis keeps apart.
+bool isShardKind(std::string_view kind) { return kind == "ssubscribe" || kind == "sunsubscribe"; }
+
+}  // namespace
+
 MultiplexSession::Next MultiplexSession::subscribe(redis::CommandRoute route, std::string_view frame) {
   (void)frame;
   const bool unsub = route == redis::CommandRoute::kUnsubscribe || route == redis::CommandRoute::kPunsubscribe;
   const bool pattern = route == redis::CommandRoute::kPsubscribe || route == redis::CommandRoute::kPunsubscribe;
   std::string kind = asciiLower(args_[0]);
+  const bool shard_kind = isShardKind(kind);
   if (!subscribed()) {
     if (unsub) {
       // Not subscribed to anything: Redis answers each name with a count of 0.
@@ -60,7 +68,8 @@ MultiplexSession::Next MultiplexSession::subscribe(redis::CommandRoute route, st
   if (args_.size() > 1) {
     for (size_t i = 1; i < args_.size(); ++i) names.emplace_back(args_[i]);
   } else {
-    const auto& set = pattern ? patterns_ : channels_;
+    // Bare UNSUBSCRIBE leaves channels only, bare SUNSUBSCRIBE shard channels only.
+    const auto& set = pattern ? patterns_ : shard_kind ? shard_channels_ : channels_;
     for (const std::string& n : set) names.push_back(n);
     if (names.empty()) {
       // Nothing to leave: one confirmation with a nil name, in its turn.
@@ -96,22 +105,34 @@ MultiplexSession::Next MultiplexSession::subscribe(redis::CommandRoute route, st
     appendToStream(reinterpret_cast<const uint8_t*>(line.data()), line.size());
     emitConfirmations();
   }
-  for (size_t s = 0; s < shards; ++s) {
-    size_t count = 0;
-    for (const std::string& n : names) count += map_->shardOfKey(n) == s;
-    if (count == 0) continue;
+  // A cluster node takes shard channels of one slot per command
+  // (-CROSSSLOT otherwise): on a cluster database they go one slot at a time.
+  const bool by_slot = shard_kind && db_.cluster;
+  struct Group {
+    size_t shard;
+    uint16_t slot;
+    std::vector<std::string> names;
+  };
+  std::vector<Group> groups;  // in order of first name
+  for (const std::string& n : names) {
+    const size_t s = map_->shardOfKey(n);
+    if (s == ShardMap::kNoShard) continue;
+    const uint16_t slot = by_slot ? redis::keyHashSlot(n) : 0;
+    auto g = std::find_if(groups.begin(), groups.end(),
+                          [&](const Group& x) { return x.shard == s && x.slot == slot; });
+    if (g == groups.end()) {
+      groups.push_back(Group{s, slot, {}});
+      g = groups.end() - 1;
+    }
+    g->names.push_back(n);
+  }
+  for (const Group& g : groups) {
     cmd_bytes.clear();
-    redis::resp::appendArrayHeader(cmd_bytes, count + 1);
+    redis::resp::appendArrayHeader(cmd_bytes, g.names.size() + 1);
     redis::resp::appendBulk(cmd_bytes, args_[0]);
-    for (const std::string& n : names) {
-      if (map_->shardOfKey(n) == s) redis::resp::appendBulk(cmd_bytes, n);
-    }
+    for (const std::string& n : g.names) redis::resp::appendBulk(cmd_bytes, n);
     std::string command(cmd_bytes.view());
-    std::vector<std::string> mine;
-    for (const std::string& n : names) {
-      if (map_->shardOfKey(n) == s) mine.push_back(n);
-    }
-    sendPubsub(static_cast<int>(s), command, true, mine, kind);
+    sendPubsub(static_cast<int>(g.shard), command, true, g.names, kind);
   }
   return Next::kContinue;
 }
@@ -133,6 +154,29 @@ void MultiplexSession::sendPubsub(int shard, std::string_view frame, bool confir
   ShardLink& link = privateLink(shard);
   useForStream(shard, link);
   link.sendUnmatched(frame);
+  if (confirms && !names.empty()) sent_pubsub_.push_back(SentPubsub{shard, kind, names, names.size()});
+}
+
+bool MultiplexSession::settlePubsub(int shard, bool error, std::string_view line) {
+  auto it = std::find_if(sent_pubsub_.begin(), sent_pubsub_.end(),
+                         [&](const SentPubsub& p) { return p.shard == shard; });
+  if (it == sent_pubsub_.end()) return false;
+  if (!error) {
+    if (--it->left == 0) sent_pubsub_.erase(it);
+    return true;
+  }
+  // The shard refused the whole command (-CROSSSLOT, -MOVED, ...): none of
+  // its names will be confirmed. The client hears the error, not a hang.
+  SentPubsub refused = std::move(*it);
+  sent_pubsub_.erase(it);
+  for (const std::string& n : refused.names) {
+    auto e = std::find_if(expected_.begin(), expected_.end(),
+                          [&](const Confirm& c) { return c.kind == refused.kind && c.name == n && !c.null_name; });
+    if (e != expected_.end()) expected_.erase(e);
+  }
+  appendToStream(reinterpret_cast<const uint8_t*>(line.data()), line.size());
+  emitConfirmations();
+  return true;
 }
 
 void MultiplexSession::useForStream(int shard, ShardLink& link) {
@@ -152,7 +196,8 @@ void MultiplexSession::emitConfirmations() {
     if (it == arrived_.end()) return;
     const bool is_pattern = want.kind[0] == 'p';
     const bool is_unsub = want.kind.find("unsub") != std::string::npos;
-    auto& set = is_pattern ? patterns_ : channels_;
+    const bool is_shard = isShardKind(want.kind);
+    auto& set = is_pattern ? patterns_ : is_shard ? shard_channels_ : channels_;
     if (!want.null_name) {
       if (is_unsub) {
         auto found = set.find(want.name);
@@ -166,7 +211,9 @@ void MultiplexSession::emitConfirmations() {
     redis::resp::appendBulk(out, want.kind);
     if (want.null_name) appendNull(out);
     else redis::resp::appendBulk(out, want.name);
-    redis::resp::appendInteger(out, static_cast<int64_t>(channels_.size() + patterns_.size()));
+    // Redis counts shard channels apart: (s)(un)subscribe's count is its own kind's.
+    redis::resp::appendInteger(out, static_cast<int64_t>(is_shard ? shard_channels_.size()
+                                                                  : channels_.size() + patterns_.size()));
     arrived_.erase(it);
     expected_.pop_front();
     appendToStream(out.data(), out.size());
@@ -481,6 +528,10 @@ void MultiplexSession::onPush(ShardLink& link, const uint8_t* data, size_t len, 
   if (!stream_) {
     // RESP3: subscription confirmations are put in order and counted like
     // RESP2's; messages and CLIENT TRACKING invalidations go between replies.
+    if (!whole.empty() && whole.data()[0] == '-' &&
+        settlePubsub(static_cast<int>(link.shard()), true, whole.view())) {
+      return;
+    }
     if (whole.empty() || whole.data()[0] != '>') return;
     auto v = redis::parseReply(whole.view());
     if (v && v->elements.size() == 3 && v->elements[2].type == redis::RespValue::Type::kInteger) {
@@ -489,6 +540,7 @@ void MultiplexSession::onPush(ShardLink& link, const uint8_t* data, size_t len, 
         if (kind[0] == 'p' && link.shard() != 0) return;
         const redis::RespValue& name = v->elements[1];
         const bool null_name = name.type == redis::RespValue::Type::kNull;
+        settlePubsub(static_cast<int>(link.shard()), false, {});
         arrived_.push_back(
             Confirm{kind, null_name ? std::string() : std::string(name.str), null_name});
         emitConfirmations();
@@ -500,6 +552,10 @@ void MultiplexSession::onPush(ShardLink& link, const uint8_t* data, size_t len, 
   }
   if (monitoring_) {
     onMonitorFrame(link, whole);
+    return;
+  }
+  if (!whole.empty() && whole.data()[0] == '-' &&
+      settlePubsub(static_cast<int>(link.shard()), true, whole.view())) {
     return;
   }
   auto v = redis::parseReply(whole.view());
@@ -521,6 +577,7 @@ void MultiplexSession::onPush(ShardLink& link, const uint8_t* data, size_t len, 
   if (is_pattern && link.shard() != 0) return;
   const redis::RespValue& name = v->elements[1];
   const bool null_name = name.type == redis::RespValue::Type::kNull;
+  settlePubsub(static_cast<int>(link.shard()), false, {});
   arrived_.push_back(Confirm{kind, null_name ? std::string() : std::string(name.str), null_name});
   emitConfirmations();
 }
@@ -550,7 +607,7 @@ void MultiplexSession::appendToStream(const uint8_t* data, size_t len) {
 }
 
 void MultiplexSession::endPubsubIfDone() {
-  if (!stream_ || !channels_.empty() || !patterns_.empty()) return;
+  if (!stream_ || !channels_.empty() || !patterns_.empty() || !shard_channels_.empty()) return;
   endStream();
 }
 

@@ -189,3 +189,22 @@ TEST_CASE("multiplex session: a cluster database splits multi-key commands by sl
 }
 
 }  // namespace shardgate::proxy::testing
+
+namespace shardgate::proxy::testing {
+
+TEST_CASE("multiplex session: a cluster database refuses SELECT of another database, as a node does") {
+  Database db = testDatabase(2);
+  db.cluster = true;
+  SessionRig rig(db);
+  // db.c selectCommand: the integer is parsed first, then the cluster check.
+  rig.send(command({"SELECT", "1"}) + command({"SELECT", "x"}) + command({"SELECT", "0"}));
+  CHECK(rig.out() == "-ERR SELECT is not allowed in cluster mode\r\n"
+                     "-ERR value is not an integer or out of range\r\n"
+                     "+OK\r\n");
+  // Still database 0: a key goes on the shared link, no SELECT before it.
+  const std::string key = keyInSlots(0, 8191);
+  rig.send(command({"GET", key}));
+  CHECK(rig.links.shared(0).sent == std::vector<std::string>{command({"GET", key})});
+}
+
+}  // namespace shardgate::proxy::testing
