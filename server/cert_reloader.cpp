@@ -1,4 +1,6 @@
 #include "server/cert_reloader.h"
+
+#include "server/cert_dir_file.h"
 #include "server/shard_tls_contexts.h"
 
 #include <spdlog/fmt/ranges.h>
@@ -77,11 +79,6 @@ std::string servedBy(CertName name, const config::Config& config) {
   }
 }
 
-std::string inCertDir(const config::Config& config, const std::string& file) {
-  if (!file.empty() && file[0] == '/') return file;
-  return config.cert_dir + "/" + file;
-}
-
 bool sameClientAuthList(const std::vector<tls::ClientAuthInput>& a, const std::vector<tls::ClientAuthInput>& b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -94,19 +91,8 @@ bool sameClientAuthList(const std::vector<tls::ClientAuthInput>& a, const std::v
 
 Result<std::vector<tls::ClientAuthInput>> readClientAuthInputs(const config::Config& config) {
   std::vector<tls::ClientAuthInput> out;
-  auto read = [&](const std::string& key, const std::string& file, std::string& text,
-                  std::string& source) -> std::optional<Error> {
-    source = inCertDir(config, file);
-    std::ifstream in(source, std::ios::binary);
-    if (!in) {
-      Error e = makeError(config.where(key) + key + ": " + source + ": cannot open: " + std::strerror(errno));
-      e.sys_errno = errno;
-      return e;
-    }
-    std::ostringstream buf;
-    buf << in.rdbuf();
-    text = buf.str();
-    return std::nullopt;
+  auto read = [&](const std::string& key, const std::string& file, std::string& text, std::string& source) {
+    return readCertDirFile(config, key, file, text, source);
   };
   for (size_t i = 0; i < config.databases.size(); ++i) {
     const config::DatabaseConfig& db = config.databases[i];
@@ -137,7 +123,7 @@ std::vector<std::string> watchedCertFiles(const config::Config& config) {
   for (const config::DatabaseConfig& db : config.databases) {
     if (db.client_auth == config::ClientAuth::kNone) continue;
     for (const std::string* file : {&db.client_ca, &db.client_crl}) {
-      const std::string path = inCertDir(config, *file);
+      const std::string path = certDirPath(config, *file);
       const std::string prefix = config.cert_dir + "/";
       if (file->empty() || path.rfind(prefix, 0) != 0) continue;
       std::string name = path.substr(prefix.size());

@@ -1,5 +1,7 @@
 #include "server/shard_tls_contexts.h"
 
+#include "server/cert_dir_file.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -12,27 +14,6 @@
 namespace shardgate::server {
 
 namespace {
-
-std::string inCertDir(const config::Config& config, const std::string& file) {
-  if (!file.empty() && file[0] == '/') return file;
-  return config.cert_dir + "/" + file;
-}
-
-std::optional<Error> readOne(const config::Config& config, const std::string& key, const std::string& file,
-                             std::string& text, std::string& path) {
-  path = inCertDir(config, file);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    Error e = makeError(config.where(key) + key + ": " + path + ": cannot be read: " + std::strerror(err));
-    e.sys_errno = err;
-    return e;
-  }
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  text = buf.str();
-  return std::nullopt;
-}
 
 std::string describe(const config::ShardTlsConfig& t, const std::string& verify_name) {
   std::string out = "CA " + t.ca + ", ";
@@ -54,10 +35,10 @@ bool clusterTls(const config::DatabaseConfig& db) { return db.cluster.has_value(
 
 Result<ShardTlsFiles> readShardTlsFiles(const config::Config& config, const config::ShardTlsConfig& t) {
   ShardTlsFiles files;
-  if (auto e = readOne(config, t.ca_key, t.ca, files.ca_pem, files.ca_path)) return *e;
+  if (auto e = readCertDirFile(config, t.ca_key, t.ca, files.ca_pem, files.ca_path)) return *e;
   if (!t.cert.empty()) {
-    if (auto e = readOne(config, t.cert_key, t.cert, files.cert_pem, files.cert_path)) return *e;
-    if (auto e = readOne(config, t.key_key, t.key, files.key_pem, files.key_path)) return *e;
+    if (auto e = readCertDirFile(config, t.cert_key, t.cert, files.cert_pem, files.cert_path)) return *e;
+    if (auto e = readCertDirFile(config, t.key_key, t.key, files.key_pem, files.key_path)) return *e;
   }
   return files;
 }
@@ -100,7 +81,7 @@ std::vector<std::string> shardTlsFileNames(const config::Config& config) {
     for (const config::ShardTlsConfig* t : tls_configs) {
       for (const std::string* file : {&t->ca, &t->cert, &t->key}) {
         if (file->empty()) continue;
-        const std::string path = inCertDir(config, *file);
+        const std::string path = certDirPath(config, *file);
         if (path.rfind(prefix, 0) != 0) continue;
         std::string name = path.substr(prefix.size());
         if (name.find('/') != std::string::npos) continue;
