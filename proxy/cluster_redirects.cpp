@@ -50,6 +50,13 @@ void ClusterRedirects::close() {
   extra_.clear();
 }
 
+void ClusterRedirects::closeIdleExtraLinks(uint64_t now_ms) {
+  std::erase_if(extra_, [now_ms](const auto& entry) {
+    const BackendLink& link = *entry.second;
+    return link.idle() && now_ms - link.lastUsedMs() >= kExtraLinkIdleMs;
+  });
+}
+
 RedirectPlan planRedirect(std::string_view reply, std::string_view from_address, uint16_t redirects,
                           uint8_t retries, size_t parts) {
   RedirectPlan plan;
@@ -177,8 +184,8 @@ ShardLink* ClusterRedirects::linkTo(const Database& db, const std::string& addre
   }
   if (index >= 0) return links.current->links[static_cast<size_t>(index)].get();
   // ASK to a node this worker's map does not have yet (a new master being
-  // filled): a shared link of its own, kept for the worker's life (a
-  // cluster has few nodes). Its connection counters land on position 0 of
+  // filled): a shared link of its own, closed once idle for a while
+  // (closeIdleExtraLinks). Its connection counters land on position 0 of
   // the database's shards: it has no position in the map.
   const std::string key = std::to_string(db.index) + "/" + address;
   auto found = extra_.find(key);

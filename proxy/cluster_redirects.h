@@ -95,6 +95,13 @@ class ClusterRedirects {
   // The worker is stopping: retries still waiting are answered with an error.
   void close();
 
+  // Worker upkeep: closes the links to nodes outside the map (see extra_)
+  // that carried nothing for kExtraLinkIdleMs. Once a slot's migration is
+  // over the node is in the map, reached by its own shared link, and this
+  // one would otherwise stay open for the worker's life.
+  void closeIdleExtraLinks(uint64_t now_ms);
+  static constexpr uint64_t kExtraLinkIdleMs = 10000;
+
  private:
   struct Retry {
     const Database* db;
@@ -121,7 +128,8 @@ class ClusterRedirects {
   std::vector<Retry> retries_;
   uv_timer_t* timer_ = nullptr;
   // Links to nodes an ASK named that this worker's map does not have (a
-  // new master being filled), by database index and address.
+  // new master being filled), by database index and address; closed once
+  // idle (closeIdleExtraLinks).
   std::unordered_map<std::string, std::shared_ptr<BackendLink>> extra_;
 };
 

@@ -294,6 +294,7 @@ void Worker::onDeadlineTimer() {
 void Worker::upkeep() {
   uint64_t now = uv_now(&loop_);
   for (ClientConnection* c = connections_; c; c = c->next) c->closeIdleLinks(now);
+  cluster_redirects_.closeIdleExtraLinks(now);
   // A replaced shard map's links: kept while a session routes by them or a
   // request waits on them. A link the newer map reuses lives on there,
   // whatever it carries.

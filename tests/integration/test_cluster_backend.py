@@ -96,13 +96,14 @@ def stop_cleanly(sg) -> None:
 
 
 def shardgate_link_ids(node) -> set[str]:
-    """Client ids of the connections to `node` other than this check's own
-    and the replicas' (flag S): shardgate's shared links."""
+    """Client ids of the connections to `node` other than this check's own,
+    the replicas' (flag S) and a migrating node's (MIGRATE keeps its
+    connection, last command RESTORE-ASKING): shardgate's shared links."""
     with redis.Redis(host="127.0.0.1", port=node.port, single_connection_client=True,
                      decode_responses=True) as r:
         own = str(r.client_id())
         return {str(c["id"]) for c in r.client_list()
-                if str(c["id"]) != own and "S" not in c["flags"]}
+                if str(c["id"]) != own and "S" not in c["flags"] and c["cmd"] != "restore-asking"}
 
 
 @pytest.fixture
@@ -302,3 +303,44 @@ def test_admin_api_shows_the_cluster_masters_and_their_slots(env, admin_shardgat
         want[master.address] = ",".join(ranges)
     assert {s["address"]: s["slots"] for s in bdb["shards"]} == want, bdb
     assert all(s["state"] == "up" for s in bdb["shards"]), bdb
+
+
+def test_a_link_opened_for_an_ask_to_a_node_outside_the_map_closes_once_idle(env, shardgate):
+    """An ASK may name a master shardgate does not route to yet (a new one,
+    being given its first slot): a link of its own is opened for it. Once the
+    migration is over the node is in the map and reached by its shared link;
+    the ASK link, idle, is closed (ClusterRedirects::kExtraLinkIdleMs, 10 s,
+    checked at the worker's upkeep, every 5 s), not kept for the worker's life."""
+    sg = shardgate([cluster_db([env.masters()[0].address], refresh_ms=60000)], workers=1)
+    fresh = env.add_master()
+    keys = ["{ask}a", "{ask}b"]
+    slot = keyslot(keys[0])
+    source = env.slot_owner(slot)
+    with client(sg) as r:
+        assert r.set(keys[0], "A") and r.set(keys[1], "B")
+        assert shardgate_link_ids(fresh) == set()
+        fresh.command("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
+        source.command("CLUSTER", "SETSLOT", slot, "MIGRATING", fresh.node_id)
+        source.command("MIGRATE", "127.0.0.1", fresh.port, "", 0, 5000, "KEYS", keys[0])
+        assert r.get(keys[0]) == "A"  # ASK, followed on a link of its own
+        ask_links = shardgate_link_ids(fresh)
+        assert len(ask_links) == 1, ask_links
+
+        source.command("MIGRATE", "127.0.0.1", fresh.port, "", 0, 5000, "KEYS", keys[1])
+        for node in env.masters() + [fresh]:
+            node.command("CLUSTER", "SETSLOT", slot, "NODE", fresh.node_id)
+        # MOVED: the node joins this worker's map, with a shared link of its own.
+        assert r.mget(keys) == ["A", "B"]
+        links = shardgate_link_ids(fresh)
+        assert len(links) == 2 and ask_links < links, links
+
+        started = time.monotonic()
+        deadline = started + 30
+        while shardgate_link_ids(fresh) != links - ask_links:
+            assert time.monotonic() < deadline, (
+                f"the ASK link {ask_links} still open after 30 s: {shardgate_link_ids(fresh)}")
+            assert r.get(keys[1]) == "B"  # the map's link stays busy, and open
+            time.sleep(0.5)
+        # Closed after it idled, not at once.
+        assert time.monotonic() - started > 5
+        assert r.mget(keys) == ["A", "B"]
