@@ -161,7 +161,10 @@ void MultiplexSession::parse() {
 }
 
 size_t MultiplexSession::parseFrom(std::string_view data) {
-  refreshMap();
+  if (!refreshMap()) {
+    waiting_ = true;  // resume() parses again as the replies come in
+    return 0;
+  }
   // One clock read for the whole batch: every command in it starts now.
   batch_start_us_ = links_host_.refreshClock();
   size_t used = 0;
@@ -195,19 +198,25 @@ size_t MultiplexSession::parseFrom(std::string_view data) {
   return used;
 }
 
-void MultiplexSession::adoptMap() {
-  // Requests in flight on the old map's links finish there (the set lives
-  // while they wait). State a shard keeps for this client -- a transaction,
-  // WATCH, subscriptions, MONITOR, tracking -- stays on the old map until it
-  // ends, and so does a command waiting on a private link.
-  if (in_multi_ || watching_ || stream_ || tracking_ || on_private_ > 0) return;
+bool MultiplexSession::adoptMap() {
+  // State a shard keeps for this client -- a transaction, WATCH,
+  // subscriptions, MONITOR, tracking -- stays on the old map until it ends,
+  // and so does a command waiting on a private link.
+  if (in_multi_ || watching_ || stream_ || tracking_ || on_private_ > 0) return true;
   for (const auto& link : private_) {
-    if (link && !link->idle()) return;
+    if (link && !link->idle()) return true;
   }
+  // The new map only once every request sent by the old one is answered:
+  // one still in flight to a slot's old owner may yet be redirected and
+  // resent to the new one, and a later command sent there directly would
+  // overtake it (two writes of one key applied out of order). A map changes
+  // seldom; the wait is one round trip of this client's pipeline.
+  if (in_flight_ > 0) return false;
   // Idle private links hold only SELECT / HELLO 3, which a new one is sent first.
   private_.clear();
   links_ = shared_.current;
   map_ = links_->map.get();
+  return true;
 }
 
 // ---- dispatch ----------------------------------------------------------------

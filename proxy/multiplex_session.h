@@ -117,11 +117,13 @@ class MultiplexSession {
   void parse();
   // Before a pipeline batch: the database's current shard map, if it was
   // replaced and this session holds no state on the old map's links.
-  void refreshMap() {
+  // False: a new map waits for this session's requests in flight to be
+  // answered first (adoptMap); parse nothing until then.
+  bool refreshMap() {
     if (shared_.generation != db_.shard_map->generation()) links_host_.refreshSharedLinks(db_, shared_);
-    if (shared_.current != links_) adoptMap();
+    return shared_.current == links_ || adoptMap();
   }
-  void adoptMap();
+  bool adoptMap();
   // CLUSTER on a cluster database: answered as one node owning every slot.
   Next clusterCommand();
   size_t parseFrom(std::string_view data);  // returns the bytes consumed

@@ -15,6 +15,7 @@ is also followed by MOVED, and the last test shows a failover followed."""
 from __future__ import annotations
 
 import re
+import socket
 import time
 
 import pytest
@@ -344,3 +345,57 @@ def test_a_link_opened_for_an_ask_to_a_node_outside_the_map_closes_once_idle(env
         # Closed after it idled, not at once.
         assert time.monotonic() - started > 5
         assert r.mget(keys) == ["A", "B"]
+
+
+def _resp(*args) -> bytes:
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def _read_replies(sock, n: int, timeout: float) -> list[bytes]:
+    """n one-line replies (integers, errors) from a raw socket."""
+    sock.settimeout(timeout)
+    buf = b""
+    while buf.count(b"\r\n") < n:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {buf!r}"
+        buf += chunk
+    return buf.split(b"\r\n")[:n]
+
+
+def test_a_pipelined_write_held_by_the_old_owner_is_not_overtaken_after_the_map_changes(
+        env, shardgate):
+    """A client pipelines RPUSH k 1, RPUSH k 2. The first reaches the slot's
+    old owner, which holds it (CLIENT PAUSE WRITE) while the slot is given to
+    another master and shardgate's refresh publishes that. The second must
+    not go straight to the new owner ahead of the first -- the first is
+    answered MOVED once the pause ends and resent there -- or the list would
+    read [2, 1]. shardgate routes the second by the new map only once the
+    first is answered."""
+    sg = shardgate([cluster_db([env.masters()[0].address], refresh_ms=100)], workers=1)
+    key = "{order}list"
+    slot = keyslot(key)
+    source = env.slot_owner(slot)
+    target = next(m for m in env.masters() if m is not source)
+    pause_ms = 3000
+    with client(sg) as r, socket.create_connection(("127.0.0.1", sg.port("big"))) as raw:
+        assert r.exists(key) == 0
+        log_at = len(sg.log())
+        assert source.command("CLIENT", "PAUSE", pause_ms, "WRITE") in (b"OK", "OK", True)
+        paused_at = time.monotonic()
+        raw.sendall(_resp("RPUSH", key, "1"))
+        # The slot (empty on the source: the list is not there yet) is the
+        # target's; the refresh publishes it while RPUSH 1 is held.
+        for node in env.masters():
+            node.command("CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
+        wait_for_log(sg, r"cluster topology changed .*slots? %d\b" % slot, after=log_at, timeout=2.5)
+        assert time.monotonic() - paused_at < pause_ms / 1000, "the pause ended before the map changed"
+        raw.sendall(_resp("RPUSH", key, "2"))
+        assert _read_replies(raw, 2, timeout=15) == [b":1", b":2"]
+        assert time.monotonic() - paused_at >= pause_ms / 1000 - 0.2
+        assert r.lrange(key, 0, -1) == ["1", "2"]
+    with target.client(decode_responses=True) as t:
+        assert t.lrange(key, 0, -1) == ["1", "2"]
