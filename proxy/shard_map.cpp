@@ -3,7 +3,8 @@
 namespace shardgate::proxy {
 
 Result<std::shared_ptr<const ShardMap>> ShardMap::create(std::vector<ShardEndpoint> shards,
-                                                         const SlotOwners& owners) {
+                                                         const SlotOwners& owners,
+                                                         std::vector<NodeAlias> aliases) {
   if (shards.empty()) return makeError("a shard map needs at least one shard");
   if (shards.size() >= kNoShard) return makeError("a shard map holds at most 65534 shards");
   size_t unserved = 0;
@@ -18,11 +19,13 @@ Result<std::shared_ptr<const ShardMap>> ShardMap::create(std::vector<ShardEndpoi
                        std::to_string(shards.size()) + " shard(s)");
     }
   }
-  return std::shared_ptr<const ShardMap>(new ShardMap(std::move(shards), owners, unserved));
+  return std::shared_ptr<const ShardMap>(new ShardMap(std::move(shards), owners, unserved, std::move(aliases)));
 }
 
 bool ShardMap::sameRouting(const ShardMap& other) const {
-  if (shards_.size() != other.shards_.size() || owners_ != other.owners_) return false;
+  if (shards_.size() != other.shards_.size() || owners_ != other.owners_ || aliases_ != other.aliases_) {
+    return false;
+  }
   for (size_t i = 0; i < shards_.size(); ++i) {
     if (shards_[i].address != other.shards_[i].address) return false;
   }

@@ -34,6 +34,15 @@ struct ShardEndpoint {
   std::shared_ptr<ShardTls> tls;
 };
 
+// A Redis Cluster node known by a name (cluster-preferred-endpoint-type
+// hostname): MOVED and ASK name it "name:port"; shardgate connects to the
+// ip the node reports beside it.
+struct NodeAlias {
+  std::string announced;  // "redis-1.example:6379", as redirects name it
+  std::string address;    // "10.0.0.7:6379", where shardgate connects
+  bool operator==(const NodeAlias&) const = default;
+};
+
 class ShardMap {
  public:
   using SlotOwners = std::array<uint16_t, config::kSlotCount>;
@@ -45,7 +54,8 @@ class ShardMap {
   // Fails unless there is at least one shard and every slot names one of
   // them or kNoShard.
   static Result<std::shared_ptr<const ShardMap>> create(std::vector<ShardEndpoint> shards,
-                                                        const SlotOwners& owners);
+                                                        const SlotOwners& owners,
+                                                        std::vector<NodeAlias> aliases = {});
 
   size_t shardCount() const { return shards_.size(); }
   const std::vector<ShardEndpoint>& shards() const { return shards_; }
@@ -58,15 +68,26 @@ class ShardMap {
   }
   // Slots with no owner (0 for a map from a `shards` list).
   size_t unservedSlots() const { return unserved_; }
-  // Same shards (addresses, in order) and the same owner for every slot.
+  // Same shards (addresses, in order), the same owner for every slot and
+  // the same aliases.
   bool sameRouting(const ShardMap& other) const;
+  const std::vector<NodeAlias>& aliases() const { return aliases_; }
+  // The address a node's announced "name:port" stands for; null if none.
+  const std::string* aliasOf(std::string_view announced) const {
+    for (const NodeAlias& a : aliases_) {
+      if (a.announced == announced) return &a.address;
+    }
+    return nullptr;
+  }
 
  private:
-  ShardMap(std::vector<ShardEndpoint> shards, const SlotOwners& owners, size_t unserved)
-      : shards_(std::move(shards)), owners_(owners), unserved_(unserved),
+  ShardMap(std::vector<ShardEndpoint> shards, const SlotOwners& owners, size_t unserved,
+           std::vector<NodeAlias> aliases)
+      : shards_(std::move(shards)), aliases_(std::move(aliases)), owners_(owners), unserved_(unserved),
         whole_(shards_.size() == 1 && unserved == 0) {}
 
   std::vector<ShardEndpoint> shards_;
+  std::vector<NodeAlias> aliases_;
   SlotOwners owners_;
   size_t unserved_;
   bool whole_;
