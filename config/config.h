@@ -73,6 +73,11 @@ struct ClusterConfig {
   uint32_t refresh_interval_ms = 10000;
   static constexpr uint32_t kMinRefreshIntervalMs = 100;
   static constexpr uint32_t kMaxRefreshIntervalMs = 3600 * 1000;
+  // How many masters CLUSTER SLOTS / SHARDS / NODES show a cluster-aware
+  // client, every one of them this endpoint. One is the truth;
+  // redis-benchmark --cluster refuses fewer than two.
+  uint16_t shown_masters = 1;
+  static constexpr uint16_t kMaxShownMasters = 64;
 
   bool operator==(const ClusterConfig&) const = default;
 };

@@ -55,6 +55,7 @@ struct Database {
   bool cluster = false;
   std::vector<ShardEndpoint> cluster_seeds;
   uint32_t cluster_refresh_ms = 0;
+  uint16_t cluster_shown_masters = 1;  // config cluster.shown_masters
   // The cluster monitor, set by the server before the workers start: a
   // MOVED or a failed node connection asks it for a refresh.
   ClusterRefresh* cluster_refresh = nullptr;
