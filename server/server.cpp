@@ -363,6 +363,9 @@ void Server::logListeners() const {
       for (size_t i = 0; i < shards.size(); ++i) behind += (i ? ", " : "") + shards[i].address;
       behind += db->password ? "), AUTH required" : ")";
       behind += ", refreshed every " + std::to_string(db->cluster_refresh_ms) + " ms";
+      if (db->cluster_shown_masters > 1) {
+        behind += ", shown to cluster clients as " + std::to_string(db->cluster_shown_masters) + " masters";
+      }
     } else if (db->multiplex && shards.size() == 1) {
       behind = "shard " + shards[0].address + " multiplexed";
       if (db->password) behind += ", AUTH required";
