@@ -6,6 +6,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace shardgate::proxy {
 
@@ -20,6 +22,18 @@ class ClusterRefresh {
     uint64_t failed = 0;     // no node answered, or its answer was unusable
   };
   virtual Counts refreshCounts() const = 0;
+
+  // Each node as the last topology read gave it, for the metrics. Control
+  // thread only (where the monitor updates it); never on the request path.
+  struct NodeState {
+    std::string address;  // where shardgate connects to it, like a shard's address
+    bool master = false;
+    // Not marked failed by the cluster. A loading node counts as up: Redis 7.0
+    // says "loading" of any replica that has not replicated a byte yet, as in
+    // a cluster without writes. (CLUSTER SLOTS lists only live nodes.)
+    bool up = false;
+  };
+  virtual std::vector<NodeState> nodeStates() const = 0;
 
  protected:
   ClusterRefresh() = default;

@@ -503,4 +503,48 @@ std::string describeMoves(const std::vector<SlotMove>& moves, size_t limit) {
   return out;
 }
 
+namespace {
+
+// "master", "replica of 127.0.0.1:7000", or "replica" when its master is not listed.
+std::string roleText(const ClusterTopology& t, const ClusterNode& n) {
+  if (n.role == NodeRole::kMaster) return "master";
+  if (n.master < 0) return "replica";
+  return "replica of " + t.nodes()[static_cast<size_t>(n.master)].address();
+}
+
+}  // namespace
+
+std::vector<std::string> nodeChanges(const ClusterTopology& before, const ClusterTopology& after) {
+  std::vector<std::string> out;
+  for (const ClusterNode& n : after.nodes()) {
+    const int was = before.find(n.key());
+    if (was < 0) {
+      out.push_back(n.address() + " joined as " + roleText(after, n));
+      continue;
+    }
+    const ClusterNode& old = before.nodes()[static_cast<size_t>(was)];
+    const bool failed = n.health == NodeHealth::kFailed, had_failed = old.health == NodeHealth::kFailed;
+    const std::string role = roleText(after, n);
+    if (failed && !had_failed) {
+      out.push_back(n.address() + " failed");
+    } else if (!failed && had_failed) {
+      out.push_back(n.address() + " is back as " + role);
+    } else if (!failed && role != roleText(before, old)) {
+      out.push_back(n.address() + " is now " + role);
+    }
+  }
+  for (const ClusterNode& old : before.nodes()) {
+    if (after.find(old.key()) < 0) out.push_back(old.address() + " left");
+  }
+  return out;
+}
+
+std::string describeNodeChanges(const std::vector<std::string>& changes, size_t limit) {
+  std::string out;
+  const size_t shown = std::min(limit, changes.size());
+  for (size_t i = 0; i < shown; ++i) out += (i ? "; " : "") + changes[i];
+  if (changes.size() > shown) out += "; and " + std::to_string(changes.size() - shown) + " more";
+  return out;
+}
+
 }  // namespace shardgate::redis

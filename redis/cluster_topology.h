@@ -107,4 +107,15 @@ std::vector<SlotMove> changedSlots(const ClusterTopology& before, const ClusterT
 // (at most `limit` moves, then "and N more"); "no slot moved" when empty.
 std::string describeMoves(const std::vector<SlotMove>& moves, size_t limit = 8);
 
+// How the nodes changed between two topologies (by identity), one entry per
+// node that changed, in `after`'s order then the nodes gone:
+//   "127.0.0.1:7006 joined as master", "... joined as replica of 127.0.0.1:7000",
+//   "... left", "... failed", "... is back as replica of ...", "... is now master".
+// Only failing and coming back count as health changes (not loading), and
+// slots are describeMoves' business: a cluster that changed nothing else
+// gives none.
+std::vector<std::string> nodeChanges(const ClusterTopology& before, const ClusterTopology& after);
+// Joined by "; ", at most `limit` then "and N more".
+std::string describeNodeChanges(const std::vector<std::string>& changes, size_t limit = 8);
+
 }  // namespace shardgate::redis

@@ -88,7 +88,7 @@ Result<std::unique_ptr<ClusterMonitor>> ClusterMonitor::create(proxy::Database& 
 }
 
 ClusterMonitor::ClusterMonitor(proxy::Database& db, ClusterReading first)
-    : db_(db), topology_(std::move(first.topology)) {}
+    : db_(db), topology_(std::move(first.topology)), logged_topology_(topology_) {}
 
 ClusterMonitor::~ClusterMonitor() {
   // stop() closed the handles (they free themselves); a monitor never
@@ -99,10 +99,12 @@ void ClusterMonitor::start(uv_loop_t* loop) {
   loop_ = loop;
   tick_ = new uv_timer_t;
   soon_ = new uv_timer_t;
+  log_timer_ = new uv_timer_t;
   auto* wake = new uv_async_t;
   uv_timer_init(loop, tick_);
   uv_timer_init(loop, soon_);
-  tick_->data = soon_->data = this;
+  uv_timer_init(loop, log_timer_);
+  tick_->data = soon_->data = log_timer_->data = this;
   uv_async_init(loop, wake, [](uv_async_t* a) {
     auto* self = static_cast<ClusterMonitor*>(a->data);
     if (self->requested_.load(std::memory_order_acquire)) self->maybeRefresh();
@@ -136,9 +138,13 @@ void ClusterMonitor::stop() {
   // A refresh still queued is not started (the loop would wait for it);
   // one already running finishes, and is dropped.
   if (in_flight_work_ != nullptr) uv_cancel(reinterpret_cast<uv_req_t*>(&in_flight_work_->req));
+  // A summary line still held back is written now, not lost.
+  if (unlogged_changes_ > 0) logChanges();
   auto free_timer = [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); };
   uv_close(asHandle(tick_), free_timer);
   uv_close(asHandle(soon_), free_timer);
+  uv_close(asHandle(log_timer_), free_timer);
+  log_timer_ = nullptr;
   uv_close(asHandle(wake_.exchange(nullptr)), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
   tick_ = soon_ = nullptr;
 }
@@ -177,6 +183,29 @@ std::vector<proxy::ShardEndpoint> ClusterMonitor::candidates() const {
     }
   }
   for (const auto& seed : db_.cluster_seeds) add(seed);
+  return out;
+}
+
+void ClusterMonitor::logChanges() {
+  if (unlogged_changes_ == 0) return;
+  const std::string moves = redis::describeMoves(redis::changedSlots(logged_topology_, topology_));
+  const std::string summed =
+      unlogged_changes_ > 1 ? "; " + std::to_string(unlogged_changes_) + " changes since the last line" : "";
+  spdlog::info("db {}: cluster topology changed ({}{}): {}; now {}; masters {}", db_.name, unlogged_source_, summed,
+               moves, topology_.describe(), describeMasters(*db_.shard_map->current()));
+  logged_topology_ = topology_;
+  unlogged_changes_ = 0;
+  last_log_ms_ = uv_now(loop_);
+}
+
+std::vector<proxy::ClusterRefresh::NodeState> ClusterMonitor::nodeStates() const {
+  std::vector<NodeState> out;
+  out.reserve(topology_.nodes().size());
+  for (const redis::ClusterNode& n : topology_.nodes()) {
+    std::string address = proxy::connectAddress(n, db_.shard_tls != nullptr);
+    out.push_back(NodeState{address.empty() ? n.address() : std::move(address), n.role == redis::NodeRole::kMaster,
+                            n.health != redis::NodeHealth::kFailed});
+  }
   return out;
 }
 
@@ -224,6 +253,13 @@ void ClusterMonitor::finishRefresh(Work& work) {
     ClusterReading& reading = **work.result;
     if (failing_) spdlog::info("db {}: cluster refresh: {} answers again", db_.name, reading.node);
     failing_ = false;
+    // Said when the reading is adopted (then topology_ holds it), so once.
+    auto logNodeChanges = [&] {
+      if (const auto nodes = redis::nodeChanges(topology_, reading.topology); !nodes.empty()) {
+        spdlog::info("db {}: cluster nodes changed ({} from {}): {}", db_.name, reading.command, reading.node,
+                     redis::describeNodeChanges(nodes));
+      }
+    };
     const auto current = db_.shard_map->current();
     auto map = proxy::shardMapFromTopology(reading.topology, db_.shard_tls, current.get());
     if (!map) {
@@ -231,15 +267,23 @@ void ClusterMonitor::finishRefresh(Work& work) {
       spdlog::warn("db {}: cluster refresh: the topology from {}: {}; routing by the last map", db_.name,
                    reading.node, map.message());
     } else if (!(*map)->sameRouting(*current)) {
-      const std::string moves = redis::describeMoves(redis::changedSlots(topology_, reading.topology));
       db_.shard_map->replace(*map);
       changed_.fetch_add(1, std::memory_order_relaxed);
-      spdlog::info("db {}: cluster topology changed ({} from {}): {}; now {}; masters {}", db_.name,
-                   reading.command, reading.node, moves, reading.topology.describe(), describeMasters(**map));
+      logNodeChanges();
       topology_ = std::move(reading.topology);
+      ++unlogged_changes_;
+      unlogged_source_ = reading.command + " from " + reading.node;
+      const uint64_t now = uv_now(loop_);
+      if (last_log_ms_ == 0 || now - last_log_ms_ >= kChangeLogGapMs) {
+        logChanges();
+      } else if (!uv_is_active(asHandle(log_timer_))) {
+        uv_timer_start(log_timer_, [](uv_timer_t* t) { static_cast<ClusterMonitor*>(t->data)->logChanges(); },
+                       kChangeLogGapMs - (now - last_log_ms_), 0);
+      }
     } else {
       // Same routing; replicas or health may differ: remember them as candidates.
       unchanged_.fetch_add(1, std::memory_order_relaxed);
+      logNodeChanges();
       topology_ = std::move(reading.topology);
     }
   }

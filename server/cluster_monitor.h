@@ -3,7 +3,11 @@
 // on a Redis older than 7.0) and publishes the first ShardMap; then, every
 // cluster.refresh_interval_ms, it asks again -- the nodes it knows first,
 // then the seeds -- and publishes a new map only when a slot changed owner
-// or the set of masters changed, logging the moves once.
+// or the set of masters changed. A change is logged at once; while a
+// migration goes on (a reshard publishes a change per refresh) the changes
+// that follow are summed up in one line per kChangeLogGapMs, so a long
+// reshard logs a few lines, not one per refresh. Nodes that joined, left,
+// failed or came back are logged once each, by the read that first shows it.
 //
 //   control loop                     thread pool                 workers
 //   timer / requestRefresh() ──► uv_queue_work: queryNode ...
@@ -65,6 +69,7 @@ class ClusterMonitor final : public proxy::ClusterRefresh {
     return Counts{changed_.load(std::memory_order_relaxed), unchanged_.load(std::memory_order_relaxed),
                   failed_.load(std::memory_order_relaxed)};
   }
+  std::vector<NodeState> nodeStates() const override;
   // Control loop: no more refreshes. One in flight finishes on the pool and
   // is dropped; the handles close in the background.
   void stop();
@@ -73,6 +78,8 @@ class ClusterMonitor final : public proxy::ClusterRefresh {
   // A refresh asks one node for at most this long before trying the next.
   static constexpr int kRefreshNodeTimeoutMs = 1000;
   static constexpr int kStartNodeTimeoutMs = 2000;
+  // Topology changes are logged at most this often (the first at once).
+  static constexpr uint64_t kChangeLogGapMs = 5000;
 
  private:
   struct Work;
@@ -81,6 +88,8 @@ class ClusterMonitor final : public proxy::ClusterRefresh {
   void maybeRefresh();
   void startRefresh();
   void finishRefresh(Work& work);
+  // Logs the slots moved since the last line, and the masters now.
+  void logChanges();
   // The known nodes (masters, then replicas) and then the seeds not among them.
   std::vector<proxy::ShardEndpoint> candidates() const;
 
@@ -89,6 +98,11 @@ class ClusterMonitor final : public proxy::ClusterRefresh {
   uv_loop_t* loop_ = nullptr;
   uv_timer_t* tick_ = nullptr;   // every refresh interval
   uv_timer_t* soon_ = nullptr;   // a requested refresh held back by kMinGapMs
+  uv_timer_t* log_timer_ = nullptr;  // the summary line of changes held back by kChangeLogGapMs
+  redis::ClusterTopology logged_topology_;  // as of the last "topology changed" line
+  uint64_t unlogged_changes_ = 0;           // maps published since that line
+  std::string unlogged_source_;             // "CLUSTER SHARDS from 127.0.0.1:7000", of the latest
+  uint64_t last_log_ms_ = 0;                // loop time of that line; 0: none yet
   // requestRefresh() from another thread; null until start() (a request
   // made before is kept in requested_ and served by start()).
   std::atomic<uv_async_t*> wake_{nullptr};

@@ -183,6 +183,9 @@ void addClusterFamilies(const MetricsInput& in, std::vector<MetricFamily>& out) 
   MetricFamily version = family("shardgate_cluster_topology_version", MetricType::kGauge,
                                 "The version of the slot map shardgate routes by: 1 at start, one more with each "
                                 "change published");
+  MetricFamily node_up = family("shardgate_cluster_node_up", MetricType::kGauge,
+                                "Each node of the cluster as the last topology read gave it, by role: 1 when "
+                                "it is up, 0 while the cluster marks it failed");
   for (const proxy::Database* db : in.databases) {
     if (!db->cluster) continue;
     for (size_t k : {0, 1}) {
@@ -196,6 +199,10 @@ void addClusterFamilies(const MetricsInput& in, std::vector<MetricFamily>& out) 
                                std::pair{"failed", c.failed}}) {
         refreshes.samples.push_back({{{"db", db->name}, {"result", result}}, static_cast<double>(n)});
       }
+      for (const proxy::ClusterRefresh::NodeState& node : db->cluster_refresh->nodeStates()) {
+        node_up.samples.push_back({{{"db", db->name}, {"node", node.address}, {"role", node.master ? "master" : "replica"}},
+                                   node.up ? 1.0 : 0.0});
+      }
     }
     version.samples.push_back({dbLabel(*db), static_cast<double>(db->shard_map->generation())});
   }
@@ -203,6 +210,7 @@ void addClusterFamilies(const MetricsInput& in, std::vector<MetricFamily>& out) 
   out.push_back(std::move(retries));
   out.push_back(std::move(refreshes));
   out.push_back(std::move(version));
+  out.push_back(std::move(node_up));
 }
 
 void addTlsFamilies(const MetricsInput& in, std::vector<MetricFamily>& out) {

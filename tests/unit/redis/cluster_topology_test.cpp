@@ -229,6 +229,53 @@ TEST_CASE("CLUSTER SHARDS: a shard with no slots and a failed master is not an e
   CHECK(t->describe() == "1 master, 0 replicas, 16384 slots covered, 1 failed node");
 }
 
+TEST_CASE("node changes: joined, left, failed, back, promoted; none when only slots move") {
+  auto topo = [](std::initializer_list<std::string> shards) {
+    auto t = ClusterTopology::fromShards(arr(shards));
+    REQUIRE_MESSAGE(t.ok(), t.message());
+    return *t;
+  };
+  const std::string kIdD(40, 'd');
+  const auto start = topo({shard(arr({num(0), num(16383)}), {shardNode(kIdA, 7000, "master"),
+                                                              shardNode(kIdB, 7001, "replica")})});
+  CHECK(redis::nodeChanges(start, start).empty());
+  // A master added (no slots yet), the replica gone.
+  const auto grown = topo({shard(arr({num(0), num(16383)}), {shardNode(kIdA, 7000, "master")}),
+                           shard(arr({}), {shardNode(kIdC, 7002, "master")})});
+  CHECK(redis::nodeChanges(start, grown) ==
+        std::vector<std::string>{"127.0.0.1:7002 joined as master", "127.0.0.1:7001 left"});
+  // Slots moving is not a node change.
+  const auto resharded = topo({shard(arr({num(0), num(99)}), {shardNode(kIdA, 7000, "master")}),
+                               shard(arr({num(100), num(16383)}), {shardNode(kIdC, 7002, "master")})});
+  CHECK(redis::nodeChanges(grown, resharded).empty());
+  // The master fails and its replica takes over; then it comes back as a replica.
+  // (Redis lists the dead master in a shard of its own, without slots.)
+  const auto failed = topo({shard(arr({num(0), num(16383)}), {shardNode(kIdB, 7001, "master")}),
+                            shard(arr({}), {shardNode(kIdA, 7000, "master", "fail")})});
+  CHECK(redis::nodeChanges(start, failed) ==
+        std::vector<std::string>{"127.0.0.1:7001 is now master", "127.0.0.1:7000 failed"});
+  const auto back = topo({shard(arr({num(0), num(16383)}), {shardNode(kIdB, 7001, "master"),
+                                                             shardNode(kIdA, 7000, "replica")})});
+  CHECK(redis::nodeChanges(failed, back) ==
+        std::vector<std::string>{"127.0.0.1:7000 is back as replica of 127.0.0.1:7001"});
+  CHECK(redis::nodeChanges(back, topo({shard(arr({num(0), num(16383)}), {shardNode(kIdB, 7001, "master"),
+                                                                          shardNode(kIdA, 7000, "replica"),
+                                                                          shardNode(kIdD, 7003, "replica")})})) ==
+        std::vector<std::string>{"127.0.0.1:7003 joined as replica of 127.0.0.1:7001"});
+  CHECK(redis::describeNodeChanges({"a", "b", "c"}, 2) == "a; b; and 1 more");
+  CHECK(redis::describeNodeChanges({"a"}) == "a");
+}
+
+TEST_CASE("node changes of a real failover: the dead master failed, its replica is now master") {
+  auto resharded = ClusterTopology::fromShards(clusterFixture("shards_resharded_resp2.bin"));
+  auto failed = ClusterTopology::fromShards(clusterFixture("shards_failed_resp2.bin"));
+  REQUIRE(resharded.ok());
+  REQUIRE(failed.ok());
+  CHECK(redis::nodeChanges(*resharded, *resharded).empty());
+  CHECK(redis::describeNodeChanges(redis::nodeChanges(*resharded, *failed)) ==
+        "127.0.0.1:57959 is now master; 127.0.0.1:53943 failed");
+}
+
 TEST_CASE("an empty endpoint means the host that answered; '?' means the ip") {
   // cluster-preferred-endpoint-type unknown-endpoint: CLUSTER SLOTS sends "".
   auto t = ClusterTopology::fromSlots(

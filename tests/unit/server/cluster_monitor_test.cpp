@@ -4,6 +4,8 @@
 // non-cluster Redis gives. No event loop.
 #include <arpa/inet.h>
 #include <doctest/doctest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -266,6 +268,90 @@ TEST_CASE("cluster monitor: discovery publishes the first map; a refresh publish
   (*monitor)->stop();
   uv_run(&loop, UV_RUN_DEFAULT);  // the closed handles' callbacks, and any refresh in flight
   CHECK(uv_loop_close(&loop) == 0);
+}
+
+TEST_CASE("cluster monitor: node states follow the last read, a failed master down") {
+  FakeCluster cluster;
+  proxy::Database db = clusterDatabase(cluster.nodes[0]->endpoint());
+  auto monitor = ClusterMonitor::create(db);
+  REQUIRE(monitor.ok());
+  auto count = [&](bool master, bool up) {
+    size_t n = 0;
+    for (const auto& s : (*monitor)->nodeStates()) n += s.master == master && s.up == up;
+    return n;
+  };
+  CHECK((*monitor)->nodeStates().size() == 6);
+  CHECK(count(true, true) == 3);
+  CHECK(count(false, true) == 3);
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  (*monitor)->start(&loop);
+  cluster.serve("shards_failed_resp2.bin");
+  (*monitor)->requestRefresh();
+  runFor(&loop, 300);
+  // The dead master is listed, down; its replica is a master now.
+  const auto states = (*monitor)->nodeStates();
+  CHECK(states.size() == 6);
+  CHECK(count(true, true) == 3);
+  CHECK(count(false, true) == 2);
+  CHECK(std::count_if(states.begin(), states.end(), [](const auto& s) { return !s.up; }) == 1);
+  // The one down is no shard of the map any more (its replica took its slots).
+  const auto down = std::find_if(states.begin(), states.end(), [](const auto& s) { return !s.up; });
+  REQUIRE(down != states.end());
+  CHECK(down->master);
+  const auto map = db.shard_map->current();
+  for (size_t i = 0; i < map->shardCount(); ++i) CHECK(map->shard(i).address != down->address);
+  (*monitor)->stop();
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
+TEST_CASE("cluster monitor: a change is logged at once, the next ones summed up 5 s later; node changes once") {
+  FakeCluster cluster;
+  proxy::Database db = clusterDatabase(cluster.nodes[0]->endpoint());
+  auto monitor = ClusterMonitor::create(db);
+  REQUIRE(monitor.ok());
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(64);
+  auto before = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("monitor", sink));
+  auto count = [&](std::string_view what) {
+    size_t n = 0;
+    for (const auto& line : sink->last_formatted()) n += line.find(what) != std::string::npos;
+    return n;
+  };
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  (*monitor)->start(&loop);
+  auto refresh = [&](const char* fixture) {
+    cluster.serve(fixture);
+    (*monitor)->requestRefresh();
+    runFor(&loop, 200);
+  };
+  refresh("shards_resharded_resp2.bin");
+  CHECK(count("cluster topology changed") == 1);
+  refresh("shards_failed_resp2.bin");  // a failover: logged with the next summary
+  refresh("shards_failed_resp2.bin");  // nothing new
+  CHECK(count("cluster topology changed") == 1);
+  CHECK(count("cluster nodes changed") == 1);
+  CHECK(count(" failed") == 1);
+  runFor(&loop, ClusterMonitor::kChangeLogGapMs);
+  CHECK(count("cluster topology changed") == 2);
+  CHECK(count("1 failed node") == 1);
+  refresh("shards_failed_resp2.bin");
+  CHECK(count("cluster topology changed") == 2);
+  // Two more changes (the dead master back with its slots, then the
+  // reshard undone): held back, then written by stop() rather than lost.
+  refresh("shards_resharded_resp2.bin");
+  refresh("shards_resp2.bin");
+  CHECK(count("cluster topology changed") == 2);
+  CHECK(count("is back as master") == 1);
+  (*monitor)->stop();
+  CHECK(count("cluster topology changed") == 3);
+  CHECK(count("2 changes since the last line") == 1);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+  spdlog::set_default_logger(before);
 }
 
 TEST_CASE("cluster monitor: refresh requests from many threads are coalesced, 100 ms apart") {

@@ -4,7 +4,9 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "proxy/cluster_refresh.h"
 #include "proxy/shard_map_source.h"
 
 using namespace shardgate;
@@ -148,4 +150,45 @@ TEST_CASE("metrics collector: TLS handshakes with a shard, summed over workers, 
   CHECK(value(f, {{"db", "db1"}, {"shard", "127.0.0.1:7001"}, {"resumed", "false"}}) == 3);
   CHECK(value(f, {{"db", "db1"}, {"shard", "127.0.0.1:7001"}, {"resumed", "true"}}) == 5);
   CHECK(f.samples.size() == 2);  // the plaintext shard has none
+}
+
+namespace {
+
+// What a cluster database's monitor reports, fixed.
+class FixedClusterRefresh final : public proxy::ClusterRefresh {
+ public:
+  void requestRefresh() override {}
+  Counts refreshCounts() const override { return Counts{2, 5, 1}; }
+  std::vector<NodeState> nodeStates() const override { return nodes; }
+  std::vector<NodeState> nodes;
+};
+
+}  // namespace
+
+TEST_CASE("metrics collector: a cluster database's nodes, one series each by role, 0 for a failed one") {
+  FixedClusterRefresh refresh;
+  refresh.nodes = {{"127.0.0.1:7001", true, true}, {"127.0.0.1:7002", true, false}, {"127.0.0.1:7003", false, true}};
+  proxy::Database db;
+  db.index = 0;
+  db.name = "big";
+  db.cluster = true;
+  db.multiplex = true;
+  db.shard_map = twoShards();
+  db.cluster_refresh = &refresh;
+  proxy::Database plain;
+  plain.index = 1;
+  plain.name = "plain";
+  plain.shard_map = twoShards();
+  proxy::Stats w1(2);
+  MetricsInput in;
+  in.workers = {&w1};
+  in.databases = {&db, &plain};
+  auto families = collectMetrics(in);
+  const MetricFamily& f = find(families, "shardgate_cluster_node_up");
+  CHECK(f.type == MetricType::kGauge);
+  CHECK(f.samples.size() == 3);  // none for the database of static shards
+  CHECK(value(f, {{"db", "big"}, {"node", "127.0.0.1:7001"}, {"role", "master"}}) == 1);
+  CHECK(value(f, {{"db", "big"}, {"node", "127.0.0.1:7002"}, {"role", "master"}}) == 0);
+  CHECK(value(f, {{"db", "big"}, {"node", "127.0.0.1:7003"}, {"role", "replica"}}) == 1);
+  CHECK(value(find(families, "shardgate_cluster_topology_refreshes_total"), {{"db", "big"}, {"result", "unchanged"}}) == 5);
 }
