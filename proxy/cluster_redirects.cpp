@@ -133,6 +133,16 @@ bool ClusterRedirects::onErrorReply(const Database& db, const std::string& from_
   return false;
 }
 
+bool ClusterRedirects::readFallback(const Database& db, const std::string& master_address, std::string_view frame,
+                                    Request* r, uint16_t part) {
+  if (r->owner == nullptr) return false;  // the client is gone: nothing to read for
+  ShardLink* to = linkTo(db, master_address, -1);
+  if (to == nullptr) return false;
+  worker_.dbStats(db).cluster_replica_fallbacks.add();
+  resend(db, *to, frame, r, part, false);
+  return true;
+}
+
 void ClusterRedirects::resend(const Database& db, ShardLink& to, std::string_view frame, Request* r, uint16_t part,
                               bool asking) {
   (void)db;
@@ -166,6 +176,10 @@ ShardLink* ClusterRedirects::linkTo(const Database& db, const std::string& addre
     // replaces it with the cluster's whole word soon after. Sessions adopt
     // it at their next batch (MultiplexSession::refreshMap).
     std::vector<ShardEndpoint> shards = map.shards();
+    // The replicas stay (a node that is now a master leaves their list);
+    // the masters keep their places, a new one comes last.
+    std::vector<ReplicaEndpoint> replicas = map.replicas();
+    std::erase_if(replicas, [&](const ReplicaEndpoint& r) { return r.endpoint.address == address; });
     if (index < 0) {
       auto parsed = net::parseSocketAddress(address);
       if (!parsed) return nullptr;
@@ -177,7 +191,7 @@ ShardLink* ClusterRedirects::linkTo(const Database& db, const std::string& addre
     ShardMap::SlotOwners owners;
     for (size_t s = 0; s < owners.size(); ++s) owners[s] = map.shardOfSlot(static_cast<uint16_t>(s));
     owners[slot] = static_cast<uint16_t>(index);
-    auto patched = ShardMap::create(std::move(shards), owners);
+    auto patched = ShardMap::create(std::move(shards), owners, std::move(replicas));
     if (!patched) return nullptr;
     worker_.patchSharedLinks(db, links, std::move(*patched));
     return links.current->links[static_cast<size_t>(index)].get();
