@@ -363,6 +363,7 @@ void Server::logListeners() const {
       for (size_t i = 0; i < shards.size(); ++i) behind += (i ? ", " : "") + shards[i].address;
       behind += db->password ? "), AUTH required" : ")";
       behind += ", refreshed every " + std::to_string(db->cluster_refresh_ms) + " ms";
+      if (db->replica_reads) behind += ", reads from replicas (read_from replica_preferred)";
     } else if (db->multiplex && shards.size() == 1) {
       behind = "shard " + shards[0].address + " multiplexed";
       if (db->password) behind += ", AUTH required";

@@ -89,7 +89,10 @@ def env(procs, tmp_path):
 
 def test_reads_go_to_replicas_and_writes_to_masters(env, shardgate):
     sg = start(shardgate, env)
-    assert "replicas read from" in sg.log(), sg.log()
+    assert "reads from replicas (read_from replica_preferred)" in sg.log(), sg.log()
+    # Replicas still in their first sync (CLUSTER SHARDS health "loading")
+    # join the map at a refresh once they are online.
+    poll(lambda: "replicas read from" in sg.log(), "the replicas in shardgate's map")
     r = client(sg)
     items = {f"k{i}": f"v{i}" for i in range(300)}
     write(r, items)
