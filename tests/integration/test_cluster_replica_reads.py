@@ -21,6 +21,7 @@ import pytest
 import redis
 
 from cluster_env import ClusterEnv, ClusterNode, start_cluster
+from conftest import run_shardgate, write_config
 from sharding_env import keyslot
 from test_cluster_redirects import metrics, metrics_port
 
@@ -306,3 +307,19 @@ def test_a_manual_failover_under_reads_and_writes(env, shardgate):
     # The old master, a replica now, serves reads of its new master's slots.
     poll(lambda: calls(old_master, "get") > 0 and [r.get(k) for k in items] == list(items.values()),
          f"{old_master} to serve reads as a replica")
+
+
+def test_admin_api_and_check_config_show_read_from(env, admin_shardgate, tmp_path):
+    sg = admin_shardgate([cluster_db([env.masters()[0].address])])
+    res = sg.curl("GET", "/v1/bdbs")
+    assert res.status == 200, str(res)
+    body = res.json()
+    assert body[0]["mode"] == "cluster" and body[0]["read_from"] == "replica_preferred", body
+    # A value that is not one: --check-config names the key.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    path = write_config(bad, [cluster_db([env.masters()[0].address], read_from="replicas")])
+    done = run_shardgate(["--config", str(path), "--check-config"])
+    assert done.returncode == 1
+    assert 'databases[0].cluster.read_from: "replicas" is not one of primary, replica_preferred' in done.stderr, \
+        done.stderr
