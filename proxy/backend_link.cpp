@@ -79,6 +79,7 @@ void BackendLink::rebind(std::shared_ptr<const ShardMap> map, uint16_t shard) {
   if (replica_ && state_ == State::kReady && !readonly_sent_) {
     readonly_sent_ = true;
     replica_synced_ = false;  // ROLE says when it has caught up
+    in_sync_answers_ = 0;
     send(kReadonly, nullptr, 0);
   }
 }
@@ -288,6 +289,9 @@ void BackendLink::dropIdle() {
   tls_ = nullptr;
   scanner_ = redis::ReplyScanner();
   state_ = State::kIdle;
+  // A replica that closed may be back restarted, empty until it syncs: ROLE again.
+  replica_synced_ = probing_ = false;
+  in_sync_answers_ = 0;
   if (timer_) uv_timer_stop(timer_);
 }
 
@@ -398,7 +402,8 @@ void BackendLink::followOrDeliver(const Pending& p) {
     // Not run (loading, master link down): its master serves it, the
     // client sees no error, and this replica is left out for a while.
     pauseReplica(reply.view());
-    const std::string& master = map_->shard(map_->masterOf(shard_)).address;
+    // A copy: finding the master's link may carry this link to a newer map.
+    const std::string master = map_->shard(map_->masterOf(shard_)).address;
     if (redirects.readFallback(db_, master, frame.view(), p.request, p.part)) return;
   } else if (redirects.onErrorReply(db_, address(), p.request, p.part)) {
     return;
@@ -419,7 +424,8 @@ void BackendLink::fail(const std::string& why) {
     static thread_local RateLimitedLog down(spdlog::level::warn,
                                            "failed shard connections (shared links)");
     if (auto pass = down.admit(uv_now(worker_.loop()))) {
-      spdlog::warn("db {}: shard {} unavailable: {}{}", db_.name, address(), why, pass);
+      spdlog::warn("db {}: {} {} unavailable: {}{}{}", db_.name, replica_ ? "replica" : "shard", address(), why,
+                   replica_ ? " (its master serves its reads)" : "", pass);
       said_down_ = true;
     }
     logged_down_ = true;
@@ -440,6 +446,7 @@ void BackendLink::fail(const std::string& why) {
   worker_.refreshClock();
   failing_ = true;
   replica_synced_ = probing_ = false;  // a replica is checked again once reconnected
+  in_sync_answers_ = 0;
   if (socket_) {
     socket_->close();
     socket_ = nullptr;
@@ -478,7 +485,9 @@ void BackendLink::markAvailable() {
   // Said only when the outage was: a shard that accepts and drops every
   // connection (maxclients reached) recovers as often as it fails, and the
   // limiter above already holds most of those outages back.
-  if (said_down_) spdlog::info("db {}: shard {} is available again", db_.name, address());
+  if (said_down_) {
+    spdlog::info("db {}: {} {} is available again", db_.name, replica_ ? "replica" : "shard", address());
+  }
   logged_down_ = false;
   said_down_ = false;
 }
@@ -497,7 +506,10 @@ void BackendLink::failWaiting(const std::string& line, bool resend) {
   sent_.clear();
   held_.clear();
   holding_ = false;
-  const std::string* master = resend && replica_ ? &map_->shard(map_->masterOf(shard_)).address : nullptr;
+  // A copy: finding the master's link may carry this link to a newer map.
+  const bool to_master = resend && replica_;
+  const std::string master_address = to_master ? map_->shard(map_->masterOf(shard_)).address : std::string();
+  const std::string* master = to_master ? &master_address : nullptr;
   bool first = true;
   size_t offset = 0;
   for (const Pending& p : waiting) {
@@ -547,10 +559,15 @@ void BackendLink::onProbeReply() {
   const bool in_sync = probe_reply_.starts_with("*") && (probe_reply_.find("\r\nconnected\r\n") != std::string::npos ||
                                                         probe_reply_.find("\r\nmaster\r\n") != std::string::npos);
   if (in_sync) {
-    replica_synced_ = true;
-    replica_pause_ms_ = 0;
+    if (++in_sync_answers_ >= 2) {
+      replica_synced_ = true;
+      replica_pause_ms_ = 0;
+    } else {
+      probe_due_us_ = worker_.clockUs() + kReplicaConfirmMs * 1000;
+    }
     return;
   }
+  in_sync_answers_ = 0;
   std::string why = "ROLE: ";
   for (char c : probe_reply_) why += c == '\r' || c == '\n' ? ' ' : c;
   pauseReplica(why);
@@ -558,6 +575,7 @@ void BackendLink::onProbeReply() {
 
 void BackendLink::pauseReplica(std::string_view why) {
   replica_synced_ = false;
+  in_sync_answers_ = 0;
   replica_pause_ms_ = nextReplicaPauseMs(replica_pause_ms_);
   probe_due_us_ = worker_.clockUs() + replica_pause_ms_ * 1000;
   static thread_local RateLimitedLog refused(spdlog::level::warn, "replicas not serving reads");

@@ -197,6 +197,7 @@ class BackendLink final : public ShardLink, private net::StreamOwner {
   bool readonly_sent_ = false;      // on this connection
   bool replica_synced_ = false;     // its last ROLE: connected to its master; no refusal since
   bool probing_ = false;            // a ROLE is on its way
+  uint8_t in_sync_answers_ = 0;     // ROLE answers "connected" in a row (two, kConfirmMs apart, to use it)
   uint64_t probe_due_us_ = 0;       // the next ROLE not before (worker clock)
   uint64_t replica_pause_ms_ = 0;   // the last pause (nextReplicaPauseMs)
   std::string probe_reply_;

@@ -50,6 +50,12 @@ inline bool replicaRefusal(std::string_view reply) {
          reply.starts_with("-CLUSTERDOWN");
 }
 
+// A replica's ROLE says "connected" as soon as its master accepted a
+// partial resync, before the backlog it is sent has been applied (a replica
+// restarted from an old RDB would read as nearly empty until then): it is
+// used once a second ROLE, this long after the first, says so again.
+constexpr uint64_t kReplicaConfirmMs = 200;
+
 // How long a replica that refused is left out: 500 ms, doubling with each
 // refusal in a row, at most 8 s; a read it serves resets it.
 constexpr uint64_t kFirstReplicaPauseMs = 500;

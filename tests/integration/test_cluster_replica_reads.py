@@ -257,7 +257,6 @@ def test_a_killed_replica_sends_its_reads_to_its_master_then_back(env, shardgate
         poll(lambda: calls(replica, "get") > 200, f"reads to return to the restarted {replica}")
         assert readers.reads() > 1000
     assert readers.errors() == [], readers.errors()[:20]
-    assert "is not serving reads" in sg.log() or "unavailable" in sg.log()
     m = metrics(metrics_port(sg))
     assert m['shardgate_cluster_replica_fallbacks_total{db="big"}'] > 0, m
 
