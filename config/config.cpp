@@ -554,7 +554,7 @@ class Parser {
 
   ClusterConfig clusterSection(const YAML::Node& node, const std::string& path) const {
     ClusterConfig cluster;
-    Fields f(*this, node, path, {"seeds", "refresh_interval_ms", "read_from"});
+    Fields f(*this, node, path, {"seeds", "refresh_interval_ms", "shown_masters", "read_from"});
     const YAML::Node& seeds = f.require("seeds", " (nodes of the cluster such as [127.0.0.1:7000])");
     const std::string seeds_path = f.path("seeds");
     if (!seeds.IsSequence() || seeds.size() == 0) {
@@ -576,6 +576,10 @@ class Parser {
       cluster.refresh_interval_ms = static_cast<uint32_t>(
           integer(*n, f.path("refresh_interval_ms"), ClusterConfig::kMinRefreshIntervalMs,
                   ClusterConfig::kMaxRefreshIntervalMs));
+    }
+    if (const YAML::Node* n = f.find("shown_masters")) {
+      cluster.shown_masters =
+          static_cast<uint16_t>(integer(*n, f.path("shown_masters"), 1, ClusterConfig::kMaxShownMasters));
     }
     if (const YAML::Node* n = f.find("read_from")) {
       const std::string at = f.path("read_from");

@@ -80,6 +80,11 @@ struct ClusterConfig {
   static constexpr uint32_t kMinRefreshIntervalMs = 100;
   static constexpr uint32_t kMaxRefreshIntervalMs = 3600 * 1000;
   ReadFrom read_from = ReadFrom::kPrimary;
+  // How many masters CLUSTER SLOTS / SHARDS / NODES show a cluster-aware
+  // client, every one of them this endpoint. One is the truth;
+  // redis-benchmark --cluster refuses fewer than two.
+  uint16_t shown_masters = 1;
+  static constexpr uint16_t kMaxShownMasters = 64;
 
   bool operator==(const ClusterConfig&) const = default;
 };

@@ -70,18 +70,21 @@ RedirectPlan planRedirect(std::string_view reply, std::string_view from_address,
       // Whatever happens next, the map this worker routes by is behind.
       plan.refresh = moved;
       plan.slot = redirect.slot;
-      // A node whose endpoint is a hostname nobody told us ("?"): only the
-      // refresh can say where it is; the client hears the node meanwhile.
-      if (redirect.hostUnknown()) return plan;
-      plan.address = joinAddress(
-          redirect.sameHostAsSender() ? std::string_view(hostOf(std::string(from_address))) : redirect.host,
-          redirect.port);
+      // A node whose endpoint is a name nobody told us ("?"): the address
+      // stays empty, and the command waits for the refresh to say where
+      // it is (ClusterRedirects::waitForTopology).
+      if (!redirect.hostUnknown()) {
+        plan.address = joinAddress(
+            redirect.sameHostAsSender() ? std::string_view(hostOf(std::string(from_address))) : redirect.host,
+            redirect.port);
+      }
       // Several parts (a split command): each may be redirected as often.
       if (redirects >= ClusterRedirects::kMaxRedirects * std::max<size_t>(1, parts)) {
         plan.action = RedirectPlan::Action::kTooMany;
         plan.error = "-ERR shardgate: slot " + std::to_string(redirect.slot) + " was redirected " +
                      std::to_string(ClusterRedirects::kMaxRedirects) + " times (last: " +
-                     (moved ? "MOVED" : "ASK") + " to " + plan.address + "); the cluster is changing, try again\r\n";
+                     (moved ? "MOVED" : "ASK") + " to " + (plan.address.empty() ? "?" : plan.address) +
+                     "); the cluster is changing, try again\r\n";
         return plan;
       }
       plan.action = moved ? RedirectPlan::Action::kMoved : RedirectPlan::Action::kAsk;
@@ -116,7 +119,7 @@ bool ClusterRedirects::onErrorReply(const Database& db, const std::string& from_
     case RedirectPlan::Action::kAsk: {
       const bool moved = plan.action == RedirectPlan::Action::kMoved;
       ShardLink* to = linkTo(db, plan.address, moved ? plan.slot : -1);
-      if (to == nullptr) return false;  // an address we cannot connect to: the client sees the redirect
+      if (to == nullptr) return waitForTopology(db, from_address, r, part, plan);
       ++r->redirects;
       stats.cluster_redirects[moved ? 0 : 1].add();
       resend(db, *to, frame_.view(), r, part, !moved);
@@ -143,6 +146,29 @@ bool ClusterRedirects::readFallback(const Database& db, const std::string& maste
   return true;
 }
 
+bool ClusterRedirects::waitForTopology(const Database& db, const std::string& from_address, Request* r,
+                                       uint16_t part, const RedirectPlan& plan) {
+  // A node named by a name the map has no address for (a node the last
+  // topology read did not have yet): the refresh will know it. The command
+  // goes back to the node that redirected it after a back-off, whose
+  // redirect then leads to a node the map knows.
+  if (db.cluster_refresh != nullptr) db.cluster_refresh->requestRefresh();
+  if (r->retries >= kMaxRetries) {
+    answer(r, part,
+           "-ERR shardgate: slot " + std::to_string(plan.slot) + " is served by " +
+               (plan.address.empty() ? std::string("a node with no known address") : plan.address) +
+               ", a node not in the cluster's topology as last read; try again\r\n");
+    return true;
+  }
+  const uint64_t delay = retryDelayMs(r->retries);
+  ++r->retries;
+  worker_.dbStats(db).cluster_retries.add();
+  retries_.push_back(Retry{&db, from_address, std::string(frame_.view()), std::string(reply_.view()), r, part,
+                           uv_now(worker_.loop()) + delay});
+  armTimer();
+  return true;
+}
+
 void ClusterRedirects::resend(const Database& db, ShardLink& to, std::string_view frame, Request* r, uint16_t part,
                               bool asking) {
   (void)db;
@@ -162,10 +188,15 @@ void ClusterRedirects::answer(Request* r, uint16_t part, std::string_view frame)
   deliverReply(worker_.requestPool(), r, part, reinterpret_cast<const uint8_t*>(frame.data()), frame.size(), true);
 }
 
-ShardLink* ClusterRedirects::linkTo(const Database& db, const std::string& address, int moved_slot) {
+ShardLink* ClusterRedirects::linkTo(const Database& db, const std::string& named, int moved_slot) {
   SharedLinks& links = worker_.sharedLinks(db);
   if (links.generation != db.shard_map->generation()) worker_.refreshSharedLinks(db, links);
   const ShardMap& map = *links.current->map;
+  // A node known by a name: connected to at the ip the cluster reports,
+  // its certificate checked against the name.
+  const std::string* alias = map.aliasOf(named);
+  const std::string& address = alias != nullptr ? *alias : named;
+  auto verifyName = [&](const net::SocketAddress& parsed) { return alias != nullptr ? hostOf(named) : parsed.host; };
   int index = -1;
   for (size_t i = 0; i < map.shardCount(); ++i) {
     if (map.shard(i).address == address) index = static_cast<int>(i);
@@ -185,13 +216,13 @@ ShardLink* ClusterRedirects::linkTo(const Database& db, const std::string& addre
       if (!parsed) return nullptr;
       auto addr = net::toSockaddr(*parsed);
       if (!addr) return nullptr;
-      shards.push_back(ShardEndpoint{address, *addr, nodeTls(db.shard_tls, parsed->host)});
+      shards.push_back(ShardEndpoint{address, *addr, nodeTls(db.shard_tls, verifyName(*parsed))});
       index = static_cast<int>(shards.size() - 1);
     }
     ShardMap::SlotOwners owners;
     for (size_t s = 0; s < owners.size(); ++s) owners[s] = map.shardOfSlot(static_cast<uint16_t>(s));
     owners[slot] = static_cast<uint16_t>(index);
-    auto patched = ShardMap::create(std::move(shards), owners, std::move(replicas));
+    auto patched = ShardMap::create(std::move(shards), owners, map.aliases(), std::move(replicas));
     if (!patched) return nullptr;
     worker_.patchSharedLinks(db, links, std::move(*patched));
     return links.current->links[static_cast<size_t>(index)].get();
@@ -210,7 +241,7 @@ ShardLink* ClusterRedirects::linkTo(const Database& db, const std::string& addre
   if (!addr) return nullptr;
   ShardMap::SlotOwners owners;
   owners.fill(ShardMap::kNoShard);
-  auto one = ShardMap::create({ShardEndpoint{address, *addr, nodeTls(db.shard_tls, parsed->host)}}, owners);
+  auto one = ShardMap::create({ShardEndpoint{address, *addr, nodeTls(db.shard_tls, verifyName(*parsed))}}, owners);
   if (!one) return nullptr;
   auto link = std::make_shared<BackendLink>(worker_, db, std::move(*one), 0, nullptr);
   ShardLink* out = link.get();

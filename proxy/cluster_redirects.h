@@ -123,7 +123,11 @@ class ClusterRedirects {
   // The shared link to `address` for db. moved_slot >= 0: that slot is now
   // the node's -- this worker's map says so from now on (the node added to
   // it if new). Null: the address cannot be connected to.
-  ShardLink* linkTo(const Database& db, const std::string& address, int moved_slot);
+  // `named`: as the redirect named it, "ip:port" or an alias's "name:port".
+  ShardLink* linkTo(const Database& db, const std::string& named, int moved_slot);
+  // MOVED/ASK to a node the map cannot reach yet: retried later, or an error.
+  bool waitForTopology(const Database& db, const std::string& from_address, Request* r, uint16_t part,
+                       const RedirectPlan& plan);
   void resend(const Database& db, ShardLink& to, std::string_view frame, Request* r, uint16_t part, bool asking);
   void answer(Request* r, uint16_t part, std::string_view frame);
   void armTimer();

@@ -1,5 +1,7 @@
 #include "proxy/cluster_shard_map.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -8,10 +10,38 @@
 
 namespace shardgate::proxy {
 
-std::string connectAddress(const redis::ClusterNode& node, bool tls) {
-  const uint16_t port = tls && node.tls_port != 0 ? node.tls_port : node.port;
-  return port == 0 ? std::string() : node.host + ":" + std::to_string(port);
+namespace {
+
+bool numericHost(const std::string& host) {
+  in6_addr buf{};
+  return inet_pton(AF_INET, host.c_str(), &buf) == 1 || inet_pton(AF_INET6, host.c_str(), &buf) == 1;
 }
+
+uint16_t connectPort(const redis::ClusterNode& node, bool tls) {
+  return tls && node.tls_port != 0 ? node.tls_port : node.port;
+}
+
+std::string joinHostPort(const std::string& host, uint16_t port) {
+  const bool v6 = host.find(':') != std::string::npos;
+  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+bool knownByName(const redis::ClusterNode& node) { return !numericHost(node.host) && numericHost(node.ip); }
+
+}  // namespace
+
+std::string connectAddress(const redis::ClusterNode& node, bool tls) {
+  const uint16_t port = connectPort(node, tls);
+  if (port == 0) return {};
+  return joinHostPort(knownByName(node) ? node.ip : node.host, port);
+}
+
+std::string announcedAddress(const redis::ClusterNode& node, bool tls) {
+  const uint16_t port = connectPort(node, tls);
+  return port != 0 && knownByName(node) ? node.host + ":" + std::to_string(port) : std::string();
+}
+
+std::string verifyName(const redis::ClusterNode& node) { return node.host; }
 
 Result<std::shared_ptr<const ShardMap>> shardMapFromTopology(const redis::ClusterTopology& topology,
                                                              const std::shared_ptr<ShardTls>& db_tls,
@@ -61,7 +91,7 @@ Result<std::shared_ptr<const ShardMap>> shardMapFromTopology(const redis::Cluste
     auto addr = net::toSockaddr(*parsed);
     if (!addr) return makeError("master " + address + ": " + addr.message());
     shard_of_node[static_cast<size_t>(node)] = static_cast<uint16_t>(shards.size());
-    shards.push_back(ShardEndpoint{address, *addr, tlsOf(address, parsed->host)});
+    shards.push_back(ShardEndpoint{address, *addr, tlsOf(address, verifyName(topology.nodes()[static_cast<size_t>(node)]))});
   }
   std::vector<ReplicaEndpoint> replicas;
   for (size_t i = 0; with_replicas && i < topology.nodes().size(); ++i) {
@@ -83,7 +113,14 @@ Result<std::shared_ptr<const ShardMap>> shardMapFromTopology(const redis::Cluste
       return r.endpoint.address == address;
     });
     if (known) continue;
-    replicas.push_back(ReplicaEndpoint{ShardEndpoint{address, *addr, tlsOf(address, parsed->host)}, master});
+    replicas.push_back(ReplicaEndpoint{ShardEndpoint{address, *addr, tlsOf(address, verifyName(n))}, master});
+  }
+  // Every node known by a name, masters without slots and replicas too: an
+  // ASK may name a master that is being given its first slot.
+  std::vector<NodeAlias> aliases;
+  for (const redis::ClusterNode& n : topology.nodes()) {
+    std::string announced = announcedAddress(n, db_tls != nullptr);
+    if (!announced.empty()) aliases.push_back(NodeAlias{std::move(announced), connectAddress(n, db_tls != nullptr)});
   }
   ShardMap::SlotOwners owners{};
   for (size_t slot = 0; slot < owners.size(); ++slot) {
@@ -91,7 +128,7 @@ Result<std::shared_ptr<const ShardMap>> shardMapFromTopology(const redis::Cluste
     owners[slot] = owner == redis::ClusterTopology::kNoOwner ? ShardMap::kNoShard
                                                              : shard_of_node[static_cast<size_t>(owner)];
   }
-  return ShardMap::create(std::move(shards), owners, std::move(replicas));
+  return ShardMap::create(std::move(shards), owners, std::move(aliases), std::move(replicas));
 }
 
 }  // namespace shardgate::proxy

@@ -18,11 +18,20 @@ namespace shardgate::proxy {
 
 // Where shardgate connects to a node: its TLS port when the database speaks
 // TLS to its nodes and the node has one, else its plaintext port; "" when
-// it has neither of the kind needed.
+// it has neither of the kind needed. The host is the node's preferred
+// endpoint, or its ip when that endpoint is a name (shardgate resolves no
+// names on its event loops; the cluster reports the ip beside the name).
 std::string connectAddress(const redis::ClusterNode& node, bool tls);
+// The "name:port" redirects call a node whose preferred endpoint is a name
+// (same port as connectAddress); "" for a node known by its ip.
+std::string announcedAddress(const redis::ClusterNode& node, bool tls);
+// The name a node's TLS certificate is checked against (without the
+// database's server_name): its preferred endpoint, a name or an ip.
+std::string verifyName(const redis::ClusterNode& node);
 
-// Fails when no master owns a slot, or a master's address is not a numeric
-// HOST:PORT shardgate can connect to (a hostname).
+// Fails when no master owns a slot, or a master has no numeric address
+// shardgate can connect to (a name without an ip). Nodes known by a name
+// become the map's aliases.
 //
 // db_tls: the database's shard_tls (null: plaintext); each master's TLS is
 // a nodeTls of it -- the one of `previous` for a node it already had, so

@@ -59,6 +59,7 @@ struct Database {
   // stateful mode go to a replica of their slot's master (the map lists the
   // replicas only then).
   bool replica_reads = false;
+  uint16_t cluster_shown_masters = 1;  // config cluster.shown_masters
   // The cluster monitor, set by the server before the workers start: a
   // MOVED or a failed node connection asks it for a refresh.
   ClusterRefresh* cluster_refresh = nullptr;

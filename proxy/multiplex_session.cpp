@@ -424,10 +424,11 @@ MultiplexSession::Next MultiplexSession::dispatch(std::string_view frame) {
 }
 
 MultiplexSession::Next MultiplexSession::clusterCommand() {
-  // A cluster-aware client sees one node, this endpoint, owning every slot:
-  // it sends everything here and the proxy routes it; the real cluster's
-  // nodes and moves stay behind (redis/cluster_replies.h).
-  const redis::ClusterFace face{face_host_, face_port_, db_.tls, 1};
+  // A cluster-aware client sees one node, this endpoint, owning every slot
+  // (or cluster.shown_masters of them, all this endpoint): it sends
+  // everything here and the proxy routes it; the real cluster's nodes and
+  // moves stay behind (redis/cluster_replies.h).
+  const redis::ClusterFace face{face_host_, face_port_, db_.tls, db_.cluster_shown_masters};
   ByteBuffer out;  // CLUSTER is rare: its own buffer
   auto result = redis::answerClusterCommand(args_, face, resp3_, out);
   if (result.kind == redis::ClusterCommandResult::Kind::kAnswered) {

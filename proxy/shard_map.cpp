@@ -6,6 +6,7 @@ namespace shardgate::proxy {
 
 Result<std::shared_ptr<const ShardMap>> ShardMap::create(std::vector<ShardEndpoint> shards,
                                                          const SlotOwners& owners,
+                                                         std::vector<NodeAlias> aliases,
                                                          std::vector<ReplicaEndpoint> replicas) {
   if (shards.empty()) return makeError("a shard map needs at least one shard");
   if (shards.size() >= kNoShard) return makeError("a shard map holds at most 65534 shards");
@@ -28,12 +29,14 @@ Result<std::shared_ptr<const ShardMap>> ShardMap::create(std::vector<ShardEndpoi
                        " as its master, but there are " + std::to_string(shards.size()) + " shard(s)");
     }
   }
-  return std::shared_ptr<const ShardMap>(new ShardMap(std::move(shards), owners, unserved, std::move(replicas)));
+  return std::shared_ptr<const ShardMap>(
+      new ShardMap(std::move(shards), owners, unserved, std::move(aliases), std::move(replicas)));
 }
 
 ShardMap::ShardMap(std::vector<ShardEndpoint> shards, const SlotOwners& owners, size_t unserved,
-                   std::vector<ReplicaEndpoint> replicas)
-    : shards_(std::move(shards)), replicas_(std::move(replicas)), owners_(owners), unserved_(unserved),
+                   std::vector<NodeAlias> aliases, std::vector<ReplicaEndpoint> replicas)
+    : shards_(std::move(shards)), aliases_(std::move(aliases)), replicas_(std::move(replicas)), owners_(owners),
+      unserved_(unserved),
       whole_(shards_.size() == 1 && unserved == 0) {
   // Each master's replicas side by side, in the order given.
   std::stable_sort(replicas_.begin(), replicas_.end(),
@@ -47,7 +50,9 @@ ShardMap::ShardMap(std::vector<ShardEndpoint> shards, const SlotOwners& owners, 
 }
 
 bool ShardMap::sameRouting(const ShardMap& other) const {
-  if (shards_.size() != other.shards_.size() || owners_ != other.owners_) return false;
+  if (shards_.size() != other.shards_.size() || owners_ != other.owners_ || aliases_ != other.aliases_) {
+    return false;
+  }
   for (size_t i = 0; i < shards_.size(); ++i) {
     if (shards_[i].address != other.shards_[i].address) return false;
   }

@@ -47,6 +47,15 @@ struct ReplicaEndpoint {
   uint16_t master = 0;
 };
 
+// A Redis Cluster node known by a name (cluster-preferred-endpoint-type
+// hostname): MOVED and ASK name it "name:port"; shardgate connects to the
+// ip the node reports beside it.
+struct NodeAlias {
+  std::string announced;  // "redis-1.example:6379", as redirects name it
+  std::string address;    // "10.0.0.7:6379", where shardgate connects
+  bool operator==(const NodeAlias&) const = default;
+};
+
 class ShardMap {
  public:
   using SlotOwners = std::array<uint16_t, config::kSlotCount>;
@@ -60,6 +69,7 @@ class ShardMap {
   // Replicas must name one of the shards as their master.
   static Result<std::shared_ptr<const ShardMap>> create(std::vector<ShardEndpoint> shards,
                                                         const SlotOwners& owners,
+                                                        std::vector<NodeAlias> aliases = {},
                                                         std::vector<ReplicaEndpoint> replicas = {});
 
   size_t shardCount() const { return shards_.size(); }
@@ -88,14 +98,24 @@ class ShardMap {
   // Slots with no owner (0 for a map from a `shards` list).
   size_t unservedSlots() const { return unserved_; }
   // Same shards (addresses, in order), the same owner for every slot and
-  // the same replicas (addresses, in order, with their masters).
+  // the same aliases and the same replicas (addresses, in order, with
+  // their masters).
   bool sameRouting(const ShardMap& other) const;
+  const std::vector<NodeAlias>& aliases() const { return aliases_; }
+  // The address a node's announced "name:port" stands for; null if none.
+  const std::string* aliasOf(std::string_view announced) const {
+    for (const NodeAlias& a : aliases_) {
+      if (a.announced == announced) return &a.address;
+    }
+    return nullptr;
+  }
 
  private:
   ShardMap(std::vector<ShardEndpoint> shards, const SlotOwners& owners, size_t unserved,
-           std::vector<ReplicaEndpoint> replicas);
+           std::vector<NodeAlias> aliases, std::vector<ReplicaEndpoint> replicas);
 
   std::vector<ShardEndpoint> shards_;
+  std::vector<NodeAlias> aliases_;
   std::vector<ReplicaEndpoint> replicas_;  // sorted by master
   std::vector<std::pair<uint16_t, uint16_t>> replica_range_;  // per shard: [first, last) in replicas_
   SlotOwners owners_;

@@ -178,10 +178,10 @@ std::vector<proxy::ShardEndpoint> ClusterMonitor::candidates() const {
       const std::string address = proxy::connectAddress(n, db_.shard_tls != nullptr);
       if (address.empty()) continue;
       auto parsed = net::parseSocketAddress(address);
-      if (!parsed) continue;  // a hostname: the seeds may still do
+      if (!parsed) continue;  // a name without an ip: the seeds may still do
       auto addr = net::toSockaddr(*parsed);
       if (!addr) continue;
-      add(proxy::ShardEndpoint{address, *addr, proxy::nodeTls(db_.shard_tls, parsed->host)});
+      add(proxy::ShardEndpoint{address, *addr, proxy::nodeTls(db_.shard_tls, proxy::verifyName(n))});
     }
   }
   for (const auto& seed : db_.cluster_seeds) add(seed);

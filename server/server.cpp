@@ -364,6 +364,9 @@ void Server::logListeners() const {
       behind += db->password ? "), AUTH required" : ")";
       behind += ", refreshed every " + std::to_string(db->cluster_refresh_ms) + " ms";
       if (db->replica_reads) behind += ", reads from replicas (read_from replica_preferred)";
+      if (db->cluster_shown_masters > 1) {
+        behind += ", shown to cluster clients as " + std::to_string(db->cluster_shown_masters) + " masters";
+      }
     } else if (db->multiplex && shards.size() == 1) {
       behind = "shard " + shards[0].address + " multiplexed";
       if (db->password) behind += ", AUTH required";

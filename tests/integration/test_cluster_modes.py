@@ -456,3 +456,45 @@ def test_redis_py_cluster_client_pipelines_and_scans_through_the_endpoint(env, s
     for k in keys[:100]:
         with owner_of(env, k).client() as direct:
             assert direct.get(k) == items[k].encode()
+
+
+def test_redis_benchmark_cluster_through_the_endpoint_with_two_shown_masters(env, shardgate):
+    """redis-benchmark --cluster refuses a cluster of one master, which is
+    what the endpoint shows by default; with cluster.shown_masters: 2 it sees
+    two masters, both this endpoint, and shardgate routes its keys by the
+    real cluster's slots."""
+    def bench(port: int) -> subprocess.CompletedProcess:
+        return subprocess.run(["redis-benchmark", "--cluster", "-h", "127.0.0.1", "-p", str(port),
+                               "-t", "set,get", "-n", "3000", "-c", "4", "-r", "100000", "-q"],
+                              capture_output=True, text=True, timeout=120)
+
+    one = shardgate([cluster_db([env.masters()[0].address])])
+    refused = bench(one.port("big"))
+    assert refused.returncode != 0
+    assert "Invalid cluster: 1 node(s)" in refused.stdout + refused.stderr
+    one.proc.terminate()
+    one.proc.wait(timeout=10)
+
+    db = cluster_db([env.masters()[0].address])
+    db["cluster"]["shown_masters"] = 2
+    two = shardgate([db])
+    counts = []
+    for m in env.masters():
+        with m.client() as direct:
+            counts.append(direct.info("commandstats").get("cmdstat_set", {}).get("calls", 0))
+    done = bench(two.port("big"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SET:" in done.stdout and "GET:" in done.stdout, done.stdout
+    with RespClient.plain(two.port("big"), timeout=REPLY_TIMEOUT_S) as c:
+        nodes = c.call("CLUSTER", "NODES")
+    endpoint = f"127.0.0.1:{two.port('big')}"
+    lines = nodes.decode().strip().splitlines() if isinstance(nodes, bytes) else nodes.strip().splitlines()
+    assert len(lines) == 2 and all(endpoint in line for line in lines), nodes
+    # The SETs reached the real masters owning their keys' slots: redis-benchmark
+    # puts one hash tag per node it sees in its keys, a slot of each half, so
+    # two real masters (or one, if both tags fall on it) got them all.
+    got = []
+    for m, before in zip(env.masters(), counts):
+        with m.client() as direct:
+            got.append(direct.info("commandstats").get("cmdstat_set", {}).get("calls", 0) - before)
+    assert sum(got) >= 3000, got

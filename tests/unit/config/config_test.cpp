@@ -714,6 +714,9 @@ TEST_CASE("config: a cluster database: seeds, refresh_interval_ms, always multip
 
   Config fast = parsed(clusterDb("    cluster:\n      seeds: [127.0.0.1:7000]\n      refresh_interval_ms: 200\n"));
   CHECK(fast.databases[0].cluster->refresh_interval_ms == 200);
+  CHECK(cluster.shown_masters == 1);
+  CHECK(parsed(clusterDb("    cluster: { seeds: [127.0.0.1:7000], shown_masters: 2 }\n"))
+            .databases[0].cluster->shown_masters == 2);
   // A shards database has no cluster.
   CHECK_FALSE(parsed(kMinimal).databases[0].cluster.has_value());
 }
@@ -739,7 +742,10 @@ TEST_CASE("config: cluster section errors name the key") {
   checkError(clusterDb("    cluster:\n      seeds: [127.0.0.1:7000]\n      refresh_interval_ms: 10\n"), 6,
              "databases[0].cluster.refresh_interval_ms", "10 is out of range 100-3600000");
   checkError(clusterDb("    cluster:\n      seeds: [127.0.0.1:7000]\n      refresh: 10\n"), 6,
-             "databases[0].cluster.refresh", "unknown key (known keys: seeds, refresh_interval_ms, read_from)");
+             "databases[0].cluster.refresh",
+             "unknown key (known keys: seeds, refresh_interval_ms, shown_masters, read_from)");
+  checkError(clusterDb("    cluster: { seeds: [127.0.0.1:7000], shown_masters: 0 }\n"), 4,
+             "databases[0].cluster.shown_masters", "0 is out of range 1-64");
   checkError(clusterDb("    cluster: { seeds: [127.0.0.1:7000] }\n    multiplex: false\n"), 5,
              "databases[0].multiplex", "a cluster database is always multiplexed");
 }

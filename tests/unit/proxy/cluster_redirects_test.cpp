@@ -25,13 +25,16 @@ TEST_CASE("planRedirect: ASK is followed once, the map unchanged, no refresh") {
   CHECK_FALSE(p.refresh);
 }
 
-TEST_CASE("planRedirect: an empty host is the sender's; IPv6 gets brackets; '?' is passed on") {
+TEST_CASE("planRedirect: an empty host is the sender's; IPv6 gets brackets; '?' waits for the topology") {
   CHECK(planRedirect("-MOVED 1 :6390\r\n", "10.1.2.3:7000", 0, 0, 0).address == "10.1.2.3:6390");
   CHECK(planRedirect("-MOVED 1 :6390\r\n", "[::1]:7000", 0, 0, 0).address == "[::1]:6390");
   CHECK(planRedirect("-MOVED 1 ::1:6390\r\n", "127.0.0.1:7000", 0, 0, 0).address == "[::1]:6390");
   RedirectPlan unknown = planRedirect("-MOVED 1 ?:6390\r\n", "127.0.0.1:7000", 0, 0, 0);
-  CHECK(unknown.action == Action::kPass);
-  CHECK(unknown.refresh);  // only the topology can say where it is
+  // No address: ClusterRedirects has no link for it and waits for the
+  // refresh (only the topology can say where it is).
+  CHECK(unknown.action == Action::kMoved);
+  CHECK(unknown.address.empty());
+  CHECK(unknown.refresh);
 }
 
 TEST_CASE("planRedirect: redirects are bounded per part, then an error naming the slot") {

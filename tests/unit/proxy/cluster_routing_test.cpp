@@ -163,8 +163,6 @@ TEST_CASE("multiplex session: a database of static shards passes CLUSTER INFO to
   CHECK(rig.links.shared(0).sent == std::vector<std::string>{command({"CLUSTER", "INFO"})});
 }
 
-}  // namespace shardgate::proxy::testing
-
 namespace shardgate::proxy::testing {
 
 TEST_CASE("multiplex session: a cluster database splits multi-key commands by slot, not by shard") {
@@ -205,6 +203,50 @@ TEST_CASE("multiplex session: a cluster database refuses SELECT of another datab
   const std::string key = keyInSlots(0, 8191);
   rig.send(command({"GET", key}));
   CHECK(rig.links.shared(0).sent == std::vector<std::string>{command({"GET", key})});
+}
+
+}  // namespace shardgate::proxy::testing
+
+TEST_CASE("cluster map: a node known by a name is connected to at its ip, and the name is its alias") {
+  redis::ClusterNode byName;
+  byName.host = "redis-1.example";  // cluster-preferred-endpoint-type hostname
+  byName.ip = "10.0.0.7";
+  byName.hostname = "redis-1.example";
+  byName.port = 6379;
+  byName.tls_port = 6380;
+  CHECK(connectAddress(byName, false) == "10.0.0.7:6379");
+  CHECK(connectAddress(byName, true) == "10.0.0.7:6380");
+  CHECK(announcedAddress(byName, false) == "redis-1.example:6379");
+  CHECK(announcedAddress(byName, true) == "redis-1.example:6380");
+  CHECK(verifyName(byName) == "redis-1.example");
+
+  redis::ClusterNode byIp = byName;  // a hostname announced, the ip preferred
+  byIp.host = "10.0.0.7";
+  CHECK(connectAddress(byIp, false) == "10.0.0.7:6379");
+  CHECK(announcedAddress(byIp, false).empty());
+  CHECK(verifyName(byIp) == "10.0.0.7");
+
+  redis::ClusterNode v6 = byIp;
+  v6.host = v6.ip = "::1";
+  CHECK(connectAddress(v6, false) == "[::1]:6379");
+
+  redis::ClusterNode nameOnly = byName;  // no ip reported: nothing to connect to by number
+  nameOnly.ip = "";
+  CHECK(connectAddress(nameOnly, false) == "redis-1.example:6379");
+  CHECK(announcedAddress(nameOnly, false).empty());
+}
+
+TEST_CASE("shard map: aliases are looked up by the announced name and take part in sameRouting") {
+  ShardMap::SlotOwners owners{};
+  auto a = ShardMap::create({ShardEndpoint{"10.0.0.7:6379", {}}}, owners, {NodeAlias{"redis-1:6379", "10.0.0.7:6379"}});
+  auto b = ShardMap::create({ShardEndpoint{"10.0.0.7:6379", {}}}, owners);
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  REQUIRE((*a)->aliasOf("redis-1:6379") != nullptr);
+  CHECK(*(*a)->aliasOf("redis-1:6379") == "10.0.0.7:6379");
+  CHECK((*a)->aliasOf("redis-2:6379") == nullptr);
+  CHECK_FALSE((*a)->sameRouting(**b));
+  CHECK((*a)->sameRouting(**a));
 }
 
 }  // namespace shardgate::proxy::testing

@@ -60,7 +60,7 @@ TEST_CASE("shard map: replicas follow the masters, each master's side by side") 
   ShardMap::SlotOwners owners{};
   for (size_t s = 0; s < owners.size(); ++s) owners[s] = s < 8192 ? 0 : 1;
   auto e = [](const char* a) { return ShardEndpoint{a, {}, nullptr}; };
-  auto map = ShardMap::create({e("m0:1"), e("m1:1")}, owners,
+  auto map = ShardMap::create({e("m0:1"), e("m1:1")}, owners, {},
                               {ReplicaEndpoint{e("r1a:1"), 1}, ReplicaEndpoint{e("r0:1"), 0},
                                ReplicaEndpoint{e("r1b:1"), 1}});
   REQUIRE(map);
@@ -89,7 +89,7 @@ TEST_CASE("shard map: replicas follow the masters, each master's side by side") 
   CHECK(m.sameRouting(m));
 
   ShardMap::SlotOwners one{};  // every slot shard 0's
-  auto bad = ShardMap::create({e("m0:1")}, one, {ReplicaEndpoint{e("r:1"), 3}});
+  auto bad = ShardMap::create({e("m0:1")}, one, {}, {ReplicaEndpoint{e("r:1"), 3}});
   REQUIRE(!bad);
   CHECK(bad.message() == "replica r:1 names shard 3 as its master, but there are 1 shard(s)");
 }
