@@ -454,6 +454,13 @@ class Parser {
 
   DatabaseConfig database(const YAML::Node& node, const std::string& path) const {
     DatabaseConfig db;
+    // cluster.read_from given at the database's level: said as such, not
+    // as an unknown key.
+    if (node.IsMap() && node["read_from"]) {
+      fail(node["read_from"], path + ".read_from",
+           "read_from is a setting of a Redis Cluster backend (cluster: {seeds: [...], read_from: ...}); "
+           "a database of shards reads from its shards");
+    }
     Fields f(*this, node, path,
              {"name", "listen", "tls", "client_auth", "client_ca", "client_crl", "client_allow", "password",
               "shard_password", "multiplex", "shard_tls", "shards", "cluster"});
@@ -547,7 +554,7 @@ class Parser {
 
   ClusterConfig clusterSection(const YAML::Node& node, const std::string& path) const {
     ClusterConfig cluster;
-    Fields f(*this, node, path, {"seeds", "refresh_interval_ms", "shown_masters"});
+    Fields f(*this, node, path, {"seeds", "refresh_interval_ms", "shown_masters", "read_from"});
     const YAML::Node& seeds = f.require("seeds", " (nodes of the cluster such as [127.0.0.1:7000])");
     const std::string seeds_path = f.path("seeds");
     if (!seeds.IsSequence() || seeds.size() == 0) {
@@ -573,6 +580,17 @@ class Parser {
     if (const YAML::Node* n = f.find("shown_masters")) {
       cluster.shown_masters =
           static_cast<uint16_t>(integer(*n, f.path("shown_masters"), 1, ClusterConfig::kMaxShownMasters));
+    }
+    if (const YAML::Node* n = f.find("read_from")) {
+      const std::string at = f.path("read_from");
+      const std::string text = scalar(*n, at, "one of primary, replica_preferred");
+      if (text == "primary") {
+        cluster.read_from = ReadFrom::kPrimary;
+      } else if (text == "replica_preferred") {
+        cluster.read_from = ReadFrom::kReplicaPreferred;
+      } else {
+        fail(*n, at, quote(text) + " is not one of primary, replica_preferred");
+      }
     }
     return cluster;
   }
@@ -961,6 +979,10 @@ Result<Config> loadConfig(const std::string& path) {
   std::error_code ec;
   std::filesystem::path dir = std::filesystem::absolute(path, ec).parent_path();
   return parseConfig(text, path, ec ? std::string(".") : dir.string());
+}
+
+const char* readFromName(ReadFrom r) {
+  return r == ReadFrom::kReplicaPreferred ? "replica_preferred" : "primary";
 }
 
 }  // namespace shardgate::config

@@ -66,6 +66,12 @@ enum class ClientAuth { kNone, kOptional, kRequired };
 // A database in front of a Redis Cluster: the slots and masters are learnt
 // from the nodes (CLUSTER SHARDS, or CLUSTER SLOTS on an older Redis) and
 // followed as they change, instead of a `shards` list.
+// Where a cluster database's reads go: `primary`, each slot's master (as a
+// cluster client does by default); `replica_preferred`, a replica of that
+// master when one is usable, the master otherwise.
+enum class ReadFrom : uint8_t { kPrimary, kReplicaPreferred };
+const char* readFromName(ReadFrom r);
+
 struct ClusterConfig {
   // Asked in turn at start; later, the nodes last seen, then these again.
   std::vector<net::SocketAddress> seeds;
@@ -73,6 +79,7 @@ struct ClusterConfig {
   uint32_t refresh_interval_ms = 10000;
   static constexpr uint32_t kMinRefreshIntervalMs = 100;
   static constexpr uint32_t kMaxRefreshIntervalMs = 3600 * 1000;
+  ReadFrom read_from = ReadFrom::kPrimary;
   // How many masters CLUSTER SLOTS / SHARDS / NODES show a cluster-aware
   // client, every one of them this endpoint. One is the truth;
   // redis-benchmark --cluster refuses fewer than two.

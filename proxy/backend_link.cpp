@@ -8,6 +8,7 @@
 
 #include "redis/resp_encoder.h"
 #include "proxy/multiplex_session.h"
+#include "proxy/replica_reads.h"
 #include "proxy/shard_connect.h"
 #include "common/ascii.h"
 #include "common/rate_limited_log.h"
@@ -30,6 +31,11 @@ constexpr uint64_t kConnectTimeoutMs = kShardConnectTimeoutMs;
 // A shard host that vanishes without a FIN or RST is noticed by the
 // kernel, not only by the request watchdog.
 constexpr unsigned kKeepaliveDelayS = 30;
+// Lets a replica serve reads of its master's slots (the cluster spec's
+// READONLY); its +OK is dropped.
+constexpr std::string_view kReadonly = "*1\r\n$8\r\nREADONLY\r\n";
+// Whether a replica is in sync (its replication state "connected").
+constexpr std::string_view kRole = "*1\r\n$4\r\nROLE\r\n";
 
 }  // namespace
 
@@ -40,12 +46,18 @@ BackendLink::BackendLink(Worker& worker, const Database& db, std::shared_ptr<con
       db_(db),
       map_(std::move(map)),
       owner_(owner),
-      shard_stats_(&worker.stats().db(db.index).shard(shard)),
-      follow_redirects_(db.cluster && owner == nullptr) {}
+      shard_stats_(statsOf(worker, db, *map_, shard)),
+      follow_redirects_(db.cluster && owner == nullptr),
+      replica_(owner == nullptr && map_->isReplica(shard)) {}
+
+ShardStats* BackendLink::statsOf(Worker& worker, const Database& db, const ShardMap& map, uint16_t shard) {
+  DbStats& stats = worker.stats().db(db.index);
+  return map.isReplica(shard) ? &stats.replica_links : &stats.shard(shard);
+}
 
 void BackendLink::rebind(std::shared_ptr<const ShardMap> map, uint16_t shard) {
-  assert(owner_ == nullptr && map->shard(shard).address == address());
-  ShardStats* next = &worker_.stats().db(db_.index).shard(shard);
+  assert(owner_ == nullptr && map->endpoint(shard).address == address());
+  ShardStats* next = statsOf(worker_, db_, *map, shard);
   if (next != shard_stats_) {
     // The gauges this link holds up move with it; totals stay where counted.
     if (reported_in_flight_ > 0) {
@@ -60,6 +72,16 @@ void BackendLink::rebind(std::shared_ptr<const ShardMap> map, uint16_t shard) {
   }
   map_ = std::move(map);
   shard_ = shard;
+  replica_ = map_->isReplica(shard);
+  // A master turned replica by a failover, its connection kept: READONLY
+  // now, or it would redirect every read to its new master. (A connection
+  // opened later sends it in onConnected.)
+  if (replica_ && state_ == State::kReady && !readonly_sent_) {
+    readonly_sent_ = true;
+    replica_synced_ = false;  // ROLE says when it has caught up
+    in_sync_answers_ = 0;
+    send(kReadonly, nullptr, 0);
+  }
 }
 
 BackendLink::~BackendLink() {
@@ -77,7 +99,8 @@ void BackendLink::send(std::string_view frame, Request* r, uint16_t part) {
   if (!owner_ && fifo_.empty() && state_ == State::kReady) startWatchdog();
   last_used_ms_ = uv_now(worker_.loop());
   const bool keep = follow_redirects_ && r != nullptr;
-  fifo_.push_back(Pending{r, part, false, last_used_ms_, keep ? static_cast<uint32_t>(frame.size()) : 0});
+  fifo_.push_back(Pending{r, part, false, last_used_ms_, keep ? static_cast<uint32_t>(frame.size()) : 0,
+                          replica_ && r != nullptr, false});
   if (keep) sent_.append(frame);
   out_.append(frame);
   if (state_ == State::kIdle) connect();
@@ -137,7 +160,7 @@ void BackendLink::shutdownIfDrained() {
 
 void BackendLink::connect() {
   state_ = State::kConnecting;
-  const ShardEndpoint& shard = map_->shard(shard_);
+  const ShardEndpoint& shard = map_->endpoint(shard_);
   auto conn = connectShard(worker_, shard.addr, shard.tls.get(), this, net::ConnectOptions{kKeepaliveDelayS});
   if (!conn) {
     fail(conn.message());
@@ -194,11 +217,21 @@ void BackendLink::onConnected(int status) {
   last_progress_ms_ = uv_now(worker_.loop());
   // TCP_NODELAY and keepalive are set by the stream.
   socket_->setReading(true);
+  readonly_sent_ = false;
+  if (replica_) {
+    // After AUTH (prepended below), ahead of every read queued.
+    ByteBuffer rest;
+    rest.swap(out_);
+    out_.append(kReadonly);
+    out_.append(rest.data(), rest.size());
+    fifo_.push_front(Pending{nullptr, 0, false, uv_now(worker_.loop()), 0, false, false});
+    readonly_sent_ = true;
+  }
   if (db_.shard_password) {
     // AUTH goes first, ahead of everything queued while connecting.
     ByteBuffer auth;
     redis::resp::appendCommand(auth, {"AUTH", *db_.shard_password});
-    fifo_.push_front(Pending{nullptr, 0, true, uv_now(worker_.loop()), 0});
+    fifo_.push_front(Pending{nullptr, 0, true, uv_now(worker_.loop()), 0, false, false});
     ByteBuffer rest;
     rest.swap(out_);
     out_.append(auth.data(), auth.size());
@@ -213,7 +246,7 @@ void BackendLink::onConnected(int status) {
     rest.swap(out_);
     out_.append(std::string_view("*1\r\n$4\r\nPING\r\n"));
     out_.append(rest.data(), rest.size());
-    fifo_.push_front(Pending{nullptr, 0, false, uv_now(worker_.loop()), 0});
+    fifo_.push_front(Pending{nullptr, 0, false, uv_now(worker_.loop()), 0, false, false});
   } else if (!db_.shard_password) {
     markAvailable();  // else once AUTH is accepted, or over TLS the first reply
   }
@@ -256,6 +289,9 @@ void BackendLink::dropIdle() {
   tls_ = nullptr;
   scanner_ = redis::ReplyScanner();
   state_ = State::kIdle;
+  // A replica that closed may be back restarted, empty until it syncs: ROLE again.
+  replica_synced_ = probing_ = false;
+  in_sync_answers_ = 0;
   if (timer_) uv_timer_stop(timer_);
 }
 
@@ -328,6 +364,11 @@ void BackendLink::deliver(const uint8_t* data, size_t len, bool done) {
   } else {
     partial_bytes_ += len;
   }
+  if (p.probe) {
+    probe_reply_.append(reinterpret_cast<const char*>(data), len);
+    if (done) onProbeReply();
+    return;
+  }
   if (p.auth) {
     // Replies to AUTH are short; a frame split here is only its tail.
     if (len > 0 && data[0] == '-') {
@@ -339,7 +380,10 @@ void BackendLink::deliver(const uint8_t* data, size_t len, bool done) {
     if (done) markAvailable();
     return;
   }
-  if (p.request) deliverReply(worker_.requestPool(), p.request, p.part, data, len, done);
+  if (p.request) {
+    if (p.replica_read && done) worker_.stats().db(db_.index).cluster_replica_reads.add();
+    deliverReply(worker_.requestPool(), p.request, p.part, data, len, done);
+  }
 }
 
 void BackendLink::followOrDeliver(const Pending& p) {
@@ -354,7 +398,18 @@ void BackendLink::followOrDeliver(const Pending& p) {
   sent_.consume(p.frame_len);
   reply.append(held_.data(), held_.size());
   held_.clear();
-  if (redirects.onErrorReply(db_, address(), p.request, p.part)) return;
+  if (p.replica_read && replica_ && replicaRefusal(reply.view())) {
+    // Not run (loading, master link down): its master serves it, the
+    // client sees no error, and this replica is left out for a while.
+    pauseReplica(reply.view());
+    // A copy: finding the master's link may carry this link to a newer map.
+    const std::string master = map_->shard(map_->masterOf(shard_)).address;
+    if (redirects.readFallback(db_, master, frame.view(), p.request, p.part)) return;
+  } else if (redirects.onErrorReply(db_, address(), p.request, p.part)) {
+    return;
+  } else if (p.replica_read) {
+    worker_.stats().db(db_.index).cluster_replica_reads.add();  // its own answer (WRONGTYPE, ...)
+  }
   deliverReply(worker_.requestPool(), p.request, p.part, reply.data(), reply.size(), true);
 }
 
@@ -369,7 +424,8 @@ void BackendLink::fail(const std::string& why) {
     static thread_local RateLimitedLog down(spdlog::level::warn,
                                            "failed shard connections (shared links)");
     if (auto pass = down.admit(uv_now(worker_.loop()))) {
-      spdlog::warn("db {}: shard {} unavailable: {}{}", db_.name, address(), why, pass);
+      spdlog::warn("db {}: {} {} unavailable: {}{}{}", db_.name, replica_ ? "replica" : "shard", address(), why,
+                   replica_ ? " (its master serves its reads)" : "", pass);
       said_down_ = true;
     }
     logged_down_ = true;
@@ -389,6 +445,8 @@ void BackendLink::fail(const std::string& why) {
   // Requests failed by a timer: their latency ends now, not at the last read.
   worker_.refreshClock();
   failing_ = true;
+  replica_synced_ = probing_ = false;  // a replica is checked again once reconnected
+  in_sync_answers_ = 0;
   if (socket_) {
     socket_->close();
     socket_ = nullptr;
@@ -399,7 +457,9 @@ void BackendLink::fail(const std::string& why) {
   out_.clear();
   out_.release();
   state_ = State::kDown;
-  failWaiting("-ERR shard " + address() + " unavailable: " + why + "\r\n");
+  // A replica's reads go to its master: a read has no effect, so one the
+  // replica may have run is safe to run again.
+  failWaiting("-ERR shard " + address() + " unavailable: " + why + "\r\n", replica_);
   reportInFlight();
   if (!owner_) {
     scheduleRetry();
@@ -425,30 +485,107 @@ void BackendLink::markAvailable() {
   // Said only when the outage was: a shard that accepts and drops every
   // connection (maxclients reached) recovers as often as it fails, and the
   // limiter above already holds most of those outages back.
-  if (said_down_) spdlog::info("db {}: shard {} is available again", db_.name, address());
+  if (said_down_) {
+    spdlog::info("db {}: {} {} is available again", db_.name, replica_ ? "replica" : "shard", address());
+  }
   logged_down_ = false;
   said_down_ = false;
 }
 
-void BackendLink::failWaiting(const std::string& line) {
+void BackendLink::failWaiting(const std::string& line, bool resend) {
   // Moved out first: a session told of its failure may send again (to
   // another link, or this one once it is back).
   std::deque<Pending> waiting;
   waiting.swap(fifo_);
   // What the connection carried is answered with the error, never resent:
   // a command written to it may have run. (Before the loop: a session told
-  // of a failure may send here again.)
+  // of a failure may send here again.) Reads sent to a replica are the
+  // exception: they go to its master.
+  ByteBuffer frames;
+  if (resend) frames.swap(sent_);
   sent_.clear();
   held_.clear();
   holding_ = false;
+  // A copy: finding the master's link may carry this link to a newer map.
+  const bool to_master = resend && replica_;
+  const std::string master_address = to_master ? map_->shard(map_->masterOf(shard_)).address : std::string();
+  const std::string* master = to_master ? &master_address : nullptr;
   bool first = true;
+  size_t offset = 0;
   for (const Pending& p : waiting) {
+    const std::string_view frame(reinterpret_cast<const char*>(frames.data()) + offset,
+                                 master != nullptr ? p.frame_len : 0);
+    offset += master != nullptr ? p.frame_len : 0;
     if (p.request) {
-      deliverFailure(worker_.requestPool(), p.request, p.part, line, first && partial_bytes_ > 0);
+      const bool partial = first && partial_bytes_ > 0;  // part of its reply reached the client
+      if (master != nullptr && p.replica_read && !partial && p.frame_len > 0 &&
+          worker_.clusterRedirects().readFallback(db_, *master, frame, p.request, p.part)) {
+        first = false;
+        continue;
+      }
+      deliverFailure(worker_.requestPool(), p.request, p.part, line, partial);
     }
     first = false;
   }
   partial_bytes_ = 0;
+}
+
+bool BackendLink::readable(uint64_t now_us) {
+  if (failing_) return false;
+  if (replica_synced_) return true;
+  if (replica_ && !probing_ && now_us >= probe_due_us_) probeReplica();
+  return false;
+}
+
+void BackendLink::probeReplica() {
+  // Queued like a command; a link not connected yet connects now, and
+  // onConnected puts AUTH and READONLY ahead of it.
+  probing_ = true;
+  probe_reply_.clear();
+  if (!owner_ && fifo_.empty() && state_ == State::kReady) startWatchdog();
+  last_used_ms_ = uv_now(worker_.loop());
+  fifo_.push_back(Pending{nullptr, 0, false, last_used_ms_, 0, false, true});
+  out_.append(kRole);
+  if (state_ == State::kIdle) connect();
+  markDirty();
+}
+
+void BackendLink::onProbeReply() {
+  probing_ = false;
+  if (!replica_) return;  // a master by now (rebind): not a replica's to check
+  // ROLE of a replica: *5 "slave" host port state offset, state "connected"
+  // once in sync ("connect", "connecting", "sync" before). A node that is a
+  // master by now serves its own slots (or redirects).
+  const bool in_sync = probe_reply_.starts_with("*") && (probe_reply_.find("\r\nconnected\r\n") != std::string::npos ||
+                                                        probe_reply_.find("\r\nmaster\r\n") != std::string::npos);
+  if (in_sync) {
+    if (++in_sync_answers_ >= 2) {
+      replica_synced_ = true;
+      replica_pause_ms_ = 0;
+    } else {
+      probe_due_us_ = worker_.clockUs() + kReplicaConfirmMs * 1000;
+    }
+    return;
+  }
+  in_sync_answers_ = 0;
+  std::string why = "ROLE: ";
+  for (char c : probe_reply_) why += c == '\r' || c == '\n' ? ' ' : c;
+  pauseReplica(why);
+}
+
+void BackendLink::pauseReplica(std::string_view why) {
+  replica_synced_ = false;
+  in_sync_answers_ = 0;
+  replica_pause_ms_ = nextReplicaPauseMs(replica_pause_ms_);
+  probe_due_us_ = worker_.clockUs() + replica_pause_ms_ * 1000;
+  static thread_local RateLimitedLog refused(spdlog::level::warn, "replicas not serving reads");
+  if (auto pass = refused.admit(uv_now(worker_.loop()))) {
+    std::string_view text = why.substr(why.starts_with("-") ? 1 : 0);
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.remove_suffix(1);
+    if (text.size() > 120) text = text.substr(0, 120);
+    spdlog::warn("db {}: replica {} is not serving reads ({}); its master {} serves them, checked again in {} ms{}",
+                 db_.name, address(), text, map_->shard(map_->masterOf(shard_)).address, replica_pause_ms_, pass);
+  }
 }
 
 void BackendLink::scheduleRetry() {

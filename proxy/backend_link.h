@@ -60,10 +60,11 @@ class BackendLink final : public ShardLink, private net::StreamOwner {
   BackendLink(const BackendLink&) = delete;
   BackendLink& operator=(const BackendLink&) = delete;
 
-  const std::string& address() const override { return map_->shard(shard_).address; }
+  const std::string& address() const override { return map_->endpoint(shard_).address; }
   // A shared link carried over to a new shard map where its endpoint is
-  // shard `shard` (the same address): its connection, queue and in-flight
-  // requests carry on; its counters move to that shard's.
+  // endpoint `shard` (the same address): its connection, queue and in-flight
+  // requests carry on; its counters move to that shard's. A master that
+  // became a replica (a failover) is sent READONLY now.
   void rebind(std::shared_ptr<const ShardMap> map, uint16_t shard);
   // Why the last connection failed ("connection refused"), for error lines.
   const std::string& failure() const override { return failure_; }
@@ -76,7 +77,7 @@ class BackendLink final : public ShardLink, private net::StreamOwner {
   void sendUnmatched(std::string_view frame) override;
   // One more reply on the way that is dropped (commands sent inside one
   // send() frame beyond its first).
-  void expectDropped() override { fifo_.push_back(Pending{nullptr, 0, false, 0, 0}); }
+  void expectDropped() override { fifo_.push_back(Pending{nullptr, 0, false, 0, 0, false, false}); }
   // Writes what send() queued; the worker calls it once per loop turn.
   void flush();
   // Requests waiting for a reply on this link.
@@ -88,6 +89,11 @@ class BackendLink final : public ShardLink, private net::StreamOwner {
   // awaited (CLIENT TRACKING invalidations arrive between replies).
   void setOutOfBandPushes(bool on) override { oob_pushes_ = on; }
   bool idle() const override { return fifo_.empty() && out_.empty(); }
+  // A replica link: up, and its ROLE said it is connected to its master
+  // (a replica just restarted holds no data until its first sync). Until
+  // then, and for a while after it refused a read, false: the master
+  // serves; a ROLE is sent when it is due.
+  bool readable(uint64_t now_us) override;
   uint64_t lastUsedMs() const override { return last_used_ms_; }
   // Connected or connecting: a close will be reported (onPrivateLinkLost).
   bool open() const override { return state_ == State::kConnecting || state_ == State::kReady; }
@@ -109,6 +115,8 @@ class BackendLink final : public ShardLink, private net::StreamOwner {
     bool auth;         // the link's own AUTH: a failure fails the link
     uint64_t sent_ms;  // loop time it was queued (shared links' watchdog)
     uint32_t frame_len;  // its bytes at the front of sent_ (0: none kept)
+    bool replica_read;   // a read sent to a replica: its master may serve it instead
+    bool probe;          // the link's own ROLE: is the replica in sync?
   };
   enum class State : uint8_t { kIdle, kConnecting, kReady, kDown };
 
@@ -117,7 +125,14 @@ class BackendLink final : public ShardLink, private net::StreamOwner {
   void onData(const uint8_t* data, size_t len);
   void deliver(const uint8_t* data, size_t len, bool done);
   void fail(const std::string& why);
-  void failWaiting(const std::string& line);
+  // resend: a replica link's reads go to their master instead (a read may
+  // run twice); otherwise each waiting request gets `line`.
+  void failWaiting(const std::string& line, bool resend = false);
+  // A replica refused a read (replicaRefusal): left out for a while.
+  void pauseReplica(std::string_view why);
+  void probeReplica();
+  void onProbeReply();
+  static ShardStats* statsOf(Worker& worker, const Database& db, const ShardMap& map, uint16_t shard);
   void markAvailable();  // a connection is ready (and AUTHed): the shard is up
   void scheduleRetry();
   void startWatchdog();
@@ -176,6 +191,16 @@ class BackendLink final : public ShardLink, private net::StreamOwner {
   bool shutdown_sent_ = false;  // ... and its shutdown is under way
   // A cluster database's shared link: redirects are followed.
   bool follow_redirects_;
+  // A shared link to a replica (read_from replica_preferred): READONLY when
+  // it connects, refusals and failures sent on to the master.
+  bool replica_ = false;
+  bool readonly_sent_ = false;      // on this connection
+  bool replica_synced_ = false;     // its last ROLE: connected to its master; no refusal since
+  bool probing_ = false;            // a ROLE is on its way
+  uint8_t in_sync_answers_ = 0;     // ROLE answers "connected" in a row (two, kConfirmMs apart, to use it)
+  uint64_t probe_due_us_ = 0;       // the next ROLE not before (worker clock)
+  uint64_t replica_pause_ms_ = 0;   // the last pause (nextReplicaPauseMs)
+  std::string probe_reply_;
   ByteBuffer sent_;        // the commands awaiting replies, in fifo_ order (frame_len each)
   ByteBuffer held_;        // an error reply being received, not yet whole
   bool holding_ = false;   // held_ is in use: the front reply is an error line

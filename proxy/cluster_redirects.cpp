@@ -136,6 +136,16 @@ bool ClusterRedirects::onErrorReply(const Database& db, const std::string& from_
   return false;
 }
 
+bool ClusterRedirects::readFallback(const Database& db, const std::string& master_address, std::string_view frame,
+                                    Request* r, uint16_t part) {
+  if (r->owner == nullptr) return false;  // the client is gone: nothing to read for
+  ShardLink* to = linkTo(db, master_address, -1);
+  if (to == nullptr) return false;
+  worker_.dbStats(db).cluster_replica_fallbacks.add();
+  resend(db, *to, frame, r, part, false);
+  return true;
+}
+
 bool ClusterRedirects::waitForTopology(const Database& db, const std::string& from_address, Request* r,
                                        uint16_t part, const RedirectPlan& plan) {
   // A node named by a name the map has no address for (a node the last
@@ -197,6 +207,10 @@ ShardLink* ClusterRedirects::linkTo(const Database& db, const std::string& named
     // replaces it with the cluster's whole word soon after. Sessions adopt
     // it at their next batch (MultiplexSession::refreshMap).
     std::vector<ShardEndpoint> shards = map.shards();
+    // The replicas stay (a node that is now a master leaves their list);
+    // the masters keep their places, a new one comes last.
+    std::vector<ReplicaEndpoint> replicas = map.replicas();
+    std::erase_if(replicas, [&](const ReplicaEndpoint& r) { return r.endpoint.address == address; });
     if (index < 0) {
       auto parsed = net::parseSocketAddress(address);
       if (!parsed) return nullptr;
@@ -208,7 +222,7 @@ ShardLink* ClusterRedirects::linkTo(const Database& db, const std::string& named
     ShardMap::SlotOwners owners;
     for (size_t s = 0; s < owners.size(); ++s) owners[s] = map.shardOfSlot(static_cast<uint16_t>(s));
     owners[slot] = static_cast<uint16_t>(index);
-    auto patched = ShardMap::create(std::move(shards), owners, map.aliases());
+    auto patched = ShardMap::create(std::move(shards), owners, map.aliases(), std::move(replicas));
     if (!patched) return nullptr;
     worker_.patchSharedLinks(db, links, std::move(*patched));
     return links.current->links[static_cast<size_t>(index)].get();

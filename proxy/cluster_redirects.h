@@ -92,6 +92,13 @@ class ClusterRedirects {
   // the reply goes to the client as it is.
   bool onErrorReply(const Database& db, const std::string& from_address, Request* r, uint16_t part);
 
+  // read_from replica_preferred: part `part` of r, the read `frame`, which a
+  // replica refused or whose replica link failed, goes to the replica's
+  // master at `master_address` (counted as a fallback). False: no link to
+  // it can be made; the caller answers the part.
+  bool readFallback(const Database& db, const std::string& master_address, std::string_view frame, Request* r,
+                    uint16_t part);
+
   // The worker is stopping: retries still waiting are answered with an error.
   void close();
 

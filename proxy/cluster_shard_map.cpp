@@ -45,7 +45,7 @@ std::string verifyName(const redis::ClusterNode& node) { return node.host; }
 
 Result<std::shared_ptr<const ShardMap>> shardMapFromTopology(const redis::ClusterTopology& topology,
                                                              const std::shared_ptr<ShardTls>& db_tls,
-                                                             const ShardMap* previous) {
+                                                             const ShardMap* previous, bool with_replicas) {
   // Masters owning slots, in the order of their first slot.
   std::vector<int> masters;
   for (size_t slot = 0; slot < ShardMap::SlotOwners().size(); ++slot) {
@@ -76,6 +76,13 @@ Result<std::shared_ptr<const ShardMap>> shardMapFromTopology(const redis::Cluste
     std::stable_sort(ordered.begin(), ordered.end(),
                      [&](const auto& a, const auto& b) { return place(a.first) < place(b.first); });
   }
+  // A node the previous map had keeps its TLS (and so its resumption slot).
+  auto tlsOf = [&](const std::string& address, const std::string& host) {
+    for (size_t i = 0; previous != nullptr && i < previous->endpointCount(); ++i) {
+      if (previous->endpoint(i).address == address) return previous->endpoint(i).tls;
+    }
+    return nodeTls(db_tls, host);
+  };
   std::vector<ShardEndpoint> shards;
   std::vector<uint16_t> shard_of_node(topology.nodes().size(), ShardMap::kNoShard);
   for (const auto& [address, node] : ordered) {
@@ -84,12 +91,29 @@ Result<std::shared_ptr<const ShardMap>> shardMapFromTopology(const redis::Cluste
     auto addr = net::toSockaddr(*parsed);
     if (!addr) return makeError("master " + address + ": " + addr.message());
     shard_of_node[static_cast<size_t>(node)] = static_cast<uint16_t>(shards.size());
-    std::shared_ptr<ShardTls> tls;
-    for (size_t i = 0; previous != nullptr && i < previous->shardCount(); ++i) {
-      if (previous->shard(i).address == address) tls = previous->shard(i).tls;
-    }
-    if (!tls) tls = nodeTls(db_tls, verifyName(topology.nodes()[static_cast<size_t>(node)]));
-    shards.push_back(ShardEndpoint{address, *addr, std::move(tls)});
+    shards.push_back(ShardEndpoint{address, *addr, tlsOf(address, verifyName(topology.nodes()[static_cast<size_t>(node)]))});
+  }
+  std::vector<ReplicaEndpoint> replicas;
+  for (size_t i = 0; with_replicas && i < topology.nodes().size(); ++i) {
+    const redis::ClusterNode& n = topology.nodes()[i];
+    if (n.role != redis::NodeRole::kReplica || n.master < 0) continue;
+    if (n.health == redis::NodeHealth::kFailed || n.health == redis::NodeHealth::kLoading) continue;
+    const uint16_t master = shard_of_node[static_cast<size_t>(n.master)];
+    if (master == ShardMap::kNoShard) continue;  // the replica of a master with no slot
+    std::string address = connectAddress(n, db_tls != nullptr);
+    if (address.empty()) continue;
+    auto parsed = net::parseSocketAddress(address);
+    if (!parsed) continue;
+    auto addr = net::toSockaddr(*parsed);
+    if (!addr) continue;
+    // A node listed twice (a reply caught mid-failover) is used once, as the master.
+    const bool known = std::any_of(shards.begin(), shards.end(), [&](const ShardEndpoint& e) {
+      return e.address == address;
+    }) || std::any_of(replicas.begin(), replicas.end(), [&](const ReplicaEndpoint& r) {
+      return r.endpoint.address == address;
+    });
+    if (known) continue;
+    replicas.push_back(ReplicaEndpoint{ShardEndpoint{address, *addr, tlsOf(address, verifyName(n))}, master});
   }
   // Every node known by a name, masters without slots and replicas too: an
   // ASK may name a master that is being given its first slot.
@@ -104,7 +128,7 @@ Result<std::shared_ptr<const ShardMap>> shardMapFromTopology(const redis::Cluste
     owners[slot] = owner == redis::ClusterTopology::kNoOwner ? ShardMap::kNoShard
                                                              : shard_of_node[static_cast<size_t>(owner)];
   }
-  return ShardMap::create(std::move(shards), owners, std::move(aliases));
+  return ShardMap::create(std::move(shards), owners, std::move(aliases), std::move(replicas));
 }
 
 }  // namespace shardgate::proxy

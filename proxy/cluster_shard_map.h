@@ -34,10 +34,15 @@ std::string verifyName(const redis::ClusterNode& node);
 // become the map's aliases.
 //
 // db_tls: the database's shard_tls (null: plaintext); each master's TLS is
-// a nodeTls of it -- the one of `previous` for a master it already had, so
+// a nodeTls of it -- the one of `previous` for a node it already had, so
 // a worker's resumption slot for that node stays.
+//
+// with_replicas (read_from replica_preferred): each master's replicas that
+// are not failed or loading join the map; one that cannot be connected to
+// (a hostname, no port of the kind needed) is left out, its master serves.
 Result<std::shared_ptr<const ShardMap>> shardMapFromTopology(const redis::ClusterTopology& topology,
                                                              const std::shared_ptr<ShardTls>& db_tls,
-                                                             const ShardMap* previous = nullptr);
+                                                             const ShardMap* previous = nullptr,
+                                                             bool with_replicas = false);
 
 }  // namespace shardgate::proxy

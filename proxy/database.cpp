@@ -27,6 +27,7 @@ Result<Database> makeDatabase(const config::DatabaseConfig& config, const config
   if (config.cluster) {
     db.cluster = true;
     db.cluster_refresh_ms = config.cluster->refresh_interval_ms;
+    db.replica_reads = config.cluster->read_from == config::ReadFrom::kReplicaPreferred;
     db.cluster_shown_masters = config.cluster->shown_masters;
     if (config.shard_tls.tls) {
       // The contexts every node's connections use (nodeTls); no name of its own.

@@ -55,6 +55,10 @@ struct Database {
   bool cluster = false;
   std::vector<ShardEndpoint> cluster_seeds;
   uint32_t cluster_refresh_ms = 0;
+  // cluster.read_from replica_preferred: readonly commands of clients in no
+  // stateful mode go to a replica of their slot's master (the map lists the
+  // replicas only then).
+  bool replica_reads = false;
   uint16_t cluster_shown_masters = 1;  // config cluster.shown_masters
   // The cluster monitor, set by the server before the workers start: a
   // MOVED or a failed node connection asks it for a refresh.

@@ -22,7 +22,8 @@ namespace shardgate::proxy {
 struct Database;
 class MultiplexSession;
 
-// One shard map's shared links: links[i] goes to map->shard(i). Sessions
+// One shard map's shared links: links[i] goes to map->endpoint(i) (the
+// shards, then their replicas when the map lists any). Sessions
 // hold the set they route by; a set replaced by a newer map's stays alive
 // while a session holds it or a request waits on one of its links. A link
 // to an endpoint both maps have is in both sets (the connection carries on
@@ -30,6 +31,9 @@ class MultiplexSession;
 struct SharedLinkSet {
   std::shared_ptr<const ShardMap> map;
   std::vector<std::shared_ptr<ShardLink>> links;
+  // read_from replica_preferred: the next pick among a shard's replicas
+  // (round robin, this worker's alone).
+  uint32_t next_replica = 0;
 };
 
 // The shared link set for `map`, after `old` (null: none yet): the link of
@@ -42,11 +46,11 @@ std::shared_ptr<SharedLinkSet> carryOverLinks(const SharedLinkSet* old, std::sha
                                               Make&& make, Rebind&& rebind) {
   auto set = std::make_shared<SharedLinkSet>();
   set->map = std::move(map);
-  for (size_t s = 0; s < set->map->shardCount(); ++s) {
+  for (size_t s = 0; s < set->map->endpointCount(); ++s) {
     const auto shard = static_cast<uint16_t>(s);
     std::shared_ptr<ShardLink> link;
-    for (size_t o = 0; old != nullptr && o < old->map->shardCount(); ++o) {
-      if (old->map->shard(o).address == set->map->shard(s).address) {
+    for (size_t o = 0; old != nullptr && o < old->map->endpointCount(); ++o) {
+      if (old->map->endpoint(o).address == set->map->endpoint(s).address) {
         link = old->links[o];
         rebind(*link, shard);
         break;

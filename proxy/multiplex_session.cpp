@@ -7,6 +7,7 @@
 #include <charconv>
 
 #include "common/ascii.h"
+#include "proxy/replica_reads.h"
 #include "redis/cluster_replies.h"
 #include "redis/hash_slot.h"
 #include "redis/info_merge.h"
@@ -226,6 +227,9 @@ MultiplexSession::Next MultiplexSession::dispatch(std::string_view frame) {
   if (!retired_.empty()) retired_.clear();
   const redis::CommandInfo* cmd = db_.commands->find(args_[0]);
   cur_kind_ = cmd ? classifyRequest(cmd->flags) : RequestKind::kOther;
+  // One flag test unless the database reads from replicas. MULTI/WATCH,
+  // pub/sub and blocking commands go to private links, never to a replica.
+  cur_replica_read_ = db_.replica_reads && cmd != nullptr && readableFromReplica(cmd->flags) && !watching_ && !ownLinks();
   if (monitoring_) return dispatchInPubsub(cmd, frame);
   // redis-server's order (server.c processCommand): the command must exist
   // and its arguments fit its arity, whoever answers it; then the client
@@ -529,6 +533,18 @@ ShardLink& MultiplexSession::linkFor(int shard, LinkKind kind) {
   return sharedLink(shard);
 }
 
+ShardLink* MultiplexSession::replicaFor(int shard) {
+  const auto s = static_cast<size_t>(shard);
+  const uint64_t now_us = links_host_.clockUs();
+  const int pick = pickReplica(map_->replicaBegin(s), map_->replicaEnd(s), links_->next_replica,
+                               [&](size_t i) { return links_->links[i]->readable(now_us); });
+  if (pick < 0) {
+    db_stats_.cluster_replica_fallbacks.add();
+    return nullptr;
+  }
+  return links_->links[static_cast<size_t>(pick)].get();
+}
+
 std::string MultiplexSession::unavailableLine(int shard) {
   ShardLink& link = sharedLink(shard);
   return "-ERR shard " + link.address() + " unavailable: " + link.failure() + "\r\n";
@@ -537,8 +553,10 @@ std::string MultiplexSession::unavailableLine(int shard) {
 MultiplexSession::Next MultiplexSession::forward(int shard, std::string_view frame, LinkKind kind,
                                            bool blocking) {
   if (!orderedAfterInFlight(kind, shard)) return Next::kWaitIdle;
+  // A read a replica takes needs its replica up, not its master.
+  ShardLink* replica = cur_replica_read_ && kind == LinkKind::kShared ? replicaFor(shard) : nullptr;
   // The shared link knows whether the shard is up, whichever link we use.
-  if (!sharedLink(shard).available()) {
+  if (replica == nullptr && !sharedLink(shard).available()) {
     replyLocal(unavailableLine(shard));
     return Next::kContinue;
   }
@@ -546,7 +564,7 @@ MultiplexSession::Next MultiplexSession::forward(int shard, std::string_view fra
   r->blocking = blocking;
   if (kind == LinkKind::kPrivate) private_shard_ = shard;
   push(r);
-  ShardLink& link = linkFor(shard, kind);
+  ShardLink& link = replica != nullptr ? *replica : linkFor(shard, kind);
   link.send(frame, r, 0);
   return Next::kContinue;
 }
@@ -627,7 +645,8 @@ MultiplexSession::Next MultiplexSession::split(redis::CommandRoute route, std::s
   ByteBuffer& cmd_bytes = frame_scratch_;
   for (size_t p = 0; p < shard_of_part.size(); ++p) {
     int s = shard_of_part[p];
-    if (!sharedLink(s).available()) {
+    ShardLink* replica = cur_replica_read_ ? replicaFor(s) : nullptr;
+    if (replica == nullptr && !sharedLink(s).available()) {
       std::string line = unavailableLine(s);
       onReply(r, static_cast<uint16_t>(p), reinterpret_cast<const uint8_t*>(line.data()), line.size(),
               true);
@@ -637,7 +656,7 @@ MultiplexSession::Next MultiplexSession::split(redis::CommandRoute route, std::s
     redis::resp::appendArrayHeader(cmd_bytes, prefix + part_args[p].size());
     for (size_t i = 0; i < prefix; ++i) redis::resp::appendBulk(cmd_bytes, args_[i]);
     for (uint32_t k : part_args[p]) redis::resp::appendBulk(cmd_bytes, args_[k]);
-    linkFor(s, LinkKind::kShared).send(cmd_bytes.view(), r, static_cast<uint16_t>(p));
+    (replica != nullptr ? *replica : linkFor(s, LinkKind::kShared)).send(cmd_bytes.view(), r, static_cast<uint16_t>(p));
   }
   return Next::kContinue;
 }

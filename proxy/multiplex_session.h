@@ -230,6 +230,9 @@ class MultiplexSession {
   void finishMerge(Request* r);
 
   ShardLink& sharedLink(int shard) { return *links_->links[static_cast<size_t>(shard)]; }
+  // read_from replica_preferred, a read on the shared links: a usable
+  // replica of `shard`'s master, or null (its master serves: a fallback).
+  ShardLink* replicaFor(int shard);
   ShardLink& privateLink(int shard);
   ShardLink& linkFor(int shard, LinkKind kind);
   bool ownLinks() const { return db_index_ != 0 || resp3_; }
@@ -261,6 +264,9 @@ class MultiplexSession {
   RequestKind cur_kind_ = RequestKind::kOther;
   uint64_t batch_start_us_ = 0;
   bool cur_timed_ = false;
+  // The command may be read from a replica (read_from replica_preferred,
+  // readableFromReplica); always false otherwise.
+  bool cur_replica_read_ = false;
   SharedLinks& shared_;                   // the worker's, for db_
   std::shared_ptr<SharedLinkSet> links_;  // the shared links (and map) this session routes by
   const ShardMap* map_;                   // links_->map

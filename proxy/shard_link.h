@@ -26,6 +26,13 @@ class ShardLink {
   uint16_t shard() const { return shard_; }
   // False while the shard is known to be down: answer the client at once.
   bool available() const { return !failing_; }
+  // A replica link (read_from replica_preferred): whether a read may go
+  // to it now (clock in microseconds). False also while it is being
+  // (re)checked -- calling this may start that check.
+  virtual bool readable(uint64_t now_us) {
+    (void)now_us;
+    return !failing_;
+  }
   // "127.0.0.1:7001", as error lines name the shard.
   virtual const std::string& address() const = 0;
   // Why the last connection failed ("connection refused"), for error lines.

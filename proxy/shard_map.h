@@ -9,6 +9,12 @@
 // others. The router answers a key in such a slot as Redis Cluster does
 // (-CLUSTERDOWN Hash slot not served); a map built from a `shards` list has
 // an owner for every slot (the config checks coverage).
+//
+// A cluster database with read_from replica_preferred also lists each
+// master's replicas. Links are made per endpoint: indices below shardCount()
+// are the masters (the shards), the rest replicas, each master's together
+// (replicaBegin / replicaEnd). Without replicas the two counts are equal and
+// nothing else changes.
 #pragma once
 
 #include <sys/socket.h>
@@ -18,6 +24,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/result.h"
@@ -32,6 +39,12 @@ struct ShardEndpoint {
   sockaddr_storage addr{};
   // Set when the shard has tls on: every connection to it is TLS.
   std::shared_ptr<ShardTls> tls;
+};
+
+// A replica and the shard (master) whose slots it copies.
+struct ReplicaEndpoint {
+  ShardEndpoint endpoint;
+  uint16_t master = 0;
 };
 
 // A Redis Cluster node known by a name (cluster-preferred-endpoint-type
@@ -53,13 +66,29 @@ class ShardMap {
 
   // Fails unless there is at least one shard and every slot names one of
   // them or kNoShard.
+  // Replicas must name one of the shards as their master.
   static Result<std::shared_ptr<const ShardMap>> create(std::vector<ShardEndpoint> shards,
                                                         const SlotOwners& owners,
-                                                        std::vector<NodeAlias> aliases = {});
+                                                        std::vector<NodeAlias> aliases = {},
+                                                        std::vector<ReplicaEndpoint> replicas = {});
 
   size_t shardCount() const { return shards_.size(); }
   const std::vector<ShardEndpoint>& shards() const { return shards_; }
   const ShardEndpoint& shard(size_t index) const { return shards_[index]; }
+
+  // Masters and replicas: endpoint(i) for i < endpointCount().
+  size_t endpointCount() const { return shards_.size() + replicas_.size(); }
+  const ShardEndpoint& endpoint(size_t index) const {
+    return index < shards_.size() ? shards_[index] : replicas_[index - shards_.size()].endpoint;
+  }
+  bool isReplica(size_t index) const { return index >= shards_.size(); }
+  bool hasReplicas() const { return !replicas_.empty(); }
+  const std::vector<ReplicaEndpoint>& replicas() const { return replicas_; }
+  // A replica endpoint's master (shard index).
+  uint16_t masterOf(size_t index) const { return replicas_[index - shards_.size()].master; }
+  // Shard `shard`'s replicas are the endpoints [replicaBegin, replicaEnd).
+  size_t replicaBegin(size_t shard) const { return shards_.size() + replica_range_[shard].first; }
+  size_t replicaEnd(size_t shard) const { return shards_.size() + replica_range_[shard].second; }
   // The shard owning a slot, or kNoShard.
   uint16_t shardOfSlot(uint16_t slot) const { return owners_[slot]; }
   // With one shard owning every slot, every key belongs to shard 0: no CRC16.
@@ -69,7 +98,8 @@ class ShardMap {
   // Slots with no owner (0 for a map from a `shards` list).
   size_t unservedSlots() const { return unserved_; }
   // Same shards (addresses, in order), the same owner for every slot and
-  // the same aliases.
+  // the same aliases and the same replicas (addresses, in order, with
+  // their masters).
   bool sameRouting(const ShardMap& other) const;
   const std::vector<NodeAlias>& aliases() const { return aliases_; }
   // The address a node's announced "name:port" stands for; null if none.
@@ -82,12 +112,12 @@ class ShardMap {
 
  private:
   ShardMap(std::vector<ShardEndpoint> shards, const SlotOwners& owners, size_t unserved,
-           std::vector<NodeAlias> aliases)
-      : shards_(std::move(shards)), aliases_(std::move(aliases)), owners_(owners), unserved_(unserved),
-        whole_(shards_.size() == 1 && unserved == 0) {}
+           std::vector<NodeAlias> aliases, std::vector<ReplicaEndpoint> replicas);
 
   std::vector<ShardEndpoint> shards_;
   std::vector<NodeAlias> aliases_;
+  std::vector<ReplicaEndpoint> replicas_;  // sorted by master
+  std::vector<std::pair<uint16_t, uint16_t>> replica_range_;  // per shard: [first, last) in replicas_
   SlotOwners owners_;
   size_t unserved_;
   bool whole_;

@@ -115,6 +115,14 @@ struct DbStats {
   // ([0] MOVED, [1] ASK), and TRYAGAIN / CLUSTERDOWN replies it retried.
   std::array<Counter, 2> cluster_redirects;
   Counter cluster_retries;
+  // read_from replica_preferred: reads a replica answered, and reads meant
+  // for a replica that its master served (no usable replica, or the
+  // replica refused the read or its connection failed).
+  Counter cluster_replica_reads;
+  Counter cluster_replica_fallbacks;
+  // Every replica link's connection counters (not reported per node: the
+  // per-shard metrics are the masters').
+  ShardStats replica_links;
 
   ShardStats& shard(size_t index) { return shards[index < kMaxShardStats ? index : kMaxShardStats - 1]; }
   const ShardStats& shard(size_t index) const {

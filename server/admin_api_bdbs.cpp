@@ -121,6 +121,8 @@ http::Response AdminApi::getBdbs() {
         {"shards", shards},
         {"connections", std::max<int64_t>(connections, 0)},
     });
+    // A cluster database: where its reads go (cluster.read_from).
+    if (dc.cluster) list.back()["read_from"] = config::readFromName(dc.cluster->read_from);
   }
   return jsonResponse(200, dumpJson(list));
 }

@@ -45,6 +45,14 @@ Result<ClusterReading> askNode(const proxy::ShardEndpoint& node, const std::opti
 std::string describeMasters(const proxy::ShardMap& map) {
   std::string out;
   for (size_t i = 0; i < map.shardCount(); ++i) out += (i ? ", " : "") + map.shard(i).address;
+  // read_from replica_preferred: the replicas reads go to.
+  if (map.hasReplicas()) {
+    out += "; replicas read from ";
+    for (size_t i = 0; i < map.replicas().size(); ++i) {
+      const proxy::ReplicaEndpoint& r = map.replicas()[i];
+      out += (i ? ", " : "") + r.endpoint.address + " (of " + map.shard(r.master).address + ")";
+    }
+  }
   return out;
 }
 
@@ -77,7 +85,7 @@ struct ClusterMonitor::Work {
 Result<std::unique_ptr<ClusterMonitor>> ClusterMonitor::create(proxy::Database& db) {
   auto reading = readClusterTopology(db.cluster_seeds, db.shard_password, kStartNodeTimeoutMs);
   if (!reading) return makeError("no seed answered with the cluster's slots: " + reading.message());
-  auto map = proxy::shardMapFromTopology(reading->topology, db.shard_tls);
+  auto map = proxy::shardMapFromTopology(reading->topology, db.shard_tls, nullptr, db.replica_reads);
   if (!map) return makeError("the topology from " + reading->node + ": " + map.message());
   db.shard_map = std::make_shared<proxy::ShardMapSource>(*map);
   spdlog::info("db {}: cluster discovered from {} ({}): {}; masters {}", db.name, reading->node,
@@ -261,7 +269,7 @@ void ClusterMonitor::finishRefresh(Work& work) {
       }
     };
     const auto current = db_.shard_map->current();
-    auto map = proxy::shardMapFromTopology(reading.topology, db_.shard_tls, current.get());
+    auto map = proxy::shardMapFromTopology(reading.topology, db_.shard_tls, current.get(), db_.replica_reads);
     if (!map) {
       failed_.fetch_add(1, std::memory_order_relaxed);
       spdlog::warn("db {}: cluster refresh: the topology from {}: {}; routing by the last map", db_.name,

@@ -186,8 +186,20 @@ void addClusterFamilies(const MetricsInput& in, std::vector<MetricFamily>& out) 
   MetricFamily node_up = family("shardgate_cluster_node_up", MetricType::kGauge,
                                 "Each node of the cluster as the last topology read gave it, by role: 1 when "
                                 "it is up, 0 while the cluster marks it failed");
+  MetricFamily replica_reads = family("shardgate_cluster_replica_reads_total", MetricType::kCounter,
+                                      "Reads a replica answered (cluster.read_from replica_preferred)");
+  MetricFamily replica_fallbacks = family(
+      "shardgate_cluster_replica_fallbacks_total", MetricType::kCounter,
+      "Reads meant for a replica that its master served instead: no usable replica (none, down, left out after "
+      "a refusal), or the replica refused the read (LOADING, MASTERDOWN, CLUSTERDOWN) or its connection failed");
   for (const proxy::Database* db : in.databases) {
     if (!db->cluster) continue;
+    if (db->replica_reads) {
+      replica_reads.samples.push_back(
+          {dbLabel(*db), sumDb(in, db->index, [](const DbStats& d) { return d.cluster_replica_reads.get(); })});
+      replica_fallbacks.samples.push_back(
+          {dbLabel(*db), sumDb(in, db->index, [](const DbStats& d) { return d.cluster_replica_fallbacks.get(); })});
+    }
     for (size_t k : {0, 1}) {
       redirects.samples.push_back({{{"db", db->name}, {"kind", k == 0 ? "moved" : "ask"}},
                                    sumDb(in, db->index, [k](const DbStats& d) { return d.cluster_redirects[k].get(); })});
@@ -211,6 +223,10 @@ void addClusterFamilies(const MetricsInput& in, std::vector<MetricFamily>& out) 
   out.push_back(std::move(refreshes));
   out.push_back(std::move(version));
   out.push_back(std::move(node_up));
+  if (!replica_reads.samples.empty()) {
+    out.push_back(std::move(replica_reads));
+    out.push_back(std::move(replica_fallbacks));
+  }
 }
 
 void addTlsFamilies(const MetricsInput& in, std::vector<MetricFamily>& out) {

@@ -363,6 +363,7 @@ void Server::logListeners() const {
       for (size_t i = 0; i < shards.size(); ++i) behind += (i ? ", " : "") + shards[i].address;
       behind += db->password ? "), AUTH required" : ")";
       behind += ", refreshed every " + std::to_string(db->cluster_refresh_ms) + " ms";
+      if (db->replica_reads) behind += ", reads from replicas (read_from replica_preferred)";
       if (db->cluster_shown_masters > 1) {
         behind += ", shown to cluster clients as " + std::to_string(db->cluster_shown_masters) + " masters";
       }

@@ -742,11 +742,27 @@ TEST_CASE("config: cluster section errors name the key") {
   checkError(clusterDb("    cluster:\n      seeds: [127.0.0.1:7000]\n      refresh_interval_ms: 10\n"), 6,
              "databases[0].cluster.refresh_interval_ms", "10 is out of range 100-3600000");
   checkError(clusterDb("    cluster:\n      seeds: [127.0.0.1:7000]\n      refresh: 10\n"), 6,
-             "databases[0].cluster.refresh", "unknown key (known keys: seeds, refresh_interval_ms, shown_masters)");
+             "databases[0].cluster.refresh",
+             "unknown key (known keys: seeds, refresh_interval_ms, shown_masters, read_from)");
   checkError(clusterDb("    cluster: { seeds: [127.0.0.1:7000], shown_masters: 0 }\n"), 4,
              "databases[0].cluster.shown_masters", "0 is out of range 1-64");
   checkError(clusterDb("    cluster: { seeds: [127.0.0.1:7000] }\n    multiplex: false\n"), 5,
              "databases[0].multiplex", "a cluster database is always multiplexed");
+}
+
+TEST_CASE("config: cluster.read_from, primary unless replica_preferred") {
+  CHECK(parsed(clusterDb("    cluster: { seeds: [127.0.0.1:7000] }\n")).databases[0].cluster->read_from ==
+        ReadFrom::kPrimary);
+  CHECK(parsed(clusterDb("    cluster: { seeds: [127.0.0.1:7000], read_from: primary }\n"))
+            .databases[0].cluster->read_from == ReadFrom::kPrimary);
+  Config c = parsed(clusterDb("    cluster:\n      seeds: [127.0.0.1:7000]\n      read_from: replica_preferred\n"));
+  CHECK(c.databases[0].cluster->read_from == ReadFrom::kReplicaPreferred);
+  CHECK(std::string(readFromName(c.databases[0].cluster->read_from)) == "replica_preferred");
+  checkError(clusterDb("    cluster:\n      seeds: [127.0.0.1:7000]\n      read_from: x\n"), 6,
+             "databases[0].cluster.read_from", "\"x\" is not one of primary, replica_preferred");
+  // At the database's level (a database of shards, or a misplaced key).
+  checkError(clusterDb("    read_from: replica_preferred\n    cluster: { seeds: [127.0.0.1:7000] }\n"), 4,
+             "databases[0].read_from", "read_from is a setting of a Redis Cluster backend");
 }
 
 TEST_CASE("config: a cluster database takes shard_tls for every node") {
