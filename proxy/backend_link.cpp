@@ -76,7 +76,9 @@ BackendLink::~BackendLink() {
 void BackendLink::send(std::string_view frame, Request* r, uint16_t part) {
   if (!owner_ && fifo_.empty() && state_ == State::kReady) startWatchdog();
   last_used_ms_ = uv_now(worker_.loop());
-  const bool keep = follow_redirects_ && r != nullptr;
+  // A blocking command on a client's own link to a cluster node is kept too:
+  // the node may let it go unrun (MOVED, UNBLOCKED) and the session resends it.
+  const bool keep = r != nullptr && (follow_redirects_ || (db_.cluster && r->slot >= 0));
   fifo_.push_back(Pending{r, part, false, last_used_ms_, keep ? static_cast<uint32_t>(frame.size()) : 0});
   if (keep) sent_.append(frame);
   out_.append(frame);
@@ -310,7 +312,7 @@ void BackendLink::deliver(const uint8_t* data, size_t len, bool done) {
     return;
   }
   Pending p = fifo_.front();
-  if (follow_redirects_ && p.request != nullptr && (holding_ || (partial_bytes_ == 0 && len > 0 && data[0] == '-'))) {
+  if (p.frame_len > 0 && (holding_ || (partial_bytes_ == 0 && len > 0 && data[0] == '-'))) {
     // An error reply: held until its line is whole (a MOVED cut short
     // would name the wrong port), then followed or passed on.
     held_.append(data, len);
@@ -354,7 +356,12 @@ void BackendLink::followOrDeliver(const Pending& p) {
   sent_.consume(p.frame_len);
   reply.append(held_.data(), held_.size());
   held_.clear();
-  if (redirects.onErrorReply(db_, address(), p.request, p.part)) return;
+  if (owner_ != nullptr) {
+    // A client's own link: the session decides (its state is on this link).
+    if (p.request->owner == owner_ && owner_->onNodeError(*this, p.request, frame.view(), reply.view())) return;
+  } else if (redirects.onErrorReply(db_, address(), p.request, p.part)) {
+    return;
+  }
   deliverReply(worker_.requestPool(), p.request, p.part, reply.data(), reply.size(), true);
 }
 

@@ -38,13 +38,16 @@ MultiplexSession::MultiplexSession(LinkFactory& links, const Database& db, Reply
       id_(next_client_id.fetch_add(1, std::memory_order_relaxed)) {}
 
 MultiplexSession::~MultiplexSession() {
+  links_host_.cancelWake(this);
   orphanRequests();
   private_.clear();  // their waiting parts are orphans now, freed as they fail
 }
 
 void MultiplexSession::orphanRequests() {
   // Links free orphaned requests as their replies arrive (or fail), and
-  // nothing reaches another client.
+  // nothing reaches another client. One waiting to be resent waits on no link.
+  for (Resend& w : resends_) w.request->waiting = 0;
+  resends_.clear();
   for (Request* r = head_; r;) {
     Request* next = r->next;
     r->owner = nullptr;
@@ -90,7 +93,9 @@ void MultiplexSession::abandon() {
   stream_links_.clear();
   push_partial_.clear();
   private_.clear();
+  node_addresses_.clear();
   retired_.clear();
+  links_host_.cancelWake(this);
 }
 
 // ---- parsing -----------------------------------------------------------------
@@ -206,6 +211,7 @@ void MultiplexSession::adoptMap() {
   }
   // Idle private links hold only SELECT / HELLO 3, which a new one is sent first.
   private_.clear();
+  node_addresses_.clear();
   links_ = shared_.current;
   map_ = links_->map.get();
 }
@@ -405,7 +411,12 @@ MultiplexSession::Next MultiplexSession::dispatch(std::string_view frame) {
   if (shard < 0) shard = 0;
   if ((cmd->flags & redis::CommandInfo::kBlocking) || route == redis::CommandRoute::kStalling) {
     // A blocked command would stall every client behind it on a shared link.
-    return forward(shard, frame, LinkKind::kPrivate, true);
+    // On a cluster its slot goes with it: a node that lets it go unrun
+    // (the slot moved, a failover) names where to resend it.
+    cur_slot_ = db_.cluster && !keys_.empty() ? redis::keyHashSlot(args_[keys_[0]]) : -1;
+    Next next = forward(shard, frame, LinkKind::kPrivate, true);
+    cur_slot_ = -1;
+    return next;
   }
   return forward(shard, frame, LinkKind::kShared);
 }
@@ -485,13 +496,22 @@ bool MultiplexSession::orderedAfterInFlight(LinkKind kind, int shard) const {
 // ---- sending -----------------------------------------------------------------
 
 ShardLink& MultiplexSession::privateLink(int shard) {
-  if (private_.empty()) private_.resize(map_->shardCount());
+  if (private_.size() < map_->shardCount() + node_addresses_.size()) {
+    private_.resize(map_->shardCount() + node_addresses_.size());
+  }
   auto& link = private_[static_cast<size_t>(shard)];
   // Its shard was told of the client's EOF, but a blocked command it held
   // was answered and what waited behind it runs: on a connection of its own.
   if (link && link->writeClosed()) retired_.push_back(std::move(link));
   if (!link) {
-    link = links_host_.openPrivateLink(db_, links_->map, static_cast<uint16_t>(shard), this);
+    const size_t shards = map_->shardCount();
+    if (static_cast<size_t>(shard) >= shards) {
+      // nodeShard() checked the address can be used.
+      link = links_host_.openNodeLink(db_, node_addresses_[static_cast<size_t>(shard) - shards],
+                                      static_cast<uint16_t>(shard), this);
+    } else {
+      link = links_host_.openPrivateLink(db_, links_->map, static_cast<uint16_t>(shard), this);
+    }
     // The client's connection state goes first; the shard's answers to it
     // are the proxy's, dropped.
     ByteBuffer& prelude = reply_scratch_;
@@ -534,6 +554,7 @@ MultiplexSession::Next MultiplexSession::forward(int shard, std::string_view fra
   }
   Request* r = newRequest(ReplyMerge::kForward, kind, 1);
   r->blocking = blocking;
+  r->slot = cur_slot_;
   if (kind == LinkKind::kPrivate) private_shard_ = shard;
   push(r);
   ShardLink& link = linkFor(shard, kind);
@@ -701,6 +722,9 @@ void MultiplexSession::onPrivateLinkLost(ShardLink& link) {
   // A private link holds connection state the shard has now forgotten; a
   // fresh connection must not silently stand in for it.
   const int shard = link.shard();
+  // A link no longer the session's (retired: its state was given up
+  // already) changes nothing.
+  if (link.shard() >= private_.size() || private_[link.shard()].get() != &link) return;
   if (in_multi_ && multi_on_shard_ && pin_shard_ == shard) {
     multi_dirty_ = true;
     multi_lost_ = true;

@@ -103,6 +103,13 @@ class MultiplexSession {
   // One of this session's private links failed (after its waiting requests
   // were answered with the error).
   void onPrivateLinkLost(ShardLink& link);
+  // A cluster database: a node's error reply to request r, a command that
+  // link kept a copy of (`frame`) on this session's own connection. True:
+  // taken over (resent, now or later, or answered); false: the reply is the
+  // client's as it is (multiplex_session_redirects.cpp).
+  bool onNodeError(ShardLink& link, Request* r, std::string_view frame, std::string_view reply);
+  // The worker's timer: resends and re-subscriptions that are due.
+  void onRedirectTimer();
 
   // Requests in flight at most; beyond it the client is not read.
   static constexpr size_t kMaxInFlight = 1024;
@@ -229,6 +236,19 @@ class MultiplexSession {
 
   ShardLink& sharedLink(int shard) { return *links_->links[static_cast<size_t>(shard)]; }
   ShardLink& privateLink(int shard);
+  // A cluster node by address: the shard of the session's map at that
+  // address, or a position past the map's shards for a node the map does
+  // not have (its link opened by LinkFactory::openNodeLink). -1: unusable.
+  int nodeShard(const std::string& address);
+  // The node owning `slot` now, by the worker's latest map (empty: none).
+  std::string slotOwnerNow(uint16_t slot);
+  // Request r (a blocking command) goes to the node at address, on the
+  // session's own link there; asking: after ASKING.
+  void resendToNode(const std::string& address, std::string_view frame, Request* r, bool asking);
+  // The link that answered UNBLOCKED is being closed by its node: nothing
+  // more is sent on it.
+  void retireLink(ShardLink& link);
+  void scheduleWake(uint64_t ms);
   ShardLink& linkFor(int shard, LinkKind kind);
   bool ownLinks() const { return db_index_ != 0 || resp3_; }
   void dropPrivateLinks();
@@ -292,8 +312,19 @@ class MultiplexSession {
   bool resp3_ = false;     // HELLO 3
   bool tracking_ = false;  // CLIENT TRACKING was sent: its state lives on the links
 
-  // Private links, one per shard at most, opened when first needed.
+  // Private links, one per shard at most, opened when first needed; past
+  // the map's shards, links to the cluster nodes in node_addresses_.
   std::vector<std::unique_ptr<ShardLink>> private_;
+  std::vector<std::string> node_addresses_;
+  // Blocking commands a node let go unrun, waiting to be resent (to the
+  // slot's owner then).
+  struct Resend {
+    Request* request;
+    std::string frame;
+    uint64_t due_ms;
+  };
+  std::vector<Resend> resends_;
+  int32_t cur_slot_ = -1;  // the blocking command being dispatched: its key's slot
   std::vector<std::unique_ptr<ShardLink>> retired_;  // pub/sub links, deleted soon
 
   // MULTI/WATCH: the transaction's shard once a key named it.

@@ -181,7 +181,9 @@ bool MultiplexSession::settlePubsub(int shard, bool error, std::string_view line
 
 void MultiplexSession::useForStream(int shard, ShardLink& link) {
   link.setPushTarget(this);
-  if (stream_links_.size() < map_->shardCount()) stream_links_.resize(map_->shardCount());
+  if (stream_links_.size() <= static_cast<size_t>(shard)) {
+    stream_links_.resize(std::max(map_->shardCount(), static_cast<size_t>(shard) + 1));
+  }
   stream_links_[static_cast<size_t>(shard)] = true;
 }
 
@@ -518,7 +520,7 @@ MultiplexSession::Next MultiplexSession::dispatchInPubsub(const redis::CommandIn
 }
 
 void MultiplexSession::onPush(ShardLink& link, const uint8_t* data, size_t len, bool done) {
-  if (push_partial_.size() <= link.shard()) push_partial_.resize(map_->shardCount());
+  if (push_partial_.size() <= link.shard()) push_partial_.resize(std::max<size_t>(map_->shardCount(), link.shard() + 1));
   ByteBuffer& frame = push_partial_[link.shard()];
   frame.append(data, len);
   if (!done) return;

@@ -1,0 +1,177 @@
+"""A client in a stateful mode on a Redis Cluster database never sees the
+cluster move under it (docs/routing.md, "Redirects: what is retried").
+
+shardgate with `cluster: {seeds}` in front of a real six-node cluster
+(cluster_env: three masters, one replica each), spoken to in raw RESP so every
+reply is checked as bytes; where a thing happens is checked on the nodes
+themselves (INFO's blocked_clients, PUBSUB SHARDNUMSUB).
+
+- BLPOP blocked on a master whose slot is resharded away (Redis 7 unblocks it
+  with -MOVED): shardgate blocks it again on the new owner (blocked_clients
+  there), and an LPUSH through shardgate wakes it with the value; the client
+  never sees MOVED. The same across a CLUSTER FAILOVER (the old master answers
+  -UNBLOCKED and closes the connection).
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from cluster_env import ClusterEnv, ClusterNode, start_cluster
+from conftest import wait_for_blocked_clients
+from sharding_env import Err, RespClient, keyslot
+
+REPLY_TIMEOUT_S = 30.0
+MOVE_TIMEOUT_S = 30.0
+
+
+def cluster_db(seeds: list[str]) -> dict:
+    return {"name": "big", "listen": "127.0.0.1:0", "tls": False,
+            "cluster": {"seeds": seeds, "refresh_interval_ms": 60000}}
+
+
+@pytest.fixture
+def env(procs, tmp_path):
+    return start_cluster(procs, tmp_path)
+
+
+@pytest.fixture
+def sg(env, shardgate):
+    return shardgate([cluster_db([env.masters()[0].address])])
+
+
+def raw(sg) -> RespClient:
+    return RespClient.plain(sg.port("big"), timeout=REPLY_TIMEOUT_S)
+
+
+def key_in_slot(slot: int, stem: str) -> str:
+    """A key that hashes to `slot` (through a {tag})."""
+    for n in range(1_000_000):
+        tag = "{%s%d}" % (stem, n)
+        if keyslot(tag) == slot:
+            return tag + "k"
+    raise AssertionError(f"no key found for slot {slot}")
+
+
+def first_slot_of(env: ClusterEnv, master: ClusterNode) -> int:
+    """The slot `redis-cli --cluster reshard ... --cluster-slots 1` moves
+    first from `master`: its lowest."""
+    return env.slot_map().index(master.port)
+
+
+def blocked_on(node: ClusterNode) -> int:
+    with node.client() as direct:
+        return direct.info("clients")["blocked_clients"]
+
+
+def wait_blocked(node: ClusterNode, what: str, count: int = 1,
+                 timeout: float = MOVE_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    seen = -1
+    while time.monotonic() < deadline:
+        seen = blocked_on(node)
+        if seen >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what}: {seen} client(s) blocked on {node} after {timeout} s, "
+                         f"expected {count}")
+
+
+def no_reply_yet(conn: RespClient, what: str) -> None:
+    conn.sock.settimeout(0.05)
+    try:
+        data = conn.sock.recv(1 << 16, 2)  # MSG_PEEK
+        assert not data, f"{what}: a reply arrived while it should still be blocked: {data!r}"
+    except (TimeoutError, BlockingIOError):
+        pass
+    finally:
+        conn.sock.settimeout(conn.timeout)
+
+
+def assert_no_redirect(reply, what: str) -> None:
+    if isinstance(reply, Err):
+        assert not str(reply).startswith(("-MOVED", "-ASK")), f"{what}: the client saw {reply}"
+
+
+# ---------------------------------------------------------------- blocking
+
+
+def test_blpop_follows_its_slot_when_it_is_resharded(env, sg):
+    source, target = env.masters()[0], env.masters()[1]
+    slot = first_slot_of(env, source)
+    key = key_in_slot(slot, "bq")
+    with raw(sg) as waiter, raw(sg) as pusher:
+        waiter.send("BLPOP", key, "0")
+        wait_for_blocked_clients(source.client(), 1)
+        no_reply_yet(waiter, "BLPOP before the reshard")
+        env.reshard(1, source, target)
+        assert env.slot_owner(slot) is target
+        # Redis 7 unblocks it on the old owner (-MOVED); shardgate blocks it
+        # again on the new one.
+        wait_blocked(target, "BLPOP after the reshard")
+        assert blocked_on(source) == 0
+        no_reply_yet(waiter, "BLPOP after the reshard")
+        assert pusher.call("LPUSH", key, "job1") == 1
+        reply = waiter.read_reply("BLPOP")
+        assert_no_redirect(reply, "BLPOP")
+        assert reply == [key.encode(), b"job1"]
+        with target.client() as direct:
+            assert direct.llen(key) == 0
+        assert blocked_on(target) == 0
+        # The connection carries on, routing by the new owner.
+        assert waiter.call("RPUSH", key, "x") == 1
+        assert waiter.call("BRPOP", key, "1") == [key.encode(), b"x"]
+
+
+def test_blocking_commands_of_each_kind_follow_a_reshard(env, sg):
+    """BRPOP, BLMOVE (both keys of one slot), BZPOPMIN and XREAD BLOCK."""
+    source, target = env.masters()[0], env.masters()[1]
+    slot = first_slot_of(env, source)
+    tag = key_in_slot(slot, "kinds")[:-1]
+    waiters = [raw(sg) for _ in range(4)]
+    try:
+        waiters[0].send("BRPOP", f"{tag}l", "0")
+        waiters[1].send("BLMOVE", f"{tag}m", f"{tag}dst", "LEFT", "RIGHT", "0")
+        waiters[2].send("BZPOPMIN", f"{tag}z", "0")
+        waiters[3].send("XREAD", "BLOCK", "0", "STREAMS", f"{tag}s", "$")
+        wait_blocked(source, "before the reshard", 4)
+        env.reshard(1, source, target)
+        wait_blocked(target, "after the reshard", 4)
+        with raw(sg) as pusher:
+            assert pusher.call("RPUSH", f"{tag}l", "a") == 1
+            assert pusher.call("RPUSH", f"{tag}m", "b") == 1
+            assert pusher.call("ZADD", f"{tag}z", "1", "c") == 1
+            xid = pusher.call("XADD", f"{tag}s", "*", "f", "v")
+        replies = [w.read_reply("blocked command") for w in waiters]
+        for r in replies:
+            assert_no_redirect(r, "a blocking command")
+        assert replies[0] == [f"{tag}l".encode(), b"a"]
+        assert replies[1] == b"b"
+        assert replies[2] == [f"{tag}z".encode(), b"c", b"1"]
+        assert replies[3] == [[f"{tag}s".encode(), [[xid, [b"f", b"v"]]]]]
+        with target.client() as direct:
+            assert direct.lrange(f"{tag}dst", 0, -1) == [b"b"]
+    finally:
+        for w in waiters:
+            w.close()
+
+
+def test_blpop_follows_a_manual_failover(env, sg):
+    master = env.masters()[0]
+    replica = env.replicas(master)[0]
+    slot = first_slot_of(env, master)
+    key = key_in_slot(slot, "fq")
+    with raw(sg) as waiter, raw(sg) as pusher:
+        waiter.send("BLPOP", key, "0")
+        wait_for_blocked_clients(master.client(), 1)
+        env.failover(replica)
+        assert env.slot_owner(slot) is replica
+        # The old master, now a replica, answered -UNBLOCKED and closed the
+        # connection; shardgate blocks the command again on the new master.
+        wait_blocked(replica, "BLPOP after the failover")
+        no_reply_yet(waiter, "BLPOP after the failover")
+        assert pusher.call("LPUSH", key, "job2") == 1
+        reply = waiter.read_reply("BLPOP")
+        assert_no_redirect(reply, "BLPOP")
+        assert reply == [key.encode(), b"job2"]
