@@ -67,6 +67,8 @@ void MultiplexSession::clearPubsub() {
   channels_.clear();
   patterns_.clear();
   shard_channels_.clear();
+  shard_home_.clear();
+  resubs_.clear();
   expected_.clear();
   arrived_.clear();
   sent_pubsub_.clear();
@@ -743,6 +745,7 @@ void MultiplexSession::onPrivateLinkLost(ShardLink& link) {
     return;
   }
   if (subscribed() && link.shard() < stream_links_.size() && stream_links_[link.shard()]) {
+    if (db_.cluster && resubscribeLost(shard)) return;
     std::string line = "-ERR shard " + link.address() + " unavailable: " + link.failure() +
                        (monitoring_ ? " (MONITOR ended)" : " (subscriptions on it are lost)") +
                        "\r\n";

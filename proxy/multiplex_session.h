@@ -29,6 +29,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "common/byte_buffer.h"
@@ -249,6 +250,16 @@ class MultiplexSession {
   // more is sent on it.
   void retireLink(ShardLink& link);
   void scheduleWake(uint64_t ms);
+  // Shard channels on a cluster database: a frame from `shard` the proxy
+  // takes (true) -- a sunsubscribe the node sent because the channel's slot
+  // left it, the confirmation or refusal of the proxy's re-subscription.
+  bool onShardChannelFrame(int shard, std::string_view kind, std::string_view name, std::string_view error);
+  void resubscribeLater(std::string name, int tries, bool confirm);
+  // A stream link to a cluster node was lost: its shard channels are
+  // subscribed again where their slots are served. False: the link held
+  // more than that (channels, patterns, a command waiting), which is lost.
+  bool resubscribeLost(int shard);
+  void resubscribeDue(uint64_t now);
   ShardLink& linkFor(int shard, LinkKind kind);
   bool ownLinks() const { return db_index_ != 0 || resp3_; }
   void dropPrivateLinks();
@@ -325,6 +336,16 @@ class MultiplexSession {
   };
   std::vector<Resend> resends_;
   int32_t cur_slot_ = -1;  // the blocking command being dispatched: its key's slot
+  // Shard channels to subscribe again (their slot moved, their node died).
+  struct Resubscribe {
+    std::string name;
+    int tries;
+    bool confirm;  // the client's SSUBSCRIBE, refused by a node whose slot moved
+    uint64_t due_ms;
+  };
+  std::vector<Resubscribe> resubs_;
+  // Where each shard channel is subscribed (a shard of the map or a node past it).
+  std::unordered_map<std::string, int> shard_home_;
   std::vector<std::unique_ptr<ShardLink>> retired_;  // pub/sub links, deleted soon
 
   // MULTI/WATCH: the transaction's shard once a key named it.
@@ -380,6 +401,10 @@ class MultiplexSession {
     std::string kind;
     std::vector<std::string> names;
     size_t left;  // confirmations still due
+    // >= 0: the proxy's own SSUBSCRIBE of a shard channel whose slot moved
+    // (multiplex_session_redirects.cpp), its try; the client hears nothing of it.
+    int resub_try = -1;
+    bool confirm = false;  // ... of a client's SSUBSCRIBE a node refused: its confirmation is the client's
   };
   std::list<SentPubsub> sent_pubsub_;
 };

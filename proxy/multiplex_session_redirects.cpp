@@ -22,6 +22,9 @@
 
 #include "proxy/cluster_redirects.h"
 #include "proxy/multiplex_session.h"
+#include "redis/cluster_redirect.h"
+#include "redis/hash_slot.h"
+#include "redis/resp_encoder.h"
 
 namespace shardgate::proxy {
 
@@ -69,6 +72,7 @@ void MultiplexSession::scheduleWake(uint64_t ms) { links_host_.wakeLater(this, m
 
 void MultiplexSession::onRedirectTimer() {
   const uint64_t now = links_host_.refreshClock() / 1000;
+  resubscribeDue(now);
   std::vector<Resend> due;
   for (size_t i = 0; i < resends_.size();) {
     if (resends_[i].due_ms <= now) {
@@ -87,10 +91,11 @@ void MultiplexSession::onRedirectTimer() {
     }
     resendToNode(owner, w.frame, w.request, false);
   }
-  if (!resends_.empty()) {
+  if (!resends_.empty() || !resubs_.empty()) {
     // Others not due yet: woken again for the soonest.
     uint64_t next = UINT64_MAX;
     for (const Resend& w : resends_) next = std::min(next, w.due_ms);
+    for (const Resubscribe& w : resubs_) next = std::min(next, w.due_ms);
     scheduleWake(next > now ? next - now : 0);
   }
   conn_.replyReady();
@@ -152,6 +157,155 @@ void MultiplexSession::retireLink(ShardLink& link) {
   }
   // We are inside its callback: deleted later, from dispatch().
   retired_.push_back(std::move(private_[s]));
+}
+
+// ---- shard channels --------------------------------------------------------
+//
+// A shard channel lives on the master of its slot. When the slot leaves a
+// node (a reshard, a failover), Redis 7 sends the node's subscribers a
+// `sunsubscribe` for each of its channels (cluster.c clusterDelSlot ->
+// removeChannelsInSlot); a killed master's connection just dies. Either way
+// the proxy keeps that from the client and subscribes the channel again on
+// the slot's owner once the topology says who it is (a back-off, the refresh
+// asked for meanwhile). Messages published between the two are lost, as
+// they are for a Redis client that re-subscribes itself.
+
+namespace {
+constexpr int kMaxResubscribeTries = 120;  // 25 ms ... then every 500 ms: about a minute
+}  // namespace
+
+bool MultiplexSession::onShardChannelFrame(int shard, std::string_view kind, std::string_view name,
+                                           std::string_view error) {
+  auto oldest = std::find_if(sent_pubsub_.begin(), sent_pubsub_.end(),
+                             [&](const SentPubsub& p) { return p.shard == shard; });
+  if (!error.empty()) {
+    if (oldest == sent_pubsub_.end()) return false;
+    const auto redirect = redis::classifyReply(error).kind;
+    const bool moved = redirect != redis::RedirectKind::kNone || error.starts_with("-ERR shard ");
+    if (oldest->resub_try >= 0) {
+      // Our SSUBSCRIBE refused (the map was behind, the cluster down): again, later.
+      SentPubsub refused = std::move(*oldest);
+      sent_pubsub_.erase(oldest);
+      resubscribeLater(refused.names.front(), refused.resub_try + 1, refused.confirm);
+      return true;
+    }
+    if (!moved || oldest->kind != "ssubscribe") return false;
+    // The client's SSUBSCRIBE reached a node whose slot had moved (the
+    // session routes by the map it subscribed with): where the slot is now.
+    if (redirect == redis::RedirectKind::kMoved || redirect == redis::RedirectKind::kClusterDown) {
+      if (db_.cluster_refresh != nullptr) db_.cluster_refresh->requestRefresh();
+    }
+    SentPubsub refused = std::move(*oldest);
+    sent_pubsub_.erase(oldest);
+    for (std::string& n : refused.names) resubscribeLater(std::move(n), 0, true);
+    return true;
+  }
+  if (kind == "ssubscribe" && oldest != sent_pubsub_.end() && oldest->resub_try >= 0) {
+    shard_home_[oldest->names.front()] = shard;
+    const bool confirm = oldest->confirm;
+    sent_pubsub_.erase(oldest);
+    if (!confirm) return true;  // the client subscribed long ago
+    arrived_.push_back(Confirm{std::string(kind), std::string(name), false});
+    emitConfirmations();
+    return true;
+  }
+  if (kind != "sunsubscribe") return false;
+  if (oldest != sent_pubsub_.end() && oldest->kind == "sunsubscribe" && oldest->resub_try < 0 &&
+      std::find(oldest->names.begin(), oldest->names.end(), name) != oldest->names.end()) {
+    return false;  // the client's own SUNSUBSCRIBE
+  }
+  auto home = shard_home_.find(std::string(name));
+  if (shard_channels_.find(name) == shard_channels_.end() || home == shard_home_.end()) return false;
+  // Subscribed elsewhere already: this node's word is stale.
+  if (home->second != shard) return true;
+  shard_home_.erase(home);
+  if (db_.cluster_refresh != nullptr) db_.cluster_refresh->requestRefresh();
+  resubscribeLater(std::string(name), 0, false);
+  return true;
+}
+
+void MultiplexSession::resubscribeLater(std::string name, int tries, bool confirm) {
+  if (tries >= kMaxResubscribeTries) {
+    // No node serves the slot for this long: the client is told and
+    // disconnected, as when a subscriber's shard connection is lost.
+    const std::string line = "-ERR shardgate: shard channel " + name + " lost: slot " +
+                             std::to_string(redis::keyHashSlot(name)) + " has no node that serves it\r\n";
+    appendToStream(reinterpret_cast<const uint8_t*>(line.data()), line.size());
+    stop();
+    conn_.replyReady();
+    return;
+  }
+  const uint64_t delay = ClusterRedirects::retryDelayMs(static_cast<uint8_t>(std::min(tries, 5)));
+  resubs_.push_back(Resubscribe{std::move(name), tries, confirm, links_host_.clockUs() / 1000 + delay});
+  scheduleWake(delay);
+}
+
+bool MultiplexSession::resubscribeLost(int shard) {
+  if (!patterns_.empty()) return false;
+  for (const std::string& c : channels_) {
+    if (map_->shardOfKey(c) == shard) return false;
+  }
+  for (const SentPubsub& p : sent_pubsub_) {
+    if (p.shard == shard && p.resub_try < 0) return false;
+  }
+  if (input_ended_ || stopped_) return false;
+  // Only shard channels were there: each goes where its slot is served now.
+  std::vector<std::pair<std::string, std::pair<int, bool>>> again;
+  for (auto it = sent_pubsub_.begin(); it != sent_pubsub_.end();) {
+    if (it->shard == shard) {
+      again.push_back({it->names.front(), {it->resub_try + 1, it->confirm}});
+      it = sent_pubsub_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = shard_home_.begin(); it != shard_home_.end();) {
+    if (it->second == shard) {
+      again.push_back({it->first, {0, false}});
+      it = shard_home_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  // The dead connection is not reused: a new one is opened (with HELLO 3
+  // first, if the client speaks RESP3) when a channel goes back there.
+  const auto s = static_cast<size_t>(shard);
+  if (s < stream_links_.size()) stream_links_[s] = false;
+  if (s < private_.size() && private_[s]) retired_.push_back(std::move(private_[s]));
+  for (auto& [name, state] : again) resubscribeLater(std::move(name), state.first, state.second);
+  return true;
+}
+
+void MultiplexSession::resubscribeDue(uint64_t now) {
+  std::vector<Resubscribe> due;
+  for (size_t i = 0; i < resubs_.size();) {
+    if (resubs_[i].due_ms <= now) {
+      due.push_back(std::move(resubs_[i]));
+      resubs_.erase(resubs_.begin() + static_cast<std::ptrdiff_t>(i));
+    } else {
+      ++i;
+    }
+  }
+  for (Resubscribe& w : due) {
+    if (stopped_) return;
+    // Left by the client meanwhile.
+    if (!w.confirm && shard_channels_.find(w.name) == shard_channels_.end()) continue;
+    const std::string owner = slotOwnerNow(redis::keyHashSlot(w.name));
+    const int shard = owner.empty() ? -1 : nodeShard(owner);
+    if (shard < 0) {
+      resubscribeLater(std::move(w.name), w.tries + 1, w.confirm);
+      continue;
+    }
+    ShardLink& link = privateLink(shard);
+    useForStream(shard, link);
+    ByteBuffer& cmd = frame_scratch_;
+    cmd.clear();
+    redis::resp::appendCommand(cmd, {"SSUBSCRIBE", w.name});
+    std::string frame(cmd.view());
+    // Recorded first: a connection that fails at once answers for it.
+    sent_pubsub_.push_back(SentPubsub{shard, "ssubscribe", {w.name}, 1, w.tries, w.confirm});
+    link.sendUnmatched(frame);
+  }
 }
 
 }  // namespace shardgate::proxy

@@ -11,6 +11,11 @@ themselves (INFO's blocked_clients, PUBSUB SHARDNUMSUB).
   there), and an LPUSH through shardgate wakes it with the value; the client
   never sees MOVED. The same across a CLUSTER FAILOVER (the old master answers
   -UNBLOCKED and closes the connection).
+- SSUBSCRIBE on a shard channel whose slot is resharded away (Redis 7 sends
+  the subscriber a `sunsubscribe`): the client never sees it, the channel is
+  subscribed again on the new owner (PUBSUB SHARDNUMSUB there), and SPUBLISH
+  through shardgate or straight to the new owner reaches the client. The
+  same after the channel's master is killed and its replica took over.
 """
 from __future__ import annotations
 
@@ -175,3 +180,80 @@ def test_blpop_follows_a_manual_failover(env, sg):
         reply = waiter.read_reply("BLPOP")
         assert_no_redirect(reply, "BLPOP")
         assert reply == [key.encode(), b"job2"]
+
+
+# ---------------------------------------------------------------- shard channels
+
+
+def shard_subscribers(node: ClusterNode, channel: str) -> int:
+    with node.client() as direct:
+        reply = direct.execute_command("PUBSUB", "SHARDNUMSUB", channel)
+    return int(reply[1])
+
+
+def wait_shard_subscribed(node: ClusterNode, channel: str, what: str,
+                          timeout: float = MOVE_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    seen = -1
+    while time.monotonic() < deadline:
+        try:
+            seen = shard_subscribers(node, channel)
+        except Exception as e:  # noqa: BLE001 - a node still starting; polled again
+            seen = f"{type(e).__name__}: {e}"
+        if seen == 1:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what}: SHARDNUMSUB {channel} on {node} is {seen} after {timeout} s")
+
+
+def expect_smessage(sub: RespClient, channel: str, payload: str, what: str) -> None:
+    frame = sub.read_reply(what)
+    assert frame == [b"smessage", channel.encode(), payload.encode()], \
+        f"{what}: the subscriber got {frame!r}"
+
+
+def test_ssubscribe_follows_its_slot_when_it_is_resharded(env, sg):
+    source, target = env.masters()[0], env.masters()[1]
+    slot = first_slot_of(env, source)
+    channel = key_in_slot(slot, "sc")
+    with raw(sg) as sub, raw(sg) as pub:
+        sub.send("SSUBSCRIBE", channel)
+        assert sub.read_reply("SSUBSCRIBE") == [b"ssubscribe", channel.encode(), 1]
+        assert shard_subscribers(source, channel) == 1
+        assert pub.call("SPUBLISH", channel, "before") == 1
+        expect_smessage(sub, channel, "before", "SPUBLISH before the reshard")
+        env.reshard(1, source, target)
+        # Redis 7 told the old owner's subscriber "sunsubscribe"; shardgate
+        # subscribed again on the new owner instead.
+        wait_shard_subscribed(target, channel, "after the reshard")
+        assert shard_subscribers(source, channel) == 0
+        no_reply_yet(sub, "after the reshard (no sunsubscribe)")
+        assert pub.call("SPUBLISH", channel, "through") == 1
+        expect_smessage(sub, channel, "through", "SPUBLISH through shardgate")
+        with target.client() as direct:
+            assert direct.execute_command("SPUBLISH", channel, "direct") == 1
+        expect_smessage(sub, channel, "direct", "SPUBLISH on the new owner")
+        # Leaving works where it lives now.
+        sub.send("SUNSUBSCRIBE", channel)
+        assert sub.read_reply("SUNSUBSCRIBE") == [b"sunsubscribe", channel.encode(), 0]
+        assert shard_subscribers(target, channel) == 0
+
+
+def test_ssubscribe_follows_a_killed_master_to_its_replica(env, sg):
+    master = env.masters()[0]
+    slot = first_slot_of(env, master)
+    channel = key_in_slot(slot, "kc")
+    with raw(sg) as sub, raw(sg) as pub:
+        sub.send("SSUBSCRIBE", channel)
+        assert sub.read_reply("SSUBSCRIBE") == [b"ssubscribe", channel.encode(), 1]
+        dead, promoted = env.kill_master(0)
+        assert dead is master
+        # Messages published during the gap may be lost (documented); once
+        # the replica serves the slot, the subscription is there.
+        wait_shard_subscribed(promoted, channel, "after the failover")
+        no_reply_yet(sub, "after the failover (no error, no sunsubscribe)")
+        assert pub.call("SPUBLISH", channel, "after") == 1
+        expect_smessage(sub, channel, "after", "SPUBLISH through shardgate")
+        with promoted.client() as direct:
+            assert direct.execute_command("SPUBLISH", channel, "direct") == 1
+        expect_smessage(sub, channel, "direct", "SPUBLISH on the new master")
