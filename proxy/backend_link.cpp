@@ -78,7 +78,7 @@ void BackendLink::send(std::string_view frame, Request* r, uint16_t part) {
   last_used_ms_ = uv_now(worker_.loop());
   // A blocking command on a client's own link to a cluster node is kept too:
   // the node may let it go unrun (MOVED, UNBLOCKED) and the session resends it.
-  const bool keep = r != nullptr && (follow_redirects_ || (db_.cluster && r->slot >= 0));
+  const bool keep = r != nullptr && (follow_redirects_ || (db_.cluster && (r->slot >= 0 || r->tx != 0)));
   fifo_.push_back(Pending{r, part, false, last_used_ms_, keep ? static_cast<uint32_t>(frame.size()) : 0});
   if (keep) sent_.append(frame);
   out_.append(frame);
@@ -320,6 +320,22 @@ void BackendLink::deliver(const uint8_t* data, size_t len, bool done) {
     if (done) {
       fifo_.pop_front();
       followOrDeliver(p);
+    }
+    return;
+  }
+  if (p.request == nullptr && !p.auth && owner_ != nullptr && db_.cluster &&
+      (holding_ || (partial_bytes_ == 0 && len > 0 && data[0] == '-'))) {
+    // The proxy's own command on a client's link to a cluster node (a
+    // transaction's MULTI and queued commands): its reply is dropped, but a
+    // redirect among them says why EXEC will abort.
+    held_.append(data, len);
+    holding_ = !done;
+    if (done) {
+      fifo_.pop_front();
+      partial_bytes_ = 0;
+      sent_.consume(p.frame_len);
+      owner_->onDroppedError(held_.view());
+      held_.clear();
     }
     return;
   }

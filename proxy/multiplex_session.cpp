@@ -344,7 +344,10 @@ MultiplexSession::Next MultiplexSession::dispatch(std::string_view frame) {
     }
     case redis::CommandRoute::kMulti:
       if (auto st = findKeys(*cmd); !st) break;
-      if (pin_shard_ >= 0) {  // WATCH named the shard: MULTI goes there now
+      // A cluster database queues the transaction here until EXEC
+      // (multiplex_session_multi.cpp); elsewhere, once WATCH named the
+      // shard, MULTI goes there now.
+      if (pin_shard_ >= 0 && !db_.cluster) {
         if (!orderedAfterInFlight(LinkKind::kPrivate, pin_shard_)) return Next::kWaitIdle;
         if (!sharedLink(pin_shard_).available()) {
           replyLocal(unavailableLine(pin_shard_));
@@ -557,6 +560,7 @@ MultiplexSession::Next MultiplexSession::forward(int shard, std::string_view fra
   Request* r = newRequest(ReplyMerge::kForward, kind, 1);
   r->blocking = blocking;
   r->slot = cur_slot_;
+  r->tx = cur_tx_;
   if (kind == LinkKind::kPrivate) private_shard_ = shard;
   push(r);
   ShardLink& link = linkFor(shard, kind);

@@ -111,6 +111,12 @@ class MultiplexSession {
   bool onNodeError(ShardLink& link, Request* r, std::string_view frame, std::string_view reply);
   // The worker's timer: resends and re-subscriptions that are due.
   void onRedirectTimer();
+  // A cluster node's error to a command of the proxy's own on this
+  // session's link (a transaction's queued command, replayed at EXEC).
+  void onDroppedError(std::string_view reply);
+  // Bytes of queued commands a cluster transaction keeps to replay them on
+  // another node; a command beyond it is refused and EXEC aborts.
+  static constexpr size_t kMaxTransactionBytes = 1024 * 1024;
 
   // Requests in flight at most; beyond it the client is not read.
   static constexpr size_t kMaxInFlight = 1024;
@@ -181,6 +187,10 @@ class MultiplexSession {
   Next reset();
   Next watch(const redis::CommandInfo& cmd, std::string_view frame);
   void startMultiOn(int shard);
+  // EXEC or DISCARD of a cluster database's transaction, queued here
+  // (multiplex_session_multi.cpp).
+  Next endClusterTransaction(bool exec);
+  Next queueClusterCommand(int shard, std::string_view frame);
   Next subscribe(redis::CommandRoute route, std::string_view frame);
   Next monitor(std::string_view frame);
   Next dispatchInMonitor(const redis::CommandInfo* cmd, std::string_view frame);
@@ -250,6 +260,11 @@ class MultiplexSession {
   // more is sent on it.
   void retireLink(ShardLink& link);
   void scheduleWake(uint64_t ms);
+  // A cluster transaction: MULTI, its queued commands and EXEC (r) at once.
+  void sendTransaction(ShardLink& link, Request* r, bool asking);
+  // EXEC's answer, a node's refusal or EXECABORT: replayed elsewhere (true)
+  // or the client's as it is.
+  bool onExecError(ShardLink& link, Request* r, std::string_view reply);
   // Shard channels on a cluster database: a frame from `shard` the proxy
   // takes (true) -- a sunsubscribe the node sent because the channel's slot
   // left it, the confirmation or refusal of the proxy's re-subscription.
@@ -336,6 +351,7 @@ class MultiplexSession {
   };
   std::vector<Resend> resends_;
   int32_t cur_slot_ = -1;  // the blocking command being dispatched: its key's slot
+  uint8_t cur_tx_ = 0;     // ... a cluster WATCH: Request::kTxWatch
   // Shard channels to subscribe again (their slot moved, their node died).
   struct Resubscribe {
     std::string name;
@@ -346,6 +362,10 @@ class MultiplexSession {
   std::vector<Resubscribe> resubs_;
   // Where each shard channel is subscribed (a shard of the map or a node past it).
   std::unordered_map<std::string, int> shard_home_;
+  // A redirect among the replies to a transaction's queued commands, until
+  // its EXEC answers (EXECABORT, because of it).
+  std::string tx_redirect_;
+  int32_t tx_slot_ = -1;  // a cluster transaction's slot (its first key's)
   std::vector<std::unique_ptr<ShardLink>> retired_;  // pub/sub links, deleted soon
 
   // MULTI/WATCH: the transaction's shard once a key named it.

@@ -33,7 +33,9 @@ constexpr std::string_view kAsking = "*1\r\n$6\r\nASKING\r\n";
 }  // namespace
 
 bool MultiplexSession::onNodeError(ShardLink& link, Request* r, std::string_view frame, std::string_view reply) {
-  if (!db_.cluster || r->slot < 0) return false;
+  if (!db_.cluster) return false;
+  if (r->tx == Request::kTxExec) return onExecError(link, r, reply);
+  if (r->slot < 0) return false;
   const auto slot = static_cast<uint16_t>(r->slot);
   const StatefulPlan decided = planStatefulRedirect(reply, link.address(), slot, r->redirects, r->retries);
   const RedirectPlan& plan = decided.plan;
@@ -142,9 +144,94 @@ void MultiplexSession::resendToNode(const std::string& address, std::string_view
     return;
   }
   ShardLink& link = privateLink(shard);
+  private_shard_ = shard;
+  if (r->tx == Request::kTxExec) {
+    sendTransaction(link, r, asking);
+    return;
+  }
+  // A WATCH the node refused did not watch: where it does, EXEC goes.
+  if (r->tx == Request::kTxWatch && watching_) pin_shard_ = shard;
   if (asking) link.send(kAsking, nullptr, 0);
   link.send(frame, r, 0);
-  private_shard_ = shard;
+}
+
+// ---- transactions ----------------------------------------------------------
+//
+// A cluster database's transaction is queued in the proxy (the client hears
+// +QUEUED from it) and sent whole at EXEC: MULTI, the commands, EXEC, on the
+// client's own link to the node of its keys. Nothing in it runs unless EXEC
+// runs, so when the node refuses -- a queued command gets -MOVED / -ASK /
+// -TRYAGAIN (cluster.c getNodeByQuery; EXEC then answers -EXECABORT), or
+// EXEC itself does -- the node has discarded it, and it is sent again, whole,
+// to the slot's owner (after ASKING for an ASK). The client gets EXEC's real
+// reply. Under WATCH it is not: the watch was on the old node, and moving it
+// would leave a window in which a change goes unseen, so EXEC answers null,
+// as when a watched key changed, and the client retries.
+
+namespace {
+constexpr std::string_view kExec = "*1\r\n$4\r\nEXEC\r\n";
+}  // namespace
+
+void MultiplexSession::sendTransaction(ShardLink& link, Request* r, bool asking) {
+  // ASKING holds through MULTI ... EXEC (networking.c resetClient keeps it
+  // while the client is in MULTI).
+  if (asking) link.send(kAsking, nullptr, 0);
+  link.send(r->replay, nullptr, 0);  // MULTI's +OK, dropped
+  for (uint32_t i = 0; i < r->replay_count; ++i) link.expectDropped();  // each +QUEUED
+  link.send(kExec, r, 0);
+}
+
+void MultiplexSession::onDroppedError(std::string_view reply) {
+  if (tx_redirect_.empty() && redis::classifyReply(reply).kind != redis::RedirectKind::kNone) {
+    tx_redirect_.assign(reply);
+  }
+}
+
+bool MultiplexSession::onExecError(ShardLink& link, Request* r, std::string_view reply) {
+  std::string cause;
+  if (redis::classifyReply(reply).kind != redis::RedirectKind::kNone) {
+    cause.assign(reply);
+  } else if (reply.starts_with("-EXECABORT")) {
+    cause = tx_redirect_;  // empty: aborted for a reason of the client's
+  }
+  tx_redirect_.clear();
+  if (cause.empty()) return false;
+  const auto named = redis::classifyReply(cause);
+  const uint16_t slot = r->slot >= 0 ? static_cast<uint16_t>(r->slot) : named.slot;
+  const StatefulPlan decided = planStatefulRedirect(cause, link.address(), slot, r->redirects, r->retries);
+  const RedirectPlan& plan = decided.plan;
+  if (plan.refresh && db_.cluster_refresh != nullptr) db_.cluster_refresh->requestRefresh();
+  const bool moved = plan.action == RedirectPlan::Action::kMoved;
+  if (moved) links_host_.noteMoved(db_, plan.address, plan.slot);
+  if (r->watched) {
+    const std::string_view null = resp3_ ? "_\r\n" : "*-1\r\n";
+    onReply(r, 0, reinterpret_cast<const uint8_t*>(null.data()), null.size(), true);
+    return true;
+  }
+  switch (plan.action) {
+    case RedirectPlan::Action::kPass:
+      return false;
+    case RedirectPlan::Action::kTooMany:
+      onReply(r, 0, reinterpret_cast<const uint8_t*>(plan.error.data()), plan.error.size(), true);
+      return true;
+    case RedirectPlan::Action::kMoved:
+    case RedirectPlan::Action::kAsk: {
+      ++r->redirects;
+      db_stats_.cluster_redirects[moved ? 0 : 1].add();
+      resendToNode(plan.address, {}, r, !moved);
+      return true;
+    }
+    case RedirectPlan::Action::kRetry: {
+      ++r->retries;
+      db_stats_.cluster_retries.add();
+      if (r->slot < 0) r->slot = slot;  // rerouted by it
+      resends_.push_back(Resend{r, std::string(), links_host_.clockUs() / 1000 + plan.delay_ms});
+      private_shard_ = -2;
+      scheduleWake(plan.delay_ms);
+      return true;
+    }
+  }
+  return false;
 }
 
 void MultiplexSession::retireLink(ShardLink& link) {

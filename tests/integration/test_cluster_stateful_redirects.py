@@ -16,6 +16,10 @@ themselves (INFO's blocked_clients, PUBSUB SHARDNUMSUB).
   subscribed again on the new owner (PUBSUB SHARDNUMSUB there), and SPUBLISH
   through shardgate or straight to the new owner reaches the client. The
   same after the channel's master is killed and its replica took over.
+- MULTI/EXEC whose slot is resharded between the queued commands and EXEC:
+  the replies are the transaction's, as if nothing moved, and the values are
+  on the new owner; with WATCH, EXEC answers null (aborted, the client
+  retries) and nothing was written; a retry then commits. No MOVED either way.
 """
 from __future__ import annotations
 
@@ -257,3 +261,59 @@ def test_ssubscribe_follows_a_killed_master_to_its_replica(env, sg):
         with promoted.client() as direct:
             assert direct.execute_command("SPUBLISH", channel, "direct") == 1
         expect_smessage(sub, channel, "direct", "SPUBLISH on the new master")
+
+
+# ---------------------------------------------------------------- transactions
+
+
+def test_multi_exec_replayed_on_the_new_owner_after_a_reshard(env, sg):
+    source, target = env.masters()[0], env.masters()[1]
+    slot = first_slot_of(env, source)
+    tag = key_in_slot(slot, "tx")[:-1]
+    with raw(sg) as c:
+        assert c.call("SET", f"{tag}n", "10") == "OK"
+        assert c.call("MULTI") == "OK"
+        assert c.call("SET", f"{tag}a", "1") == "QUEUED"
+        assert c.call("INCR", f"{tag}n") == "QUEUED"
+        assert c.call("RPUSH", f"{tag}l", "x", "y") == "QUEUED"
+        assert c.call("PING") == "QUEUED"
+        assert c.call("GET", f"{tag}a") == "QUEUED"
+        env.reshard(1, source, target)
+        assert env.slot_owner(slot) is target
+        reply = c.call("EXEC")
+        assert_no_redirect(reply, "EXEC")
+        assert reply == ["OK", 11, 2, "PONG", b"1"]
+        with target.client() as direct:
+            assert direct.get(f"{tag}a") == b"1"
+            assert direct.get(f"{tag}n") == b"11"
+            assert direct.lrange(f"{tag}l", 0, -1) == [b"x", b"y"]
+        with source.client() as direct:
+            assert direct.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
+        # The connection carries on; a second transaction goes straight there.
+        assert c.call("MULTI") == "OK"
+        assert c.call("INCR", f"{tag}n") == "QUEUED"
+        assert c.call("EXEC") == [12]
+
+
+def test_watch_across_a_reshard_aborts_exec_with_null(env, sg):
+    source, target = env.masters()[0], env.masters()[1]
+    slot = first_slot_of(env, source)
+    tag = key_in_slot(slot, "wt")[:-1]
+    with raw(sg) as c:
+        assert c.call("SET", f"{tag}w", "0") == "OK"
+        assert c.call("WATCH", f"{tag}w") == "OK"
+        assert c.call("MULTI") == "OK"
+        assert c.call("SET", f"{tag}w", "1") == "QUEUED"
+        env.reshard(1, source, target)
+        reply = c.call("EXEC")
+        assert_no_redirect(reply, "EXEC under WATCH")
+        assert reply is None, f"EXEC under WATCH across a reshard: {reply!r}"
+        with target.client() as direct:
+            assert direct.get(f"{tag}w") == b"0"
+        # The client retries, as after any aborted WATCH: now it commits.
+        assert c.call("WATCH", f"{tag}w") == "OK"
+        assert c.call("MULTI") == "OK"
+        assert c.call("SET", f"{tag}w", "1") == "QUEUED"
+        assert c.call("EXEC") == ["OK"]
+        with target.client() as direct:
+            assert direct.get(f"{tag}w") == b"1"
