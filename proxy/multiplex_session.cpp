@@ -81,6 +81,7 @@ void MultiplexSession::clearMulti() {
   multi_queue_.clear();
   multi_queue_.release();
   multi_queued_ = 0;
+  tx_slot_ = -1;
 }
 
 void MultiplexSession::abandon() {

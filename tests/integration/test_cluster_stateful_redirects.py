@@ -10,7 +10,9 @@ themselves (INFO's blocked_clients, PUBSUB SHARDNUMSUB).
   with -MOVED): shardgate blocks it again on the new owner (blocked_clients
   there), and an LPUSH through shardgate wakes it with the value; the client
   never sees MOVED. The same across a CLUSTER FAILOVER (the old master answers
-  -UNBLOCKED and closes the connection).
+  -UNBLOCKED and closes the connection). A BLPOP whose master is killed is
+  not resent (it may have popped): the client gets the error, and a value
+  pushed after the failover is not taken by a ghost.
 - SSUBSCRIBE on a shard channel whose slot is resharded away (Redis 7 sends
   the subscriber a `sunsubscribe`): the client never sees it, the channel is
   subscribed again on the new owner (PUBSUB SHARDNUMSUB there), and SPUBLISH
@@ -184,6 +186,31 @@ def test_blpop_follows_a_manual_failover(env, sg):
         reply = waiter.read_reply("BLPOP")
         assert_no_redirect(reply, "BLPOP")
         assert reply == [key.encode(), b"job2"]
+
+
+def test_blpop_on_a_killed_master_is_answered_with_the_error_not_resent(env, sg):
+    master = env.masters()[0]
+    slot = first_slot_of(env, master)
+    key = key_in_slot(slot, "dq")
+    with raw(sg) as waiter, raw(sg) as pusher:
+        waiter.send("BLPOP", key, "0")
+        wait_for_blocked_clients(master.client(), 1)
+        dead, promoted = env.kill_master(0)
+        reply = waiter.read_reply("BLPOP on a killed master")
+        assert isinstance(reply, Err) and str(reply).startswith(f"-ERR shard {dead.address} unavailable"), \
+            f"BLPOP on a killed master: {reply!r}"
+        assert blocked_on(promoted) == 0
+        # Once the replica serves the slot, a push stays in the list: nobody
+        # was blocked again in the client's name.
+        deadline = time.monotonic() + MOVE_TIMEOUT_S
+        while True:
+            r = pusher.call("LPUSH", key, "job")
+            if r == 1:
+                break
+            assert isinstance(r, Err) and time.monotonic() < deadline, f"LPUSH after the failover: {r!r}"
+            time.sleep(0.1)
+        with promoted.client() as direct:
+            assert direct.lrange(key, 0, -1) == [b"job"]
 
 
 # ---------------------------------------------------------------- shard channels
