@@ -22,6 +22,10 @@
 //
 // Nothing here runs unless a node redirected: the steady state costs the
 // link's copy of each command (a reused buffer) and a first-byte check.
+//
+// A client's own connections (blocking commands, SSUBSCRIBE, transactions)
+// are followed by its session (multiplex_session_redirects.cpp), with
+// planStatefulRedirect's decision and this worker's map patch and timer.
 #pragma once
 
 #include <uv.h>

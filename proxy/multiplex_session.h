@@ -20,7 +20,8 @@
 // Files: multiplex_session.cpp (parsing, dispatch, sending, replies),
 // multiplex_session_local.cpp (commands the proxy answers or combines),
 // multiplex_session_multi.cpp (MULTI/WATCH), multiplex_session_pubsub.cpp
-// (pub/sub, MONITOR, RESP3 pushes).
+// (pub/sub, MONITOR, RESP3 pushes), multiplex_session_redirects.cpp (a
+// cluster's redirects on the client's own links).
 #pragma once
 
 #include <cstdint>
