@@ -208,7 +208,8 @@ void MultiplexSession::adoptMap() {
   // while they wait). State a shard keeps for this client -- a transaction,
   // WATCH, subscriptions, MONITOR, tracking -- stays on the old map until it
   // ends, and so does a command waiting on a private link.
-  if (in_multi_ || watching_ || stream_ || tracking_ || on_private_ > 0) return;
+  // (A RESP3 subscriber has no stream_: its subscriptions count.)
+  if (in_multi_ || watching_ || stream_ || subscribed() || tracking_ || on_private_ > 0) return;
   for (const auto& link : private_) {
     if (link && !link->idle()) return;
   }
@@ -421,6 +422,14 @@ MultiplexSession::Next MultiplexSession::dispatch(std::string_view frame) {
     // (the slot moved, a failover) names where to resend it.
     cur_slot_ = db_.cluster && !keys_.empty() ? redis::keyHashSlot(args_[keys_[0]]) : -1;
     Next next = forward(shard, frame, LinkKind::kPrivate, true);
+    cur_slot_ = -1;
+    return next;
+  }
+  if (db_.cluster && ownLinks() && !keys_.empty()) {
+    // A RESP3 client's commands go on links of its own: a node's redirect
+    // is followed there (multiplex_session_redirects.cpp), as on the shared ones.
+    cur_slot_ = redis::keyHashSlot(args_[keys_[0]]);
+    Next next = forward(shard, frame, LinkKind::kShared);
     cur_slot_ = -1;
     return next;
   }

@@ -18,6 +18,8 @@ themselves (INFO's blocked_clients, PUBSUB SHARDNUMSUB).
   subscribed again on the new owner (PUBSUB SHARDNUMSUB there), and SPUBLISH
   through shardgate or straight to the new owner reaches the client. The
   same after the channel's master is killed and its replica took over.
+- A RESP3 client (whose commands all go on connections of its own): a GET
+  and an SSUBSCRIBE both follow a reshard.
 - MULTI/EXEC whose slot is resharded between the queued commands and EXEC:
   the replies are the transaction's, as if nothing moved, and the values are
   on the new owner; with WATCH, EXEC answers null (aborted, the client
@@ -344,3 +346,29 @@ def test_watch_across_a_reshard_aborts_exec_with_null(env, sg):
         assert c.call("EXEC") == ["OK"]
         with target.client() as direct:
             assert direct.get(f"{tag}w") == b"1"
+
+
+# ---------------------------------------------------------------- RESP3
+
+
+def test_resp3_client_follows_a_reshard_for_commands_and_shard_channels(env, sg):
+    source, target = env.masters()[0], env.masters()[1]
+    slot = first_slot_of(env, source)
+    key = key_in_slot(slot, "r3")
+    channel = key + "ch"
+    with raw(sg) as c, raw(sg) as pub:
+        hello = c.call("HELLO", "3")
+        assert isinstance(hello, list) and b"proto" in hello, f"HELLO 3: {hello!r}"
+        assert c.call("SET", key, "v1") == "OK"
+        c.send("SSUBSCRIBE", channel)
+        assert c.read_reply("SSUBSCRIBE") == [b"ssubscribe", channel.encode(), 1]
+        env.reshard(1, source, target)
+        wait_shard_subscribed(target, channel, "after the reshard")
+        reply = c.call("GET", key)
+        assert_no_redirect(reply, "GET after the reshard")
+        assert reply == b"v1"
+        assert c.call("SET", key, "v2") == "OK"
+        with target.client() as direct:
+            assert direct.get(key) == b"v2"
+        assert pub.call("SPUBLISH", channel, "m") == 1
+        expect_smessage(c, channel, "m", "SPUBLISH to a RESP3 subscriber")
