@@ -527,24 +527,28 @@ ShardLink& MultiplexSession::privateLink(int shard) {
     } else {
       link = links_host_.openPrivateLink(db_, links_->map, static_cast<uint16_t>(shard), this);
     }
-    // The client's connection state goes first; the shard's answers to it
-    // are the proxy's, dropped.
-    ByteBuffer& prelude = reply_scratch_;
-    if (resp3_) {
-      link->setPushTarget(this);
-      link->setOutOfBandPushes(true);
-      prelude.clear();
-      redis::resp::appendCommand(prelude, {"HELLO", "3"});
-      link->send(prelude.view(), nullptr, 0);
-    }
-    if (db_index_ != 0) {
-      prelude.clear();
-      std::string index = std::to_string(db_index_);
-      redis::resp::appendCommand(prelude, {"SELECT", index});
-      link->send(prelude.view(), nullptr, 0);
-    }
+    sendPrelude(*link);
   }
   return *link;
+}
+
+void MultiplexSession::sendPrelude(ShardLink& link) {
+  // The client's connection state goes first; the shard's answers to it
+  // are the proxy's, dropped.
+  ByteBuffer& prelude = reply_scratch_;
+  if (resp3_) {
+    link.setPushTarget(this);
+    link.setOutOfBandPushes(true);
+    prelude.clear();
+    redis::resp::appendCommand(prelude, {"HELLO", "3"});
+    link.send(prelude.view(), nullptr, 0);
+  }
+  if (db_index_ != 0) {
+    prelude.clear();
+    std::string index = std::to_string(db_index_);
+    redis::resp::appendCommand(prelude, {"SELECT", index});
+    link.send(prelude.view(), nullptr, 0);
+  }
 }
 
 ShardLink& MultiplexSession::linkFor(int shard, LinkKind kind) {

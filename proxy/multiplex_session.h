@@ -248,6 +248,7 @@ class MultiplexSession {
 
   ShardLink& sharedLink(int shard) { return *links_->links[static_cast<size_t>(shard)]; }
   ShardLink& privateLink(int shard);
+  void sendPrelude(ShardLink& link);  // HELLO 3 / SELECT, on a new private link
   // A cluster node by address: the shard of the session's map at that
   // address, or a position past the map's shards for a node the map does
   // not have (its link opened by LinkFactory::openNodeLink). -1: unusable.

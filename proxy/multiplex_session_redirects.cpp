@@ -124,6 +124,7 @@ int MultiplexSession::nodeShard(const std::string& address) {
     if (!link) return -1;
     node_addresses_.push_back(address);
     if (private_.size() < position + 1) private_.resize(position + 1);
+    sendPrelude(*link);
     private_[position] = std::move(link);
   }
   return static_cast<int>(position);

@@ -371,4 +371,7 @@ def test_resp3_client_follows_a_reshard_for_commands_and_shard_channels(env, sg)
         with target.client() as direct:
             assert direct.get(key) == b"v2"
         assert pub.call("SPUBLISH", channel, "m") == 1
+        start = c._pos
         expect_smessage(c, channel, "m", "SPUBLISH to a RESP3 subscriber")
+        # A push, as the node spoke RESP3 to shardgate's new connection too.
+        assert bytes(c._buf[start:start + 1]) == b">", bytes(c._buf[start:start + 40])
