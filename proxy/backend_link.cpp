@@ -98,7 +98,9 @@ BackendLink::~BackendLink() {
 void BackendLink::send(std::string_view frame, Request* r, uint16_t part) {
   if (!owner_ && fifo_.empty() && state_ == State::kReady) startWatchdog();
   last_used_ms_ = uv_now(worker_.loop());
-  const bool keep = follow_redirects_ && r != nullptr;
+  // A blocking command on a client's own link to a cluster node is kept too:
+  // the node may let it go unrun (MOVED, UNBLOCKED) and the session resends it.
+  const bool keep = r != nullptr && (follow_redirects_ || (db_.cluster && (r->slot >= 0 || r->tx != 0)));
   fifo_.push_back(Pending{r, part, false, last_used_ms_, keep ? static_cast<uint32_t>(frame.size()) : 0,
                           replica_ && r != nullptr, false});
   if (keep) sent_.append(frame);
@@ -346,7 +348,7 @@ void BackendLink::deliver(const uint8_t* data, size_t len, bool done) {
     return;
   }
   Pending p = fifo_.front();
-  if (follow_redirects_ && p.request != nullptr && (holding_ || (partial_bytes_ == 0 && len > 0 && data[0] == '-'))) {
+  if (p.frame_len > 0 && (holding_ || (partial_bytes_ == 0 && len > 0 && data[0] == '-'))) {
     // An error reply: held until its line is whole (a MOVED cut short
     // would name the wrong port), then followed or passed on.
     held_.append(data, len);
@@ -354,6 +356,22 @@ void BackendLink::deliver(const uint8_t* data, size_t len, bool done) {
     if (done) {
       fifo_.pop_front();
       followOrDeliver(p);
+    }
+    return;
+  }
+  if (p.request == nullptr && !p.auth && owner_ != nullptr && db_.cluster &&
+      (holding_ || (partial_bytes_ == 0 && len > 0 && data[0] == '-'))) {
+    // The proxy's own command on a client's link to a cluster node (a
+    // transaction's MULTI and queued commands): its reply is dropped, but a
+    // redirect among them says why EXEC will abort.
+    held_.append(data, len);
+    holding_ = !done;
+    if (done) {
+      fifo_.pop_front();
+      partial_bytes_ = 0;
+      sent_.consume(p.frame_len);
+      owner_->onDroppedError(held_.view());
+      held_.clear();
     }
     return;
   }
@@ -405,6 +423,9 @@ void BackendLink::followOrDeliver(const Pending& p) {
     // A copy: finding the master's link may carry this link to a newer map.
     const std::string master = map_->shard(map_->masterOf(shard_)).address;
     if (redirects.readFallback(db_, master, frame.view(), p.request, p.part)) return;
+  } else if (owner_ != nullptr) {
+    // A client's own link: the session decides (its state is on this link).
+    if (p.request->owner == owner_ && owner_->onNodeError(*this, p.request, frame.view(), reply.view())) return;
   } else if (redirects.onErrorReply(db_, address(), p.request, p.part)) {
     return;
   } else if (p.replica_read) {

@@ -18,7 +18,10 @@
 // A cluster database's shared link also keeps a copy of each command until
 // its reply arrives (sent_, one reused buffer) and holds an error reply
 // until its line is whole, so that a MOVED / ASK / TRYAGAIN / CLUSTERDOWN
-// is followed (ClusterRedirects) instead of reaching the client.
+// is followed (ClusterRedirects) instead of reaching the client. A private
+// link does the same for a blocking command, a WATCH and an EXEC (its
+// session follows them), and hands its session the errors answering the
+// proxy's own commands (a transaction's queued ones).
 //
 // Lifetime: the owner deletes a link directly; its stream (net/) and timer
 // close, and free themselves, in the background.

@@ -48,6 +48,7 @@ void ClusterRedirects::close() {
     timer_ = nullptr;
   }
   extra_.clear();
+  wakes_.clear();
 }
 
 void ClusterRedirects::closeIdleExtraLinks(uint64_t now_ms) {
@@ -100,6 +101,78 @@ RedirectPlan planRedirect(std::string_view reply, std::string_view from_address,
       return plan;
   }
   return plan;
+}
+
+StatefulPlan planStatefulRedirect(std::string_view reply, std::string_view from_address, uint16_t slot,
+                                  uint16_t redirects, uint8_t retries) {
+  StatefulPlan out;
+  RedirectPlan& plan = out.plan;
+  const std::string slot_text = std::to_string(slot);
+  if (reply.starts_with("-UNBLOCKED")) {
+    // "force unblock ... instance state changed (master -> replica?)" and
+    // the connection closed; "the stream key no longer exists" (a
+    // consumer's stream deleted -- migrated away). Neither ran the command.
+    out.link_lost = reply.find("instance state changed") != std::string_view::npos;
+    plan.refresh = true;
+    plan.slot = slot;
+  } else {
+    plan = planRedirect(reply, from_address, redirects, 0, 1);
+    const auto kind = redis::classifyReply(reply).kind;
+    if (kind != redis::RedirectKind::kTryAgain && kind != redis::RedirectKind::kClusterDown) {
+      // MOVED, ASK (or too many of them), or a reply that is the client's.
+      const bool to_unknown = (plan.action == RedirectPlan::Action::kMoved || plan.action == RedirectPlan::Action::kAsk) &&
+                              plan.address.empty();
+      if (to_unknown) {
+        // A redirect to a node with no known address ("?"): the refresh
+        // says where it is; until then it is retried like a failover.
+        plan.action = RedirectPlan::Action::kRetry;
+      }
+      if (plan.action != RedirectPlan::Action::kRetry) return out;
+    }
+    plan.slot = slot;
+  }
+  if (retries >= ClusterRedirects::kMaxStatefulRetries) {
+    plan.action = RedirectPlan::Action::kTooMany;
+    std::string_view line = reply.substr(1);
+    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+    plan.error = "-ERR shardgate: slot " + slot_text + " has no node that serves it after " +
+                 std::to_string(ClusterRedirects::kMaxStatefulRetries) + " tries (last: " + std::string(line) +
+                 "); the cluster is changing, try again\r\n";
+    return out;
+  }
+  plan.action = RedirectPlan::Action::kRetry;
+  plan.delay_ms = ClusterRedirects::retryDelayMs(retries);
+  out.reroute = true;
+  return out;
+}
+
+void ClusterRedirects::noteMoved(const Database& db, const std::string& address, uint16_t slot) {
+  if (db.cluster_refresh != nullptr) db.cluster_refresh->requestRefresh();
+  linkTo(db, address, slot);
+}
+
+std::shared_ptr<const ShardMap> ClusterRedirects::nodeMap(const Database& db, const std::string& address,
+                                                          uint16_t position) {
+  auto parsed = net::parseSocketAddress(address);
+  if (!parsed) return nullptr;
+  auto addr = net::toSockaddr(*parsed);
+  if (!addr) return nullptr;
+  ShardMap::SlotOwners owners;
+  owners.fill(ShardMap::kNoShard);
+  std::vector<ShardEndpoint> shards(size_t{position} + 1,
+                                    ShardEndpoint{address, *addr, nodeTls(db.shard_tls, parsed->host)});
+  auto map = ShardMap::create(std::move(shards), owners);
+  if (!map) return nullptr;
+  return std::move(*map);
+}
+
+void ClusterRedirects::wakeLater(MultiplexSession* session, uint64_t ms) {
+  wakes_.push_back(Wake{session, uv_now(worker_.loop()) + ms});
+  armTimer();
+}
+
+void ClusterRedirects::cancelWake(MultiplexSession* session) {
+  std::erase_if(wakes_, [&](const Wake& w) { return w.session == session; });
 }
 
 bool ClusterRedirects::onErrorReply(const Database& db, const std::string& from_address, Request* r,
@@ -255,8 +328,9 @@ void ClusterRedirects::armTimer() {
     uv_timer_init(worker_.loop(), timer_);
     timer_->data = this;
   }
-  uint64_t next = retries_.front().due_ms;
+  uint64_t next = UINT64_MAX;
   for (const Retry& r : retries_) next = std::min(next, r.due_ms);
+  for (const Wake& w : wakes_) next = std::min(next, w.due_ms);
   const uint64_t now = uv_now(worker_.loop());
   uv_timer_start(timer_, [](uv_timer_t* t) { static_cast<ClusterRedirects*>(t->data)->onTimer(); },
                  next > now ? next - now : 0, 0);
@@ -275,6 +349,19 @@ void ClusterRedirects::onTimer() {
       ++i;
     }
   }
+  std::vector<MultiplexSession*> woken;
+  for (size_t i = 0; i < wakes_.size();) {
+    if (wakes_[i].due_ms <= now) {
+      woken.push_back(wakes_[i].session);
+      wakes_[i] = wakes_.back();
+      wakes_.pop_back();
+    } else {
+      ++i;
+    }
+  }
+  // Sessions end from their connection's callbacks, never from here: each
+  // one woken is alive (one woken twice finds nothing due the second time).
+  for (MultiplexSession* s : woken) s->onRedirectTimer();
   for (Retry& r : due) {
     if (r.request->owner == nullptr) {
       // The client is gone: nothing to retry for.
@@ -288,7 +375,7 @@ void ClusterRedirects::onTimer() {
     }
     resend(*r.db, *to, r.frame, r.request, r.part, false);
   }
-  if (!retries_.empty()) armTimer();
+  if (!retries_.empty() || !wakes_.empty()) armTimer();
   // Written before the loop blocks again (the worker's prepare-phase flush).
 }
 

@@ -22,6 +22,10 @@
 //
 // Nothing here runs unless a node redirected: the steady state costs the
 // link's copy of each command (a reused buffer) and a first-byte check.
+//
+// A client's own connections (blocking commands, SSUBSCRIBE, transactions)
+// are followed by its session (multiplex_session_redirects.cpp), with
+// planStatefulRedirect's decision and this worker's map patch and timer.
 #pragma once
 
 #include <uv.h>
@@ -43,6 +47,7 @@ namespace shardgate::proxy {
 class Worker;
 struct Database;
 class BackendLink;
+class MultiplexSession;
 
 // What to do with one error reply of a cluster node -- the decision alone,
 // no I/O, so it is tested with bytes.
@@ -67,6 +72,22 @@ struct RedirectPlan {
 RedirectPlan planRedirect(std::string_view reply, std::string_view from_address, uint16_t redirects,
                           uint8_t retries, size_t parts);
 
+// The same decision for a command on a client's own connection to a node
+// that did not run it: a blocking command the node unblocked, or a command
+// of a transaction. On top of planRedirect's: -UNBLOCKED (the node turned
+// replica while the command was blocked, replication.c
+// disconnectAllBlockedClients) is retried, `reroute` set, and so are TRYAGAIN
+// and CLUSTERDOWN -- resent to whichever node owns `slot` by then, the
+// topology being refreshed meanwhile. Running out of retries or redirects
+// gives an error naming the slot, never the node's redirect.
+struct StatefulPlan {
+  RedirectPlan plan;
+  bool reroute = false;    // kRetry: resend to the slot's owner then, not to the same node
+  bool link_lost = false;  // the node closes this connection after its reply (UNBLOCKED)
+};
+StatefulPlan planStatefulRedirect(std::string_view reply, std::string_view from_address, uint16_t slot,
+                                  uint16_t redirects, uint8_t retries);
+
 class ClusterRedirects {
  public:
   explicit ClusterRedirects(Worker& worker) : worker_(worker) {}
@@ -80,6 +101,24 @@ class ClusterRedirects {
   // about 2.2 s in all before the node's error reaches the client.
   static constexpr uint8_t kMaxRetries = 8;
   static uint64_t retryDelayMs(uint8_t attempt) { return attempt >= 5 ? 500 : uint64_t{25} << attempt; }
+  // A stateful command (blocking, or a transaction) waits through a failover,
+  // which takes cluster-node-timeout and an election: 25 ... 500 ms, then
+  // every 500 ms, about 10 s in all.
+  static constexpr uint8_t kMaxStatefulRetries = 24;
+
+  // A MOVED seen on a client's own connection: this worker's map says so
+  // from now on, as for one on a shared link, and a refresh is asked for.
+  void noteMoved(const Database& db, const std::string& address, uint16_t slot);
+  // A map whose shard `position` is the cluster node at `address` (the
+  // positions before it repeat it and are never used): a session's
+  // connection to a node its own map does not have, named apart from the
+  // map's shards by its position. Null: not a numeric host:port.
+  static std::shared_ptr<const ShardMap> nodeMap(const Database& db, const std::string& address,
+                                                 uint16_t position);
+  // Calls session->onRedirectTimer() after ms (sessions with a resend or a
+  // re-subscription waiting); cancelWake when the session goes.
+  void wakeLater(MultiplexSession* session, uint64_t ms);
+  void cancelWake(MultiplexSession* session);
 
   // Where a link copies a command and a held error reply before calling
   // onErrorReply (reused: no allocation once warm).
@@ -137,6 +176,11 @@ class ClusterRedirects {
   ByteBuffer frame_;
   ByteBuffer reply_;
   std::vector<Retry> retries_;
+  struct Wake {
+    MultiplexSession* session;
+    uint64_t due_ms;
+  };
+  std::vector<Wake> wakes_;
   uv_timer_t* timer_ = nullptr;
   // Links to nodes an ASK named that this worker's map does not have (a
   // new master being filled), by database index and address; closed once

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "common/byte_buffer.h"
@@ -80,6 +81,22 @@ class LinkFactory {
   virtual std::unique_ptr<ShardLink> openPrivateLink(const Database& db,
                                                      std::shared_ptr<const ShardMap> map,
                                                      uint16_t shard, MultiplexSession* owner) = 0;
+  // A cluster database's node named by a redirect, on a connection of the
+  // session's own whose shard() is `position` (past the session's map's
+  // shards). Null: the address cannot be used.
+  virtual std::unique_ptr<ShardLink> openNodeLink(const Database& db, const std::string& address,
+                                                  uint16_t position, MultiplexSession* owner) {
+    (void)db, (void)address, (void)position, (void)owner;
+    return nullptr;
+  }
+  // A MOVED seen on a session's own connection: the worker routes the slot
+  // to `address` from now on and asks for a topology refresh.
+  virtual void noteMoved(const Database& db, const std::string& address, uint16_t slot) {
+    (void)db, (void)address, (void)slot;
+  }
+  // session->onRedirectTimer() after ms; cancelled when the session ends.
+  virtual void wakeLater(MultiplexSession* session, uint64_t ms) { (void)session, (void)ms; }
+  virtual void cancelWake(MultiplexSession* session) { (void)session; }
   virtual RequestPool& requestPool() = 0;
   // Scratch space for building one command or one reply at a time.
   virtual ByteBuffer& frameScratch() = 0;

@@ -39,13 +39,16 @@ MultiplexSession::MultiplexSession(LinkFactory& links, const Database& db, Reply
       id_(next_client_id.fetch_add(1, std::memory_order_relaxed)) {}
 
 MultiplexSession::~MultiplexSession() {
+  links_host_.cancelWake(this);
   orphanRequests();
   private_.clear();  // their waiting parts are orphans now, freed as they fail
 }
 
 void MultiplexSession::orphanRequests() {
   // Links free orphaned requests as their replies arrive (or fail), and
-  // nothing reaches another client.
+  // nothing reaches another client. One waiting to be resent waits on no link.
+  for (Resend& w : resends_) w.request->waiting = 0;
+  resends_.clear();
   for (Request* r = head_; r;) {
     Request* next = r->next;
     r->owner = nullptr;
@@ -65,6 +68,8 @@ void MultiplexSession::clearPubsub() {
   channels_.clear();
   patterns_.clear();
   shard_channels_.clear();
+  shard_home_.clear();
+  resubs_.clear();
   expected_.clear();
   arrived_.clear();
   sent_pubsub_.clear();
@@ -77,6 +82,7 @@ void MultiplexSession::clearMulti() {
   multi_queue_.clear();
   multi_queue_.release();
   multi_queued_ = 0;
+  tx_slot_ = -1;
 }
 
 void MultiplexSession::abandon() {
@@ -91,7 +97,9 @@ void MultiplexSession::abandon() {
   stream_links_.clear();
   push_partial_.clear();
   private_.clear();
+  node_addresses_.clear();
   retired_.clear();
+  links_host_.cancelWake(this);
 }
 
 // ---- parsing -----------------------------------------------------------------
@@ -203,7 +211,8 @@ bool MultiplexSession::adoptMap() {
   // State a shard keeps for this client -- a transaction, WATCH,
   // subscriptions, MONITOR, tracking -- stays on the old map until it ends,
   // and so does a command waiting on a private link.
-  if (in_multi_ || watching_ || stream_ || tracking_ || on_private_ > 0) return true;
+  // (A RESP3 subscriber has no stream_: its subscriptions count.)
+  if (in_multi_ || watching_ || stream_ || subscribed() || tracking_ || on_private_ > 0) return true;
   for (const auto& link : private_) {
     if (link && !link->idle()) return true;
   }
@@ -215,6 +224,7 @@ bool MultiplexSession::adoptMap() {
   if (in_flight_ > 0) return false;
   // Idle private links hold only SELECT / HELLO 3, which a new one is sent first.
   private_.clear();
+  node_addresses_.clear();
   links_ = shared_.current;
   map_ = links_->map.get();
   return true;
@@ -349,7 +359,10 @@ MultiplexSession::Next MultiplexSession::dispatch(std::string_view frame) {
     }
     case redis::CommandRoute::kMulti:
       if (auto st = findKeys(*cmd); !st) break;
-      if (pin_shard_ >= 0) {  // WATCH named the shard: MULTI goes there now
+      // A cluster database queues the transaction here until EXEC
+      // (multiplex_session_multi.cpp); elsewhere, once WATCH named the
+      // shard, MULTI goes there now.
+      if (pin_shard_ >= 0 && !db_.cluster) {
         if (!orderedAfterInFlight(LinkKind::kPrivate, pin_shard_)) return Next::kWaitIdle;
         if (!sharedLink(pin_shard_).available()) {
           replyLocal(unavailableLine(pin_shard_));
@@ -418,7 +431,20 @@ MultiplexSession::Next MultiplexSession::dispatch(std::string_view frame) {
   if (shard < 0) shard = 0;
   if ((cmd->flags & redis::CommandInfo::kBlocking) || route == redis::CommandRoute::kStalling) {
     // A blocked command would stall every client behind it on a shared link.
-    return forward(shard, frame, LinkKind::kPrivate, true);
+    // On a cluster its slot goes with it: a node that lets it go unrun
+    // (the slot moved, a failover) names where to resend it.
+    cur_slot_ = db_.cluster && !keys_.empty() ? redis::keyHashSlot(args_[keys_[0]]) : -1;
+    Next next = forward(shard, frame, LinkKind::kPrivate, true);
+    cur_slot_ = -1;
+    return next;
+  }
+  if (db_.cluster && ownLinks() && !keys_.empty()) {
+    // A RESP3 client's commands go on links of its own: a node's redirect
+    // is followed there (multiplex_session_redirects.cpp), as on the shared ones.
+    cur_slot_ = redis::keyHashSlot(args_[keys_[0]]);
+    Next next = forward(shard, frame, LinkKind::kShared);
+    cur_slot_ = -1;
+    return next;
   }
   return forward(shard, frame, LinkKind::kShared);
 }
@@ -499,31 +525,44 @@ bool MultiplexSession::orderedAfterInFlight(LinkKind kind, int shard) const {
 // ---- sending -----------------------------------------------------------------
 
 ShardLink& MultiplexSession::privateLink(int shard) {
-  if (private_.empty()) private_.resize(map_->shardCount());
+  if (private_.size() < map_->shardCount() + node_addresses_.size()) {
+    private_.resize(map_->shardCount() + node_addresses_.size());
+  }
   auto& link = private_[static_cast<size_t>(shard)];
   // Its shard was told of the client's EOF, but a blocked command it held
   // was answered and what waited behind it runs: on a connection of its own.
   if (link && link->writeClosed()) retired_.push_back(std::move(link));
   if (!link) {
-    link = links_host_.openPrivateLink(db_, links_->map, static_cast<uint16_t>(shard), this);
-    // The client's connection state goes first; the shard's answers to it
-    // are the proxy's, dropped.
-    ByteBuffer& prelude = reply_scratch_;
-    if (resp3_) {
-      link->setPushTarget(this);
-      link->setOutOfBandPushes(true);
-      prelude.clear();
-      redis::resp::appendCommand(prelude, {"HELLO", "3"});
-      link->send(prelude.view(), nullptr, 0);
+    const size_t shards = map_->shardCount();
+    if (static_cast<size_t>(shard) >= shards) {
+      // nodeShard() checked the address can be used.
+      link = links_host_.openNodeLink(db_, node_addresses_[static_cast<size_t>(shard) - shards],
+                                      static_cast<uint16_t>(shard), this);
+    } else {
+      link = links_host_.openPrivateLink(db_, links_->map, static_cast<uint16_t>(shard), this);
     }
-    if (db_index_ != 0) {
-      prelude.clear();
-      std::string index = std::to_string(db_index_);
-      redis::resp::appendCommand(prelude, {"SELECT", index});
-      link->send(prelude.view(), nullptr, 0);
-    }
+    sendPrelude(*link);
   }
   return *link;
+}
+
+void MultiplexSession::sendPrelude(ShardLink& link) {
+  // The client's connection state goes first; the shard's answers to it
+  // are the proxy's, dropped.
+  ByteBuffer& prelude = reply_scratch_;
+  if (resp3_) {
+    link.setPushTarget(this);
+    link.setOutOfBandPushes(true);
+    prelude.clear();
+    redis::resp::appendCommand(prelude, {"HELLO", "3"});
+    link.send(prelude.view(), nullptr, 0);
+  }
+  if (db_index_ != 0) {
+    prelude.clear();
+    std::string index = std::to_string(db_index_);
+    redis::resp::appendCommand(prelude, {"SELECT", index});
+    link.send(prelude.view(), nullptr, 0);
+  }
 }
 
 ShardLink& MultiplexSession::linkFor(int shard, LinkKind kind) {
@@ -562,6 +601,8 @@ MultiplexSession::Next MultiplexSession::forward(int shard, std::string_view fra
   }
   Request* r = newRequest(ReplyMerge::kForward, kind, 1);
   r->blocking = blocking;
+  r->slot = cur_slot_;
+  r->tx = cur_tx_;
   if (kind == LinkKind::kPrivate) private_shard_ = shard;
   push(r);
   ShardLink& link = replica != nullptr ? *replica : linkFor(shard, kind);
@@ -730,6 +771,9 @@ void MultiplexSession::onPrivateLinkLost(ShardLink& link) {
   // A private link holds connection state the shard has now forgotten; a
   // fresh connection must not silently stand in for it.
   const int shard = link.shard();
+  // A link no longer the session's (retired: its state was given up
+  // already) changes nothing.
+  if (link.shard() >= private_.size() || private_[link.shard()].get() != &link) return;
   if (in_multi_ && multi_on_shard_ && pin_shard_ == shard) {
     multi_dirty_ = true;
     multi_lost_ = true;
@@ -748,6 +792,7 @@ void MultiplexSession::onPrivateLinkLost(ShardLink& link) {
     return;
   }
   if (subscribed() && link.shard() < stream_links_.size() && stream_links_[link.shard()]) {
+    if (db_.cluster && resubscribeLost(shard)) return;
     std::string line = "-ERR shard " + link.address() + " unavailable: " + link.failure() +
                        (monitoring_ ? " (MONITOR ended)" : " (subscriptions on it are lost)") +
                        "\r\n";

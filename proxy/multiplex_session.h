@@ -20,7 +20,8 @@
 // Files: multiplex_session.cpp (parsing, dispatch, sending, replies),
 // multiplex_session_local.cpp (commands the proxy answers or combines),
 // multiplex_session_multi.cpp (MULTI/WATCH), multiplex_session_pubsub.cpp
-// (pub/sub, MONITOR, RESP3 pushes).
+// (pub/sub, MONITOR, RESP3 pushes), multiplex_session_redirects.cpp (a
+// cluster's redirects on the client's own links).
 #pragma once
 
 #include <cstdint>
@@ -29,6 +30,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "common/byte_buffer.h"
@@ -103,6 +105,19 @@ class MultiplexSession {
   // One of this session's private links failed (after its waiting requests
   // were answered with the error).
   void onPrivateLinkLost(ShardLink& link);
+  // A cluster database: a node's error reply to request r, a command that
+  // link kept a copy of (`frame`) on this session's own connection. True:
+  // taken over (resent, now or later, or answered); false: the reply is the
+  // client's as it is (multiplex_session_redirects.cpp).
+  bool onNodeError(ShardLink& link, Request* r, std::string_view frame, std::string_view reply);
+  // The worker's timer: resends and re-subscriptions that are due.
+  void onRedirectTimer();
+  // A cluster node's error to a command of the proxy's own on this
+  // session's link (a transaction's queued command, replayed at EXEC).
+  void onDroppedError(std::string_view reply);
+  // Bytes of queued commands a cluster transaction keeps to replay them on
+  // another node; a command beyond it is refused and EXEC aborts.
+  static constexpr size_t kMaxTransactionBytes = 1024 * 1024;
 
   // Requests in flight at most; beyond it the client is not read.
   static constexpr size_t kMaxInFlight = 1024;
@@ -175,6 +190,10 @@ class MultiplexSession {
   Next reset();
   Next watch(const redis::CommandInfo& cmd, std::string_view frame);
   void startMultiOn(int shard);
+  // EXEC or DISCARD of a cluster database's transaction, queued here
+  // (multiplex_session_multi.cpp).
+  Next endClusterTransaction(bool exec);
+  Next queueClusterCommand(int shard, std::string_view frame);
   Next subscribe(redis::CommandRoute route, std::string_view frame);
   Next monitor(std::string_view frame);
   Next dispatchInMonitor(const redis::CommandInfo* cmd, std::string_view frame);
@@ -234,6 +253,35 @@ class MultiplexSession {
   // replica of `shard`'s master, or null (its master serves: a fallback).
   ShardLink* replicaFor(int shard);
   ShardLink& privateLink(int shard);
+  void sendPrelude(ShardLink& link);  // HELLO 3 / SELECT, on a new private link
+  // A cluster node by address: the shard of the session's map at that
+  // address, or a position past the map's shards for a node the map does
+  // not have (its link opened by LinkFactory::openNodeLink). -1: unusable.
+  int nodeShard(const std::string& address);
+  // The node owning `slot` now, by the worker's latest map (empty: none).
+  std::string slotOwnerNow(uint16_t slot);
+  // Request r (a blocking command) goes to the node at address, on the
+  // session's own link there; asking: after ASKING.
+  void resendToNode(const std::string& address, std::string_view frame, Request* r, bool asking);
+  // The link that answered UNBLOCKED is being closed by its node: nothing
+  // more is sent on it.
+  void retireLink(ShardLink& link);
+  void scheduleWake(uint64_t ms);
+  // A cluster transaction: MULTI, its queued commands and EXEC (r) at once.
+  void sendTransaction(ShardLink& link, Request* r, bool asking);
+  // EXEC's answer, a node's refusal or EXECABORT: replayed elsewhere (true)
+  // or the client's as it is.
+  bool onExecError(ShardLink& link, Request* r, std::string_view reply);
+  // Shard channels on a cluster database: a frame from `shard` the proxy
+  // takes (true) -- a sunsubscribe the node sent because the channel's slot
+  // left it, the confirmation or refusal of the proxy's re-subscription.
+  bool onShardChannelFrame(int shard, std::string_view kind, std::string_view name, std::string_view error);
+  void resubscribeLater(std::string name, int tries, bool confirm);
+  // A stream link to a cluster node was lost: its shard channels are
+  // subscribed again where their slots are served. False: the link held
+  // more than that (channels, patterns, a command waiting), which is lost.
+  bool resubscribeLost(int shard);
+  void resubscribeDue(uint64_t now);
   ShardLink& linkFor(int shard, LinkKind kind);
   bool ownLinks() const { return db_index_ != 0 || resp3_; }
   void dropPrivateLinks();
@@ -300,8 +348,34 @@ class MultiplexSession {
   bool resp3_ = false;     // HELLO 3
   bool tracking_ = false;  // CLIENT TRACKING was sent: its state lives on the links
 
-  // Private links, one per shard at most, opened when first needed.
+  // Private links, one per shard at most, opened when first needed; past
+  // the map's shards, links to the cluster nodes in node_addresses_.
   std::vector<std::unique_ptr<ShardLink>> private_;
+  std::vector<std::string> node_addresses_;
+  // Blocking commands a node let go unrun, waiting to be resent (to the
+  // slot's owner then).
+  struct Resend {
+    Request* request;
+    std::string frame;
+    uint64_t due_ms;
+  };
+  std::vector<Resend> resends_;
+  int32_t cur_slot_ = -1;  // the blocking command being dispatched: its key's slot
+  uint8_t cur_tx_ = 0;     // ... a cluster WATCH: Request::kTxWatch
+  // Shard channels to subscribe again (their slot moved, their node died).
+  struct Resubscribe {
+    std::string name;
+    int tries;
+    bool confirm;  // the client's SSUBSCRIBE, refused by a node whose slot moved
+    uint64_t due_ms;
+  };
+  std::vector<Resubscribe> resubs_;
+  // Where each shard channel is subscribed (a shard of the map or a node past it).
+  std::unordered_map<std::string, int> shard_home_;
+  // A redirect among the replies to a transaction's queued commands, until
+  // its EXEC answers (EXECABORT, because of it).
+  std::string tx_redirect_;
+  int32_t tx_slot_ = -1;  // a cluster transaction's slot (its first key's)
   std::vector<std::unique_ptr<ShardLink>> retired_;  // pub/sub links, deleted soon
 
   // MULTI/WATCH: the transaction's shard once a key named it.
@@ -357,6 +431,10 @@ class MultiplexSession {
     std::string kind;
     std::vector<std::string> names;
     size_t left;  // confirmations still due
+    // >= 0: the proxy's own SSUBSCRIBE of a shard channel whose slot moved
+    // (multiplex_session_redirects.cpp), its try; the client hears nothing of it.
+    int resub_try = -1;
+    bool confirm = false;  // ... of a client's SSUBSCRIBE a node refused: its confirmation is the client's
   };
   std::list<SentPubsub> sent_pubsub_;
 };

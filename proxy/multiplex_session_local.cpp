@@ -372,6 +372,7 @@ MultiplexSession::Next MultiplexSession::reset() {
   endStream();
   if (in_flight_ > 0) return Next::kWaitIdle;
   private_.clear();
+  node_addresses_.clear();
   retired_.clear();
   push_partial_.clear();
   stream_links_.clear();

@@ -30,7 +30,19 @@ MultiplexSession::Next MultiplexSession::watch(const redis::CommandInfo& cmd, st
     replyLocal(unavailableLine(shard));
     return Next::kContinue;
   }
+  if (db_.cluster && !keys_.empty()) {
+    // The slot's owner by the worker's latest map, as the transaction's
+    // commands will be. A node that refuses the WATCH (its slot moved) did
+    // not watch: it is sent where the slot is (multiplex_session_redirects.cpp).
+    cur_slot_ = redis::keyHashSlot(args_[keys_[0]]);
+    cur_tx_ = Request::kTxWatch;
+    const std::string owner = slotOwnerNow(static_cast<uint16_t>(cur_slot_));
+    const int node = owner.empty() ? -1 : nodeShard(owner);
+    if (node >= 0 && (pin_shard_ < 0 || node == pin_shard_)) shard = node;
+  }
   forward(shard, frame, LinkKind::kPrivate);
+  cur_slot_ = -1;
+  cur_tx_ = 0;
   pin_shard_ = shard;
   watching_ = true;
   return Next::kContinue;
@@ -70,6 +82,7 @@ MultiplexSession::Next MultiplexSession::dispatchInMulti(const redis::CommandInf
     case redis::CommandRoute::kExec:
     case redis::CommandRoute::kDiscard: {
       const bool exec = route == redis::CommandRoute::kExec;
+      if (db_.cluster) return endClusterTransaction(exec);
       int shard = pin_shard_ >= 0 ? pin_shard_ : 0;
       if (multi_on_shard_ || (exec && !multi_dirty_)) {
         if (!orderedAfterInFlight(LinkKind::kPrivate, shard)) return Next::kWaitIdle;
@@ -124,6 +137,7 @@ MultiplexSession::Next MultiplexSession::dispatchInMulti(const redis::CommandInf
     multi_dirty_ = true;
     return Next::kContinue;
   }
+  if (db_.cluster) return queueClusterCommand(shard, frame);
   if (shard >= 0 && pin_shard_ >= 0 && shard != pin_shard_) {
     multi_dirty_ = true;
     replyError(redis::kCrossSlot);
@@ -166,6 +180,83 @@ void MultiplexSession::startMultiOn(int shard) {
   multi_queued_ = 0;
   multi_on_shard_ = true;
   pin_shard_ = shard;
+}
+
+MultiplexSession::Next MultiplexSession::queueClusterCommand(int shard, std::string_view frame) {
+  // Queued here, all sent at EXEC: a slot that moves meanwhile is found
+  // there, and the whole transaction replayed on the new owner, since none
+  // of it ran. The node is the slot's owner by the worker's latest map (the
+  // session's may be older: it keeps it while the client holds state), as
+  // WATCH's is. The bound keeps what a client can make the proxy hold.
+  if (multi_queue_.size() + frame.size() > kMaxTransactionBytes) {
+    multi_dirty_ = true;
+    replyError("ERR shardgate: a transaction on a cluster database queues at most " +
+               std::to_string(kMaxTransactionBytes) + " bytes of commands");
+    return Next::kContinue;
+  }
+  if (shard >= 0 && !keys_.empty()) {
+    const uint16_t slot = redis::keyHashSlot(args_[keys_[0]]);
+    const std::string owner = slotOwnerNow(slot);
+    const int node = owner.empty() ? -1 : nodeShard(owner);
+    if (node < 0) {
+      multi_dirty_ = true;
+      replyError(ShardMap::kNotServedError);
+      return Next::kContinue;
+    }
+    if (pin_shard_ >= 0 && node != pin_shard_) {
+      multi_dirty_ = true;
+      replyError(redis::kCrossSlot);
+      return Next::kContinue;
+    }
+    pin_shard_ = node;
+    if (tx_slot_ < 0) tx_slot_ = slot;
+  }
+  multi_queue_.append(frame);
+  ++multi_queued_;
+  replySimple("QUEUED");
+  return Next::kContinue;
+}
+
+MultiplexSession::Next MultiplexSession::endClusterTransaction(bool exec) {
+  const int shard = pin_shard_ >= 0 ? pin_shard_ : 0;
+  const bool watch_on_node = watching_ && !watch_lost_;
+  const bool send = watch_on_node || (exec && !multi_dirty_);
+  if (send && !orderedAfterInFlight(LinkKind::kPrivate, shard)) return Next::kWaitIdle;
+  const bool mapped = static_cast<size_t>(shard) < map_->shardCount();
+  if (!exec || multi_dirty_ || watch_lost_ || (mapped && !sharedLink(shard).available())) {
+    // Nothing of the transaction reached a node; a WATCH did, and ends.
+    if (watch_on_node) {
+      ByteBuffer& unwatch = frame_scratch_;
+      unwatch.clear();
+      redis::resp::appendCommand(unwatch, {"UNWATCH"});
+      privateLink(shard).send(unwatch.view(), nullptr, 0);
+    }
+    if (!exec) {
+      replySimple("OK");
+    } else if (multi_dirty_) {
+      replyError("EXECABORT Transaction discarded because of previous errors.");
+    } else if (watch_lost_) {
+      replyLocal(resp3_ ? "_\r\n" : "*-1\r\n");  // as when a watched key changed: the client retries
+    } else {
+      replyLocal(unavailableLine(shard));
+    }
+    clearMulti();
+    tx_slot_ = -1;
+    return Next::kContinue;
+  }
+  Request* r = newRequest(ReplyMerge::kForward, LinkKind::kPrivate, 1);
+  r->tx = Request::kTxExec;
+  r->slot = tx_slot_;
+  r->watched = watching_;
+  r->replay.assign("*1\r\n$5\r\nMULTI\r\n");
+  r->replay.append(multi_queue_.view());
+  r->replay_count = static_cast<uint32_t>(multi_queued_);
+  private_shard_ = shard;
+  push(r);
+  sendTransaction(privateLink(shard), r, false);
+  clearMulti();
+  tx_slot_ = -1;
+  return Next::kContinue;
 }
 
 }  // namespace shardgate::proxy

@@ -115,7 +115,12 @@ MultiplexSession::Next MultiplexSession::subscribe(redis::CommandRoute route, st
   };
   std::vector<Group> groups;  // in order of first name
   for (const std::string& n : names) {
-    const size_t s = map_->shardOfKey(n);
+    size_t s = map_->shardOfKey(n);
+    if (by_slot && unsub) {
+      // Subscribed again elsewhere after its slot moved: left there.
+      auto home = shard_home_.find(n);
+      if (home != shard_home_.end()) s = static_cast<size_t>(home->second);
+    }
     if (s == ShardMap::kNoShard) continue;
     const uint16_t slot = by_slot ? redis::keyHashSlot(n) : 0;
     auto g = std::find_if(groups.begin(), groups.end(),
@@ -139,7 +144,9 @@ MultiplexSession::Next MultiplexSession::subscribe(redis::CommandRoute route, st
 
 void MultiplexSession::sendPubsub(int shard, std::string_view frame, bool confirms,
                                const std::vector<std::string>& names, const std::string& kind) {
-  if (!sharedLink(shard).available()) {
+  // A node past the map's shards (a shard channel's home after its slot
+  // moved) has no shared link to say whether it is up: its own link says.
+  if (static_cast<size_t>(shard) < map_->shardCount() && !sharedLink(shard).available()) {
     if (!confirms) return;
     // The names bound for this shard will not be confirmed: say why, and
     // stop waiting for those (only those).
@@ -155,6 +162,9 @@ void MultiplexSession::sendPubsub(int shard, std::string_view frame, bool confir
   useForStream(shard, link);
   link.sendUnmatched(frame);
   if (confirms && !names.empty()) sent_pubsub_.push_back(SentPubsub{shard, kind, names, names.size()});
+  if (db_.cluster && kind == "ssubscribe") {
+    for (const std::string& n : names) shard_home_[n] = shard;
+  }
 }
 
 bool MultiplexSession::settlePubsub(int shard, bool error, std::string_view line) {
@@ -181,7 +191,9 @@ bool MultiplexSession::settlePubsub(int shard, bool error, std::string_view line
 
 void MultiplexSession::useForStream(int shard, ShardLink& link) {
   link.setPushTarget(this);
-  if (stream_links_.size() < map_->shardCount()) stream_links_.resize(map_->shardCount());
+  if (stream_links_.size() <= static_cast<size_t>(shard)) {
+    stream_links_.resize(std::max(map_->shardCount(), static_cast<size_t>(shard) + 1));
+  }
   stream_links_[static_cast<size_t>(shard)] = true;
 }
 
@@ -202,6 +214,7 @@ void MultiplexSession::emitConfirmations() {
       if (is_unsub) {
         auto found = set.find(want.name);
         if (found != set.end()) set.erase(found);
+        if (is_shard) shard_home_.erase(want.name);
       } else {
         set.insert(want.name);
       }
@@ -518,7 +531,7 @@ MultiplexSession::Next MultiplexSession::dispatchInPubsub(const redis::CommandIn
 }
 
 void MultiplexSession::onPush(ShardLink& link, const uint8_t* data, size_t len, bool done) {
-  if (push_partial_.size() <= link.shard()) push_partial_.resize(map_->shardCount());
+  if (push_partial_.size() <= link.shard()) push_partial_.resize(std::max<size_t>(map_->shardCount(), link.shard() + 1));
   ByteBuffer& frame = push_partial_[link.shard()];
   frame.append(data, len);
   if (!done) return;
@@ -529,7 +542,8 @@ void MultiplexSession::onPush(ShardLink& link, const uint8_t* data, size_t len, 
     // RESP3: subscription confirmations are put in order and counted like
     // RESP2's; messages and CLIENT TRACKING invalidations go between replies.
     if (!whole.empty() && whole.data()[0] == '-' &&
-        settlePubsub(static_cast<int>(link.shard()), true, whole.view())) {
+        ((db_.cluster && onShardChannelFrame(static_cast<int>(link.shard()), {}, {}, whole.view())) ||
+         settlePubsub(static_cast<int>(link.shard()), true, whole.view()))) {
       return;
     }
     if (whole.empty() || whole.data()[0] != '>') return;
@@ -540,6 +554,9 @@ void MultiplexSession::onPush(ShardLink& link, const uint8_t* data, size_t len, 
         if (kind[0] == 'p' && link.shard() != 0) return;
         const redis::RespValue& name = v->elements[1];
         const bool null_name = name.type == redis::RespValue::Type::kNull;
+        if (db_.cluster && !null_name && onShardChannelFrame(static_cast<int>(link.shard()), kind, name.str, {})) {
+          return;
+        }
         settlePubsub(static_cast<int>(link.shard()), false, {});
         arrived_.push_back(
             Confirm{kind, null_name ? std::string() : std::string(name.str), null_name});
@@ -555,7 +572,8 @@ void MultiplexSession::onPush(ShardLink& link, const uint8_t* data, size_t len, 
     return;
   }
   if (!whole.empty() && whole.data()[0] == '-' &&
-      settlePubsub(static_cast<int>(link.shard()), true, whole.view())) {
+      ((db_.cluster && onShardChannelFrame(static_cast<int>(link.shard()), {}, {}, whole.view())) ||
+       settlePubsub(static_cast<int>(link.shard()), true, whole.view()))) {
     return;
   }
   auto v = redis::parseReply(whole.view());
@@ -577,6 +595,9 @@ void MultiplexSession::onPush(ShardLink& link, const uint8_t* data, size_t len, 
   if (is_pattern && link.shard() != 0) return;
   const redis::RespValue& name = v->elements[1];
   const bool null_name = name.type == redis::RespValue::Type::kNull;
+  if (db_.cluster && !null_name && onShardChannelFrame(static_cast<int>(link.shard()), kind, name.str, {})) {
+    return;
+  }
   settlePubsub(static_cast<int>(link.shard()), false, {});
   arrived_.push_back(Confirm{kind, null_name ? std::string() : std::string(name.str), null_name});
   emitConfirmations();

@@ -53,6 +53,18 @@ struct Request {
   // A cluster database: MOVED/ASK followed, TRYAGAIN/CLUSTERDOWN retried (bounded).
   uint16_t redirects = 0;  // over all its parts
   uint8_t retries = 0;
+  // A blocking command on a cluster database: its key's slot, where it is
+  // resent when the node that held it lets it go unrun (-1: none).
+  int32_t slot = -1;
+  // A cluster database's WATCH or EXEC (kTxWatch, kTxExec), followed when a
+  // node refuses it; an EXEC carries what replays its transaction elsewhere:
+  // MULTI and the queued commands (replay_count of them).
+  static constexpr uint8_t kTxWatch = 1;
+  static constexpr uint8_t kTxExec = 2;
+  uint8_t tx = 0;
+  bool watched = false;  // kTxExec: WATCH was in effect (it cannot be moved)
+  uint32_t replay_count = 0;
+  std::string replay;
   uint64_t start_us = 0;   // the batch clock when it was parsed
   uint32_t scan_shard = 0;     // kScan: the shard that was asked
   ByteBuffer reply;                     // the complete (or buffered partial) reply
@@ -93,6 +105,12 @@ class RequestPool {
     r->timed = false;
     r->redirects = 0;
     r->retries = 0;
+    r->slot = -1;
+    r->tx = 0;
+    r->watched = false;
+    r->replay_count = 0;
+    if (r->replay.capacity() > kKeepBytes) r->replay = std::string();
+    r->replay.clear();
     r->reply.clear();
     // A big reply's memory goes back; the common small one is kept for reuse.
     if (r->reply.capacity() > kKeepBytes) r->reply.release();

@@ -194,6 +194,13 @@ std::unique_ptr<ShardLink> Worker::openPrivateLink(const Database& db,
   return std::make_unique<BackendLink>(*this, db, std::move(map), shard, owner);
 }
 
+std::unique_ptr<ShardLink> Worker::openNodeLink(const Database& db, const std::string& address,
+                                                uint16_t position, MultiplexSession* owner) {
+  auto map = ClusterRedirects::nodeMap(db, address, position);
+  if (!map) return nullptr;
+  return std::make_unique<BackendLink>(*this, db, std::move(map), position, owner);
+}
+
 void Worker::markDirty(BackendLink* link) {
   link->dirty = true;
   dirty_links_.push_back(link);

@@ -95,6 +95,13 @@ class Worker final : public LinkFactory {
   ClusterRedirects& clusterRedirects() { return cluster_redirects_; }
   std::unique_ptr<ShardLink> openPrivateLink(const Database& db, std::shared_ptr<const ShardMap> map,
                                              uint16_t shard, MultiplexSession* owner) override;
+  std::unique_ptr<ShardLink> openNodeLink(const Database& db, const std::string& address, uint16_t position,
+                                          MultiplexSession* owner) override;
+  void noteMoved(const Database& db, const std::string& address, uint16_t slot) override {
+    cluster_redirects_.noteMoved(db, address, slot);
+  }
+  void wakeLater(MultiplexSession* session, uint64_t ms) override { cluster_redirects_.wakeLater(session, ms); }
+  void cancelWake(MultiplexSession* session) override { cluster_redirects_.cancelWake(session); }
   RequestPool& requestPool() override { return request_pool_; }
   void markDirty(BackendLink* link);
   void forgetLink(BackendLink* link);

@@ -77,3 +77,53 @@ TEST_CASE("planRedirect: other errors and malformed redirects reach the client a
     CHECK_FALSE(p.refresh);
   }
 }
+
+// planStatefulRedirect: a command on a client's own connection that the node
+// did not run (a blocking command it unblocked, a transaction's command).
+
+using shardgate::proxy::planStatefulRedirect;
+
+TEST_CASE("planStatefulRedirect: MOVED and ASK are followed as on a shared link") {
+  auto moved = planStatefulRedirect("-MOVED 3999 127.0.0.1:6381\r\n", "127.0.0.1:7000", 3999, 0, 0);
+  CHECK(moved.plan.action == Action::kMoved);
+  CHECK(moved.plan.address == "127.0.0.1:6381");
+  CHECK_FALSE(moved.reroute);
+  auto ask = planStatefulRedirect("-ASK 3999 127.0.0.1:6381\r\n", "127.0.0.1:7000", 3999, 0, 0);
+  CHECK(ask.plan.action == Action::kAsk);
+}
+
+TEST_CASE("planStatefulRedirect: UNBLOCKED after a failover is resent to the slot's owner, the link given up") {
+  auto p = planStatefulRedirect(
+      "-UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)\r\n",
+      "127.0.0.1:7000", 12, 0, 0);
+  CHECK(p.plan.action == Action::kRetry);
+  CHECK(p.reroute);
+  CHECK(p.link_lost);
+  CHECK(p.plan.refresh);
+  CHECK(p.plan.delay_ms == 25);
+  auto stream = planStatefulRedirect("-UNBLOCKED the stream key no longer exists\r\n", "127.0.0.1:7000", 12, 0, 0);
+  CHECK(stream.plan.action == Action::kRetry);
+  CHECK_FALSE(stream.link_lost);
+}
+
+TEST_CASE("planStatefulRedirect: TRYAGAIN and CLUSTERDOWN wait for a failover, then an error naming the slot") {
+  auto p = planStatefulRedirect("-CLUSTERDOWN The cluster is down\r\n", "127.0.0.1:7000", 77, 0, 3);
+  CHECK(p.plan.action == Action::kRetry);
+  CHECK(p.reroute);
+  CHECK(p.plan.delay_ms == 200);
+  auto last = planStatefulRedirect("-TRYAGAIN Multiple keys request during rehashing of slot\r\n", "127.0.0.1:7000",
+                                   77, 0, ClusterRedirects::kMaxStatefulRetries);
+  CHECK(last.plan.action == Action::kTooMany);
+  CHECK(last.plan.error.find("slot 77") != std::string::npos);
+  CHECK(last.plan.error.rfind("-ERR shardgate:", 0) == 0);
+}
+
+TEST_CASE("planStatefulRedirect: a MOVED to an unknown host waits for the refresh; other errors pass") {
+  auto unknown = planStatefulRedirect("-MOVED 5 ?:6390\r\n", "127.0.0.1:7000", 5, 0, 0);
+  CHECK(unknown.plan.action == Action::kRetry);
+  CHECK(unknown.reroute);
+  CHECK(planStatefulRedirect("-WRONGTYPE Operation against a key\r\n", "127.0.0.1:7000", 5, 0, 0).plan.action ==
+        Action::kPass);
+  auto many = planStatefulRedirect("-MOVED 5 127.0.0.1:1\r\n", "127.0.0.1:2", 5, ClusterRedirects::kMaxRedirects, 0);
+  CHECK(many.plan.action == Action::kTooMany);
+}

@@ -186,10 +186,6 @@ TEST_CASE("multiplex session: a cluster database splits multi-key commands by sl
   CHECK(rig.links.shared(0).sent.back() == command({"DEL", a, "{" + a + "}x"}));
 }
 
-}  // namespace shardgate::proxy::testing
-
-namespace shardgate::proxy::testing {
-
 TEST_CASE("multiplex session: a cluster database refuses SELECT of another database, as a node does") {
   Database db = testDatabase(2);
   db.cluster = true;
@@ -206,6 +202,44 @@ TEST_CASE("multiplex session: a cluster database refuses SELECT of another datab
 }
 
 }  // namespace shardgate::proxy::testing
+
+namespace shardgate::proxy::testing {
+
+TEST_CASE("multiplex session: a cluster transaction is queued by the proxy and sent whole at EXEC") {
+  Database db = testDatabase(2);
+  db.cluster = true;
+  SessionRig rig(db);
+  const std::string a = keyInSlots(0, 100, "a");
+  rig.send(command({"MULTI"}) + command({"SET", a, "1"}) + command({"INCR", a}));
+  // Nothing reached a node yet: the +QUEUED are the proxy's.
+  CHECK(rig.out() == "+OK\r\n+QUEUED\r\n+QUEUED\r\n");
+  CHECK(rig.links.privateLink(0) == nullptr);
+  rig.send(command({"EXEC"}));
+  FakeLink* link = rig.links.privateLink(0);
+  REQUIRE(link != nullptr);
+  REQUIRE(link->sent == std::vector<std::string>{command({"MULTI"}) + command({"SET", a, "1"}) + command({"INCR", a}),
+                                                 command({"EXEC"})});
+  link->reply("+OK\r\n");
+  link->reply("+QUEUED\r\n");
+  link->reply("+QUEUED\r\n");
+  link->reply("*2\r\n+OK\r\n:2\r\n");
+  CHECK(rig.out() == "*2\r\n+OK\r\n:2\r\n");
+}
+
+TEST_CASE("multiplex session: a cluster transaction past its bound is refused and EXEC aborts") {
+  Database db = testDatabase(2);
+  db.cluster = true;
+  SessionRig rig(db);
+  const std::string a = keyInSlots(0, 100, "a");
+  const std::string big(MultiplexSession::kMaxTransactionBytes / 2, 'v');
+  rig.send(command({"MULTI"}) + command({"SET", a, big}));
+  CHECK(rig.out() == "+OK\r\n+QUEUED\r\n");
+  rig.send(command({"SET", a, big}));
+  CHECK(rig.out().starts_with("-ERR shardgate: a transaction on a cluster database queues at most 1048576 bytes"));
+  rig.send(command({"EXEC"}));
+  CHECK(rig.out() == "-EXECABORT Transaction discarded because of previous errors.\r\n");
+  CHECK(rig.links.privateLink(0) == nullptr);  // nothing was sent
+}
 
 TEST_CASE("cluster map: a node known by a name is connected to at its ip, and the name is its alias") {
   redis::ClusterNode byName;
@@ -247,6 +281,7 @@ TEST_CASE("shard map: aliases are looked up by the announced name and take part 
   CHECK((*a)->aliasOf("redis-2:6379") == nullptr);
   CHECK_FALSE((*a)->sameRouting(**b));
   CHECK((*a)->sameRouting(**a));
+}
 }
 
 }  // namespace shardgate::proxy::testing
