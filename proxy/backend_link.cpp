@@ -98,9 +98,11 @@ BackendLink::~BackendLink() {
 void BackendLink::send(std::string_view frame, Request* r, uint16_t part) {
   if (!owner_ && fifo_.empty() && state_ == State::kReady) startWatchdog();
   last_used_ms_ = uv_now(worker_.loop());
-  // A blocking command on a client's own link to a cluster node is kept too:
-  // the node may let it go unrun (MOVED, UNBLOCKED) and the session resends it.
-  const bool keep = r != nullptr && (follow_redirects_ || (db_.cluster && (r->slot >= 0 || r->tx != 0)));
+  // A blocking command on a client's own link to a cluster node is kept too
+  // (and a RESP3 client's command, or a part of its split one): the node may
+  // let it go unrun (MOVED, UNBLOCKED) and the session resends it.
+  const bool keep = r != nullptr && (follow_redirects_ ||
+                                     (db_.cluster && (r->slot >= 0 || r->tx != 0 || part < r->part_slot.size())));
   fifo_.push_back(Pending{r, part, false, last_used_ms_, keep ? static_cast<uint32_t>(frame.size()) : 0,
                           replica_ && r != nullptr, false});
   if (keep) sent_.append(frame);
@@ -425,7 +427,7 @@ void BackendLink::followOrDeliver(const Pending& p) {
     if (redirects.readFallback(db_, master, frame.view(), p.request, p.part)) return;
   } else if (owner_ != nullptr) {
     // A client's own link: the session decides (its state is on this link).
-    if (p.request->owner == owner_ && owner_->onNodeError(*this, p.request, frame.view(), reply.view())) return;
+    if (p.request->owner == owner_ && owner_->onNodeError(*this, p.request, p.part, frame.view(), reply.view())) return;
   } else if (redirects.onErrorReply(db_, address(), p.request, p.part)) {
     return;
   } else if (p.replica_read) {

@@ -104,7 +104,7 @@ RedirectPlan planRedirect(std::string_view reply, std::string_view from_address,
 }
 
 StatefulPlan planStatefulRedirect(std::string_view reply, std::string_view from_address, uint16_t slot,
-                                  uint16_t redirects, uint8_t retries) {
+                                  uint16_t redirects, uint8_t retries, size_t parts) {
   StatefulPlan out;
   RedirectPlan& plan = out.plan;
   const std::string slot_text = std::to_string(slot);
@@ -116,7 +116,7 @@ StatefulPlan planStatefulRedirect(std::string_view reply, std::string_view from_
     plan.refresh = true;
     plan.slot = slot;
   } else {
-    plan = planRedirect(reply, from_address, redirects, 0, 1);
+    plan = planRedirect(reply, from_address, redirects, 0, parts);
     const auto kind = redis::classifyReply(reply).kind;
     if (kind != redis::RedirectKind::kTryAgain && kind != redis::RedirectKind::kClusterDown) {
       // MOVED, ASK (or too many of them), or a reply that is the client's.

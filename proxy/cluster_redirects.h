@@ -85,8 +85,9 @@ struct StatefulPlan {
   bool reroute = false;    // kRetry: resend to the slot's owner then, not to the same node
   bool link_lost = false;  // the node closes this connection after its reply (UNBLOCKED)
 };
+// parts: as planRedirect's (a RESP3 client's split command).
 StatefulPlan planStatefulRedirect(std::string_view reply, std::string_view from_address, uint16_t slot,
-                                  uint16_t redirects, uint8_t retries);
+                                  uint16_t redirects, uint8_t retries, size_t parts = 1);
 
 class ClusterRedirects {
  public:

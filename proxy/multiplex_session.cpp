@@ -47,7 +47,8 @@ MultiplexSession::~MultiplexSession() {
 void MultiplexSession::orphanRequests() {
   // Links free orphaned requests as their replies arrive (or fail), and
   // nothing reaches another client. One waiting to be resent waits on no link.
-  for (Resend& w : resends_) w.request->waiting = 0;
+  // A split command's other parts may still be on links: one part each.
+  for (Resend& w : resends_) --w.request->waiting;
   resends_.clear();
   for (Request* r = head_; r;) {
     Request* next = r->next;
@@ -680,6 +681,9 @@ MultiplexSession::Next MultiplexSession::split(redis::CommandRoute route, std::s
     }
   }
   r->parts.resize(shard_of_part.size());
+  // On the client's own links a part's redirect is followed by the session,
+  // which needs its slot (on shared links the worker reads it off the node's reply).
+  if (by_slot && ownLinks()) r->part_slot.assign(slot_of_part.begin(), slot_of_part.end());
   r->waiting = static_cast<uint16_t>(shard_of_part.size());
   countInFlight(r);
   push(r);

@@ -105,11 +105,12 @@ class MultiplexSession {
   // One of this session's private links failed (after its waiting requests
   // were answered with the error).
   void onPrivateLinkLost(ShardLink& link);
-  // A cluster database: a node's error reply to request r, a command that
-  // link kept a copy of (`frame`) on this session's own connection. True:
+  // A cluster database: a node's error reply to part `part` of request r,
+  // a command that link kept a copy of (`frame`) on this session's own
+  // connection. True:
   // taken over (resent, now or later, or answered); false: the reply is the
   // client's as it is (multiplex_session_redirects.cpp).
-  bool onNodeError(ShardLink& link, Request* r, std::string_view frame, std::string_view reply);
+  bool onNodeError(ShardLink& link, Request* r, uint16_t part, std::string_view frame, std::string_view reply);
   // The worker's timer: resends and re-subscriptions that are due.
   void onRedirectTimer();
   // A cluster node's error to a command of the proxy's own on this
@@ -260,9 +261,11 @@ class MultiplexSession {
   int nodeShard(const std::string& address);
   // The node owning `slot` now, by the worker's latest map (empty: none).
   std::string slotOwnerNow(uint16_t slot);
-  // Request r (a blocking command) goes to the node at address, on the
-  // session's own link there; asking: after ASKING.
-  void resendToNode(const std::string& address, std::string_view frame, Request* r, bool asking);
+  // Part `part` of request r (a blocking command, a RESP3 client's command
+  // or one slot's part of its split one), for `slot`, goes to the node at
+  // address, on the session's own link there; asking: after ASKING.
+  void resendToNode(const std::string& address, std::string_view frame, Request* r, uint16_t part, uint16_t slot,
+                    bool asking);
   // The link that answered UNBLOCKED is being closed by its node: nothing
   // more is sent on it.
   void retireLink(ShardLink& link);
@@ -352,10 +355,12 @@ class MultiplexSession {
   // the map's shards, links to the cluster nodes in node_addresses_.
   std::vector<std::unique_ptr<ShardLink>> private_;
   std::vector<std::string> node_addresses_;
-  // Blocking commands a node let go unrun, waiting to be resent (to the
+  // Commands (or parts) a node let go unrun, waiting to be resent (to the
   // slot's owner then).
   struct Resend {
     Request* request;
+    uint16_t part;
+    uint16_t slot;
     std::string frame;
     uint64_t due_ms;
   };

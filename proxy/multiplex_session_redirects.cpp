@@ -1,7 +1,9 @@
 // MultiplexSession: a cluster node's redirects on the client's own
 // connections, so that a client in a stateful mode never sees them either.
 //
-//   blocking command on private link ─ node lets it go unrun ─► onNodeError
+//   blocking command, or a RESP3 client's command (or one slot's part of
+//   its split MGET, DEL, ...) on its own link ─ node lets it go unrun ─►
+//   onNodeError
 //     -MOVED slot addr      ─► the worker's map follows (noteMoved); the
 //                              command is sent again on the session's own
 //                              link to addr, where it blocks anew
@@ -32,12 +34,16 @@ namespace {
 constexpr std::string_view kAsking = "*1\r\n$6\r\nASKING\r\n";
 }  // namespace
 
-bool MultiplexSession::onNodeError(ShardLink& link, Request* r, std::string_view frame, std::string_view reply) {
+bool MultiplexSession::onNodeError(ShardLink& link, Request* r, uint16_t part, std::string_view frame,
+                                   std::string_view reply) {
   if (!db_.cluster) return false;
   if (r->tx == Request::kTxExec) return onExecError(link, r, reply);
-  if (r->slot < 0) return false;
-  const auto slot = static_cast<uint16_t>(r->slot);
-  const StatefulPlan decided = planStatefulRedirect(reply, link.address(), slot, r->redirects, r->retries);
+  int32_t part_slot = r->slot;
+  if (part < r->part_slot.size()) part_slot = r->part_slot[part];
+  if (part_slot < 0) return false;
+  const auto slot = static_cast<uint16_t>(part_slot);
+  const StatefulPlan decided =
+      planStatefulRedirect(reply, link.address(), slot, r->redirects, r->retries, std::max<size_t>(1, r->parts.size()));
   const RedirectPlan& plan = decided.plan;
   if (plan.refresh && db_.cluster_refresh != nullptr) db_.cluster_refresh->requestRefresh();
   if (decided.link_lost) retireLink(link);
@@ -45,7 +51,7 @@ bool MultiplexSession::onNodeError(ShardLink& link, Request* r, std::string_view
     case RedirectPlan::Action::kPass:
       return false;
     case RedirectPlan::Action::kTooMany:
-      onReply(r, 0, reinterpret_cast<const uint8_t*>(plan.error.data()), plan.error.size(), true);
+      onReply(r, part, reinterpret_cast<const uint8_t*>(plan.error.data()), plan.error.size(), true);
       return true;
     case RedirectPlan::Action::kMoved:
     case RedirectPlan::Action::kAsk: {
@@ -53,14 +59,14 @@ bool MultiplexSession::onNodeError(ShardLink& link, Request* r, std::string_view
       ++r->redirects;
       db_stats_.cluster_redirects[moved ? 0 : 1].add();
       if (moved) links_host_.noteMoved(db_, plan.address, plan.slot);
-      resendToNode(plan.address, frame, r, !moved);
+      resendToNode(plan.address, frame, r, part, slot, !moved);
       return true;
     }
     case RedirectPlan::Action::kRetry: {
       ++r->retries;
       db_stats_.cluster_retries.add();
       const uint64_t now = links_host_.clockUs() / 1000;
-      resends_.push_back(Resend{r, std::string(frame), now + plan.delay_ms});
+      resends_.push_back(Resend{r, part, slot, std::string(frame), now + plan.delay_ms});
       // Not sent on this link again: what follows on it must wait.
       private_shard_ = -2;
       scheduleWake(plan.delay_ms);
@@ -85,13 +91,13 @@ void MultiplexSession::onRedirectTimer() {
     }
   }
   for (Resend& w : due) {
-    const std::string owner = slotOwnerNow(static_cast<uint16_t>(w.request->slot));
+    const std::string owner = slotOwnerNow(w.slot);
     if (owner.empty()) {
       const std::string line = "-" + std::string(ShardMap::kNotServedError) + "\r\n";
-      onReply(w.request, 0, reinterpret_cast<const uint8_t*>(line.data()), line.size(), true);
+      onReply(w.request, w.part, reinterpret_cast<const uint8_t*>(line.data()), line.size(), true);
       continue;
     }
-    resendToNode(owner, w.frame, w.request, false);
+    resendToNode(owner, w.frame, w.request, w.part, w.slot, false);
   }
   if (!resends_.empty() || !resubs_.empty()) {
     // Others not due yet: woken again for the soonest.
@@ -130,20 +136,21 @@ int MultiplexSession::nodeShard(const std::string& address) {
   return static_cast<int>(position);
 }
 
-void MultiplexSession::resendToNode(const std::string& address, std::string_view frame, Request* r, bool asking) {
+void MultiplexSession::resendToNode(const std::string& address, std::string_view frame, Request* r, uint16_t part,
+                                    uint16_t slot, bool asking) {
   if (input_ended_ || stopped_) {
     // The client is gone (or quit): redis-server would have freed it
     // blocked, without a reply; so is it here.
-    onFailure(r, 0, "", false);
+    onFailure(r, part, "", false);
     return;
   }
   // A node known by a name: its ip, as the topology gave it.
   const std::string* alias = map_->aliasOf(address);
   const int shard = nodeShard(alias != nullptr ? *alias : address);
   if (shard < 0) {
-    const std::string line = "-ERR shardgate: slot " + std::to_string(r->slot) + " moved to " + address +
+    const std::string line = "-ERR shardgate: slot " + std::to_string(slot) + " moved to " + address +
                              ", which cannot be connected to\r\n";
-    onReply(r, 0, reinterpret_cast<const uint8_t*>(line.data()), line.size(), true);
+    onReply(r, part, reinterpret_cast<const uint8_t*>(line.data()), line.size(), true);
     return;
   }
   ShardLink& link = privateLink(shard);
@@ -155,7 +162,7 @@ void MultiplexSession::resendToNode(const std::string& address, std::string_view
   // A WATCH the node refused did not watch: where it does, EXEC goes.
   if (r->tx == Request::kTxWatch && watching_) pin_shard_ = shard;
   if (asking) link.send(kAsking, nullptr, 0);
-  link.send(frame, r, 0);
+  link.send(frame, r, part);
 }
 
 // ---- transactions ----------------------------------------------------------
@@ -221,14 +228,14 @@ bool MultiplexSession::onExecError(ShardLink& link, Request* r, std::string_view
     case RedirectPlan::Action::kAsk: {
       ++r->redirects;
       db_stats_.cluster_redirects[moved ? 0 : 1].add();
-      resendToNode(plan.address, {}, r, !moved);
+      resendToNode(plan.address, {}, r, 0, slot, !moved);
       return true;
     }
     case RedirectPlan::Action::kRetry: {
       ++r->retries;
       db_stats_.cluster_retries.add();
       if (r->slot < 0) r->slot = slot;  // rerouted by it
-      resends_.push_back(Resend{r, std::string(), links_host_.clockUs() / 1000 + plan.delay_ms});
+      resends_.push_back(Resend{r, 0, slot, std::string(), links_host_.clockUs() / 1000 + plan.delay_ms});
       private_shard_ = -2;
       scheduleWake(plan.delay_ms);
       return true;

@@ -67,6 +67,9 @@ struct Request {
   std::string replay;
   uint64_t start_us = 0;   // the batch clock when it was parsed
   uint32_t scan_shard = 0;     // kScan: the shard that was asked
+  // A cluster database's command split by slot on a client's own links
+  // (RESP3): each part's slot, where a part a node let go unrun is resent.
+  std::vector<uint16_t> part_slot;
   ByteBuffer reply;                     // the complete (or buffered partial) reply
   std::vector<std::string> parts;       // merges: one reply per part, in part order
   std::vector<uint16_t> key_part;       // kMget: the part holding each key, in key order
@@ -116,6 +119,7 @@ class RequestPool {
     if (r->reply.capacity() > kKeepBytes) r->reply.release();
     r->parts.clear();
     r->key_part.clear();
+    r->part_slot.clear();
     if (free_.size() >= kMaxFree) {
       delete r;
       return;

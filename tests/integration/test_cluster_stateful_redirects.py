@@ -19,7 +19,8 @@ themselves (INFO's blocked_clients, PUBSUB SHARDNUMSUB).
   through shardgate or straight to the new owner reaches the client. The
   same after the channel's master is killed and its replica took over.
 - A RESP3 client (whose commands all go on connections of its own): a GET
-  and an SSUBSCRIBE both follow a reshard.
+  and an SSUBSCRIBE both follow a reshard; its MGET, EXISTS and MSET over
+  several slots follow ASK, TRYAGAIN and MOVED slot by slot.
 - MULTI/EXEC whose slot is resharded between the queued commands and EXEC:
   the replies are the transaction's, as if nothing moved, and the values are
   on the new owner; with WATCH, EXEC answers null (aborted, the client
@@ -375,3 +376,45 @@ def test_resp3_client_follows_a_reshard_for_commands_and_shard_channels(env, sg)
         expect_smessage(c, channel, "m", "SPUBLISH to a RESP3 subscriber")
         # A push, as the node spoke RESP3 to shardgate's new connection too.
         assert bytes(c._buf[start:start + 1]) == b">", bytes(c._buf[start:start + 40])
+
+
+def test_resp3_client_split_commands_follow_ask_tryagain_and_moved(env, sg):
+    """A RESP3 client's MGET/EXISTS/MSET of keys on several slots: each slot's
+    part goes on the client's own connection, and a node's ASK, TRYAGAIN or
+    MOVED for one part is followed there; the client gets the merged reply."""
+    here = ["{r3split}a", "{r3split}b"]
+    slot = keyslot(here[0])
+    source = env.slot_owner(slot)
+    target = next(m for m in env.masters() if m is not source)
+    other_master = next(m for m in env.masters() if m is not source and m is not target)
+    elsewhere = key_in_slot(env.slot_map().index(other_master.port), "r3other")
+    with raw(sg) as c:
+        assert isinstance(c.call("HELLO", "3"), list)
+        assert c.call("MSET", here[0], "A", here[1], "B", elsewhere, "C") == "OK"
+        assert target.command("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id) in (b"OK", "OK", True)
+        assert source.command("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id) in (b"OK", "OK", True)
+        source.command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", here[0])
+
+        # here[0] is on the importing node now: the source answers its part ASK.
+        reply = c.call("MGET", here[0], elsewhere)
+        assert_no_redirect(reply, "MGET during the migration")
+        assert reply == [b"A", b"C"]
+        assert c.call("EXISTS", here[0], elsewhere) == 2
+
+        # Both keys of the slot, one moved and one not: the source says
+        # TRYAGAIN, retried until the slot's migration is over.
+        c.send("MGET", here[0], elsewhere, here[1])
+        time.sleep(0.3)
+        no_reply_yet(c, "MGET while its slot is half migrated")
+        source.command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", here[1])
+        for node in env.masters():
+            node.command("CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
+        reply = c.read_reply("MGET after the migration")
+        assert_no_redirect(reply, "MGET retried after TRYAGAIN")
+        assert reply == [b"A", b"C", b"B"]
+
+        # The slot is the target's: MOVED, followed, for a write too.
+        assert c.call("MSET", here[0], "A2", elsewhere, "C2") == "OK"
+        assert c.call("MGET", elsewhere, here[0], here[1]) == [b"C2", b"A2", b"B"]
+    with target.client() as direct:
+        assert direct.get(here[0]) == b"A2"

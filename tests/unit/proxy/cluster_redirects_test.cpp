@@ -127,3 +127,12 @@ TEST_CASE("planStatefulRedirect: a MOVED to an unknown host waits for the refres
   auto many = planStatefulRedirect("-MOVED 5 127.0.0.1:1\r\n", "127.0.0.1:2", 5, ClusterRedirects::kMaxRedirects, 0);
   CHECK(many.plan.action == Action::kTooMany);
 }
+
+TEST_CASE("planStatefulRedirect: a split command's parts may each be redirected as often as one command") {
+  const uint16_t max = ClusterRedirects::kMaxRedirects;
+  auto three = planStatefulRedirect("-ASK 5 127.0.0.1:1\r\n", "127.0.0.1:2", 5, max, 0, 3);
+  CHECK(three.plan.action == Action::kAsk);
+  auto spent = planStatefulRedirect("-ASK 5 127.0.0.1:1\r\n", "127.0.0.1:2", 5, 3 * max, 0, 3);
+  CHECK(spent.plan.action == Action::kTooMany);
+  CHECK(spent.plan.error.find("slot 5") != std::string::npos);
+}
