@@ -58,7 +58,7 @@ void MultiplexSession::orphanRequests() {
   }
   head_ = tail_ = nullptr;
   stream_ = nullptr;  // was in the FIFO (released above)
-  in_flight_ = on_shared_ = on_private_ = 0;
+  in_flight_ = on_shared_ = on_private_ = refused_ = 0;
   buffered_ = 0;
 }
 
@@ -519,6 +519,9 @@ bool MultiplexSession::singleShard(int* shard) {
 }
 
 bool MultiplexSession::orderedAfterInFlight(LinkKind kind, int shard) const {
+  // A command a node let go unrun is retried (TRYAGAIN, a failover) until
+  // answered: nothing the client sends meanwhile may run before it.
+  if (refused_ > 0) return false;
   if (kind == LinkKind::kShared) return on_private_ == 0;
   return on_shared_ == 0 && (on_private_ == 0 || private_shard_ == shard);
 }
@@ -640,7 +643,14 @@ MultiplexSession::Next MultiplexSession::split(redis::CommandRoute route, std::s
     one_part = one_part && (by_slot ? key_slot_.back() == key_slot_.front()
                                     : key_shard_.back() == key_shard_.front());
   }
-  if (one_part) return forward(key_shard_.front(), frame, LinkKind::kShared);
+  if (one_part) {
+    // On a client's own links its slot goes with it, where a redirect is
+    // followed (multiplex_session_redirects.cpp).
+    if (by_slot && ownLinks()) cur_slot_ = key_slot_.front();
+    const Next next = forward(key_shard_.front(), frame, LinkKind::kShared);
+    cur_slot_ = -1;
+    return next;
+  }
   if (!orderedAfterInFlight(LinkKind::kShared, 0)) return Next::kWaitIdle;
   const bool pairs = route == redis::CommandRoute::kMset;
   // PUBSUB NUMSUB: "PUBSUB NUMSUB" before each shard's channels.
@@ -899,6 +909,7 @@ void MultiplexSession::countInFlight(Request* r) {
 }
 
 void MultiplexSession::uncount(Request* r) {
+  if (r->refused) --refused_;
   if (r->on_private) --on_private_;
   else --on_shared_;
 }

@@ -335,6 +335,7 @@ class MultiplexSession {
   size_t buffered_ = 0;  // bytes in Request::reply / parts of this session's requests
   size_t on_shared_ = 0;   // requests waiting on shared links
   size_t on_private_ = 0;  // ... on private links
+  size_t refused_ = 0;     // ... a node let go unrun and that wait to be retried (Request::refused)
   int private_shard_ = -1; // the shard of the last private request
   bool stopped_ = false;   // QUIT or protocol error: no more commands
   bool waiting_ = false;   // a command waits for in-flight requests to finish

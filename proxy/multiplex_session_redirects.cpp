@@ -65,6 +65,10 @@ bool MultiplexSession::onNodeError(ShardLink& link, Request* r, uint16_t part, s
     case RedirectPlan::Action::kRetry: {
       ++r->retries;
       db_stats_.cluster_retries.add();
+      if (!r->refused) {
+        r->refused = true;
+        ++refused_;
+      }
       const uint64_t now = links_host_.clockUs() / 1000;
       resends_.push_back(Resend{r, part, slot, std::string(frame), now + plan.delay_ms});
       // Not sent on this link again: what follows on it must wait.
@@ -138,9 +142,10 @@ int MultiplexSession::nodeShard(const std::string& address) {
 
 void MultiplexSession::resendToNode(const std::string& address, std::string_view frame, Request* r, uint16_t part,
                                     uint16_t slot, bool asking) {
-  if (input_ended_ || stopped_) {
+  if ((input_ended_ || stopped_) && (r->blocking || r->tx != 0)) {
     // The client is gone (or quit): redis-server would have freed it
-    // blocked, without a reply; so is it here.
+    // blocked, without a reply; so is it here. Anything else it sent
+    // before its QUIT or EOF is answered, as redis-server answers it.
     onFailure(r, part, "", false);
     return;
   }
@@ -234,6 +239,10 @@ bool MultiplexSession::onExecError(ShardLink& link, Request* r, std::string_view
     case RedirectPlan::Action::kRetry: {
       ++r->retries;
       db_stats_.cluster_retries.add();
+      if (!r->refused) {
+        r->refused = true;
+        ++refused_;
+      }
       if (r->slot < 0) r->slot = slot;  // rerouted by it
       resends_.push_back(Resend{r, 0, slot, std::string(), links_host_.clockUs() / 1000 + plan.delay_ms});
       private_shard_ = -2;

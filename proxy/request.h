@@ -53,6 +53,7 @@ struct Request {
   // A cluster database: MOVED/ASK followed, TRYAGAIN/CLUSTERDOWN retried (bounded).
   uint16_t redirects = 0;  // over all its parts
   uint8_t retries = 0;
+  bool refused = false;  // retried after a node let it go unrun: what follows waits for it
   // A blocking command on a cluster database: its key's slot, where it is
   // resent when the node that held it lets it go unrun (-1: none).
   int32_t slot = -1;
@@ -108,6 +109,7 @@ class RequestPool {
     r->timed = false;
     r->redirects = 0;
     r->retries = 0;
+    r->refused = false;
     r->slot = -1;
     r->tx = 0;
     r->watched = false;

@@ -20,7 +20,9 @@ themselves (INFO's blocked_clients, PUBSUB SHARDNUMSUB).
   same after the channel's master is killed and its replica took over.
 - A RESP3 client (whose commands all go on connections of its own): a GET
   and an SSUBSCRIBE both follow a reshard; its MGET, EXISTS and MSET over
-  several slots follow ASK, TRYAGAIN and MOVED slot by slot.
+  several slots follow ASK, TRYAGAIN and MOVED slot by slot (a command
+  sent while one waits out a TRYAGAIN runs after it), and so do
+  multi-key commands on one slot and one pipelined before QUIT.
 - MULTI/EXEC whose slot is resharded between the queued commands and EXEC:
   the replies are the transaction's, as if nothing moved, and the values are
   on the new owner; with WATCH, EXEC answers null (aborted, the client
@@ -402,9 +404,13 @@ def test_resp3_client_split_commands_follow_ask_tryagain_and_moved(env, sg):
         assert c.call("EXISTS", here[0], elsewhere) == 2
 
         # Both keys of the slot, one moved and one not: the source says
-        # TRYAGAIN, retried until the slot's migration is over.
+        # TRYAGAIN, retried until the slot's migration is over. A SET sent
+        # meanwhile waits its turn: run first, on the source, it would be
+        # migrated with here[1] and the MGET would read "B2".
         c.send("MGET", here[0], elsewhere, here[1])
         time.sleep(0.3)
+        c.send("SET", here[1], "B2")
+        time.sleep(0.2)
         no_reply_yet(c, "MGET while its slot is half migrated")
         source.command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", here[1])
         for node in env.masters():
@@ -412,9 +418,43 @@ def test_resp3_client_split_commands_follow_ask_tryagain_and_moved(env, sg):
         reply = c.read_reply("MGET after the migration")
         assert_no_redirect(reply, "MGET retried after TRYAGAIN")
         assert reply == [b"A", b"C", b"B"]
+        assert c.read_reply("the SET pipelined behind it") == "OK"
 
         # The slot is the target's: MOVED, followed, for a write too.
         assert c.call("MSET", here[0], "A2", elsewhere, "C2") == "OK"
-        assert c.call("MGET", elsewhere, here[0], here[1]) == [b"C2", b"A2", b"B"]
+        assert c.call("MGET", elsewhere, here[0], here[1]) == [b"C2", b"A2", b"B2"]
     with target.client() as direct:
         assert direct.get(here[0]) == b"A2"
+
+
+def test_resp3_client_multi_key_command_on_one_moved_slot_and_before_quit(env, sg):
+    """A RESP3 client's multi-key command whose keys share one slot (sent
+    whole, not split) follows a MOVED too, and so does one pipelined before
+    QUIT: it is answered, then QUIT's +OK."""
+    keys = ["{r3one}a", "{r3one}b"]
+    slot = keyslot(keys[0])
+    source = env.slot_owner(slot)
+    target = next(m for m in env.masters() if m is not source)
+    with raw(sg) as c, raw(sg) as quitter:
+        for conn in (c, quitter):
+            assert isinstance(conn.call("HELLO", "3"), list)
+        assert c.call("MSET", keys[0], "A", keys[1], "B") == "OK"
+        assert c.call("MGET", *keys) == [b"A", b"B"]
+        # The slot moved whole, keys and all, behind shardgate's back.
+        assert target.command("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id) in (b"OK", "OK", True)
+        assert source.command("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id) in (b"OK", "OK", True)
+        source.command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+        for node in env.masters():
+            node.command("CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
+        quitter.send("MGET", *keys)
+        quitter.send("QUIT")
+        reply = quitter.read_reply("MGET pipelined before QUIT")
+        assert_no_redirect(reply, "MGET before QUIT")
+        assert reply == [b"A", b"B"]
+        assert quitter.read_reply("QUIT") == "OK"
+        reply = c.call("MGET", *keys)
+        assert_no_redirect(reply, "MGET of one moved slot")
+        assert reply == [b"A", b"B"]
+        assert c.call("DEL", *keys) == 2
+    with target.client() as direct:
+        assert direct.exists(*keys) == 0
